@@ -1,0 +1,95 @@
+/**
+ * The one error catalogue. Every refusal anywhere in fleetgate carries one of these codes; the HTTP API maps
+ * them to a status, the broker to a CONNACK return code (broker/connack-codes.ts), and the README's error
+ * table is checked against this file by a test. Codes are stable: rename one and you break operators' alerts.
+ */
+export interface ErrorSpec {
+  /** HTTP status the API answers with. */
+  readonly http: number;
+  /** A user-safe message that says what to do next. Never includes internal causes. */
+  readonly message: string;
+}
+
+export const errorCatalogue = {
+  // identities and topics
+  DEVICE_ID_INVALID: { http: 400, message: 'Device ids must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$ (no "/", "+", "#", spaces or NUL).' },
+  TOPIC_INVALID: { http: 400, message: 'The topic name is not a valid MQTT topic (non-empty, no wildcards, no NUL, at most 65535 bytes).' },
+  TOPIC_FILTER_INVALID: { http: 400, message: 'The topic filter is not valid MQTT ("#" only last and alone in its level, "+" alone in its level).' },
+  ATTRIBUTE_INVALID: { http: 400, message: 'Device attribute names must be identifiers and values short strings without "/", "+", "#" or NUL.' },
+
+  // policies
+  POLICY_INVALID: { http: 400, message: 'The policy document is not valid: each statement needs effect allow|deny, actions publish|subscribe|receive and valid topic filters.' },
+  POLICY_NOT_FOUND: { http: 404, message: 'No policy with that name exists; list policies or create it first.' },
+  ACL_PUBLISH_DENIED: { http: 403, message: 'The device policy does not allow publishing to this topic.' },
+  ACL_SUBSCRIBE_DENIED: { http: 403, message: 'The device policy does not allow subscribing to this filter (every topic it can match must be allowed).' },
+  ACL_RECEIVE_DENIED: { http: 403, message: 'The device policy does not allow receiving messages on this topic.' },
+  ACL_RESERVED_TOPIC: { http: 403, message: 'Topics starting with "$" are reserved for the gateway.' },
+  ACL_CLAIM_SCOPE: { http: 403, message: 'A claim certificate may only use its own enrollment topics $fleetgate/enroll/{serial}/...; enroll first, then reconnect with the device certificate.' },
+
+  // PKI and CSRs
+  PKI_PEM_MALFORMED: { http: 400, message: 'The PEM data could not be parsed; send a single PEM block with matching BEGIN/END lines.' },
+  PKI_CSR_MALFORMED: { http: 400, message: 'The CSR could not be parsed as PKCS#10; send a PEM or base64 DER certificate request.' },
+  PKI_CSR_SIGNATURE_INVALID: { http: 400, message: 'The CSR signature does not verify; sign the request with the private key it carries (proof of possession).' },
+  PKI_KEY_TYPE_NOT_ALLOWED: { http: 400, message: 'The CSR key type or size is not allowed; use ECDSA P-256 or P-384, or RSA 2048/3072/4096.' },
+  PKI_PUBLIC_KEY_IN_USE: { http: 409, message: 'This public key is already bound to another identity; generate a new key pair.' },
+  PKI_CA_MISSING: { http: 500, message: 'The certificate authority files are incomplete; run `fleetgate init` on a fresh data directory or restore the missing files.' },
+
+  // broker admission (CONNECT)
+  AUTH_NO_CLIENT_CERT: { http: 401, message: 'No client certificate was presented; connect with the device (or claim) certificate and key.' },
+  AUTH_CERT_UNTRUSTED: { http: 401, message: 'The client certificate was not issued by this gateway; enroll the device to get a certificate from its device CA.' },
+  AUTH_CERT_EXPIRED: { http: 401, message: 'The client certificate has expired; renew before expiry or re-enroll with a claim certificate.' },
+  AUTH_CERT_NOT_YET_VALID: { http: 401, message: 'The client certificate is not valid yet; check the device clock.' },
+  AUTH_CERT_INVALID: { http: 401, message: 'The client certificate failed verification (wrong purpose, bad signature or malformed); use the certificate this gateway issued.' },
+  AUTH_CERT_UNKNOWN: { http: 401, message: 'The client certificate is not in the registry; it may have been issued by a CA that was reset. Re-enroll the device.' },
+  AUTH_CERT_REVOKED: { http: 401, message: 'The client certificate has been revoked or superseded; connect with the current certificate of the device.' },
+  AUTH_DEVICE_UNKNOWN: { http: 401, message: 'The device named in the certificate is not registered.' },
+  AUTH_DEVICE_SUSPENDED: { http: 403, message: 'The device is suspended; an operator must resume it before it can connect.' },
+  AUTH_DEVICE_REVOKED: { http: 403, message: 'The device has been revoked and can no longer connect.' },
+  AUTH_CLIENT_ID_MISMATCH: { http: 401, message: 'The MQTT client id must equal the device id in the certificate (for claim certificates: the device serial).' },
+  AUTH_CLAIM_INVALID: { http: 401, message: 'The claim credential is unknown, revoked or expired; ask the factory for a new claim certificate.' },
+  AUTH_SERVICE_UNAVAILABLE: { http: 503, message: 'The gateway cannot check credentials right now and refuses new sessions; retry with backoff.' },
+
+  // MQTT protocol guard rails
+  MQTT_PACKET_TOO_LARGE: { http: 413, message: 'The MQTT packet exceeds the maximum packet size of this gateway.' },
+  MQTT_PROTOCOL_UNSUPPORTED: { http: 400, message: 'Only MQTT 3.1.1 (protocol level 4) is supported; connect with protocolVersion 4.' },
+  MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
+
+  // registry
+  DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },
+  DEVICE_EXISTS: { http: 409, message: 'A device with that id is already registered; choose another id or revoke the old device.' },
+  TEMPLATE_NOT_FOUND: { http: 404, message: 'No template with that name exists; list templates or create it first.' },
+  TEMPLATE_INVALID: { http: 400, message: 'The template is not valid: check its policy name, validity days and key rules.' },
+  CERT_NOT_FOUND: { http: 404, message: 'No certificate with that serial number is registered.' },
+
+  // configuration and internals
+  CONFIG_INVALID: { http: 500, message: 'The configuration is not valid; see the listed problems.' },
+  INTERNAL: { http: 500, message: 'Internal error; the gateway logged the cause. Retry, and report it if it persists.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export const errorCodes = Object.keys(errorCatalogue) as ErrorCode[];
+
+/**
+ * A refusal with a stable code. `message` is safe to show to the caller; `cause` and `detail` are for logs
+ * and audit entries and never leave the process in an API answer.
+ */
+export class FleetgateError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: ErrorCode, options: { message?: string; detail?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(options.message ?? errorCatalogue[code].message, { cause: options.cause });
+    this.name = 'FleetgateError';
+    this.code = code;
+    this.detail = options.detail;
+  }
+
+  get httpStatus(): number {
+    return errorCatalogue[this.code].http;
+  }
+}
+
+export function isFleetgateError(value: unknown): value is FleetgateError {
+  return value instanceof FleetgateError;
+}

@@ -1,0 +1,180 @@
+import type { Clock } from '../clock.ts';
+import { randomSerial, sha256Hex } from './encoding.ts';
+import { ecdsaSha256, generateKeyPair } from './keys.ts';
+import {
+  backdateMs,
+  claimUri,
+  dayMs,
+  deviceUri,
+  issuingCaValidityDays,
+  type LeafProfile,
+  rootValidityDays,
+  serverValidityDays,
+  serviceUri,
+} from './profiles.ts';
+import { x509 } from './x509.ts';
+
+/** A CA certificate with its private key. Keys stay in the process that holds custody (provisioning). */
+export interface CaCredential {
+  readonly certificate: x509.X509Certificate;
+  readonly privateKey: CryptoKey;
+}
+
+export interface IssuedCertificate {
+  readonly certificate: x509.X509Certificate;
+  readonly pem: string;
+  /** Lower-case hex, no leading zero octet. */
+  readonly serial: string;
+  /** SHA-256 of the DER certificate, lower-case hex. */
+  readonly fingerprint: string;
+  /** SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex: the key's identity across certificates. */
+  readonly publicKeyHash: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+const { KeyUsageFlags } = x509;
+
+export async function createRootCa(options: { commonName: string; clock: Clock }): Promise<CaCredential> {
+  const keys = await generateKeyPair();
+  const now = options.clock.now();
+  const name = `CN=${options.commonName}`;
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: name,
+    issuer: name,
+    notBefore: new Date(now.getTime() - backdateMs),
+    notAfter: new Date(now.getTime() + rootValidityDays * dayMs),
+    signingAlgorithm: ecdsaSha256,
+    publicKey: keys.publicKey,
+    signingKey: keys.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 1, true), // RFC 5280 §4.2.1.9: critical in CA certificates
+      new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certificate, privateKey: keys.privateKey };
+}
+
+/** An issuing CA under the root: pathLen 0, so it can sign leaves only. */
+export async function createIssuingCa(options: { issuer: CaCredential; commonName: string; clock: Clock }): Promise<CaCredential> {
+  const keys = await generateKeyPair();
+  const now = options.clock.now();
+  const notAfter = new Date(Math.min(now.getTime() + issuingCaValidityDays * dayMs, options.issuer.certificate.notAfter.getTime()));
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${options.commonName}`,
+    issuer: options.issuer.certificate.subjectName,
+    notBefore: new Date(now.getTime() - backdateMs),
+    notAfter,
+    signingAlgorithm: ecdsaSha256,
+    publicKey: keys.publicKey,
+    signingKey: options.issuer.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
+    ],
+  });
+  return { certificate, privateKey: keys.privateKey };
+}
+
+/**
+ * Issues a leaf certificate for `publicKey` (already checked: see csr.ts) under `profile`. Subject, SANs,
+ * key usages and validity come from the profile only. The certificate never outlives its issuer.
+ */
+export async function issueCertificate(options: {
+  issuer: CaCredential;
+  publicKey: x509.PublicKey | CryptoKey;
+  profile: LeafProfile;
+  clock: Clock;
+}): Promise<IssuedCertificate> {
+  const { issuer, profile } = options;
+  const now = options.clock.now().getTime();
+  const notBefore = new Date(now - backdateMs);
+  const requestedNotAfter =
+    profile.kind === 'claim' ? profile.notAfter.getTime() : now + (profile.kind === 'server' ? serverValidityDays : profile.validityDays) * dayMs;
+  const notAfter = new Date(Math.min(requestedNotAfter, issuer.certificate.notAfter.getTime()));
+  const publicKey = options.publicKey instanceof x509.PublicKey ? options.publicKey : await x509.PublicKey.create(options.publicKey);
+
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: subjectFor(profile),
+    issuer: issuer.certificate.subjectName,
+    notBefore,
+    notAfter,
+    signingAlgorithm: ecdsaSha256,
+    publicKey,
+    signingKey: issuer.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(keyUsageFor(publicKey), true),
+      new x509.ExtendedKeyUsageExtension([profile.kind === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension(alternativeNamesFor(profile)),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.certificate),
+      ...revocationExtensions(profile),
+    ],
+  });
+  return describeCertificate(certificate);
+}
+
+export async function describeCertificate(certificate: x509.X509Certificate): Promise<IssuedCertificate> {
+  return {
+    certificate,
+    pem: certificate.toString('pem') + '\n',
+    serial: normaliseSerial(certificate.serialNumber),
+    fingerprint: await sha256Hex(certificate.rawData),
+    publicKeyHash: await sha256Hex(certificate.publicKey.rawData),
+    notBefore: certificate.notBefore,
+    notAfter: certificate.notAfter,
+  };
+}
+
+/** @peculiar writes lower-case hex, Node's TLS upper-case, and either may keep a leading "00" octet. */
+export function normaliseSerial(serial: string): string {
+  return serial.toLowerCase().replace(/^(00)+(?=[0-9a-f]{2})/, '');
+}
+
+function subjectFor(profile: LeafProfile): string {
+  switch (profile.kind) {
+    case 'device':
+      return `CN=${profile.deviceId}`;
+    case 'service':
+      return `CN=${profile.name}`;
+    case 'claim':
+      return `CN=claim ${profile.claimId}`;
+    case 'server':
+      return `CN=${profile.dnsNames[0] ?? 'localhost'}`;
+  }
+}
+
+function alternativeNamesFor(profile: LeafProfile): x509.JsonGeneralName[] {
+  switch (profile.kind) {
+    case 'device':
+      return [{ type: 'url', value: deviceUri(profile.deviceId) }];
+    case 'service':
+      return [{ type: 'url', value: serviceUri(profile.name) }];
+    case 'claim':
+      return [{ type: 'url', value: claimUri(profile.claimId) }];
+    case 'server':
+      return [...profile.dnsNames.map((value) => ({ type: 'dns' as const, value })), ...profile.ipAddresses.map((value) => ({ type: 'ip' as const, value }))];
+  }
+}
+
+/** RFC 5280 §4.2.1.3; TLS 1.2 RSA key exchange also needs keyEncipherment. */
+function keyUsageFor(publicKey: x509.PublicKey): number {
+  return publicKey.algorithm.name === 'ECDSA'
+    ? KeyUsageFlags.digitalSignature
+    : KeyUsageFlags.digitalSignature | KeyUsageFlags.keyEncipherment;
+}
+
+function revocationExtensions(profile: LeafProfile): x509.Extension[] {
+  if ((profile.kind !== 'device' && profile.kind !== 'service') || profile.revocation === undefined) return [];
+  return [
+    new x509.CRLDistributionPointsExtension([profile.revocation.crl]),
+    new x509.AuthorityInfoAccessExtension({ ocsp: [profile.revocation.ocsp] }),
+  ];
+}

@@ -1,0 +1,97 @@
+import { FleetgateError } from '../errors.ts';
+import { fromBase64, pemBlocks, sha256Hex } from './encoding.ts';
+import { x509 } from './x509.ts';
+
+/**
+ * PKCS#10 checks before anything is issued: the request parses, its signature verifies with the key it
+ * carries (proof of possession), and that key is of an allowed type and size. Subject and requested
+ * extensions are read for the audit trail only; issuing never copies them.
+ */
+export type KeyDescription = 'EC P-256' | 'EC P-384' | 'RSA 2048' | 'RSA 3072' | 'RSA 4096';
+export const allowedKeyTypes: readonly KeyDescription[] = ['EC P-256', 'EC P-384', 'RSA 2048', 'RSA 3072', 'RSA 4096'];
+
+export interface CheckedCsr {
+  readonly publicKey: x509.PublicKey;
+  readonly keyType: KeyDescription;
+  /** SHA-256 of the SubjectPublicKeyInfo DER, lower-case hex. */
+  readonly publicKeyHash: string;
+  /** The subject the device asked for; informational, never used as the certificate subject. */
+  readonly requestedSubject: string;
+  /** OIDs of extensions the device asked for and did not get. */
+  readonly ignoredExtensions: readonly string[];
+}
+
+/** Bigger than any sane CSR (an RSA 4096 request is ~1.7 KB PEM); refuse before parsing. */
+const maxCsrChars = 16 * 1024;
+
+/** Accepts PEM ("CERTIFICATE REQUEST" or the older "NEW CERTIFICATE REQUEST") or bare base64 DER (EST). */
+export function decodeCsr(input: string): Uint8Array<ArrayBuffer> {
+  if (typeof input !== 'string' || input.length === 0 || input.length > maxCsrChars) {
+    throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'empty or larger than 16 KiB' } });
+  }
+  if (input.includes('-----BEGIN')) {
+    const blocks = pemBlocks(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+    if (blocks.length !== 1 || blocks[0] === undefined) throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'expected exactly one CERTIFICATE REQUEST PEM block' } });
+    return blocks[0];
+  }
+  // RFC 7030 §4.2.1: base64 DER, with or without line breaks (RFC 2045 folds at 76 characters).
+  if (!/^[A-Za-z0-9+/=\s]+$/.test(input)) throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'neither PEM nor base64' } });
+  try {
+    return fromBase64(input);
+  } catch (cause) {
+    throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'invalid base64' }, cause });
+  }
+}
+
+export async function checkCsr(input: string): Promise<CheckedCsr> {
+  const der = decodeCsr(input);
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(der);
+  } catch (cause) {
+    throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'not a PKCS#10 structure' }, cause });
+  }
+
+  const keyType = await describeKey(csr.publicKey);
+  let verified: boolean;
+  try {
+    verified = await csr.verify();
+  } catch (cause) {
+    throw new FleetgateError('PKI_CSR_SIGNATURE_INVALID', { detail: { reason: 'signature could not be checked' }, cause });
+  }
+  if (!verified) throw new FleetgateError('PKI_CSR_SIGNATURE_INVALID');
+
+  return {
+    publicKey: csr.publicKey,
+    keyType,
+    publicKeyHash: await sha256Hex(csr.publicKey.rawData),
+    requestedSubject: csr.subject,
+    ignoredExtensions: csr.extensions.map((extension) => extension.type),
+  };
+}
+
+async function describeKey(publicKey: x509.PublicKey): Promise<KeyDescription> {
+  let key: CryptoKey;
+  try {
+    key = await publicKey.export();
+  } catch (cause) {
+    throw new FleetgateError('PKI_KEY_TYPE_NOT_ALLOWED', { detail: { algorithm: publicKey.algorithm.name }, cause });
+  }
+  const algorithm = key.algorithm as Partial<EcKeyAlgorithm & RsaHashedKeyAlgorithm>;
+  const description =
+    algorithm.name === 'ECDSA' ? `EC ${algorithm.namedCurve}` : algorithm.name?.startsWith('RSA') ? `RSA ${algorithm.modulusLength}` : algorithm.name;
+  if (!(allowedKeyTypes as readonly string[]).includes(description ?? '')) {
+    throw new FleetgateError('PKI_KEY_TYPE_NOT_ALLOWED', { detail: { keyType: description } });
+  }
+  return description as KeyDescription;
+}
+
+/** Makes a CSR for `keys` (lab devices, the simulator and tests; real devices make their own). */
+export async function createCsr(keys: CryptoKeyPair, commonName: string): Promise<string> {
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${commonName}`,
+    keys,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  return csr.toString('pem') + '\n';
+}

@@ -1,0 +1,32 @@
+/**
+ * Certificate profiles (DESIGN.md "PKI profile"). The server chooses every field of an issued certificate;
+ * nothing in a CSR but its public key is ever copied.
+ */
+export const deviceUriPrefix = 'urn:fleetgate:device:';
+export const claimUriPrefix = 'urn:fleetgate:claim:';
+export const serviceUriPrefix = 'urn:fleetgate:service:';
+
+/** notBefore is back-dated so devices whose clocks run a little late accept the certificate at once. */
+export const backdateMs = 5 * 60 * 1000;
+export const dayMs = 24 * 60 * 60 * 1000;
+
+export const defaultDeviceValidityDays = 365;
+export const rootValidityDays = 20 * 365;
+export const issuingCaValidityDays = 10 * 365;
+export const serverValidityDays = 825;
+
+/** Where relying parties find revocation status; both live on the HTTPS API. */
+export interface RevocationUrls {
+  readonly crl: string;
+  readonly ocsp: string;
+}
+
+export type LeafProfile =
+  | { readonly kind: 'device'; readonly deviceId: string; readonly validityDays: number; readonly revocation?: RevocationUrls }
+  | { readonly kind: 'service'; readonly name: string; readonly validityDays: number; readonly revocation?: RevocationUrls }
+  | { readonly kind: 'claim'; readonly claimId: string; readonly notAfter: Date }
+  | { readonly kind: 'server'; readonly dnsNames: readonly string[]; readonly ipAddresses: readonly string[] };
+
+export const deviceUri = (id: string) => `${deviceUriPrefix}${id}`;
+export const claimUri = (id: string) => `${claimUriPrefix}${id}`;
+export const serviceUri = (name: string) => `${serviceUriPrefix}${name}`;

@@ -1,0 +1,34 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/** Dependencies point one way (DESIGN.md). TypeScript project references enforce it at build time; this
+ *  rule gives the same answer in the editor with a message that says why. */
+const layer = (files, forbidden, message) => ({
+  files,
+  rules: {
+    'no-restricted-imports': ['error', { patterns: forbidden.map((group) => ({ group: [group], message })) }],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'build/', 'data/', 'test-output/', 'firmware-samples/**/build/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      'no-restricted-syntax': ['error', { selector: 'ExportDefaultDeclaration', message: 'Named exports only (STYLE.md).' }],
+      // NUL is exactly what topic and id rules must exclude.
+      'no-control-regex': 'off',
+    },
+  },
+  { files: ['*.config.{js,ts}'], rules: { 'no-restricted-syntax': 'off' } },
+  layer(['core/**/*.ts'], ['node:*', '../registry/*', '../broker/*', '../provisioning/*', '../cli/*', '../device-sim/*', 'fs', 'net', 'tls', 'crypto', 'path', 'os', 'child_process'], 'core/ is pure: no Node built-ins and no other folder of the repo.'),
+  layer(['registry/**/*.ts'], ['../broker/*', '../provisioning/*', '../cli/*', '../device-sim/*'], 'registry/ may import core/ only.'),
+  layer(['broker/**/*.ts'], ['../provisioning/*', '../cli/*', '../device-sim/*'], 'broker/ and provisioning/ never import each other; they meet in cli/.'),
+  layer(['provisioning/**/*.ts'], ['../broker/*', '../cli/*', '../device-sim/*'], 'broker/ and provisioning/ never import each other; they meet in cli/.'),
+  layer(['device-sim/**/*.ts'], ['../registry/*', '../broker/*', '../provisioning/*', '../cli/*'], 'device-sim/ talks to the services over the wire only.'),
+);

@@ -1,0 +1,198 @@
+import type { ErrorCode, PolicyDocument } from '../core/index.ts';
+
+/**
+ * The device registry: the one source of truth for who may connect and what they may do. Every method is
+ * async so the same callers work on the embedded SQLite adapter and on PostgreSQL. Writes that belong
+ * together (a device, its certificate and the audit entry) happen in one transaction: a refusal or a crash
+ * never leaves half of them behind.
+ */
+
+export type IdentityKind = 'device' | 'service';
+export type DeviceStatus = 'active' | 'suspended' | 'revoked';
+export type CertificateStatus = 'active' | 'superseded' | 'revoked';
+export type ClaimStatus = 'active' | 'revoked';
+
+export interface DeviceRecord {
+  readonly id: string;
+  readonly kind: IdentityKind;
+  readonly status: DeviceStatus;
+  readonly template: string;
+  /** Overrides the template's policy when set (service identities, one-off devices). */
+  readonly policy: string | null;
+  readonly attributes: Readonly<Record<string, string>>;
+  readonly statusReason: string | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface CertificateRecord {
+  /** Lower-case hex without a leading zero octet (core normaliseSerial). */
+  readonly serial: string;
+  readonly deviceId: string;
+  readonly fingerprint: string;
+  readonly publicKeyHash: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly status: CertificateStatus;
+  readonly pem: string;
+  readonly issuedAt: Date;
+  readonly revokedAt: Date | null;
+  /** RFC 5280 §5.3.1 reason name (keyCompromise, superseded, …). */
+  readonly revocationReason: string | null;
+}
+
+export interface TemplateRecord {
+  readonly name: string;
+  readonly policy: string;
+  readonly validityDays: number;
+  /** Allowed CSR key types, e.g. "EC P-256" (core allowedKeyTypes). */
+  readonly keyTypes: readonly string[];
+  readonly requireAllowlist: boolean;
+  readonly allowReenroll: boolean;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface PolicyRecord {
+  readonly name: string;
+  readonly document: PolicyDocument;
+  /** Starts at 1 and grows by one on every change. */
+  readonly version: number;
+  readonly updatedAt: Date;
+}
+
+export interface ClaimRecord {
+  readonly id: string;
+  readonly template: string;
+  /** Serial of the claim certificate, as presented by claim sessions. */
+  readonly certificateSerial: string;
+  readonly maxUses: number | null;
+  readonly uses: number;
+  readonly expiresAt: Date;
+  readonly status: ClaimStatus;
+  readonly createdAt: Date;
+}
+
+export type AuditResult = 'ok' | 'refused';
+
+/** What a caller records. `at` defaults to now. */
+export interface AuditInput {
+  readonly actor: string;
+  readonly action: string;
+  readonly result: AuditResult;
+  readonly code?: ErrorCode;
+  readonly deviceId?: string;
+  readonly detail?: Readonly<Record<string, unknown>>;
+  readonly at?: Date;
+}
+
+export interface AuditEntry extends AuditInput {
+  readonly id: number;
+  readonly at: Date;
+}
+
+export interface AuditQuery {
+  readonly deviceId?: string;
+  readonly actor?: string;
+  readonly action?: string;
+  readonly result?: AuditResult;
+  readonly since?: Date;
+  readonly until?: Date;
+  /** Entries with an id greater than this (for following the log). */
+  readonly afterId?: number;
+  /** Default 100, at most 1000. Newest first unless `afterId` is set. */
+  readonly limit?: number;
+}
+
+export interface DeviceQuery {
+  readonly status?: DeviceStatus;
+  readonly kind?: IdentityKind;
+  readonly template?: string;
+  /** Ids starting with this prefix. */
+  readonly prefix?: string;
+  /** Ids sorting after this one (keyset paging). */
+  readonly after?: string;
+  /** Default 100, at most 1000. */
+  readonly limit?: number;
+}
+
+export interface NewDevice {
+  readonly id: string;
+  readonly kind: IdentityKind;
+  readonly template: string;
+  readonly policy?: string | null;
+  readonly attributes?: Readonly<Record<string, string>>;
+}
+
+export interface NewCertificate {
+  readonly serial: string;
+  readonly fingerprint: string;
+  readonly publicKeyHash: string;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly pem: string;
+}
+
+export interface NewTemplate {
+  readonly name: string;
+  readonly policy: string;
+  readonly validityDays: number;
+  readonly keyTypes: readonly string[];
+  readonly requireAllowlist: boolean;
+  readonly allowReenroll: boolean;
+}
+
+export interface NewClaim {
+  readonly id: string;
+  readonly template: string;
+  readonly certificateSerial: string;
+  readonly maxUses: number | null;
+  readonly expiresAt: Date;
+}
+
+/** Everything the broker needs to admit a session, read in one go. */
+export interface Admission {
+  readonly certificate: CertificateRecord;
+  readonly device: DeviceRecord;
+  /** The effective policy (device override, else the template's); undefined if it was deleted. */
+  readonly policy: PolicyRecord | undefined;
+}
+
+export interface Registry {
+  // devices and their certificates
+  getDevice(id: string): Promise<DeviceRecord | undefined>;
+  listDevices(query?: DeviceQuery): Promise<DeviceRecord[]>;
+  /**
+   * Registers the device if it is new (the template must exist) and records its certificate, in one
+   * transaction with the audit entry. Refuses with PKI_PUBLIC_KEY_IN_USE when the key is bound to another
+   * device, DEVICE_EXISTS when `mustBeNew` and the id is taken, TEMPLATE_NOT_FOUND otherwise.
+   */
+  registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord>;
+  /** Changes status with the audit entry; revoking also revokes every non-revoked certificate. */
+  setDeviceStatus(input: { id: string; status: DeviceStatus; reason: string | null; audit: AuditInput }): Promise<DeviceRecord>;
+  getCertificate(serial: string): Promise<CertificateRecord | undefined>;
+  listCertificates(deviceId: string): Promise<CertificateRecord[]>;
+  findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]>;
+  getAdmission(certificateSerial: string): Promise<Admission | undefined>;
+
+  // templates and policies
+  getTemplate(name: string): Promise<TemplateRecord | undefined>;
+  listTemplates(): Promise<TemplateRecord[]>;
+  /** Creates or replaces; the policy must exist (POLICY_NOT_FOUND). */
+  putTemplate(template: NewTemplate, audit: AuditInput): Promise<TemplateRecord>;
+  getPolicy(name: string): Promise<PolicyRecord | undefined>;
+  listPolicies(): Promise<PolicyRecord[]>;
+  /** Creates (version 1) or replaces (version + 1). */
+  putPolicy(name: string, document: PolicyDocument, audit: AuditInput): Promise<PolicyRecord>;
+
+  // claims
+  createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord>;
+  getClaim(id: string): Promise<ClaimRecord | undefined>;
+  getClaimByCertificateSerial(serial: string): Promise<ClaimRecord | undefined>;
+
+  // audit log (append-only: there is no update or delete)
+  appendAudit(entry: AuditInput): Promise<AuditEntry>;
+  queryAudit(query?: AuditQuery): Promise<AuditEntry[]>;
+
+  close(): Promise<void>;
+}
