@@ -62,6 +62,7 @@ export const errorCatalogue = {
   CERT_NOT_FOUND: { http: 404, message: 'No certificate with that serial number is registered.' },
 
   // configuration and internals
+  REQUEST_INVALID: { http: 400, message: 'The request is not valid; check the body against /openapi.json.' },
   CONFIG_INVALID: { http: 500, message: 'The configuration is not valid; see the listed problems.' },
   INTERNAL: { http: 500, message: 'Internal error; the gateway logged the cause. Retry, and report it if it persists.' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -11,3 +11,4 @@ export * from './pki/keys.ts';
 export * from './pki/profiles.ts';
 export * from './pki/certificate-authority.ts';
 export * from './pki/csr.ts';
+export * from './event-bus.ts';

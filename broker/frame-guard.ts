@@ -1,0 +1,58 @@
+import type { TLSSocket } from 'node:tls';
+
+/**
+ * Enforces a maximum MQTT packet size on a socket. Aedes hands whatever `conn.read()` returns to mqtt-packet,
+ * which buffers a packet of any announced length (up to 256 MB) before parsing it. This watches the same
+ * bytes as they are read: it decodes each fixed header (type byte + variable-length "remaining length",
+ * MQTT 3.1.1 §2.2.3) and skips the body arithmetically, so a too-large packet is refused as soon as its
+ * header arrives, before its body is buffered.
+ */
+export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViolation: (announcedBytes: number) => void): void {
+  let state: 'type' | 'length' | 'body' = 'type';
+  let remaining = 0; // body bytes still to skip
+  let length = 0;
+  let multiplier = 1;
+  let headerBytes = 1;
+  let tripped = false;
+
+  const inspect = (chunk: Buffer) => {
+    let offset = 0;
+    while (offset < chunk.length && !tripped) {
+      if (state === 'body') {
+        const skip = Math.min(remaining, chunk.length - offset);
+        remaining -= skip;
+        offset += skip;
+        if (remaining === 0) state = 'type';
+        continue;
+      }
+      const byte = chunk[offset++] as number;
+      if (state === 'type') {
+        state = 'length';
+        length = 0;
+        multiplier = 1;
+        headerBytes = 1;
+        continue;
+      }
+      headerBytes++;
+      length += (byte & 0x7f) * multiplier;
+      multiplier *= 128;
+      const total = headerBytes + length;
+      if (total > maxPacketBytes || (byte & 0x80 && headerBytes >= 5)) {
+        tripped = true;
+        onViolation(total);
+        return;
+      }
+      if ((byte & 0x80) === 0) {
+        remaining = length;
+        state = remaining === 0 ? 'type' : 'body';
+      }
+    }
+  };
+
+  const read = socket.read.bind(socket);
+  socket.read = (size?: number) => {
+    const chunk = read(size) as Buffer | string | null;
+    if (chunk !== null && typeof chunk !== 'string') inspect(chunk);
+    return tripped ? null : chunk;
+  };
+}

@@ -1,0 +1,243 @@
+import { Aedes, type Client, type Subscription } from 'aedes';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { type Clock, decideInScope, type ErrorCode, type EventBus, type GatewayEvent } from '../core/index.ts';
+import type { AuditInput, Registry } from '../registry/index.ts';
+import { connackReturnCode } from './connack-codes.ts';
+import { guardFrameSize } from './frame-guard.ts';
+import { credentialOf, type PeerCredential, trustedIssuersFromPem } from './peer-credential.ts';
+import { admitSession, type SessionContext } from './session-admission.ts';
+
+export interface GatewayBrokerConfig {
+  readonly host: string;
+  /** 0 picks a free port; read the real one from `GatewayBroker.port`. */
+  readonly port: number;
+  /** The server certificate and key, and every CA certificate a client chain may need (root + issuers). */
+  readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
+  /** The CA that issues device and service certificates, and the CAs that issue claim certificates. */
+  readonly issuers: { readonly device: string; readonly claim: readonly string[] };
+  /** Largest MQTT packet accepted, header included. */
+  readonly maxPacketBytes: number;
+  /** A connection that has not sent CONNECT by then is closed. */
+  readonly connectTimeoutMs: number;
+}
+
+export const defaultBrokerLimits = { maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 } as const;
+
+export interface GatewayBrokerDeps {
+  readonly registry: Registry;
+  readonly events: EventBus;
+  readonly clock: Clock;
+  readonly log: Logger;
+}
+
+export interface SessionSummary {
+  readonly clientId: string;
+  readonly kind: 'device' | 'claim';
+  readonly certificateSerial: string;
+  readonly remoteAddress: string | undefined;
+  readonly connectedAt: Date;
+}
+
+export interface GatewayBroker {
+  readonly port: number;
+  /** The Aedes instance, for in-process subscribers (enrollment over MQTT) in the all-in-one process. */
+  readonly aedes: Aedes;
+  /** Closes the live session of this client id now, and any that is being admitted; true if one was open. */
+  disconnect(clientId: string, reason: string): boolean;
+  sessions(): SessionSummary[];
+  close(): Promise<void>;
+}
+
+/** aedes keeps its client table untyped and null-prototyped. */
+type ClientTable = Record<string, Client | undefined>;
+
+const kickMemoryMs = 5 * 60_000;
+
+export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
+  const { registry, clock, log } = deps;
+  const issuers = trustedIssuersFromPem(config.issuers.device, config.issuers.claim);
+  const credentials = new WeakMap<object, PeerCredential>();
+  const sessions = new WeakMap<Client, SessionContext>();
+  const willTopics = new WeakMap<Client, string>();
+  /** clientId → when it was last kicked, to catch a session admitted just before and registered just after. */
+  const kickedAt = new Map<string, number>();
+
+  const audit = (entry: AuditInput) => {
+    registry.appendAudit(entry).catch((error: unknown) => log.error({ err: error, action: entry.action }, 'audit write failed'));
+  };
+  const remoteOf = (client: Client) => (client.conn as TLSSocket).remoteAddress;
+  const actorOf = (client: Client) => {
+    const session = sessions.get(client);
+    if (session === undefined) return `anonymous@${remoteOf(client) ?? '?'}`;
+    return session.identity.kind === 'claim' ? `claim:${session.clientId}` : `device:${session.clientId}`;
+  };
+  const refuse = (client: Client, action: string, code: ErrorCode, detail: Record<string, unknown>) => {
+    const session = sessions.get(client);
+    audit({
+      actor: actorOf(client),
+      action,
+      result: 'refused',
+      code,
+      ...(session?.identity.kind === 'device' ? { deviceId: session.clientId } : {}),
+      detail: { remote: remoteOf(client), ...detail },
+    });
+  };
+
+  const aedes = await Aedes.createBroker({
+    connectTimeout: config.connectTimeoutMs,
+
+    preConnect(client, packet, callback) {
+      if (packet.will) willTopics.set(client, packet.will.topic);
+      if (packet.protocolVersion !== 4 && packet.protocolVersion !== 3) {
+        // aedes answers CONNACK 1 itself; we only record it.
+        refuse(client, 'mqtt.connect', 'MQTT_PROTOCOL_UNSUPPORTED', { protocolVersion: packet.protocolVersion });
+      }
+      callback(null, true);
+    },
+
+    authenticate(client, _username, _password, done) {
+      const credential = credentials.get(client.conn) ?? { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no TLS session' };
+      const now = clock.now();
+      admitSession({ credential, clientId: client.id, willTopic: willTopics.get(client), now }, registry)
+        .catch((error: unknown) => {
+          // Fail closed: a registry we cannot read admits nobody.
+          log.error({ err: error }, 'registry unavailable during CONNECT; refusing the session');
+          return { admitted: false as const, code: 'AUTH_SERVICE_UNAVAILABLE' as const, reason: 'registry error' };
+        })
+        .then((result) => {
+          if (result.admitted) {
+            sessions.set(client, result.session);
+            done(null, true);
+            return;
+          }
+          const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
+          audit({
+            actor: deviceId !== undefined ? `device:${deviceId}` : credential.kind === 'claim' ? `claim:${client.id}` : `anonymous@${remoteOf(client) ?? '?'}`,
+            action: 'mqtt.connect',
+            result: 'refused',
+            code: result.code,
+            ...(deviceId !== undefined ? { deviceId } : {}),
+            detail: { remote: remoteOf(client), clientId: client.id.slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) },
+          });
+          const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
+          done(error, false);
+        });
+    },
+
+    authorizePublish(client, packet, callback) {
+      // client is null only for wills of clients that died on another node; those were checked at CONNECT.
+      const session = client ? sessions.get(client) : undefined;
+      if (client === null || session === undefined) return callback(new Error('no session'));
+      const decision = decideInScope(session.identity, 'publish', packet.topic);
+      if (decision.allowed) return callback(null);
+      refuse(client, 'mqtt.publish', decision.code ?? 'ACL_PUBLISH_DENIED', { topic: packet.topic.slice(0, 256), statement: decision.decision?.statementIndex });
+      callback(new Error(decision.code)); // aedes closes the connection: MQTT 3.1.1 has no negative PUBACK
+    },
+
+    authorizeSubscribe(client, subscription, callback) {
+      const session = sessions.get(client);
+      const decision = session ? decideInScope(session.identity, 'subscribe', subscription.topic) : { allowed: false, code: 'ACL_SUBSCRIBE_DENIED' as const };
+      if (decision.allowed) return callback(null, subscription);
+      refuse(client, 'mqtt.subscribe', decision.code ?? 'ACL_SUBSCRIBE_DENIED', { filter: subscription.topic.slice(0, 256) });
+      callback(null, null as unknown as Subscription); // SUBACK 0x80 for this filter [MQTT-3.9.3]
+    },
+
+    authorizeForward(client, packet) {
+      const session = sessions.get(client);
+      if (session === undefined) return null;
+      const decision = decideInScope(session.identity, 'receive', packet.topic);
+      if (decision.allowed) return packet;
+      if (!packet.topic.startsWith('$SYS/')) refuse(client, 'mqtt.receive', decision.code ?? 'ACL_RECEIVE_DENIED', { topic: packet.topic.slice(0, 256) });
+      return null;
+    },
+  });
+
+  aedes.on('client', (client) => {
+    const session = sessions.get(client);
+    const kicked = kickedAt.get(client.id);
+    if (session !== undefined && kicked !== undefined && kicked >= session.admittedAt) {
+      client.close();
+      return;
+    }
+    audit({
+      actor: actorOf(client),
+      action: 'mqtt.connect',
+      result: 'ok',
+      ...(session?.identity.kind === 'device' ? { deviceId: client.id } : {}),
+      detail: { remote: remoteOf(client), serial: session?.certificateSerial },
+    });
+  });
+  aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
+
+  const server: Server = createServer(
+    {
+      cert: config.tls.cert,
+      key: config.tls.key,
+      ca: [...config.tls.ca],
+      minVersion: 'TLSv1.2',
+      requestCert: true,
+      // Verify, but let the handshake finish: refusals are sent as CONNACK so devices can see them.
+      rejectUnauthorized: false,
+      handshakeTimeout: config.connectTimeoutMs,
+    },
+    (socket) => {
+      credentials.set(socket, credentialOf(socket, issuers));
+      guardFrameSize(socket, config.maxPacketBytes, (announced) => {
+        audit({
+          actor: `anonymous@${socket.remoteAddress ?? '?'}`,
+          action: 'mqtt.packet',
+          result: 'refused',
+          code: 'MQTT_PACKET_TOO_LARGE',
+          detail: { remote: socket.remoteAddress, announcedBytes: announced, maxPacketBytes: config.maxPacketBytes },
+        });
+        socket.destroy();
+      });
+      socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
+      aedes.handle(socket);
+    },
+  );
+  server.on('tlsClientError', (error, socket) => log.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed'));
+
+  const unsubscribe = deps.events.subscribe((event: GatewayEvent) => {
+    if (event.type === 'device.status' && event.status !== 'active') disconnect(event.deviceId, `device ${event.status}`);
+  });
+
+  function disconnect(clientId: string, reason: string): boolean {
+    const now = clock.now().getTime();
+    kickedAt.set(clientId, now);
+    for (const [id, at] of kickedAt) if (at < now - kickMemoryMs) kickedAt.delete(id);
+    const client = (aedes as unknown as { clients: ClientTable }).clients[clientId];
+    if (client === undefined) return false;
+    log.info({ clientId, reason }, 'closing session');
+    client.close();
+    return true;
+  }
+
+  server.listen(config.port, config.host);
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    port,
+    aedes,
+    disconnect,
+    sessions() {
+      const clients = Object.values((aedes as unknown as { clients: ClientTable }).clients);
+      return clients.flatMap((client) => {
+        const session = client && sessions.get(client);
+        if (!client || !session) return [];
+        return [{ clientId: client.id, kind: session.identity.kind, certificateSerial: session.certificateSerial, remoteAddress: remoteOf(client), connectedAt: new Date(session.admittedAt) }];
+      });
+    },
+    async close() {
+      unsubscribe();
+      const closed = once(server, 'close');
+      server.close();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await closed;
+    },
+  };
+}

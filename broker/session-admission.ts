@@ -1,0 +1,77 @@
+import { compilePolicy, decideInScope, isValidDeviceId, type SessionIdentity } from '../core/index.ts';
+import type { Registry } from '../registry/index.ts';
+import type { AdmissionRefusal } from './connack-codes.ts';
+import type { PeerCredential } from './peer-credential.ts';
+
+/** What a session was admitted as; kept for its lifetime and consulted on every packet. */
+export interface SessionContext {
+  readonly identity: SessionIdentity;
+  /** Device (or service) id, or the serial a claim session enrolls for. */
+  readonly clientId: string;
+  readonly certificateSerial: string;
+  /** Policy name for device sessions (to recompile when it changes). */
+  readonly policyName: string | undefined;
+  readonly admittedAt: number;
+}
+
+export type AdmissionResult =
+  | { readonly admitted: true; readonly session: SessionContext }
+  | { readonly admitted: false; readonly code: AdmissionRefusal; readonly reason: string };
+
+export interface AdmissionRequest {
+  readonly credential: PeerCredential;
+  readonly clientId: string;
+  readonly willTopic: string | undefined;
+  readonly now: Date;
+}
+
+const refuse = (code: AdmissionRefusal, reason: string): AdmissionResult => ({ admitted: false, code, reason });
+
+/**
+ * Decides a CONNECT. The TLS layer proved possession of a key; this checks, against the registry every time
+ * (TLS session resumption skips certificate checks, and revocation must bite at once), that the certificate
+ * and its holder are still good, and that the session is bound to that identity.
+ */
+export async function admitSession(request: AdmissionRequest, registry: Registry): Promise<AdmissionResult> {
+  const { credential, clientId, now } = request;
+  if (credential.kind === 'refused') return refuse(credential.code, credential.reason);
+  if (credential.notAfter.getTime() <= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'certificate expired');
+
+  if (credential.kind === 'claim') {
+    const claim = await registry.getClaimByCertificateSerial(credential.serial);
+    if (claim === undefined) return refuse('AUTH_CLAIM_INVALID', 'claim certificate not registered');
+    if (claim.status !== 'active') return refuse('AUTH_CLAIM_INVALID', `claim ${claim.status}`);
+    if (claim.expiresAt.getTime() <= now.getTime()) return refuse('AUTH_CLAIM_INVALID', 'claim expired');
+    // A claim session speaks for the device serial in its client id, which must be usable as a device id.
+    if (!isValidDeviceId(clientId)) return refuse('AUTH_CLIENT_ID_MISMATCH', 'claim session client id is not a valid device serial');
+    if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.serial, undefined, now);
+  }
+
+  const admission = await registry.getAdmission(credential.serial);
+  if (admission === undefined || admission.device.id !== credential.deviceId) return refuse('AUTH_CERT_UNKNOWN', 'certificate serial not in registry');
+  const { certificate, device, policy } = admission;
+  // The device's status first: "device revoked" says more than "certificate revoked" (revoking does both).
+  if (device.status === 'suspended') return refuse('AUTH_DEVICE_SUSPENDED', device.statusReason ?? 'suspended');
+  if (device.status === 'revoked') return refuse('AUTH_DEVICE_REVOKED', device.statusReason ?? 'revoked');
+  if (certificate.status !== 'active') return refuse('AUTH_CERT_REVOKED', `certificate ${certificate.status}`);
+  if (certificate.notAfter.getTime() <= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'certificate expired');
+  // [MQTT-3.1.3-8] an empty client id is also refused here: the id must be the device's.
+  if (clientId !== device.id) return refuse('AUTH_CLIENT_ID_MISMATCH', `client id "${clientId.slice(0, 128)}" is not the device id`);
+  if (policy === undefined) return refuse('POLICY_NOT_FOUND', 'the device policy does not exist');
+
+  const identity: SessionIdentity = {
+    kind: 'device',
+    id: device.id,
+    policy: compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes }),
+  };
+  // A will is a publish made on the device's behalf later, perhaps when nobody can refuse it: check it now.
+  if (request.willTopic !== undefined && !decideInScope(identity, 'publish', request.willTopic).allowed) {
+    return refuse('MQTT_WILL_DENIED', 'will topic not allowed by policy');
+  }
+  return admitted(identity, clientId, credential.serial, policy.name, now);
+}
+
+function admitted(identity: SessionIdentity, clientId: string, certificateSerial: string, policyName: string | undefined, now: Date): AdmissionResult {
+  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, admittedAt: now.getTime() } };
+}

@@ -1,0 +1,29 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Clock, systemClock } from '../core/index.ts';
+import { loadOrCreateAdminToken, loadOrCreatePki, type Pki } from '../provisioning/index.ts';
+import { openSqliteRegistry, type Registry, seedDefaults } from '../registry/index.ts';
+
+export interface DataDir {
+  readonly path: string;
+  readonly pki: Pki;
+  readonly registry: Registry;
+  readonly adminToken: string;
+  /** What this call created, for the first-start message. */
+  readonly created: readonly string[];
+}
+
+/**
+ * Opens (and on first use creates) the data directory: PKI, bootstrap admin token, SQLite registry with the
+ * default policies and template. Existing files are reused, never overwritten.
+ */
+export async function openDataDir(options: { path: string; hostnames?: readonly string[]; clock?: Clock }): Promise<DataDir> {
+  const clock = options.clock ?? systemClock;
+  mkdirSync(options.path, { recursive: true, mode: 0o700 });
+  const pki = await loadOrCreatePki({ dataDir: options.path, hostnames: options.hostnames ?? [], clock });
+  const token = loadOrCreateAdminToken(options.path);
+  const registry = await openSqliteRegistry({ path: join(options.path, 'fleetgate.db'), clock });
+  await seedDefaults(registry);
+  const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
+  return { path: options.path, pki, registry, adminToken: token.token, created };
+}

@@ -1,0 +1,51 @@
+import { pino, type Logger } from 'pino';
+import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
+import { createInProcessEventBus, systemClock } from '../core/index.ts';
+import { startApiServer } from '../provisioning/index.ts';
+import type { ServeConfig } from './config.ts';
+import { type DataDir, openDataDir } from './data-dir.ts';
+
+export interface RunningGateway {
+  readonly mqttUrl: string;
+  readonly apiUrl: string;
+  readonly broker: GatewayBroker;
+  readonly dataDir: DataDir;
+  close(): Promise<void>;
+}
+
+/** JSON logs go to stderr so that stdout carries only what a person or a script waits for. */
+export function createLogger(level: string): Logger {
+  return pino({ level, base: { service: 'fleetgate' }, redact: ['*.key', '*.privateKey', '*.token', 'req.headers.authorization'] }, pino.destination(2));
+}
+
+/** The all-in-one composition root: registry, CA, broker and API in one process. */
+export async function startGateway(config: ServeConfig, log: Logger): Promise<RunningGateway> {
+  const clock = systemClock;
+  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock });
+  const events = createInProcessEventBus((error) => log.error({ err: error }, 'event handler failed'));
+  const { pki, registry } = dataDir;
+  const tls = { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle };
+
+  const broker = await startGatewayBroker(
+    { host: config.host, port: config.mqttPort, tls, issuers: { device: pki.pem.deviceCa, claim: [pki.pem.claimCa] }, maxPacketBytes: config.maxPacketBytes, connectTimeoutMs: config.connectTimeoutMs },
+    { registry, events, clock, log: log.child({ component: 'broker' }) },
+  );
+  const api = await startApiServer({ host: config.host, port: config.apiPort, tls }, { registry, log });
+
+  const shownHost = config.host === '0.0.0.0' || config.host === '::' ? config.hostname : config.host;
+  return {
+    mqttUrl: `mqtts://${formatHost(shownHost)}:${broker.port}`,
+    apiUrl: `https://${formatHost(shownHost)}:${api.port}`,
+    broker,
+    dataDir,
+    async close() {
+      await Promise.allSettled([broker.close(), api.app.close()]);
+      await events.close();
+      await registry.close();
+    },
+  };
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,40 @@
+/**
+ * How revocations and policy changes reach every broker. One port: in-process by default (below), Redis
+ * pub/sub in a cluster. Delivery is at-most-once, so brokers also re-check the registry on every CONNECT;
+ * the bus only makes the effect immediate for sessions that are already open.
+ */
+export type GatewayEvent =
+  | { readonly type: 'device.status'; readonly deviceId: string; readonly status: 'active' | 'suspended' | 'revoked'; readonly reason?: string }
+  | { readonly type: 'policy.changed'; readonly policy: string }
+  | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string };
+
+export type GatewayEventHandler = (event: GatewayEvent) => void;
+
+export interface EventBus {
+  publish(event: GatewayEvent): Promise<void>;
+  /** Returns the unsubscribe function. */
+  subscribe(handler: GatewayEventHandler): () => void;
+  close(): Promise<void>;
+}
+
+export function createInProcessEventBus(onHandlerError: (error: unknown) => void = () => {}): EventBus {
+  const handlers = new Set<GatewayEventHandler>();
+  return {
+    async publish(event) {
+      for (const handler of [...handlers]) {
+        try {
+          handler(event);
+        } catch (error) {
+          onHandlerError(error); // one failing subscriber must not stop a revocation reaching the others
+        }
+      }
+    },
+    subscribe(handler) {
+      handlers.add(handler);
+      return () => handlers.delete(handler);
+    },
+    async close() {
+      handlers.clear();
+    },
+  };
+}

@@ -1,0 +1,117 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  type CaCredential,
+  type Clock,
+  createIssuingCa,
+  createRootCa,
+  dayMs,
+  FleetgateError,
+  generateKeyPair,
+  issueCertificate,
+  privateKeyFromPem,
+  privateKeyToPem,
+  x509,
+} from '../core/index.ts';
+
+/**
+ * Key custody on disk: `<data>/pki/`. The root, device-issuing and claim-issuing CAs are created once, on
+ * first start; after that they are only read. Keys are written 0600 with O_EXCL, so nothing is ever
+ * overwritten; only the server certificate is re-issued, when the host names change or it nears expiry.
+ */
+export interface Pki {
+  readonly root: CaCredential;
+  readonly deviceCa: CaCredential;
+  readonly claimCa: CaCredential;
+  readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
+  readonly server: { readonly cert: string; readonly key: string };
+  /** Root first: what a client needs to verify the server, and what the server needs to verify a client chain. */
+  readonly caBundle: readonly string[];
+}
+
+const caFiles = {
+  root: { cert: 'ca.crt', key: 'root-ca.key', name: 'fleetgate root CA' },
+  deviceCa: { cert: 'device-ca.crt', key: 'device-ca.key', name: 'fleetgate device CA' },
+  claimCa: { cert: 'claim-ca.crt', key: 'claim-ca.key', name: 'fleetgate claim CA' },
+} as const;
+
+const serverRenewBeforeMs = 30 * dayMs;
+
+export function pkiDir(dataDir: string): string {
+  return join(dataDir, 'pki');
+}
+
+/** True if the data directory already has a CA. */
+export function hasPki(dataDir: string): boolean {
+  return existsSync(join(pkiDir(dataDir), caFiles.root.cert));
+}
+
+export async function loadOrCreatePki(options: { dataDir: string; hostnames: readonly string[]; clock: Clock }): Promise<Pki & { created: boolean }> {
+  const dir = pkiDir(options.dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const present = Object.values(caFiles).flatMap((file) => [file.cert, file.key]).filter((name) => existsSync(join(dir, name)));
+  const created = present.length === 0;
+  if (created) await createCas(dir, options.clock);
+  else if (present.length !== Object.keys(caFiles).length * 2) {
+    throw new FleetgateError('PKI_CA_MISSING', { detail: { dir, present } });
+  }
+
+  const root = await readCa(dir, caFiles.root);
+  const deviceCa = await readCa(dir, caFiles.deviceCa);
+  const claimCa = await readCa(dir, caFiles.claimCa);
+  const pem = { root: readFileSync(join(dir, caFiles.root.cert), 'utf8'), deviceCa: readFileSync(join(dir, caFiles.deviceCa.cert), 'utf8'), claimCa: readFileSync(join(dir, caFiles.claimCa.cert), 'utf8') };
+  const server = await ensureServerCertificate(dir, root, options.hostnames, options.clock);
+  return { root, deviceCa, claimCa, pem, server, caBundle: [pem.root, pem.deviceCa, pem.claimCa], created };
+}
+
+async function createCas(dir: string, clock: Clock): Promise<void> {
+  // A random suffix tells installations apart: two fleetgates never trust each other's certificates by name.
+  const suffix = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');
+  const root = await createRootCa({ commonName: `${caFiles.root.name} ${suffix}`, clock });
+  const deviceCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.deviceCa.name} ${suffix}`, clock });
+  const claimCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.claimCa.name} ${suffix}`, clock });
+  for (const [credential, file] of [[root, caFiles.root], [deviceCa, caFiles.deviceCa], [claimCa, caFiles.claimCa]] as const) {
+    writeSecret(join(dir, file.key), await privateKeyToPem(credential.privateKey));
+    writeFileSync(join(dir, file.cert), credential.certificate.toString('pem') + '\n', { flag: 'wx', mode: 0o644 });
+  }
+}
+
+async function readCa(dir: string, file: { cert: string; key: string }): Promise<CaCredential> {
+  return {
+    certificate: new x509.X509Certificate(readFileSync(join(dir, file.cert), 'utf8')),
+    privateKey: await privateKeyFromPem(readFileSync(join(dir, file.key), 'utf8')),
+  };
+}
+
+async function ensureServerCertificate(dir: string, root: CaCredential, hostnames: readonly string[], clock: Clock) {
+  const certPath = join(dir, 'server.crt');
+  const keyPath = join(dir, 'server.key');
+  const dnsNames = [...new Set([...hostnames.filter((h) => !isIp(h)), 'localhost'])];
+  const ipAddresses = [...new Set([...hostnames.filter(isIp), '127.0.0.1', '::1'])];
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const cert = readFileSync(certPath, 'utf8');
+    const current = new X509Certificate(cert);
+    const covers = dnsNames.every((name) => current.checkHost(name) !== undefined) && ipAddresses.every((ip) => current.checkIP(ip) !== undefined);
+    const fresh = new Date(current.validTo).getTime() - clock.now().getTime() > serverRenewBeforeMs;
+    if (covers && fresh && current.checkIssued(new X509Certificate(root.certificate.toString('pem')))) {
+      return { cert, key: readFileSync(keyPath, 'utf8') };
+    }
+  }
+  const keys = await generateKeyPair();
+  const issued = await issueCertificate({ issuer: root, publicKey: keys.publicKey, profile: { kind: 'server', dnsNames, ipAddresses }, clock });
+  const key = await privateKeyToPem(keys.privateKey);
+  // The server pair is derived data (re-issued from the root at will), so replacing it is not a loss.
+  writeSecret(keyPath, key, true);
+  writeFileSync(certPath, issued.pem, { mode: 0o644 });
+  return { cert: issued.pem, key };
+}
+
+/** Private keys and tokens: owner-only from the first byte (the mode applies at creation). */
+export function writeSecret(path: string, content: string, replace = false): void {
+  writeFileSync(path, content, { flag: replace ? 'w' : 'wx', mode: 0o600 });
+}
+
+function isIp(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
