@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
-import { createInProcessEventBus, systemClock } from '../core/index.ts';
+import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
 import { startApiServer } from '../provisioning/index.ts';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
@@ -10,6 +10,7 @@ export interface RunningGateway {
   readonly apiUrl: string;
   readonly broker: GatewayBroker;
   readonly dataDir: DataDir;
+  readonly events: EventBus;
   close(): Promise<void>;
 }
 
@@ -38,6 +39,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
     apiUrl: `https://${formatHost(shownHost)}:${api.port}`,
     broker,
     dataDir,
+    events,
     async close() {
       await Promise.allSettled([broker.close(), api.app.close()]);
       await events.close();

@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * DESIGN.md's dependency rule is enforced by the compiler, not by review: each folder is a TypeScript
+ * project that references only what it may import. These probes prove a forbidden import fails the build.
+ */
+const root = join(import.meta.dirname, '..', '..');
+const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+const run = promisify(execFile);
+
+async function compileProbe(folder: string, source: string): Promise<{ ok: boolean; output: string }> {
+  const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const probe = join(root, folder, `layering-probe-${tag}.ts`);
+  const config = join(root, folder, `tsconfig.probe-${tag}.json`);
+  const base = JSON.parse(readFileSync(join(root, folder, 'tsconfig.json'), 'utf8')) as { references?: unknown };
+  writeFileSync(probe, source);
+  writeFileSync(
+    config,
+    // Keep `composite`: it is what makes an import from outside the project's files an error (TS6307).
+    JSON.stringify({ extends: './tsconfig.json', compilerOptions: { outDir: join(tmpdir(), `fleetgate-probe-${tag}`) }, include: [], files: [probe], references: base.references ?? [] }),
+  );
+  try {
+    await run(process.execPath, [tsc, '-p', config], { cwd: root });
+    return { ok: true, output: '' };
+  } catch (error) {
+    return { ok: false, output: String((error as { stdout?: string }).stdout ?? error) };
+  } finally {
+    rmSync(probe, { force: true });
+    rmSync(config, { force: true });
+    rmSync(join(tmpdir(), `fleetgate-probe-${tag}`), { recursive: true, force: true });
+  }
+}
+
+beforeAll(async () => {
+  await run(process.execPath, [tsc, '-b', 'core', 'registry'], { cwd: root }); // probes read their references' outputs
+}, 120_000);
+
+describe('layering', () => {
+  it('lets broker/ import core/ (control)', async () => {
+    const result = await compileProbe('broker', "import { isValidDeviceId } from '../core/index.ts';\nexport const probe = isValidDeviceId('a');\n");
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  });
+
+  it('fails the build when broker/ imports provisioning/', async () => {
+    const result = await compileProbe('broker', "import { loadOrCreateAdminToken } from '../provisioning/index.ts';\nexport const probe = loadOrCreateAdminToken;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/TS6307|not listed within the file list/);
+  });
+
+  it('fails the build when core/ imports a node: module', async () => {
+    const result = await compileProbe('core', "import { readFileSync } from 'node:fs';\nexport const probe = readFileSync;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/node:fs/);
+  });
+});
