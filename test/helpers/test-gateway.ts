@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import { pino } from 'pino';
 import {
   type CaCredential,
@@ -164,10 +164,10 @@ export function closed(client: MqttClient, ms = 3000): Promise<boolean> {
 /** SUBACK return codes for `filters` (mqtt.js rejects subscribeAsync when any is 0x80, hiding the others). */
 export function subscribeGranted(client: MqttClient, filters: string[]): Promise<number[]> {
   return new Promise((resolve, reject) => {
-    const onPacket = (packet: { cmd: string; granted?: number[] }) => {
+    const onPacket = (packet: Packet) => {
       if (packet.cmd !== 'suback') return;
       client.off('packetreceive', onPacket);
-      resolve(packet.granted ?? []);
+      resolve(packet.granted as number[]);
     };
     client.on('packetreceive', onPacket);
     client.subscribe(filters, () => {});

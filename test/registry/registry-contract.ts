@@ -227,6 +227,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect(await registry.getDevice('sensor-2')).toBeUndefined();
         expect(await registry.getCertificate(certificate(2).serial)).toBeUndefined();
         expect(await registry.queryAudit({ deviceId: 'sensor-2' })).toEqual([]);
+        expect(await snapshot()).toEqual(before);
 
         // Also when the other device already exists, and when the key's device has been revoked.
         await register('sensor-3', 3);

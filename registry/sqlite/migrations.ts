@@ -1,0 +1,145 @@
+import type { Database } from 'better-sqlite3';
+import { type Clock, FleetgateError } from '../../core/index.ts';
+
+/**
+ * The SQLite schema as an ordered list of steps. A step, once released, is never edited: databases in the
+ * field already ran it. Change the schema by appending a step.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    // STRICT tables refuse values of the wrong type instead of silently storing them. Times are ISO-8601
+    // UTC text with milliseconds (Date#toISOString), which sorts chronologically as text.
+    sql: `
+      CREATE TABLE policies (
+        name TEXT PRIMARY KEY,
+        document TEXT NOT NULL CHECK (json_valid(document)),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE templates (
+        name TEXT PRIMARY KEY,
+        policy TEXT NOT NULL REFERENCES policies (name),
+        validity_days INTEGER NOT NULL CHECK (validity_days >= 1),
+        key_types TEXT NOT NULL CHECK (json_valid(key_types) AND json_type(key_types) = 'array'),
+        require_allowlist INTEGER NOT NULL CHECK (require_allowlist IN (0, 1)),
+        allow_reenroll INTEGER NOT NULL CHECK (allow_reenroll IN (0, 1)),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('device', 'service')),
+        status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+        template TEXT NOT NULL REFERENCES templates (name),
+        policy TEXT REFERENCES policies (name),
+        attributes TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(attributes) AND json_type(attributes) = 'object'),
+        status_reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      -- Foreign-key columns are indexed so that checks on the parent side do not scan the child table.
+      CREATE INDEX devices_template ON devices (template);
+      CREATE INDEX devices_policy ON devices (policy);
+
+      CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices (id),
+        fingerprint TEXT NOT NULL UNIQUE,
+        public_key_hash TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'superseded', 'revoked')),
+        pem TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revocation_reason TEXT,
+        -- A revoked certificate always says when; CRL entries need the date.
+        CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
+      ) STRICT;
+      CREATE INDEX certificates_device_id ON certificates (device_id);
+      CREATE INDEX certificates_public_key_hash ON certificates (public_key_hash);
+
+      CREATE TABLE claims (
+        id TEXT PRIMARY KEY,
+        template TEXT NOT NULL REFERENCES templates (name),
+        certificate_serial TEXT NOT NULL UNIQUE,
+        max_uses INTEGER CHECK (max_uses IS NULL OR max_uses >= 0),
+        uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND (max_uses IS NULL OR uses <= max_uses)),
+        expires_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX claims_template ON claims (template);
+
+      -- AUTOINCREMENT: ids are never reused, so a follower paging with afterId never misses an entry.
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        result TEXT NOT NULL CHECK (result IN ('ok', 'refused')),
+        code TEXT,
+        device_id TEXT,
+        detail TEXT CHECK (detail IS NULL OR json_valid(detail))
+      ) STRICT;
+      CREATE INDEX audit_log_device_id ON audit_log (device_id, id);
+      CREATE INDEX audit_log_at ON audit_log (at);
+
+      -- The audit trail is evidence: not even the registry's own code may rewrite or remove it.
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+      BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+      END;
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+      BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only');
+      END;
+    `,
+  },
+];
+
+/**
+ * Brings the database up to the newest schema. Pending steps run in one IMMEDIATE transaction that first
+ * re-reads what is applied, so two processes opening a fresh file at once cannot both run a step.
+ * Returns the versions applied by this call (empty on a database that is up to date).
+ */
+export function migrate(db: Database, clock: Clock, steps: readonly Migration[] = migrations): number[] {
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+  ) STRICT`);
+  const appliedVersions = db.prepare<[], number>('SELECT version FROM schema_migrations ORDER BY version').pluck();
+  const record = db.prepare<[number, string, string], void>('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+
+  const run = db.transaction(() => {
+    const applied = new Set(appliedVersions.all());
+    const newest = Math.max(0, ...steps.map((step) => step.version));
+    const unknown = [...applied].filter((version) => version > newest);
+    if (unknown.length > 0) {
+      // A newer fleetgate wrote this file; running old code on it could corrupt what it does not understand.
+      throw new FleetgateError('CONFIG_INVALID', {
+        message: `The registry database has schema version ${Math.max(...unknown)}, newer than this fleetgate (${newest}); upgrade fleetgate.`,
+        detail: { databaseVersion: Math.max(...unknown), supportedVersion: newest },
+      });
+    }
+    const pending = [...steps].sort((a, b) => a.version - b.version).filter((step) => !applied.has(step.version));
+    const at = clock.now().toISOString();
+    for (const step of pending) {
+      db.exec(step.sql);
+      record.run(step.version, step.name, at);
+    }
+    return pending.map((step) => step.version);
+  });
+  return run.immediate();
+}

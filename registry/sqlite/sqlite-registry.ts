@@ -1,0 +1,632 @@
+import Database from 'better-sqlite3';
+import type { Statement } from 'better-sqlite3';
+import {
+  allowedKeyTypes,
+  assertAttributes,
+  assertDeviceId,
+  type Clock,
+  FleetgateError,
+  parsePolicyDocument,
+  type PolicyDocument,
+  systemClock,
+} from '../../core/index.ts';
+import type {
+  Admission,
+  AuditEntry,
+  AuditInput,
+  AuditQuery,
+  CertificateRecord,
+  CertificateStatus,
+  ClaimRecord,
+  ClaimStatus,
+  DeviceQuery,
+  DeviceRecord,
+  DeviceStatus,
+  IdentityKind,
+  NewCertificate,
+  NewClaim,
+  NewDevice,
+  NewTemplate,
+  PolicyRecord,
+  Registry,
+  TemplateRecord,
+} from '../registry-port.ts';
+import { migrate } from './migrations.ts';
+
+export interface SqliteRegistryOptions {
+  /** Database file, or ':memory:' for a private in-process database (tests). */
+  readonly path: string;
+  readonly clock?: Clock;
+}
+
+/**
+ * Opens (creating if needed) the embedded registry and brings its schema up to date. The file is shared
+ * safely by several processes on one host (WAL readers never block the writer; writers wait up to the busy
+ * timeout); beyond one host, use the PostgreSQL adapter.
+ */
+export async function openSqliteRegistry(options: SqliteRegistryOptions): Promise<Registry> {
+  const clock = options.clock ?? systemClock;
+  const db = new Database(options.path);
+  try {
+    db.pragma('journal_mode = WAL');
+    // Per connection and off by default in SQLite: without it the REFERENCES clauses are decoration.
+    db.pragma('foreign_keys = ON');
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    // synchronous stays FULL (the default): a certificate handed to a device must survive a power cut.
+    migrate(db, clock);
+    return new SqliteRegistry(db, clock);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+const busyTimeoutMs = 5_000;
+const defaultLimit = 100;
+const maxLimit = 1_000;
+
+// Row shapes exactly as stored; the record types of the port are built from them in one place each.
+interface DeviceRow {
+  id: string;
+  kind: IdentityKind;
+  status: DeviceStatus;
+  template: string;
+  policy: string | null;
+  attributes: string;
+  status_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface CertificateRow {
+  serial: string;
+  device_id: string;
+  fingerprint: string;
+  public_key_hash: string;
+  not_before: string;
+  not_after: string;
+  status: CertificateStatus;
+  pem: string;
+  issued_at: string;
+  revoked_at: string | null;
+  revocation_reason: string | null;
+}
+
+interface TemplateRow {
+  name: string;
+  policy: string;
+  validity_days: number;
+  key_types: string;
+  require_allowlist: number;
+  allow_reenroll: number;
+  created_at: string;
+  updated_at: string;
+}
+
+interface PolicyRow {
+  name: string;
+  document: string;
+  version: number;
+  updated_at: string;
+}
+
+interface ClaimRow {
+  id: string;
+  template: string;
+  certificate_serial: string;
+  max_uses: number | null;
+  uses: number;
+  expires_at: string;
+  status: ClaimStatus;
+  created_at: string;
+}
+
+interface AuditRow {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  result: AuditEntry['result'];
+  code: AuditEntry['code'] | null;
+  device_id: string | null;
+  detail: string | null;
+}
+
+const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'status_reason', 'created_at', 'updated_at'] as const;
+const certificateColumns = [
+  'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason',
+] as const;
+const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'created_at', 'updated_at'] as const;
+const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
+const claimColumns = ['id', 'template', 'certificate_serial', 'max_uses', 'uses', 'expires_at', 'status', 'created_at'] as const;
+const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', 'detail'] as const;
+
+const list = (columns: readonly string[]): string => columns.join(', ');
+/** `alias.col AS alias_col, …` so one JOIN row can carry three records without name clashes. */
+const aliased = (alias: string, columns: readonly string[]): string => columns.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
+
+function unprefix<T>(row: Record<string, unknown>, alias: string): T {
+  const prefix = `${alias}_`;
+  const result: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(row)) if (key.startsWith(prefix)) result[key.slice(prefix.length)] = value;
+  return result as T;
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    getDevice: db.prepare<[string], DeviceRow>(`SELECT ${list(deviceColumns)} FROM devices WHERE id = ?`),
+    insertDevice: db.prepare<[Record<string, unknown>], void>(
+      `INSERT INTO devices (${list(deviceColumns)})
+       VALUES (@id, @kind, 'active', @template, @policy, @attributes, NULL, @now, @now)`,
+    ),
+    updateDeviceStatus: db.prepare<[Record<string, unknown>], DeviceRow>(
+      `UPDATE devices SET status = @status, status_reason = @reason, updated_at = @now WHERE id = @id RETURNING ${list(deviceColumns)}`,
+    ),
+
+    getCertificate: db.prepare<[string], CertificateRow>(`SELECT ${list(certificateColumns)} FROM certificates WHERE serial = ?`),
+    // Oldest first, with rowid breaking ties between certificates issued in the same millisecond.
+    listCertificates: db.prepare<[string], CertificateRow>(
+      `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = ? ORDER BY issued_at, rowid`,
+    ),
+    findCertificatesByPublicKey: db.prepare<[string], CertificateRow>(
+      `SELECT ${list(certificateColumns)} FROM certificates WHERE public_key_hash = ? ORDER BY issued_at, rowid`,
+    ),
+    /** Any certificate of another device, whatever its status: a revoked device's key may be compromised. */
+    publicKeyHolder: db.prepare<[string, string], string>(
+      'SELECT device_id FROM certificates WHERE public_key_hash = ? AND device_id <> ? LIMIT 1',
+    ).pluck(),
+    insertCertificate: db.prepare<[Record<string, unknown>], CertificateRow>(
+      `INSERT INTO certificates (${list(certificateColumns)})
+       VALUES (@serial, @deviceId, @fingerprint, @publicKeyHash, @notBefore, @notAfter, 'active', @pem, @now, NULL, NULL)
+       RETURNING ${list(certificateColumns)}`,
+    ),
+    revokeDeviceCertificates: db.prepare<[Record<string, unknown>], void>(
+      `UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason
+       WHERE device_id = @deviceId AND status <> 'revoked'`,
+    ),
+    // The broker's hot path: one round trip for everything admission needs. LEFT JOINs so that a missing
+    // policy shows up as "no policy" (refused by the caller) rather than as an unknown certificate.
+    getAdmission: db.prepare<[string], Record<string, unknown>>(
+      `SELECT ${aliased('c', certificateColumns)}, ${aliased('d', deviceColumns)}, ${aliased('p', policyColumns)}
+       FROM certificates c
+       JOIN devices d ON d.id = c.device_id
+       LEFT JOIN templates t ON t.name = d.template
+       LEFT JOIN policies p ON p.name = COALESCE(d.policy, t.policy)
+       WHERE c.serial = ?`,
+    ),
+
+    getTemplate: db.prepare<[string], TemplateRow>(`SELECT ${list(templateColumns)} FROM templates WHERE name = ?`),
+    listTemplates: db.prepare<[], TemplateRow>(`SELECT ${list(templateColumns)} FROM templates ORDER BY name`),
+    templateExists: db.prepare<[string], number>('SELECT 1 FROM templates WHERE name = ?').pluck(),
+    upsertTemplate: db.prepare<[Record<string, unknown>], TemplateRow>(
+      `INSERT INTO templates (${list(templateColumns)})
+       VALUES (@name, @policy, @validityDays, @keyTypes, @requireAllowlist, @allowReenroll, @now, @now)
+       ON CONFLICT (name) DO UPDATE SET
+         policy = excluded.policy, validity_days = excluded.validity_days, key_types = excluded.key_types,
+         require_allowlist = excluded.require_allowlist, allow_reenroll = excluded.allow_reenroll, updated_at = excluded.updated_at
+       RETURNING ${list(templateColumns)}`,
+    ),
+
+    getPolicy: db.prepare<[string], PolicyRow>(`SELECT ${list(policyColumns)} FROM policies WHERE name = ?`),
+    listPolicies: db.prepare<[], PolicyRow>(`SELECT ${list(policyColumns)} FROM policies ORDER BY name`),
+    policyExists: db.prepare<[string], number>('SELECT 1 FROM policies WHERE name = ?').pluck(),
+    upsertPolicy: db.prepare<[Record<string, unknown>], PolicyRow>(
+      `INSERT INTO policies (${list(policyColumns)}) VALUES (@name, @document, 1, @now)
+       ON CONFLICT (name) DO UPDATE SET document = excluded.document, version = policies.version + 1, updated_at = excluded.updated_at
+       RETURNING ${list(policyColumns)}`,
+    ),
+
+    getClaim: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE id = ?`),
+    getClaimBySerial: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE certificate_serial = ?`),
+    insertClaim: db.prepare<[Record<string, unknown>], ClaimRow>(
+      `INSERT INTO claims (${list(claimColumns)}) VALUES (@id, @template, @certificateSerial, @maxUses, 0, @expiresAt, 'active', @now)
+       RETURNING ${list(claimColumns)}`,
+    ),
+
+    insertAudit: db.prepare<[Record<string, unknown>], void>(
+      'INSERT INTO audit_log (at, actor, action, result, code, device_id, detail) VALUES (@at, @actor, @action, @result, @code, @deviceId, @detail)',
+    ),
+  };
+}
+
+class SqliteRegistry implements Registry {
+  readonly #db: Database.Database;
+  readonly #clock: Clock;
+  readonly #sql: ReturnType<typeof prepareStatements>;
+  /** Queries whose WHERE clause depends on which filters are set: prepared on first use, then reused. */
+  readonly #dynamic = new Map<string, Statement<[Record<string, unknown>], unknown>>();
+  readonly #transaction: Database.Transaction<(work: () => unknown) => unknown>;
+
+  constructor(db: Database.Database, clock: Clock) {
+    this.#db = db;
+    this.#clock = clock;
+    this.#sql = prepareStatements(db);
+    this.#transaction = db.transaction((work: () => unknown) => work());
+  }
+
+  /**
+   * Every write runs here. IMMEDIATE takes the write lock up front: a DEFERRED transaction that reads and
+   * then writes can fail with SQLITE_BUSY when another process committed in between, and busy_timeout does
+   * not retry that case. A throw rolls everything back, so a refusal leaves no row behind.
+   */
+  #write<T>(work: () => T): T {
+    return this.#transaction.immediate(work) as T;
+  }
+
+  #now(): string {
+    return this.#clock.now().toISOString();
+  }
+
+  #query<R>(sql: string, params: Record<string, unknown>): R[] {
+    let statement = this.#dynamic.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare<[Record<string, unknown>], unknown>(sql);
+      this.#dynamic.set(sql, statement);
+    }
+    return statement.all(params) as R[];
+  }
+
+  #insertAudit(entry: AuditInput): AuditEntry {
+    const at = entry.at ?? this.#clock.now();
+    const detail = entry.detail === undefined ? null : JSON.stringify(entry.detail);
+    const result = this.#sql.insertAudit.run({
+      at: at.toISOString(),
+      actor: entry.actor,
+      action: entry.action,
+      result: entry.result,
+      code: entry.code ?? null,
+      deviceId: entry.deviceId ?? null,
+      detail,
+    });
+    // The detail is returned as it was stored (JSON drops undefined and functions), as queryAudit will.
+    return toAuditEntry({ ...entry, id: Number(result.lastInsertRowid), at, ...(detail === null ? {} : { detail: JSON.parse(detail) as Record<string, unknown> }) });
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const row = this.#sql.getDevice.get(id);
+    return row === undefined ? undefined : toDevice(row);
+  }
+
+  async listDevices(query: DeviceQuery = {}): Promise<DeviceRecord[]> {
+    const { where, params } = filters(query.limit, [
+      ['status = @status', { status: query.status }],
+      ['kind = @kind', { kind: query.kind }],
+      ['template = @template', { template: query.template }],
+      // A range on the primary key instead of LIKE: LIKE is case-insensitive and treats % and _ as wildcards.
+      // Under the BINARY collation no character sorts after U+10FFFF, so this bounds every id with the prefix.
+      ['id >= @prefix AND id < @prefixEnd', { prefix: query.prefix || undefined, prefixEnd: `${query.prefix ?? ''}\u{10FFFF}` }],
+      ['id > @after', { after: query.after }],
+    ]);
+    const sql = `SELECT ${list(deviceColumns)} FROM devices ${whereClause(where)} ORDER BY id LIMIT @limit`;
+    return this.#query<DeviceRow>(sql, params).map(toDevice);
+  }
+
+  async registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord> {
+    const { device, certificate, mustBeNew, audit } = input;
+    // The id goes into topics and certificate names; the registry is the last gate before it is stored.
+    const id = assertDeviceId(device.id);
+    const attributes = assertAttributes(device.attributes);
+    return this.#write(() => {
+      const existing = this.#sql.getDevice.get(id);
+      if (existing !== undefined) {
+        if (mustBeNew) throw new FleetgateError('DEVICE_EXISTS', { detail: { id } });
+        if (existing.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED', { detail: { id } });
+      } else {
+        if (this.#sql.templateExists.get(device.template) === undefined) {
+          throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: device.template } });
+        }
+        if (device.policy != null && this.#sql.policyExists.get(device.policy) === undefined) {
+          throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: device.policy } });
+        }
+      }
+      // The same device may present its key again (lost reply, renewal with the same key); another may not.
+      const holder = this.#sql.publicKeyHolder.get(certificate.publicKeyHash, id);
+      if (holder !== undefined) {
+        throw new FleetgateError('PKI_PUBLIC_KEY_IN_USE', { detail: { publicKeyHash: certificate.publicKeyHash, boundTo: holder } });
+      }
+
+      const now = this.#now();
+      if (existing === undefined) {
+        this.#sql.insertDevice.run({
+          id,
+          kind: device.kind,
+          template: device.template,
+          policy: device.policy ?? null,
+          attributes: JSON.stringify(attributes),
+          now,
+        });
+      }
+      const row = this.#sql.insertCertificate.get({
+        serial: certificate.serial,
+        deviceId: id,
+        fingerprint: certificate.fingerprint,
+        publicKeyHash: certificate.publicKeyHash,
+        notBefore: certificate.notBefore.toISOString(),
+        notAfter: certificate.notAfter.toISOString(),
+        pem: certificate.pem,
+        now,
+      });
+      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id });
+      return toCertificate(expectRow(row));
+    });
+  }
+
+  async setDeviceStatus(input: { id: string; status: DeviceStatus; reason: string | null; audit: AuditInput }): Promise<DeviceRecord> {
+    const { id, status, reason, audit } = input;
+    return this.#write(() => {
+      const current = this.#sql.getDevice.get(id);
+      if (current === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
+      let row = current;
+      if (current.status === 'revoked') {
+        // Revocation is final. Revoking again changes nothing (the first reason and date stand) but is audited.
+        if (status !== 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED', { detail: { id, requested: status } });
+      } else {
+        const now = this.#now();
+        row = expectRow(this.#sql.updateDeviceStatus.get({ id, status, reason, now }));
+        if (status === 'revoked') {
+          this.#sql.revokeDeviceCertificates.run({ deviceId: id, now, reason: reason ?? 'unspecified' });
+        }
+      }
+      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id });
+      return toDevice(row);
+    });
+  }
+
+  async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
+    const row = this.#sql.getCertificate.get(serial);
+    return row === undefined ? undefined : toCertificate(row);
+  }
+
+  async listCertificates(deviceId: string): Promise<CertificateRecord[]> {
+    return this.#sql.listCertificates.all(deviceId).map(toCertificate);
+  }
+
+  async findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]> {
+    return this.#sql.findCertificatesByPublicKey.all(publicKeyHash).map(toCertificate);
+  }
+
+  async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
+    const row = this.#sql.getAdmission.get(certificateSerial);
+    if (row === undefined) return undefined;
+    const policy = unprefix<PolicyRow | { name: null }>(row, 'p');
+    return {
+      certificate: toCertificate(unprefix<CertificateRow>(row, 'c')),
+      device: toDevice(unprefix<DeviceRow>(row, 'd')),
+      policy: policy.name === null ? undefined : toPolicy(policy as PolicyRow),
+    };
+  }
+
+  async getTemplate(name: string): Promise<TemplateRecord | undefined> {
+    const row = this.#sql.getTemplate.get(name);
+    return row === undefined ? undefined : toTemplate(row);
+  }
+
+  async listTemplates(): Promise<TemplateRecord[]> {
+    return this.#sql.listTemplates.all().map(toTemplate);
+  }
+
+  async putTemplate(template: NewTemplate, audit: AuditInput): Promise<TemplateRecord> {
+    assertTemplate(template);
+    return this.#write(() => {
+      if (this.#sql.policyExists.get(template.policy) === undefined) {
+        throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: template.policy, template: template.name } });
+      }
+      const row = this.#sql.upsertTemplate.get({
+        name: template.name,
+        policy: template.policy,
+        validityDays: template.validityDays,
+        keyTypes: JSON.stringify(template.keyTypes),
+        requireAllowlist: template.requireAllowlist ? 1 : 0,
+        allowReenroll: template.allowReenroll ? 1 : 0,
+        now: this.#now(),
+      });
+      this.#insertAudit(audit);
+      return toTemplate(expectRow(row));
+    });
+  }
+
+  async getPolicy(name: string): Promise<PolicyRecord | undefined> {
+    const row = this.#sql.getPolicy.get(name);
+    return row === undefined ? undefined : toPolicy(row);
+  }
+
+  async listPolicies(): Promise<PolicyRecord[]> {
+    return this.#sql.listPolicies.all().map(toPolicy);
+  }
+
+  async putPolicy(name: string, document: PolicyDocument, audit: AuditInput): Promise<PolicyRecord> {
+    // Re-validated here because a stored policy that does not parse would lock every device using it out.
+    const parsed = parsePolicyDocument(document);
+    return this.#write(() => {
+      const row = this.#sql.upsertPolicy.get({ name, document: JSON.stringify(parsed), now: this.#now() });
+      this.#insertAudit(audit);
+      return toPolicy(expectRow(row));
+    });
+  }
+
+  async createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord> {
+    return this.#write(() => {
+      if (this.#sql.templateExists.get(claim.template) === undefined) {
+        throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
+      }
+      const row = this.#sql.insertClaim.get({
+        id: claim.id,
+        template: claim.template,
+        certificateSerial: claim.certificateSerial,
+        maxUses: claim.maxUses,
+        expiresAt: claim.expiresAt.toISOString(),
+        now: this.#now(),
+      });
+      this.#insertAudit(audit);
+      return toClaim(expectRow(row));
+    });
+  }
+
+  async getClaim(id: string): Promise<ClaimRecord | undefined> {
+    const row = this.#sql.getClaim.get(id);
+    return row === undefined ? undefined : toClaim(row);
+  }
+
+  async getClaimByCertificateSerial(serial: string): Promise<ClaimRecord | undefined> {
+    const row = this.#sql.getClaimBySerial.get(serial);
+    return row === undefined ? undefined : toClaim(row);
+  }
+
+  async appendAudit(entry: AuditInput): Promise<AuditEntry> {
+    return this.#insertAudit(entry);
+  }
+
+  async queryAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const { where, params } = filters(query.limit, [
+      ['device_id = @deviceId', { deviceId: query.deviceId }],
+      ['actor = @actor', { actor: query.actor }],
+      ['action = @action', { action: query.action }],
+      ['result = @result', { result: query.result }],
+      // Half-open [since, until): consecutive windows neither overlap nor leave gaps.
+      ['at >= @since', { since: query.since?.toISOString() }],
+      ['at < @until', { until: query.until?.toISOString() }],
+      ['id > @afterId', { afterId: query.afterId }],
+    ]);
+    // Ordered by id, not by `at`: callers may supply `at`, but ids are the order entries were written in.
+    const order = query.afterId === undefined ? 'DESC' : 'ASC';
+    const sql = `SELECT ${list(auditColumns)} FROM audit_log ${whereClause(where)} ORDER BY id ${order} LIMIT @limit`;
+    return this.#query<AuditRow>(sql, params).map((row) =>
+      toAuditEntry({
+        id: row.id,
+        at: new Date(row.at),
+        actor: row.actor,
+        action: row.action,
+        result: row.result,
+        ...(row.code === null ? {} : { code: row.code }),
+        ...(row.device_id === null ? {} : { deviceId: row.device_id }),
+        ...(row.detail === null ? {} : { detail: JSON.parse(row.detail) as Record<string, unknown> }),
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (!this.#db.open) return;
+    // Lets SQLite refresh planner statistics it found stale during this connection's lifetime.
+    this.#db.pragma('optimize');
+    this.#db.close();
+  }
+}
+
+/**
+ * Keeps the conditions whose first parameter is set. The SQL text then depends only on which filters are
+ * present, so the statement cache holds at most one statement per combination.
+ */
+function filters(limit: number | undefined, candidates: ReadonlyArray<readonly [condition: string, values: Record<string, unknown>]>) {
+  const where: string[] = [];
+  const params: Record<string, unknown> = { limit: clampLimit(limit) };
+  for (const [condition, values] of candidates) {
+    if (Object.values(values)[0] === undefined) continue;
+    where.push(condition);
+    Object.assign(params, values);
+  }
+  return { where, params };
+}
+
+function whereClause(conditions: readonly string[]): string {
+  return conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
+}
+
+function clampLimit(limit: number | undefined): number {
+  if (limit === undefined || Number.isNaN(limit)) return defaultLimit;
+  return Math.min(maxLimit, Math.max(1, Math.trunc(limit)));
+}
+
+/** RETURNING on an INSERT or an UPDATE of a row just read always yields it; anything else is a bug. */
+function expectRow<T>(row: T | undefined): T {
+  if (row === undefined) throw new FleetgateError('INTERNAL', { detail: { reason: 'write returned no row' } });
+  return row;
+}
+
+function assertTemplate(template: NewTemplate): void {
+  const problems: string[] = [];
+  if (!Number.isInteger(template.validityDays) || template.validityDays < 1) problems.push('validityDays must be a positive integer');
+  if (!Array.isArray(template.keyTypes) || template.keyTypes.length === 0) problems.push('keyTypes must list at least one key type');
+  const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
+  if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
+  if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
+}
+
+function toDevice(row: DeviceRow): DeviceRecord {
+  return {
+    id: row.id,
+    kind: row.kind,
+    status: row.status,
+    template: row.template,
+    policy: row.policy,
+    attributes: JSON.parse(row.attributes) as Record<string, string>,
+    statusReason: row.status_reason,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+function toCertificate(row: CertificateRow): CertificateRecord {
+  return {
+    serial: row.serial,
+    deviceId: row.device_id,
+    fingerprint: row.fingerprint,
+    publicKeyHash: row.public_key_hash,
+    notBefore: new Date(row.not_before),
+    notAfter: new Date(row.not_after),
+    status: row.status,
+    pem: row.pem,
+    issuedAt: new Date(row.issued_at),
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+    revocationReason: row.revocation_reason,
+  };
+}
+
+function toTemplate(row: TemplateRow): TemplateRecord {
+  return {
+    name: row.name,
+    policy: row.policy,
+    validityDays: row.validity_days,
+    keyTypes: JSON.parse(row.key_types) as string[],
+    requireAllowlist: row.require_allowlist === 1,
+    allowReenroll: row.allow_reenroll === 1,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+function toPolicy(row: PolicyRow): PolicyRecord {
+  return {
+    name: row.name,
+    // Validated by parsePolicyDocument before it was written.
+    document: JSON.parse(row.document) as PolicyDocument,
+    version: row.version,
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+function toClaim(row: ClaimRow): ClaimRecord {
+  return {
+    id: row.id,
+    template: row.template,
+    certificateSerial: row.certificate_serial,
+    maxUses: row.max_uses,
+    uses: row.uses,
+    expiresAt: new Date(row.expires_at),
+    status: row.status,
+    createdAt: new Date(row.created_at),
+  };
+}
+
+/** Optional fields are left out rather than set to undefined, so entries compare and serialise cleanly. */
+function toAuditEntry(entry: AuditInput & { id: number; at: Date }): AuditEntry {
+  return {
+    id: entry.id,
+    at: entry.at,
+    actor: entry.actor,
+    action: entry.action,
+    result: entry.result,
+    ...(entry.code === undefined ? {} : { code: entry.code }),
+    ...(entry.deviceId === undefined ? {} : { deviceId: entry.deviceId }),
+    ...(entry.detail === undefined ? {} : { detail: entry.detail }),
+  };
+}

@@ -1,0 +1,147 @@
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { backendPolicy, defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
+import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
+import { migrate, migrations } from '../../registry/sqlite/migrations.ts';
+import { describeRegistryContract } from './registry-contract.ts';
+
+let dir: string;
+let files = 0;
+/** A fresh database file per call, all inside one temporary directory removed at the end. */
+const freshPath = () => join(dir, `registry-${(files += 1)}.db`);
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetgate-registry-'));
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describeRegistryContract('sqlite (file)', () => openSqliteRegistry({ path: freshPath() }));
+
+describe('sqlite registry', () => {
+  const opened: Registry[] = [];
+  const raw: Database.Database[] = [];
+
+  async function open(path: string, clock = systemClock): Promise<Registry> {
+    const registry = await openSqliteRegistry({ path, clock });
+    opened.push(registry);
+    return registry;
+  }
+
+  /** A second connection that looks at the file the way an operator with the sqlite3 shell would. */
+  function inspect(path: string): Database.Database {
+    const db = new Database(path);
+    raw.push(db);
+    return db;
+  }
+
+  afterEach(async () => {
+    for (const registry of opened.splice(0)) await registry.close();
+    for (const db of raw.splice(0)) db.close();
+  });
+
+  it('puts the database file in WAL mode', async () => {
+    const path = freshPath();
+    await open(path);
+    expect(inspect(path).pragma('journal_mode', { simple: true })).toBe('wal');
+  });
+
+  it('keeps its data when reopened and does not run migrations again', async () => {
+    const path = freshPath();
+    const first = await open(path, fixedClock('2025-01-01T00:00:00.000Z'));
+    await seedDefaults(first);
+    await first.registerCertificate({
+      device: { id: 'sensor-1', kind: 'device', template: 'default' },
+      certificate: { serial: '01', fingerprint: 'f1', publicKeyHash: 'k1', notBefore: new Date('2025-01-01T00:00:00Z'), notAfter: new Date('2026-01-01T00:00:00Z'), pem: 'pem' },
+      mustBeNew: true,
+      audit: { actor: 'test', action: 'device.register', result: 'ok' },
+    });
+    await first.close();
+
+    const second = await open(path, fixedClock('2026-06-01T00:00:00.000Z'));
+    expect(await second.getDevice('sensor-1')).toMatchObject({ status: 'active', createdAt: new Date('2025-01-01T00:00:00.000Z') });
+    expect(await second.getPolicy('default')).toMatchObject({ version: 1 });
+    expect(await second.queryAudit()).toHaveLength(4);
+
+    const db = inspect(path);
+    // Applied once, at the first clock's time: the reopen did not run them again.
+    expect(db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all()).toEqual(
+      migrations.map((step) => ({ version: step.version, applied_at: '2025-01-01T00:00:00.000Z' })),
+    );
+    expect(migrate(db, systemClock)).toEqual([]);
+  });
+
+  it('refuses a database written by a newer fleetgate', async () => {
+    const path = freshPath();
+    await (await open(path)).close();
+    inspect(path).prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', '2030-01-01T00:00:00.000Z')").run();
+
+    const error: unknown = await openSqliteRegistry({ path }).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(error).toBeInstanceOf(FleetgateError);
+    expect(error).toMatchObject({ code: 'CONFIG_INVALID', detail: { databaseVersion: 9999 } });
+  });
+
+  it('makes the audit log append-only in the database itself', async () => {
+    const path = freshPath();
+    const registry = await open(path);
+    await registry.appendAudit({ actor: 'broker', action: 'mqtt.connect', result: 'refused', code: 'AUTH_CERT_REVOKED' });
+    const db = inspect(path);
+
+    expect(() => db.prepare("UPDATE audit_log SET result = 'ok'").run()).toThrow(/append-only/);
+    expect(() => db.prepare('DELETE FROM audit_log').run()).toThrow(/append-only/);
+    expect(await registry.queryAudit()).toMatchObject([{ result: 'refused', code: 'AUTH_CERT_REVOKED' }]);
+  });
+
+  it('seeds the default policies and template once and never overwrites them', async () => {
+    const registry = await open(freshPath());
+    await seedDefaults(registry);
+    await seedDefaults(registry);
+
+    expect(await registry.listPolicies()).toMatchObject([
+      { name: 'backend', version: 1, document: backendPolicy },
+      { name: 'default', version: 1, document: defaultDevicePolicy },
+    ]);
+    expect(await registry.getTemplate('default')).toMatchObject({
+      policy: 'default',
+      validityDays: 365,
+      keyTypes: ['EC P-256', 'EC P-384', 'RSA 2048', 'RSA 3072', 'RSA 4096'],
+      requireAllowlist: false,
+      allowReenroll: false,
+    });
+    const seeded = await registry.queryAudit();
+    expect(seeded).toHaveLength(3);
+    expect(seeded.every((entry) => entry.actor === 'system' && entry.result === 'ok')).toBe(true);
+
+    const edited = { statements: [{ effect: 'allow', actions: ['publish'], topics: ['devices/${device.id}/up'] }] } as const;
+    await registry.putPolicy('default', edited, { actor: 'operator', action: 'policy.put', result: 'ok' });
+    await seedDefaults(registry);
+    expect(await registry.getPolicy('default')).toMatchObject({ version: 2, document: edited });
+    expect(await registry.queryAudit()).toHaveLength(4);
+  });
+
+  it('lets two connections share one file', async () => {
+    const path = freshPath();
+    const a = await open(path);
+    const b = await open(path);
+    await seedDefaults(a);
+    await seedDefaults(b);
+    await b.appendAudit({ actor: 'b', action: 'hello', result: 'ok' });
+    expect(await a.listPolicies()).toHaveLength(2);
+    expect(await a.queryAudit({ actor: 'b' })).toHaveLength(1);
+    expect(await b.queryAudit({ actor: 'system' })).toHaveLength(3);
+  });
+
+  it("works in memory with ':memory:'", async () => {
+    const registry = await open(':memory:');
+    await seedDefaults(registry);
+    expect(await registry.getTemplate('default')).toBeDefined();
+  });
+});
