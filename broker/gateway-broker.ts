@@ -3,11 +3,11 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { type Clock, decideInScope, type ErrorCode, type EventBus, type GatewayEvent } from '../core/index.ts';
+import { type Clock, credentialOf, decideInScope, type ErrorCode, type EventBus, type GatewayEvent, type PeerCredential } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
-import { credentialOf, type PeerCredential, trustedIssuersFromPem } from './peer-credential.ts';
+import { trustedIssuersFromPem } from './peer-credential.ts';
 import { admitSession, type SessionContext } from './session-admission.ts';
 
 export interface GatewayBrokerConfig {

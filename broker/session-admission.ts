@@ -1,7 +1,6 @@
-import { compilePolicy, decideInScope, isValidDeviceId, type SessionIdentity } from '../core/index.ts';
+import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type SessionIdentity } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { AdmissionRefusal } from './connack-codes.ts';
-import type { PeerCredential } from './peer-credential.ts';
 
 /** What a session was admitted as; kept for its lifetime and consulted on every packet. */
 export interface SessionContext {

@@ -12,3 +12,4 @@ export * from './pki/profiles.ts';
 export * from './pki/certificate-authority.ts';
 export * from './pki/csr.ts';
 export * from './event-bus.ts';
+export * from './peer-identity.ts';

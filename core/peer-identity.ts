@@ -1,0 +1,96 @@
+import type { ErrorCode } from './errors.ts';
+import { isValidDeviceId } from './device-id.ts';
+import { normaliseSerial } from './pki/certificate-authority.ts';
+import { deviceUriPrefix, serviceUriPrefix } from './pki/profiles.ts';
+
+/**
+ * What a TLS handshake proved about a client, for every edge that accepts client certificates (the MQTT
+ * broker, the HTTPS enrollment and EST routes). Servers verify the chain but let the handshake finish
+ * (rejectUnauthorized: false) so the refusal can be a protocol answer the device understands: Node closes
+ * a rejected TLS 1.3 peer without an alert, and clients such as mqtt.js then retry forever.
+ */
+export type PeerRefusal = Extract<
+  ErrorCode,
+  'AUTH_NO_CLIENT_CERT' | 'AUTH_CERT_UNTRUSTED' | 'AUTH_CERT_EXPIRED' | 'AUTH_CERT_NOT_YET_VALID' | 'AUTH_CERT_INVALID' | 'AUTH_CERT_REVOKED'
+>;
+
+export type PeerCredential =
+  | { readonly kind: 'device'; readonly deviceId: string; readonly serial: string; readonly notAfter: Date }
+  | { readonly kind: 'claim'; readonly serial: string; readonly notAfter: Date }
+  | { readonly kind: 'refused'; readonly code: PeerRefusal; readonly reason: string; readonly serial?: string };
+
+/** SHA-256 fingerprints, in Node's "AB:CD:…" form, of the CAs whose leaves we accept, by role. */
+export interface TrustedIssuers {
+  readonly device: string;
+  readonly claim: readonly string[];
+}
+
+/**
+ * The part of Node's TLSSocket this needs, declared structurally so core stays free of Node types.
+ * `getPeerCertificate(true)` returns `{}` when the client sent no certificate.
+ */
+export interface TlsPeer {
+  readonly authorized: boolean;
+  readonly authorizationError?: Error | string | null | undefined;
+  getPeerCertificate(detailed: true): {
+    readonly serialNumber?: string;
+    readonly subject?: { readonly CN?: string | string[] };
+    readonly subjectaltname?: string;
+    readonly valid_to?: string;
+    readonly issuerCertificate?: { readonly fingerprint256?: string };
+  };
+}
+
+/** OpenSSL verify errors (X509_V_ERR_*) as Node names them, mapped to the catalogue. */
+const verifyErrors: Readonly<Record<string, PeerRefusal>> = {
+  CERT_HAS_EXPIRED: 'AUTH_CERT_EXPIRED',
+  CERT_NOT_YET_VALID: 'AUTH_CERT_NOT_YET_VALID',
+  CERT_REVOKED: 'AUTH_CERT_REVOKED',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'AUTH_CERT_UNTRUSTED',
+  UNABLE_TO_GET_ISSUER_CERT: 'AUTH_CERT_UNTRUSTED',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'AUTH_CERT_UNTRUSTED',
+  SELF_SIGNED_CERT_IN_CHAIN: 'AUTH_CERT_UNTRUSTED',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'AUTH_CERT_UNTRUSTED',
+};
+
+export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCredential {
+  const certificate = peer.getPeerCertificate(true);
+  if (!certificate || certificate.serialNumber === undefined) {
+    return { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no client certificate' };
+  }
+  const serial = normaliseSerial(certificate.serialNumber);
+  if (!peer.authorized) {
+    const error = String(peer.authorizationError ?? 'unknown');
+    return { kind: 'refused', code: verifyErrors[error] ?? 'AUTH_CERT_INVALID', reason: error, serial };
+  }
+
+  const issuer = certificate.issuerCertificate?.fingerprint256;
+  const notAfter = new Date(certificate.valid_to ?? 0);
+  if (issuer === issuers.device) {
+    const deviceId = identityFromSubjectAltName(certificate.subjectaltname);
+    if (deviceId === undefined || certificate.subject?.CN !== deviceId) {
+      return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'device certificate without a matching fleetgate URI SAN', serial };
+    }
+    return { kind: 'device', deviceId, serial, notAfter };
+  }
+  if (issuer !== undefined && issuers.claim.includes(issuer)) return { kind: 'claim', serial, notAfter };
+  // Chains to our root, but through a CA that does not issue client identities (e.g. the server certificate).
+  return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'issuer is not a device or claim CA', serial };
+}
+
+const identityUriPrefixes = [deviceUriPrefix, serviceUriPrefix];
+
+/**
+ * The id in a `urn:fleetgate:device:<id>` (or service) URI SAN. Node renders SANs as one string and quotes
+ * entries that contain separators (`URI:"…\u002c…"`); ids cannot contain commas or quotes, so a quoted
+ * entry is never ours and splitting on ", " is safe for the entries we accept.
+ */
+function identityFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
+  const ids = (subjectAltName ?? '').split(', ').flatMap((entry) => {
+    if (!entry.startsWith('URI:')) return [];
+    const uri = entry.slice('URI:'.length);
+    const prefix = identityUriPrefixes.find((candidate) => uri.startsWith(candidate));
+    return prefix === undefined ? [] : [uri.slice(prefix.length)];
+  });
+  return ids.length === 1 && isValidDeviceId(ids[0]) ? ids[0] : undefined;
+}
