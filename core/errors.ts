@@ -54,6 +54,16 @@ export const errorCatalogue = {
   MQTT_PROTOCOL_UNSUPPORTED: { http: 400, message: 'Only MQTT 3.1.1 (protocol level 4) is supported; connect with protocolVersion 4.' },
   MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
 
+  // enrollment and renewal
+  ENROLL_CLAIM_UNKNOWN: { http: 401, message: 'The claim certificate is not registered with this gateway; ask the factory for a valid claim certificate.' },
+  ENROLL_CLAIM_REVOKED: { http: 403, message: 'The claim credential has been revoked; ask the factory for a new claim certificate.' },
+  ENROLL_CLAIM_EXPIRED: { http: 403, message: 'The claim credential has expired; ask the factory for a new claim certificate.' },
+  ENROLL_CLAIM_EXHAUSTED: { http: 403, message: 'The claim credential has no enrollments left (max-uses reached); ask the factory for a new claim certificate.' },
+  ENROLL_SERIAL_NOT_ALLOWED: { http: 403, message: 'This device serial is not on the allow-list of the template; import it with `fleetgate allowlist import`.' },
+  ENROLL_CLONE_SUSPECTED: { http: 409, message: 'This serial is already enrolled with a different key (a possible clone); an operator must revoke the old device or allow re-enrollment in the template.' },
+  ENROLL_RATE_LIMITED: { http: 429, message: 'Too many enrollments with this claim right now; retry after a short backoff.' },
+  ENROLL_REQUEST_INVALID: { http: 400, message: 'The enrollment request must be JSON {"csr": "<PEM>", "attributes": {...}?} with no other fields.' },
+
   // registry
   DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },
   DEVICE_EXISTS: { http: 409, message: 'A device with that id is already registered; choose another id or revoke the old device.' },

@@ -39,6 +39,8 @@ export interface CertificateRecord {
   readonly revokedAt: Date | null;
   /** RFC 5280 §5.3.1 reason name (keyCompromise, superseded, …). */
   readonly revocationReason: string | null;
+  /** For a renewal: the serial of the certificate this one replaces once the device first connects with it. */
+  readonly replaces: string | null;
 }
 
 export interface TemplateRecord {
@@ -131,6 +133,8 @@ export interface NewCertificate {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly pem: string;
+  /** Renewal: the device's current certificate, which must be active. */
+  readonly replaces?: string | null;
 }
 
 export interface NewTemplate {
@@ -174,6 +178,28 @@ export interface Registry {
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
   findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]>;
   getAdmission(certificateSerial: string): Promise<Admission | undefined>;
+  /**
+   * Claim-certificate enrollment, in one transaction with its audit entry: the claim must be active, not
+   * expired and have uses left (ENROLL_CLAIM_REVOKED / _EXPIRED / _EXHAUSTED / _UNKNOWN); the serial must
+   * be on the template's allow-list when required (ENROLL_SERIAL_NOT_ALLOWED); an enrolled serial is
+   * refused as a possible clone (ENROLL_CLONE_SUSPECTED) unless `allowReenroll`, in which case its active
+   * certificates become superseded; a revoked device stays revoked (AUTH_DEVICE_REVOKED). One use is
+   * consumed. If the device already holds an active certificate for the same public key (a concurrent
+   * duplicate request), that certificate is returned with `repeated: true` and nothing is written.
+   */
+  enrollWithClaim(input: {
+    claimId: string;
+    device: NewDevice;
+    certificate: NewCertificate;
+    requireAllowlist: boolean;
+    allowReenroll: boolean;
+    audit: AuditInput;
+  }): Promise<{ certificate: CertificateRecord; repeated: boolean }>;
+  /**
+   * Called when a device first connects with `serial`: if it replaces another certificate that is still
+   * active, that one becomes superseded (with the audit entry). Returns the superseded serial, if any.
+   */
+  supersedeReplaced(serial: string, audit: AuditInput): Promise<string | undefined>;
 
   // templates and policies
   getTemplate(name: string): Promise<TemplateRecord | undefined>;
@@ -189,6 +215,11 @@ export interface Registry {
   createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord>;
   getClaim(id: string): Promise<ClaimRecord | undefined>;
   getClaimByCertificateSerial(serial: string): Promise<ClaimRecord | undefined>;
+
+  // serial allow-lists, per template
+  /** Adds serials (duplicates ignored), with the audit entry; TEMPLATE_NOT_FOUND if the template is unknown. */
+  importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }>;
+  isSerialAllowed(template: string, serial: string): Promise<boolean>;
 
   // audit log (append-only: there is no update or delete)
   appendAudit(entry: AuditInput): Promise<AuditEntry>;

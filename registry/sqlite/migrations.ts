@@ -63,8 +63,10 @@ export const migrations: readonly Migration[] = [
         issued_at TEXT NOT NULL,
         revoked_at TEXT,
         revocation_reason TEXT,
-        -- A revoked certificate always says when; CRL entries need the date.
-        CHECK ((status = 'revoked') = (revoked_at IS NOT NULL))
+        -- A renewal names the certificate it replaces; that one is superseded when the new one is first used.
+        replaces TEXT REFERENCES certificates (serial),
+        -- A revoked or superseded certificate always says when; CRL entries need the date.
+        CHECK ((status IN ('revoked', 'superseded')) = (revoked_at IS NOT NULL))
       ) STRICT;
       CREATE INDEX certificates_device_id ON certificates (device_id);
       CREATE INDEX certificates_public_key_hash ON certificates (public_key_hash);
@@ -80,6 +82,13 @@ export const migrations: readonly Migration[] = [
         created_at TEXT NOT NULL
       ) STRICT;
       CREATE INDEX claims_template ON claims (template);
+
+      CREATE TABLE allowlist (
+        template TEXT NOT NULL REFERENCES templates (name),
+        serial TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (template, serial)
+      ) STRICT, WITHOUT ROWID;
 
       -- AUTOINCREMENT: ids are never reused, so a follower paging with afterId never misses an entry.
       CREATE TABLE audit_log (

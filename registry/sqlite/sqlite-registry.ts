@@ -90,6 +90,7 @@ interface CertificateRow {
   issued_at: string;
   revoked_at: string | null;
   revocation_reason: string | null;
+  replaces: string | null;
 }
 
 interface TemplateRow {
@@ -134,7 +135,7 @@ interface AuditRow {
 
 const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'status_reason', 'created_at', 'updated_at'] as const;
 const certificateColumns = [
-  'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason',
+  'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason', 'replaces',
 ] as const;
 const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'created_at', 'updated_at'] as const;
 const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
@@ -177,12 +178,24 @@ function prepareStatements(db: Database.Database) {
     ).pluck(),
     insertCertificate: db.prepare<[Record<string, unknown>], CertificateRow>(
       `INSERT INTO certificates (${list(certificateColumns)})
-       VALUES (@serial, @deviceId, @fingerprint, @publicKeyHash, @notBefore, @notAfter, 'active', @pem, @now, NULL, NULL)
+       VALUES (@serial, @deviceId, @fingerprint, @publicKeyHash, @notBefore, @notAfter, 'active', @pem, @now, NULL, NULL, @replaces)
        RETURNING ${list(certificateColumns)}`,
     ),
     revokeDeviceCertificates: db.prepare<[Record<string, unknown>], void>(
       `UPDATE certificates SET status = 'revoked', revoked_at = @now, revocation_reason = @reason
        WHERE device_id = @deviceId AND status <> 'revoked'`,
+    ),
+    supersedeDeviceCertificates: db.prepare<[Record<string, unknown>], void>(
+      `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
+       WHERE device_id = @deviceId AND status = 'active'`,
+    ),
+    supersedeCertificate: db.prepare<[Record<string, unknown>], { serial: string; device_id: string }>(
+      `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
+       WHERE serial = @serial AND status = 'active' RETURNING serial, device_id`,
+    ),
+    activeCertificateForKey: db.prepare<[string, string], CertificateRow>(
+      `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = ? AND public_key_hash = ? AND status = 'active'
+       ORDER BY issued_at DESC, rowid DESC LIMIT 1`,
     ),
     // The broker's hot path: one round trip for everything admission needs. LEFT JOINs so that a missing
     // policy shows up as "no policy" (refused by the caller) rather than as an unknown certificate.
@@ -218,6 +231,16 @@ function prepareStatements(db: Database.Database) {
 
     getClaim: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE id = ?`),
     getClaimBySerial: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE certificate_serial = ?`),
+    // Atomic use: the row changes only if a use is left, so racing enrollments can never exceed max_uses.
+    consumeClaimUse: db.prepare<[Record<string, unknown>], void>(
+      `UPDATE claims SET uses = uses + 1
+       WHERE id = @id AND status = 'active' AND expires_at > @now AND (max_uses IS NULL OR uses < max_uses)`,
+    ),
+    allowlisted: db.prepare<[string, string], number>('SELECT 1 FROM allowlist WHERE template = ? AND serial = ?').pluck(),
+    insertAllowlist: db.prepare<[Record<string, unknown>], void>(
+      'INSERT INTO allowlist (template, serial, added_at) VALUES (@template, @serial, @now) ON CONFLICT DO NOTHING',
+    ),
+    countAllowlist: db.prepare<[string], number>('SELECT count(*) FROM allowlist WHERE template = ?').pluck(),
     insertClaim: db.prepare<[Record<string, unknown>], ClaimRow>(
       `INSERT INTO claims (${list(claimColumns)}) VALUES (@id, @template, @certificateSerial, @maxUses, 0, @expiresAt, 'active', @now)
        RETURNING ${list(claimColumns)}`,
@@ -319,11 +342,12 @@ class SqliteRegistry implements Registry {
           throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: device.policy } });
         }
       }
-      // The same device may present its key again (lost reply, renewal with the same key); another may not.
-      const holder = this.#sql.publicKeyHolder.get(certificate.publicKeyHash, id);
-      if (holder !== undefined) {
-        throw new FleetgateError('PKI_PUBLIC_KEY_IN_USE', { detail: { publicKeyHash: certificate.publicKeyHash, boundTo: holder } });
+      if (certificate.replaces != null) {
+        const replaced = this.#sql.getCertificate.get(certificate.replaces);
+        if (replaced === undefined || replaced.device_id !== id) throw new FleetgateError('CERT_NOT_FOUND', { detail: { serial: certificate.replaces } });
+        if (replaced.status !== 'active') throw new FleetgateError('AUTH_CERT_REVOKED', { detail: { serial: certificate.replaces, status: replaced.status } });
       }
+      this.#assertKeyFree(certificate.publicKeyHash, id);
 
       const now = this.#now();
       if (existing === undefined) {
@@ -344,11 +368,102 @@ class SqliteRegistry implements Registry {
         notBefore: certificate.notBefore.toISOString(),
         notAfter: certificate.notAfter.toISOString(),
         pem: certificate.pem,
+        replaces: certificate.replaces ?? null,
         now,
       });
       this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id });
       return toCertificate(expectRow(row));
     });
+  }
+
+  /** The same device may present its key again (lost reply, renewal with the same key); another may not. */
+  #assertKeyFree(publicKeyHash: string, deviceId: string): void {
+    const holder = this.#sql.publicKeyHolder.get(publicKeyHash, deviceId);
+    if (holder !== undefined) throw new FleetgateError('PKI_PUBLIC_KEY_IN_USE', { detail: { publicKeyHash, boundTo: holder } });
+  }
+
+  async enrollWithClaim(input: {
+    claimId: string;
+    device: NewDevice;
+    certificate: NewCertificate;
+    requireAllowlist: boolean;
+    allowReenroll: boolean;
+    audit: AuditInput;
+  }): Promise<{ certificate: CertificateRecord; repeated: boolean }> {
+    const { claimId, device, certificate, audit } = input;
+    const id = assertDeviceId(device.id);
+    const attributes = assertAttributes(device.attributes);
+    return this.#write(() => {
+      const now = this.#now();
+      const claim = this.#sql.getClaim.get(claimId);
+      if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
+      if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId } });
+      if (claim.expires_at <= now) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId, expiresAt: claim.expires_at } });
+
+      const existing = this.#sql.getDevice.get(id);
+      if (existing !== undefined) {
+        if (existing.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED', { detail: { id } });
+        const same = this.#sql.activeCertificateForKey.get(id, certificate.publicKeyHash);
+        if (same !== undefined) return { certificate: toCertificate(same), repeated: true };
+        if (!input.allowReenroll) throw new FleetgateError('ENROLL_CLONE_SUSPECTED', { detail: { id } });
+      }
+      if (claim.max_uses !== null && claim.uses >= claim.max_uses) {
+        throw new FleetgateError('ENROLL_CLAIM_EXHAUSTED', { detail: { claimId, maxUses: claim.max_uses } });
+      }
+      if (input.requireAllowlist && this.#sql.allowlisted.get(claim.template, id) === undefined) {
+        throw new FleetgateError('ENROLL_SERIAL_NOT_ALLOWED', { detail: { serial: id, template: claim.template } });
+      }
+      this.#assertKeyFree(certificate.publicKeyHash, id);
+
+      if (existing === undefined) {
+        this.#sql.insertDevice.run({ id, kind: 'device', template: claim.template, policy: null, attributes: JSON.stringify(attributes), now });
+      } else {
+        this.#sql.supersedeDeviceCertificates.run({ deviceId: id, now });
+      }
+      this.#sql.consumeClaimUse.run({ id: claimId, now });
+      const row = this.#sql.insertCertificate.get({
+        serial: certificate.serial,
+        deviceId: id,
+        fingerprint: certificate.fingerprint,
+        publicKeyHash: certificate.publicKeyHash,
+        notBefore: certificate.notBefore.toISOString(),
+        notAfter: certificate.notAfter.toISOString(),
+        pem: certificate.pem,
+        replaces: null,
+        now,
+      });
+      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: existing !== undefined } });
+      return { certificate: toCertificate(expectRow(row)), repeated: false };
+    });
+  }
+
+  async supersedeReplaced(serial: string, audit: AuditInput): Promise<string | undefined> {
+    const current = this.#sql.getCertificate.get(serial);
+    if (current?.replaces == null) return undefined;
+    const replaces = current.replaces;
+    return this.#write(() => {
+      const changed = this.#sql.supersedeCertificate.get({ serial: replaces, now: this.#now() });
+      if (changed === undefined) return undefined;
+      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? changed.device_id, detail: { ...audit.detail, superseded: replaces, by: serial } });
+      return replaces;
+    });
+  }
+
+  async importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }> {
+    const checked = serials.map((serial) => assertDeviceId(serial));
+    return this.#write(() => {
+      if (this.#sql.templateExists.get(template) === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template } });
+      const now = this.#now();
+      let added = 0;
+      for (const serial of checked) added += this.#sql.insertAllowlist.run({ template, serial, now }).changes;
+      const total = this.#sql.countAllowlist.get(template) ?? 0;
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, template, added, total } });
+      return { added, total };
+    });
+  }
+
+  async isSerialAllowed(template: string, serial: string): Promise<boolean> {
+    return this.#sql.allowlisted.get(template, serial) !== undefined;
   }
 
   async setDeviceStatus(input: { id: string; status: DeviceStatus; reason: string | null; audit: AuditInput }): Promise<DeviceRecord> {
@@ -578,6 +693,7 @@ function toCertificate(row: CertificateRow): CertificateRecord {
     issuedAt: new Date(row.issued_at),
     revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
     revocationReason: row.revocation_reason,
+    replaces: row.replaces,
   };
 }
 

@@ -160,6 +160,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           issuedAt: expect.any(Date),
           revokedAt: null,
           revocationReason: null,
+          replaces: null,
         });
         expectRecent(issued.issuedAt, before);
         const device = await registry.getDevice('sensor-1');
