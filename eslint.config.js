@@ -12,7 +12,7 @@ const layer = (files, forbidden, message) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'build/', 'data/', 'test-output/', 'firmware-samples/**/build/'] },
+  { ignores: ['node_modules/', 'build/', 'data/', 'test-output/', 'firmware-samples/**/build/', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

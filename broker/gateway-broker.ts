@@ -3,7 +3,19 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { type Clock, credentialOf, decideInScope, type ErrorCode, type EventBus, type GatewayEvent, type PeerCredential } from '../core/index.ts';
+import {
+  type CertificateRequestHandler,
+  type Clock,
+  credentialOf,
+  decideInScope,
+  enrollTopics,
+  type ErrorCode,
+  type EventBus,
+  type GatewayEvent,
+  isFleetgateError,
+  type PeerCredential,
+  renewTopics,
+} from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
@@ -31,6 +43,8 @@ export interface GatewayBrokerDeps {
   readonly events: EventBus;
   readonly clock: Clock;
   readonly log: Logger;
+  /** Enrollment and renewal over MQTT; without it the request topics are simply not answered. */
+  readonly certificateRequests?: CertificateRequestHandler;
 }
 
 export interface SessionSummary {
@@ -145,6 +159,16 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       callback(null, null as unknown as Subscription); // SUBACK 0x80 for this filter [MQTT-3.9.3]
     },
 
+    // Runs after the PUBLISH was authorized and acknowledged: answer enrollment and renewal requests.
+    published(packet, client, callback) {
+      callback(null);
+      // Cheap test first: this hook sees every message, and only "$fleetgate/…" requests concern it.
+      // (client is null for the broker's own publishes, such as the replies below.)
+      if (packet.topic.charCodeAt(0) !== 0x24 || !client) return;
+      const session = sessions.get(client);
+      if (session !== undefined) answerCertificateRequest(session, packet.topic, packet.payload);
+    },
+
     authorizeForward(client, packet) {
       const session = sessions.get(client);
       if (session === undefined) return null;
@@ -162,6 +186,13 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       client.close();
       return;
     }
+    if (session?.replaces) {
+      // First connection with a renewed certificate: only now is the old one retired (a device whose
+      // renewal reply was lost keeps working with the old certificate until then).
+      registry
+        .supersedeReplaced(session.certificateSerial, { actor: `device:${client.id}`, action: 'certificate.supersede', result: 'ok' })
+        .catch((error: unknown) => log.error({ err: error, clientId: client.id }, 'could not supersede the renewed certificate'));
+    }
     audit({
       actor: actorOf(client),
       action: 'mqtt.connect',
@@ -171,6 +202,36 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     });
   });
   aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
+
+  function answerCertificateRequest(session: SessionContext, topic: string, payload: Buffer | string): void {
+    const handler = deps.certificateRequests;
+    if (handler === undefined) return;
+    const body = typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload);
+    let topics: { accepted: string; rejected: string };
+    let work: Promise<unknown>;
+    if (session.identity.kind === 'claim' && topic === enrollTopics(session.clientId).request) {
+      topics = enrollTopics(session.clientId);
+      work = handler.enroll({ claimCertificateSerial: session.certificateSerial, serial: session.clientId, body, transport: 'mqtt' });
+    } else if (session.identity.kind === 'device' && topic === renewTopics(session.clientId).request) {
+      topics = renewTopics(session.clientId);
+      work = handler.renew({ certificateSerial: session.certificateSerial, deviceId: session.clientId, body, transport: 'mqtt' });
+    } else {
+      return;
+    }
+    work
+      .then(
+        (reply) => ({ topic: topics.accepted, body: reply }),
+        (error: unknown) => {
+          if (!isFleetgateError(error)) log.error({ err: error, topic }, 'certificate request failed');
+          return { topic: topics.rejected, body: isFleetgateError(error) ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'Internal error; retry later.' } };
+        },
+      )
+      .then((answer) => {
+        aedes.publish({ cmd: 'publish', topic: answer.topic, payload: Buffer.from(JSON.stringify(answer.body)), qos: 1, retain: false, dup: false }, (error) => {
+          if (error) log.warn({ err: error, topic: answer.topic }, 'could not publish the certificate reply');
+        });
+      });
+  }
 
   const server: Server = createServer(
     {

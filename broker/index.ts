@@ -1,3 +1,4 @@
 export * from './gateway-broker.ts';
 export * from './connack-codes.ts';
 export type { SessionContext } from './session-admission.ts';
+export { trustedIssuersFromPem } from './peer-credential.ts';

@@ -10,6 +10,8 @@ export interface SessionContext {
   readonly certificateSerial: string;
   /** Policy name for device sessions (to recompile when it changes). */
   readonly policyName: string | undefined;
+  /** A renewed certificate's predecessor, superseded once this session is registered. */
+  readonly replaces: string | null;
   readonly admittedAt: number;
 }
 
@@ -44,7 +46,7 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
     // A claim session speaks for the device serial in its client id, which must be usable as a device id.
     if (!isValidDeviceId(clientId)) return refuse('AUTH_CLIENT_ID_MISMATCH', 'claim session client id is not a valid device serial');
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.serial, undefined, now);
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.serial, undefined, null, now);
   }
 
   const admission = await registry.getAdmission(credential.serial);
@@ -68,9 +70,16 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (request.willTopic !== undefined && !decideInScope(identity, 'publish', request.willTopic).allowed) {
     return refuse('MQTT_WILL_DENIED', 'will topic not allowed by policy');
   }
-  return admitted(identity, clientId, credential.serial, policy.name, now);
+  return admitted(identity, clientId, credential.serial, policy.name, certificate.replaces, now);
 }
 
-function admitted(identity: SessionIdentity, clientId: string, certificateSerial: string, policyName: string | undefined, now: Date): AdmissionResult {
-  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, admittedAt: now.getTime() } };
+function admitted(
+  identity: SessionIdentity,
+  clientId: string,
+  certificateSerial: string,
+  policyName: string | undefined,
+  replaces: string | null,
+  now: Date,
+): AdmissionResult {
+  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, replaces, admittedAt: now.getTime() } };
 }

@@ -16,6 +16,10 @@ export interface ServeConfig {
   readonly logLevel: string;
   readonly maxPacketBytes: number;
   readonly connectTimeoutMs: number;
+  /** HTTPS requests per minute per client address. */
+  readonly apiRateLimitPerMinute: number;
+  /** Sustained enrollments per second per claim (burst: twice that). */
+  readonly enrollRatePerClaim: number;
 }
 
 export interface ServeFlags {
@@ -73,6 +77,8 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     logLevel,
     maxPacketBytes: positive('FLEETGATE_MAX_PACKET_BYTES', env.FLEETGATE_MAX_PACKET_BYTES, defaultBrokerLimits.maxPacketBytes),
     connectTimeoutMs: positive('FLEETGATE_CONNECT_TIMEOUT_MS', env.FLEETGATE_CONNECT_TIMEOUT_MS, defaultBrokerLimits.connectTimeoutMs),
+    apiRateLimitPerMinute: positive('FLEETGATE_API_RATE_LIMIT_PER_MINUTE', env.FLEETGATE_API_RATE_LIMIT_PER_MINUTE, 6000),
+    enrollRatePerClaim: positive('FLEETGATE_ENROLL_RATE_PER_CLAIM', env.FLEETGATE_ENROLL_RATE_PER_CLAIM, 100),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -1,7 +1,8 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
-import { startApiServer } from '../provisioning/index.ts';
+import { bootstrapTokenAuth, createCertificateService, createRateLimiter, startApiServer } from '../provisioning/index.ts';
+import { trustedIssuersFromPem } from '../broker/index.ts';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
 
@@ -27,11 +28,34 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
   const { pki, registry } = dataDir;
   const tls = { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle };
 
+  const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
+  const certificates = createCertificateService({
+    registry,
+    deviceCa: pki.deviceCa,
+    clock,
+    revocation: { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` },
+    chainPem: pki.pem.deviceCa + pki.pem.root,
+    claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
+  });
+  const issuers = { device: pki.pem.deviceCa, claim: [pki.pem.claimCa] };
+
   const broker = await startGatewayBroker(
-    { host: config.host, port: config.mqttPort, tls, issuers: { device: pki.pem.deviceCa, claim: [pki.pem.claimCa] }, maxPacketBytes: config.maxPacketBytes, connectTimeoutMs: config.connectTimeoutMs },
-    { registry, events, clock, log: log.child({ component: 'broker' }) },
+    { host: config.host, port: config.mqttPort, tls, issuers, maxPacketBytes: config.maxPacketBytes, connectTimeoutMs: config.connectTimeoutMs },
+    { registry, events, clock, log: log.child({ component: 'broker' }), certificateRequests: certificates },
   );
-  const api = await startApiServer({ host: config.host, port: config.apiPort, tls }, { registry, log });
+  const api = await startApiServer(
+    { host: config.host, port: config.apiPort, tls, rateLimitPerMinute: config.apiRateLimitPerMinute },
+    {
+      registry,
+      log,
+      clock,
+      certificates,
+      issuers: trustedIssuersFromPem(issuers.device, issuers.claim),
+      auth: bootstrapTokenAuth(dataDir.adminToken),
+      claimCa: pki.claimCa,
+      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa },
+    },
+  );
 
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? config.hostname : config.host;
   return {

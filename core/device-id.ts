@@ -14,7 +14,8 @@ export function assertDeviceId(id: unknown): string {
 
 /** Attribute names are identifiers; values are single topic levels, safe to substitute into a policy. */
 const attributeNamePattern = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-const attributeValuePattern = /^[^/+#\u0000]{1,256}$/;
+// No "$" first: substituted as a first level it would make a topic reserved.
+const attributeValuePattern = /^(?!\$)[^/+#\u0000]{1,256}$/;
 
 export type DeviceAttributes = Readonly<Record<string, string>>;
 

@@ -32,6 +32,7 @@ export const errorCatalogue = {
   PKI_CSR_SIGNATURE_INVALID: { http: 400, message: 'The CSR signature does not verify; sign the request with the private key it carries (proof of possession).' },
   PKI_KEY_TYPE_NOT_ALLOWED: { http: 400, message: 'The CSR key type or size is not allowed; use ECDSA P-256 or P-384, or RSA 2048/3072/4096.' },
   PKI_PUBLIC_KEY_IN_USE: { http: 409, message: 'This public key is already bound to another identity; generate a new key pair.' },
+  PKI_CA_EXPIRED: { http: 500, message: 'The issuing CA has expired and can no longer issue certificates; an operator must rotate the CA.' },
   PKI_CA_MISSING: { http: 500, message: 'The certificate authority files are incomplete; run `fleetgate init` on a fresh data directory or restore the missing files.' },
 
   // broker admission (CONNECT)
@@ -70,6 +71,13 @@ export const errorCatalogue = {
   TEMPLATE_NOT_FOUND: { http: 404, message: 'No template with that name exists; list templates or create it first.' },
   TEMPLATE_INVALID: { http: 400, message: 'The template is not valid: check its policy name, validity days and key rules.' },
   CERT_NOT_FOUND: { http: 404, message: 'No certificate with that serial number is registered.' },
+
+  // HTTPS API
+  API_UNAUTHENTICATED: { http: 401, message: 'Send an operator token as "Authorization: Bearer <token>" (the bootstrap token is in <data-dir>/admin.token).' },
+  API_FORBIDDEN: { http: 403, message: 'Your role does not allow this operation; ask an admin for a token with the right role.' },
+  API_CLIENT_CERT_REQUIRED: { http: 401, message: 'This endpoint needs a client certificate: the claim certificate to enroll, the current device certificate to renew.' },
+  API_NOT_FOUND: { http: 404, message: 'No such endpoint; see /docs for the API reference.' },
+  API_RATE_LIMITED: { http: 429, message: 'Too many requests; retry after the time in the Retry-After header.' },
 
   // configuration and internals
   REQUEST_INVALID: { http: 400, message: 'The request is not valid; check the body against /openapi.json.' },

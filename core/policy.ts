@@ -89,6 +89,7 @@ function parseStatement(value: unknown, index: number): PolicyStatement {
     for (const [, name] of topic.matchAll(variablePattern)) {
       if (!knownVariable.test(name ?? '')) throw invalid(`${where}: unknown variable "\${${name}}"`);
     }
+    if (topic.replace(variablePattern, 'x').includes('${')) throw invalid(`${where}: unterminated variable in "${topic.slice(0, 200)}"`);
     // Variables always expand to one safe level fragment, so validate with a stand-in value.
     if (!isValidTopicFilter(topic.replace(variablePattern, 'x'))) throw invalid(`${where}: "${topic.slice(0, 200)}" is not a valid topic filter`);
   }
@@ -109,7 +110,10 @@ interface CompiledRule {
 
 /** A policy with its variables resolved for one subject; built once per session, queried per packet. */
 export interface CompiledPolicy {
-  /** `topic` is a topic name for publish/receive and a topic filter for subscribe. */
+  /**
+   * `topic` is a topic name for publish/receive and a topic filter for subscribe. It is not validated
+   * here: callers go through session-scope's decideInScope, which refuses invalid topics first.
+   */
   decide(action: PolicyAction, topic: string): Decision;
 }
 
@@ -149,7 +153,8 @@ function toDecision(rule: CompiledRule): Decision {
 
 /** A value that is safe to place inside one topic level. */
 function isSafeLevelValue(value: string | undefined): value is string {
-  return value !== undefined && value.length > 0 && !/[/+#\u0000]/.test(value);
+  // A leading "$" would make a first level reserved, which the "+" a deny widens to could never reach.
+  return value !== undefined && value.length > 0 && !/[/+#\u0000]/.test(value) && !value.startsWith('$');
 }
 
 /**

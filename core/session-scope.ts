@@ -1,7 +1,7 @@
 import type { ErrorCode } from './errors.ts';
 import type { CompiledPolicy, Decision, PolicyAction } from './policy.ts';
 import { enrollTopics, renewTopics } from './protocol-topics.ts';
-import { filterCovers, isReservedTopic, isValidTopicFilter, isValidTopicName } from './topic.ts';
+import { isReservedTopic, isValidTopicFilter, isValidTopicName } from './topic.ts';
 
 /**
  * What one MQTT session may do with a topic: the fixed scope of its kind of identity first, then its policy.
@@ -54,6 +54,7 @@ function gatewayTopicDecision(
   replyTopics: readonly string[],
   code: ErrorCode,
 ): ScopeDecision {
-  const ok = action === 'publish' ? topic === requestTopic : replyTopics.some((reply) => filterCovers(reply, topic));
+  // Literal comparison: the serial/id comes from the client, and a "+" in it must not turn into a wildcard.
+  const ok = action === 'publish' ? topic === requestTopic : replyTopics.includes(topic);
   return ok ? allowed : { allowed: false, code };
 }

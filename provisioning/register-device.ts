@@ -1,22 +1,9 @@
-import {
-  assertAttributes,
-  assertDeviceId,
-  type CaCredential,
-  checkCsr,
-  type Clock,
-  FleetgateError,
-  issueCertificate,
-  type RevocationUrls,
-} from '../core/index.ts';
-import type { CertificateRecord, IdentityKind, Registry } from '../registry/index.ts';
+import { assertAttributes, assertDeviceId, FleetgateError } from '../core/index.ts';
+import type { CertificateRecord, IdentityKind } from '../registry/index.ts';
 import { auditRefusals } from './audited.ts';
+import { type IssuingDeps, issueForTemplate, toNewCertificate } from './issue-for-template.ts';
 
-export interface IssuingDeps {
-  readonly registry: Registry;
-  readonly deviceCa: CaCredential;
-  readonly clock: Clock;
-  readonly revocation?: RevocationUrls;
-}
+export type { IssuingDeps } from './issue-for-template.ts';
 
 export interface RegisterDeviceRequest {
   readonly id: string;
@@ -30,10 +17,9 @@ export interface RegisterDeviceRequest {
 }
 
 /**
- * Manual registration (`fleetgate device create`, and service identities): a new device id, a CSR whose key
- * the caller holds, and the template that decides validity, key rules and policy. Checks run in a fixed
- * order (id, template, CSR, key rules), then issuing and recording happen together: the certificate is only
- * handed out once the registry holds it.
+ * Manual registration (`fleetgate device create`, and service identities): a new id, a CSR whose key the
+ * caller holds, and the template that decides validity, key rules and policy. Checks run in a fixed order
+ * (id, template, policy, CSR, key rules); the certificate is handed out only once the registry holds it.
  */
 export async function registerDevice(deps: IssuingDeps, request: RegisterDeviceRequest): Promise<CertificateRecord> {
   const { registry } = deps;
@@ -48,20 +34,10 @@ export async function registerDevice(deps: IssuingDeps, request: RegisterDeviceR
       throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: request.policy } });
     }
     if ((await registry.getDevice(id)) !== undefined) throw new FleetgateError('DEVICE_EXISTS', { detail: { id } });
-    const csr = await checkCsr(request.csr);
-    if (!template.keyTypes.includes(csr.keyType)) throw new FleetgateError('PKI_KEY_TYPE_NOT_ALLOWED', { detail: { keyType: csr.keyType, template: template.name } });
-
-    const issued = await issueCertificate({
-      issuer: deps.deviceCa,
-      publicKey: csr.publicKey,
-      profile: kind === 'service'
-        ? { kind: 'service', name: id, validityDays: template.validityDays, ...(deps.revocation ? { revocation: deps.revocation } : {}) }
-        : { kind: 'device', deviceId: id, validityDays: template.validityDays, ...(deps.revocation ? { revocation: deps.revocation } : {}) },
-      clock: deps.clock,
-    });
+    const { issued, csr } = await issueForTemplate(deps, { id, kind, template, csr: request.csr });
     return registry.registerCertificate({
       device: { id, kind, template: template.name, policy: request.policy ?? null, attributes },
-      certificate: { serial: issued.serial, fingerprint: issued.fingerprint, publicKeyHash: issued.publicKeyHash, notBefore: issued.notBefore, notAfter: issued.notAfter, pem: issued.pem },
+      certificate: toNewCertificate(issued),
       mustBeNew: true,
       audit: {
         actor: request.actor,

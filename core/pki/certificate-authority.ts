@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.ts';
+import { FleetgateError } from '../errors.ts';
 import { randomSerial, sha256Hex } from './encoding.ts';
 import { ecdsaSha256, generateKeyPair } from './keys.ts';
 import {
@@ -97,6 +98,7 @@ export async function issueCertificate(options: {
   const requestedNotAfter =
     profile.kind === 'claim' ? profile.notAfter.getTime() : now + (profile.kind === 'server' ? serverValidityDays : profile.validityDays) * dayMs;
   const notAfter = new Date(Math.min(requestedNotAfter, issuer.certificate.notAfter.getTime()));
+  if (notAfter.getTime() <= now) throw new FleetgateError('PKI_CA_EXPIRED', { detail: { issuerNotAfter: issuer.certificate.notAfter.toISOString() } });
   const publicKey = options.publicKey instanceof x509.PublicKey ? options.publicKey : await x509.PublicKey.create(options.publicKey);
 
   const certificate = await x509.X509CertificateGenerator.create({
@@ -138,16 +140,21 @@ export function normaliseSerial(serial: string): string {
   return serial.toLowerCase().replace(/^(00)+(?=[0-9a-f]{2})/, '');
 }
 
-function subjectFor(profile: LeafProfile): string {
+/** Built as a structured name, never by pasting strings, so no value can smuggle in extra RDNs. */
+function subjectFor(profile: LeafProfile): x509.JsonName {
+  return [{ CN: [commonNameFor(profile)] }];
+}
+
+function commonNameFor(profile: LeafProfile): string {
   switch (profile.kind) {
     case 'device':
-      return `CN=${profile.deviceId}`;
+      return profile.deviceId;
     case 'service':
-      return `CN=${profile.name}`;
+      return profile.name;
     case 'claim':
-      return `CN=claim ${profile.claimId}`;
+      return `claim ${profile.claimId}`;
     case 'server':
-      return `CN=${profile.dnsNames[0] ?? 'localhost'}`;
+      return profile.dnsNames[0] ?? 'localhost';
   }
 }
 

@@ -17,6 +17,8 @@ export interface CheckedCsr {
   readonly publicKeyHash: string;
   /** The subject the device asked for; informational, never used as the certificate subject. */
   readonly requestedSubject: string;
+  /** Its CN, which EST enrollment (no other field carries it) takes as the device serial. */
+  readonly requestedCommonName: string | undefined;
   /** OIDs of extensions the device asked for and did not get. */
   readonly ignoredExtensions: readonly string[];
 }
@@ -30,7 +32,12 @@ export function decodeCsr(input: string): Uint8Array<ArrayBuffer> {
     throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'empty or larger than 16 KiB' } });
   }
   if (input.includes('-----BEGIN')) {
-    const blocks = pemBlocks(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+    let blocks: Uint8Array<ArrayBuffer>[];
+    try {
+      blocks = pemBlocks(input, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']);
+    } catch (cause) {
+      throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'invalid base64 in the PEM block' }, cause });
+    }
     if (blocks.length !== 1 || blocks[0] === undefined) throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'expected exactly one CERTIFICATE REQUEST PEM block' } });
     return blocks[0];
   }
@@ -46,8 +53,16 @@ export function decodeCsr(input: string): Uint8Array<ArrayBuffer> {
 export async function checkCsr(input: string): Promise<CheckedCsr> {
   const der = decodeCsr(input);
   let csr: x509.Pkcs10CertificateRequest;
+  let requestedSubject: string;
+  let requestedCommonName: string | undefined;
+  let ignoredExtensions: string[];
   try {
+    // The getters parse lazily: read everything used below here, so a malformed part is refused with a code.
     csr = new x509.Pkcs10CertificateRequest(der);
+    void csr.publicKey;
+    requestedSubject = csr.subject;
+    requestedCommonName = csr.subjectName.getField('CN')[0];
+    ignoredExtensions = csr.extensions.map((extension) => extension.type);
   } catch (cause) {
     throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'not a PKCS#10 structure' }, cause });
   }
@@ -65,8 +80,9 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
     publicKey: csr.publicKey,
     keyType,
     publicKeyHash: await sha256Hex(csr.publicKey.rawData),
-    requestedSubject: csr.subject,
-    ignoredExtensions: csr.extensions.map((extension) => extension.type),
+    requestedSubject,
+    requestedCommonName,
+    ignoredExtensions,
   };
 }
 

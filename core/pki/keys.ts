@@ -15,7 +15,12 @@ export async function privateKeyToPem(key: CryptoKey): Promise<string> {
 
 /** Imports a PKCS#8 P-256 private key as written by `privateKeyToPem`. */
 export async function privateKeyFromPem(pem: string): Promise<CryptoKey> {
-  const [der] = pemBlocks(pem, ['PRIVATE KEY']);
+  let der: Uint8Array<ArrayBuffer> | undefined;
+  try {
+    [der] = pemBlocks(pem, ['PRIVATE KEY']);
+  } catch (cause) {
+    throw new FleetgateError('PKI_PEM_MALFORMED', { detail: { expected: 'PRIVATE KEY' }, cause });
+  }
   if (der === undefined) throw new FleetgateError('PKI_PEM_MALFORMED', { detail: { expected: 'PRIVATE KEY' } });
   try {
     return await globalThis.crypto.subtle.importKey('pkcs8', der, ecdsaP256, true, ['sign']);

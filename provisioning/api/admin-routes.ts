@@ -1,0 +1,151 @@
+import type { FastifyInstance } from 'fastify';
+import { type CaCredential, type Clock, FleetgateError } from '../../core/index.ts';
+import type { Registry, TemplateRecord } from '../../registry/index.ts';
+import { createClaim } from '../create-claim.ts';
+import { type OperatorAuth, requireRole } from './operator-auth.ts';
+
+export interface AdminRouteDeps {
+  readonly registry: Registry;
+  readonly auth: OperatorAuth;
+  readonly claimCa: CaCredential;
+  readonly rootPem: string;
+  readonly clock: Clock;
+}
+
+const templateSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    policy: { type: 'string' },
+    validityDays: { type: 'integer' },
+    keyTypes: { type: 'array', items: { type: 'string' } },
+    requireAllowlist: { type: 'boolean' },
+    allowReenroll: { type: 'boolean' },
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const templateJson = (t: TemplateRecord) => ({ ...t, createdAt: t.createdAt.toISOString(), updatedAt: t.updatedAt.toISOString() });
+
+/** Factory and fleet administration: templates, claims, allow-lists. */
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
+  const { registry, auth } = deps;
+  const security = [{ bearer: [] }];
+
+  app.get('/v1/templates', { schema: { tags: ['admin'], security, response: { 200: { type: 'array', items: templateSchema } } } }, async (request) => {
+    await requireRole(auth, request, ['admin', 'operator', 'station', 'viewer']);
+    return (await registry.listTemplates()).map(templateJson);
+  });
+
+  app.post<{ Body: { name: string; policy?: string; validityDays?: number; keyTypes?: string[]; requireAllowlist?: boolean; allowReenroll?: boolean } }>(
+    '/v1/templates',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Create or replace a registration template',
+        security,
+        body: {
+          type: 'object',
+          required: ['name'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            policy: { type: 'string', maxLength: 128 },
+            validityDays: { type: 'integer', minimum: 1, maximum: 3650 },
+            keyTypes: { type: 'array', items: { type: 'string' }, minItems: 1 },
+            requireAllowlist: { type: 'boolean' },
+            allowReenroll: { type: 'boolean' },
+          },
+        },
+        response: { 201: templateSchema },
+      },
+    },
+    async (request, reply) => {
+      const operator = await requireRole(auth, request, ['admin']);
+      const current = await registry.getTemplate(request.body.name);
+      const base = current ?? (await registry.getTemplate('default'));
+      if (base === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: 'default' } });
+      const template = await registry.putTemplate(
+        {
+          name: request.body.name,
+          policy: request.body.policy ?? base.policy,
+          validityDays: request.body.validityDays ?? base.validityDays,
+          keyTypes: request.body.keyTypes ?? base.keyTypes,
+          requireAllowlist: request.body.requireAllowlist ?? (current?.requireAllowlist ?? false),
+          allowReenroll: request.body.allowReenroll ?? (current?.allowReenroll ?? false),
+        },
+        { actor: operator.actor, action: 'template.put', result: 'ok', detail: { template: request.body.name } },
+      );
+      return reply.status(201).send(templateJson(template));
+    },
+  );
+
+  app.post<{ Params: { name: string }; Body: { serials: string[] } }>(
+    '/v1/templates/:name/allowlist',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Add device serials to the template allow-list',
+        security,
+        params: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] },
+        body: { type: 'object', required: ['serials'], additionalProperties: false, properties: { serials: { type: 'array', items: { type: 'string', maxLength: 128 }, maxItems: 100_000 } } },
+        response: { 200: { type: 'object', properties: { added: { type: 'integer' }, total: { type: 'integer' } } } },
+      },
+      bodyLimit: 8 * 1024 * 1024,
+    },
+    async (request) => {
+      const operator = await requireRole(auth, request, ['admin', 'station']);
+      return registry.importAllowlist(request.params.name, request.body.serials, { actor: operator.actor, action: 'allowlist.import', result: 'ok' });
+    },
+  );
+
+  app.post<{ Body: { template: string; maxUses?: number; expiresInSeconds?: number } }>(
+    '/v1/claims',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Issue a claim certificate and key for a factory batch',
+        security,
+        body: {
+          type: 'object',
+          required: ['template'],
+          additionalProperties: false,
+          properties: { template: { type: 'string', maxLength: 128 }, maxUses: { type: 'integer', minimum: 1 }, expiresInSeconds: { type: 'integer', minimum: 60 } },
+        },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              claimId: { type: 'string' },
+              template: { type: 'string' },
+              maxUses: { type: ['integer', 'null'] },
+              expiresAt: { type: 'string', format: 'date-time' },
+              certificate: { type: 'string' },
+              privateKey: { type: 'string' },
+              ca: { type: 'string' },
+            },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const operator = await requireRole(auth, request, ['admin', 'station']);
+      const created = await createClaim(
+        { registry, claimCa: deps.claimCa, rootPem: deps.rootPem, clock: deps.clock },
+        { template: request.body.template, maxUses: request.body.maxUses ?? null, ...(request.body.expiresInSeconds ? { expiresInSeconds: request.body.expiresInSeconds } : {}), actor: operator.actor },
+      );
+      // The key is in this one answer only; make sure no proxy or client keeps a copy.
+      reply.header('cache-control', 'no-store');
+      return reply.status(201).send({
+        claimId: created.claim.id,
+        template: created.claim.template,
+        maxUses: created.claim.maxUses,
+        expiresAt: created.claim.expiresAt.toISOString(),
+        certificate: created.certificate,
+        privateKey: created.privateKey,
+        ca: created.ca,
+      });
+    },
+  );
+}

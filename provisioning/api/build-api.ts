@@ -1,0 +1,125 @@
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import type { Logger } from 'pino';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, isFleetgateError, type TrustedIssuers } from '../../core/index.ts';
+import type { Registry } from '../../registry/index.ts';
+import { isAudited } from '../audited.ts';
+import { registerAdminRoutes } from './admin-routes.ts';
+import { registerEnrollmentRoutes } from './enrollment-routes.ts';
+import { registerEstRoutes } from './est-routes.ts';
+import type { OperatorAuth } from './operator-auth.ts';
+
+export interface ApiServerConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
+  /** Requests per minute per client address, on every route. */
+  readonly rateLimitPerMinute: number;
+}
+
+export interface ApiDeps {
+  readonly registry: Registry;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly certificates: CertificateRequestHandler;
+  readonly issuers: TrustedIssuers;
+  readonly auth: OperatorAuth;
+  readonly claimCa: CaCredential;
+  readonly pem: { readonly root: string; readonly deviceCa: string };
+}
+
+/**
+ * The HTTPS API (DESIGN.md "HTTPS API"). Bodies are validated against their JSON schemas with unknown
+ * fields refused (Fastify's default would strip them silently). Every error answer is `{code, message}`
+ * from the catalogue; a 5xx never carries the internal cause; every refusal not already audited by its
+ * use-case is audited here.
+ */
+export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
+  const app = Fastify({
+    // pino's Logger and Fastify's logger interface differ only in typing details.
+    loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
+    https: {
+      cert: config.tls.cert,
+      key: config.tls.key,
+      ca: [...config.tls.ca],
+      minVersion: 'TLSv1.2',
+      // Client certificates are optional here (operators use tokens, health checks nothing); the routes
+      // that need one check it and refuse with a coded error.
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+    bodyLimit: 64 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'fleetgate API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(rateLimit, {
+    max: config.rateLimitPerMinute,
+    timeWindow: 60_000,
+    errorResponseBuilder: (_request, context) => ({
+      statusCode: 429,
+      code: 'API_RATE_LIMITED',
+      message: `${errorCatalogue.API_RATE_LIMITED.message} (${context.after})`,
+    }),
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: errorCatalogue.API_NOT_FOUND.message }));
+
+  app.setErrorHandler(async (error, request, reply) => {
+    let code: ErrorCode | 'API_RATE_LIMITED';
+    let status: number;
+    let message: string;
+    const { statusCode, message: rawMessage, validation } = error as { statusCode?: number; message?: string; validation?: unknown };
+    if (isFleetgateError(error)) {
+      ({ code } = error);
+      status = error.httpStatus;
+      message = error.message;
+    } else if (statusCode === 429) {
+      return reply.status(429).send({ code: 'API_RATE_LIMITED', message: rawMessage ?? errorCatalogue.API_RATE_LIMITED.message });
+    } else if (validation !== undefined || (statusCode !== undefined && statusCode >= 400 && statusCode < 500)) {
+      code = 'REQUEST_INVALID';
+      status = statusCode ?? 400;
+      message = `${errorCatalogue.REQUEST_INVALID.message} (${rawMessage ?? 'invalid request'})`;
+    } else {
+      request.log.error({ err: error }, 'request failed');
+      code = 'INTERNAL';
+      status = 500;
+      message = errorCatalogue.INTERNAL.message;
+    }
+    if (!isAudited(error)) {
+      await deps.registry
+        .appendAudit({ actor: `api@${request.ip}`, action: `api ${request.method} ${request.routeOptions.url ?? request.url}`, result: 'refused', code: code as ErrorCode, detail: { status } })
+        .catch((auditError: unknown) => request.log.error({ err: auditError }, 'audit write failed'));
+    }
+    return reply.status(status).send({ code, message });
+  });
+
+  app.get('/healthz', { schema: { tags: ['ops'], summary: 'Liveness and registry reachability' } }, async () => {
+    await deps.registry.getPolicy('default');
+    return { status: 'ok' };
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/v1/pki/ca', { schema: { tags: ['pki'], summary: 'Root CA certificate (PEM)' } }, async (_request, reply) => reply.type('application/x-pem-file').send(deps.pem.root));
+
+  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: deps.issuers });
+  registerEstRoutes(app, { certificates: deps.certificates, issuers: deps.issuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
+  registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock });
+  return app;
+}
+
+export type ApiApp = Awaited<ReturnType<typeof buildApi>>;
+
+export async function startApiServer(config: ApiServerConfig, deps: ApiDeps): Promise<{ app: ApiApp; port: number }> {
+  const app = await buildApi(config, deps);
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  return { app, port: typeof address === 'object' && address !== null ? address.port : config.port };
+}

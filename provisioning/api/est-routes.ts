@@ -1,0 +1,52 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { certsOnlyPkcs7Base64, type CertificateRequestHandler, FleetgateError, type TrustedIssuers } from '../../core/index.ts';
+import { requireClientCredential } from './client-certificate.ts';
+
+export interface EstRouteDeps {
+  readonly certificates: CertificateRequestHandler;
+  readonly issuers: TrustedIssuers;
+  /** Issuing CA then root. */
+  readonly caPems: readonly string[];
+}
+
+/** RFC 7030 §4.1.3 / §4.2.3 response media type. */
+const certsOnly = 'application/pkcs7-mime; smime-type=certs-only';
+
+/** 76-character lines, as RFC 2045 base64 transfer encoding expects. */
+const fold = (base64: string) => base64.replace(/(.{76})/g, '$1\r\n');
+
+/**
+ * EST (RFC 7030) under /.well-known/est/: cacerts, simpleenroll (claim certificate), simplereenroll
+ * (current device certificate). Bodies are base64 PKCS#10, one line or folded; the device serial is the
+ * CSR's CN, since EST has no other place for it.
+ */
+export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): void {
+  // RFC 7030 §4.2.1: "application/pkcs10", base64 with Content-Transfer-Encoding: base64.
+  app.addContentTypeParser('application/pkcs10', { parseAs: 'string', bodyLimit: 32 * 1024 }, (_request, body, done) => done(null, body));
+
+  app.get('/.well-known/est/cacerts', { schema: { tags: ['est'], summary: 'CA certificates (certs-only PKCS#7, base64)' } }, async (_request, reply) =>
+    reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64(deps.caPems))),
+  );
+
+  const respond = async (reply: FastifyReply, work: () => Promise<{ certificate: string }>) => {
+    const answer = await work();
+    return reply.header('content-type', certsOnly).header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64([answer.certificate])));
+  };
+  const csrOf = (body: unknown) => {
+    if (typeof body !== 'string' || body.trim() === '') throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'send a base64 PKCS#10 body with Content-Type application/pkcs10' } });
+    return body;
+  };
+  app.post('/.well-known/est/simpleenroll', { schema: { tags: ['est'], summary: 'Enroll with the claim certificate (TLS client certificate)' } }, async (request, reply) =>
+    respond(reply, async () => {
+      const claim = requireClientCredential(request, deps.issuers, 'claim');
+      return deps.certificates.enroll({ claimCertificateSerial: claim.serial, serial: undefined, body: { csr: csrOf(request.body) }, transport: 'est' });
+    }),
+  );
+
+  app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate)' } }, async (request, reply) =>
+    respond(reply, async () => {
+      const device = requireClientCredential(request, deps.issuers, 'device');
+      return deps.certificates.renew({ certificateSerial: device.serial, deviceId: device.deviceId, body: { csr: csrOf(request.body) }, transport: 'est' });
+    }),
+  );
+}

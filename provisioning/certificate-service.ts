@@ -1,0 +1,112 @@
+import {
+  assertAttributes,
+  assertDeviceId,
+  type CertificateReply,
+  type CertificateRequestHandler,
+  checkCsr,
+  FleetgateError,
+  readCertificateRequest,
+} from '../core/index.ts';
+import type { CertificateRecord } from '../registry/index.ts';
+import { auditRefusals } from './audited.ts';
+import { type IssuingDeps, issueForTemplate, toNewCertificate } from './issue-for-template.ts';
+import type { RateLimiter } from './rate-limiter.ts';
+
+export interface CertificateServiceDeps extends IssuingDeps {
+  /** Issuing CA then root, PEM: sent with every certificate. */
+  readonly chainPem: string;
+  /** Enrollments per claim. */
+  readonly claimRateLimiter: RateLimiter;
+}
+
+export type CertificateService = CertificateRequestHandler;
+
+/**
+ * Claim-certificate bootstrap enrollment and renewal, one use-case for every transport. Checks run in a
+ * fixed order and cheap ones first; signing happens before the single registry transaction that re-checks
+ * everything racy (claim uses, allow-list, clones, key binding) and records the result, so a refusal at any
+ * point leaves nothing behind but its audit entry.
+ */
+export function createCertificateService(deps: CertificateServiceDeps): CertificateService {
+  const { registry, clock } = deps;
+
+  const reply = (record: CertificateRecord): CertificateReply => ({
+    deviceId: record.deviceId,
+    serial: record.serial,
+    certificate: record.pem,
+    chain: deps.chainPem,
+    notAfter: record.notAfter.toISOString(),
+    serverTime: clock.now().toISOString(),
+  });
+
+  return {
+    async enroll(input) {
+      const context = { actor: `claim:${input.claimCertificateSerial}`, action: 'device.enroll', detail: { transport: input.transport, serial: input.serial?.slice(0, 128) } };
+      return auditRefusals(registry, context, async () => {
+        const claim = await registry.getClaimByCertificateSerial(input.claimCertificateSerial);
+        if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN');
+        if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId: claim.id } });
+        if (claim.expiresAt.getTime() <= clock.now().getTime()) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId: claim.id } });
+        if (!deps.claimRateLimiter.tryTake(claim.id)) throw new FleetgateError('ENROLL_RATE_LIMITED', { detail: { claimId: claim.id } });
+
+        const request = readCertificateRequest(input.body, input.transport);
+        const csr = await checkCsr(request.csr);
+        const id = assertDeviceId(input.serial ?? request.serial ?? csr.requestedCommonName);
+        const attributes = assertAttributes(request.attributes);
+        const template = await registry.getTemplate(claim.template);
+        if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
+
+        // A device that lost the reply asks again with the same key: answer with what it already has.
+        const existing = (await registry.findCertificatesByPublicKey(csr.publicKeyHash)).find((c) => c.deviceId === id && c.status === 'active');
+        if (existing !== undefined) {
+          await registry.appendAudit({ ...context, result: 'ok', deviceId: id, detail: { ...context.detail, serial: existing.serial, repeated: true } });
+          return reply(existing);
+        }
+
+        const { issued } = await issueForTemplate(deps, { id, kind: 'device', template, csr });
+        const { certificate } = await registry.enrollWithClaim({
+          claimId: claim.id,
+          device: { id, kind: 'device', template: template.name, attributes },
+          certificate: toNewCertificate(issued),
+          requireAllowlist: template.requireAllowlist,
+          allowReenroll: template.allowReenroll,
+          audit: {
+            ...context,
+            result: 'ok',
+            deviceId: id,
+            detail: { ...context.detail, claimId: claim.id, certificateSerial: issued.serial, keyType: csr.keyType, ignoredExtensions: csr.ignoredExtensions },
+          },
+        });
+        return reply(certificate);
+      });
+    },
+
+    async renew(input) {
+      const context = { actor: `device:${input.deviceId}`, action: 'device.renew', detail: { transport: input.transport, currentSerial: input.certificateSerial } };
+      return auditRefusals(registry, { ...context, deviceId: input.deviceId }, async () => {
+        const admission = await registry.getAdmission(input.certificateSerial);
+        if (admission === undefined || admission.device.id !== input.deviceId) throw new FleetgateError('AUTH_CERT_UNKNOWN');
+        const { device, certificate: current } = admission;
+        if (device.status === 'suspended') throw new FleetgateError('AUTH_DEVICE_SUSPENDED');
+        if (device.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED');
+        if (current.status !== 'active') throw new FleetgateError('AUTH_CERT_REVOKED', { detail: { status: current.status } });
+
+        const csr = await checkCsr(readCertificateRequest(input.body, input.transport).csr);
+        // Idempotent: a renewal already issued for this key and this current certificate is sent again.
+        const pending = (await registry.listCertificates(device.id)).find((c) => c.replaces === current.serial && c.publicKeyHash === csr.publicKeyHash && c.status === 'active');
+        if (pending !== undefined) return reply(pending);
+
+        const template = await registry.getTemplate(device.template);
+        if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: device.template } });
+        const { issued } = await issueForTemplate(deps, { id: device.id, kind: device.kind, template, csr });
+        const record = await registry.registerCertificate({
+          device: { id: device.id, kind: device.kind, template: device.template },
+          certificate: toNewCertificate(issued, current.serial),
+          mustBeNew: false,
+          audit: { ...context, result: 'ok', deviceId: device.id, detail: { ...context.detail, certificateSerial: issued.serial, keyType: csr.keyType, sameKey: csr.publicKeyHash === current.publicKeyHash } },
+        });
+        return reply(record);
+      });
+    },
+  };
+}
