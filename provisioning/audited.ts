@@ -1,4 +1,4 @@
-import { FleetgateError } from '../core/index.ts';
+import { FleetgateError, isValidDeviceId } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 
 const audited = new WeakSet<object>();
@@ -18,8 +18,12 @@ export async function auditRefusals<T>(registry: Registry, context: Omit<AuditIn
     return await work();
   } catch (error) {
     const fleetgateError = error instanceof FleetgateError ? error : undefined;
+    // The device a refusal concerns may only become known inside the use-case (e.g. the CSR's CN).
+    const idFromError = fleetgateError?.detail?.id;
+    const deviceId = context.deviceId ?? (isValidDeviceId(idFromError) ? idFromError : undefined);
     await registry.appendAudit({
       ...context,
+      ...(deviceId === undefined ? {} : { deviceId }),
       result: 'refused',
       code: fleetgateError?.code ?? 'INTERNAL',
       detail: { ...context.detail, ...(fleetgateError?.detail ?? {}) },

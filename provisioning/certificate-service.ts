@@ -5,6 +5,7 @@ import {
   type CertificateRequestHandler,
   checkCsr,
   FleetgateError,
+  isValidDeviceId,
   readCertificateRequest,
 } from '../core/index.ts';
 import type { CertificateRecord } from '../registry/index.ts';
@@ -41,7 +42,12 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
 
   return {
     async enroll(input) {
-      const context = { actor: `claim:${input.claimCertificateSerial}`, action: 'device.enroll', detail: { transport: input.transport, serial: input.serial?.slice(0, 128) } };
+      const context = {
+        actor: `claim:${input.claimCertificateSerial}`,
+        action: 'device.enroll',
+        ...(isValidDeviceId(input.serial) ? { deviceId: input.serial } : {}),
+        detail: { transport: input.transport, serial: input.serial?.slice(0, 128) },
+      };
       return auditRefusals(registry, context, async () => {
         const claim = await registry.getClaimByCertificateSerial(input.claimCertificateSerial);
         if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN');

@@ -4,8 +4,8 @@ import { x509 } from './x509.ts';
 
 /**
  * PKCS#10 checks before anything is issued: the request parses, its signature verifies with the key it
- * carries (proof of possession), and that key is of an allowed type and size. Subject and requested
- * extensions are read for the audit trail only; issuing never copies them.
+ * carries (proof of possession), and that key is of an allowed type and size. A request for CA:TRUE is
+ * refused; the subject and other requested extensions are read for the audit trail only and never copied.
  */
 export type KeyDescription = 'EC P-256' | 'EC P-384' | 'RSA 2048' | 'RSA 3072' | 'RSA 4096';
 export const allowedKeyTypes: readonly KeyDescription[] = ['EC P-256', 'EC P-384', 'RSA 2048', 'RSA 3072', 'RSA 4096'];
@@ -56,6 +56,7 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
   let requestedSubject: string;
   let requestedCommonName: string | undefined;
   let ignoredExtensions: string[];
+  let asksForCa: boolean;
   try {
     // The getters parse lazily: read everything used below here, so a malformed part is refused with a code.
     csr = new x509.Pkcs10CertificateRequest(der);
@@ -63,6 +64,7 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
     requestedSubject = csr.subject;
     requestedCommonName = csr.subjectName.getField('CN')[0];
     ignoredExtensions = csr.extensions.map((extension) => extension.type);
+    asksForCa = csr.extensions.some((extension) => extension instanceof x509.BasicConstraintsExtension && extension.ca);
   } catch (cause) {
     throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'not a PKCS#10 structure' }, cause });
   }
@@ -75,6 +77,9 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
     throw new FleetgateError('PKI_CSR_SIGNATURE_INVALID', { detail: { reason: 'signature could not be checked' }, cause });
   }
   if (!verified) throw new FleetgateError('PKI_CSR_SIGNATURE_INVALID');
+  // Other requested extensions are ignored (never copied); asking to become a CA is refused outright so the
+  // device maker learns of the mistake instead of receiving something other than what they asked for.
+  if (asksForCa) throw new FleetgateError('PKI_CSR_EXTENSION_REFUSED', { detail: { extension: 'basicConstraints cA=TRUE' } });
 
   return {
     publicKey: csr.publicKey,

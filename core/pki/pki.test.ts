@@ -326,10 +326,15 @@ describe('checkCsr: proof of possession and allowed keys', () => {
     await expect(checkCsr(csr.toString('pem'))).rejects.toThrow(expectCode('PKI_CSR_SIGNATURE_INVALID'));
   });
 
-  it('ignores requested extensions: CA:TRUE, SANs and key usages never reach the certificate', async () => {
+  it('refuses a CSR asking for CA:TRUE', async () => {
+    const csr = await csrFor(deviceKeys, ecdsaSha256, { extensions: [new x509.BasicConstraintsExtension(true, 5, true)] });
+    await expect(checkCsr(csr.toString('pem'))).rejects.toMatchObject({ code: 'PKI_CSR_EXTENSION_REFUSED' });
+  });
+
+  it('ignores other requested extensions: SANs, key usages and CA:FALSE never reach the certificate', async () => {
     const csr = await csrFor(deviceKeys, ecdsaSha256, {
       extensions: [
-        new x509.BasicConstraintsExtension(true, 5, true),
+        new x509.BasicConstraintsExtension(false, undefined, false),
         new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'bank.example' }, { type: 'url', value: 'urn:fleetgate:device:admin' }]),
         new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.codeSigning]),

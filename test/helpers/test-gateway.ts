@@ -14,6 +14,7 @@ import {
 } from '../../core/index.ts';
 import { registerDevice } from '../../provisioning/index.ts';
 import type { AuditEntry, AuditQuery } from '../../registry/index.ts';
+import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
 import { resolveServeConfig } from '../../cli/config.ts';
 import { type RunningGateway, startGateway } from '../../cli/serve.ts';
 import { makeTempDir } from './temp-dir.ts';
@@ -36,6 +37,10 @@ export interface TestGateway {
   /** A claim certificate from the claim CA, registered as a claim. */
   createClaim(id: string, options?: { expiresAt?: Date }): Promise<ClientCredential & { serial: string }>;
   connect(clientId: string, credential: ClientCredential | undefined, extra?: Partial<IClientOptions>): Promise<MqttClient>;
+  /** HTTPS call to the API; `token: true` sends the bootstrap admin token. */
+  api<T = unknown>(method: string, path: string, options?: { body?: unknown; token?: string | true; credential?: ClientCredential; contentType?: string }): Promise<ApiResponse<T>>;
+  /** A claim issued through POST /v1/claims, as a client credential. */
+  issueClaim(body: { template?: string; maxUses?: number; expiresInSeconds?: number }): Promise<ClientCredential & { claimId: string }>;
   /** Polls the audit log until an entry matches (audit writes are asynchronous to the MQTT exchange). */
   waitForAudit(query: AuditQuery, predicate?: (entry: AuditEntry) => boolean): Promise<AuditEntry>;
   close(): Promise<void>;
@@ -78,6 +83,21 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     },
     connect(clientId, credential, extra = {}) {
       return connectClient(mqttPort, pki.pem.root, clientId, credential, extra);
+    },
+    api(method, path, options = {}) {
+      const token = options.token === true ? gateway.dataDir.adminToken : options.token;
+      return apiRequest(
+        { baseUrl: `https://127.0.0.1:${apiPort}`, ca: pki.pem.root, ...(token ? { token } : {}), ...(options.credential ? { cert: options.credential.cert, key: options.credential.key } : {}) },
+        method,
+        path,
+        options.body,
+        options.contentType,
+      );
+    },
+    async issueClaim(body) {
+      const response = await testGateway.api<{ claimId: string; certificate: string; privateKey: string }>('POST', '/v1/claims', { body: { template: 'default', ...body }, token: true });
+      if (response.status !== 201) throw new Error(`claim creation failed: ${response.status} ${JSON.stringify(response.body)}`);
+      return { claimId: response.body.claimId, cert: response.body.certificate, key: response.body.privateKey };
     },
     async waitForAudit(query, predicate = () => true) {
       for (let attempt = 0; attempt < 100; attempt++) {
