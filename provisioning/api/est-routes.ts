@@ -12,8 +12,8 @@ export interface EstRouteDeps {
 /** RFC 7030 §4.1.3 / §4.2.3 response media type. */
 const certsOnly = 'application/pkcs7-mime; smime-type=certs-only';
 
-/** 76-character lines, as RFC 2045 base64 transfer encoding expects. */
-const fold = (base64: string) => base64.replace(/(.{76})/g, '$1\r\n');
+/** 76-character lines (RFC 2045); LF rather than CRLF, which every base64 decoder accepts and GNU base64 -d needs. */
+const fold = (base64: string) => base64.replace(/(.{76})/g, '$1\n');
 
 /**
  * EST (RFC 7030) under /.well-known/est/: cacerts, simpleenroll (claim certificate), simplereenroll
