@@ -33,6 +33,7 @@ export const errorCatalogue = {
   PKI_KEY_TYPE_NOT_ALLOWED: { http: 400, message: 'The CSR key type or size is not allowed; use ECDSA P-256 or P-384, or RSA 2048/3072/4096.' },
   PKI_CSR_EXTENSION_REFUSED: { http: 400, message: 'The CSR asks for CA:TRUE; device certificates are never CA certificates. Remove the basicConstraints extension from the request.' },
   PKI_PUBLIC_KEY_IN_USE: { http: 409, message: 'This public key is already bound to another identity; generate a new key pair.' },
+  OCSP_REQUEST_MALFORMED: { http: 400, message: 'The body is not a DER OCSPRequest (RFC 6960); send application/ocsp-request with one to 32 CertIDs and a nonce of at most 32 octets.' },
   PKI_CA_EXPIRED: { http: 500, message: 'The issuing CA has expired and can no longer issue certificates; an operator must rotate the CA.' },
   PKI_CA_MISSING: { http: 500, message: 'The certificate authority files are incomplete; run `fleetgate init` on a fresh data directory or restore the missing files.' },
 

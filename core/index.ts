@@ -15,3 +15,5 @@ export * from './event-bus.ts';
 export * from './peer-identity.ts';
 export * from './enrollment-protocol.ts';
 export * from './pki/pkcs7.ts';
+export * from './pki/crl.ts';
+export * from './pki/ocsp.ts';
