@@ -3,6 +3,7 @@ import { resolveServeConfig, type ServeFlags } from './config.ts';
 import { createDevice } from './device-create.ts';
 import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
+import { registerFactoryCommands } from './factory-commands.ts';
 import { createLogger, startGateway } from './serve.ts';
 
 const program = new Command('fleetgate')
@@ -91,6 +92,8 @@ device
       ].join('\n'),
     );
   });
+
+registerFactoryCommands(program);
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json');

@@ -1,0 +1,122 @@
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { lifetimeFromText } from '../provisioning/index.ts';
+import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
+import { emit } from './output.ts';
+import { formatTable } from './table.ts';
+
+interface TemplateJson {
+  name: string;
+  policy: string;
+  validityDays: number;
+  keyTypes: string[];
+  requireAllowlist: boolean;
+  allowReenroll: boolean;
+}
+
+/** Factory-station work: claim credentials for a batch, templates, serial allow-lists. */
+export function registerFactoryCommands(program: Command): void {
+  const claim = program.command('claim').description('claim credentials for factory batches');
+  withOperatorOptions(
+    claim
+      .command('create')
+      .description('issue a claim certificate + key for a batch; devices use it once to enroll and get their own identity')
+      .requiredOption('--template <name>', 'registration template the devices enroll under')
+      .option('--max-uses <n>', 'enrollments allowed with this claim (default unlimited)')
+      .option('--expires <duration>', 'claim lifetime, e.g. 12h or 30d', '30d')
+      .requiredOption('--out <dir>', 'directory for claim.crt, claim.key (0600) and ca.crt'),
+  ).action(async (options: OperatorOptions & { template: string; maxUses?: string; expires: string; out: string }) => {
+    const files = { certificate: join(options.out, 'claim.crt'), key: join(options.out, 'claim.key'), ca: join(options.out, 'ca.crt') };
+    const existing = Object.values(files).filter((path) => existsSync(path));
+    if (existing.length > 0) throw new Error(`${existing.join(', ')} already exist; choose an empty --out directory`);
+    const maxUses = options.maxUses === undefined ? undefined : Number(options.maxUses);
+    if (maxUses !== undefined && (!Number.isInteger(maxUses) || maxUses < 1)) throw new Error('--max-uses must be a positive integer');
+    const created = await callApi<{ claimId: string; template: string; maxUses: number | null; expiresAt: string; certificate: string; privateKey: string; ca: string }>(
+      operatorClient(options),
+      'POST',
+      '/v1/claims',
+      { template: options.template, ...(maxUses ? { maxUses } : {}), expiresInSeconds: lifetimeFromText(options.expires) },
+    );
+    mkdirSync(options.out, { recursive: true });
+    writeFileSync(files.key, created.privateKey, { flag: 'wx', mode: 0o600 });
+    writeFileSync(files.certificate, created.certificate, { flag: 'wx', mode: 0o644 });
+    writeFileSync(files.ca, created.ca, { flag: 'wx', mode: 0o644 });
+    const summary = { claimId: created.claimId, template: created.template, maxUses: created.maxUses, expiresAt: created.expiresAt, files };
+    emit(Boolean(options.json), summary, () =>
+      [
+        `Created claim ${created.claimId} for template ${created.template} (max uses ${created.maxUses ?? 'unlimited'}, expires ${created.expiresAt})`,
+        `  certificate  ${files.certificate}`,
+        `  private key  ${files.key} (mode 0600; burn into the batch firmware, never into logs)`,
+        `  CA           ${files.ca}`,
+        '',
+        `Devices enroll by connecting with it (client id = their serial) and publishing a CSR to $fleetgate/enroll/<serial>/request,`,
+        `or try a simulated one: fleetgate sim --claim-dir ${options.out} --count 1`,
+      ].join('\n'),
+    );
+  });
+
+  const template = program.command('template').description('registration templates (policy, validity, key rules, allow-list)');
+  withOperatorOptions(template.command('list').description('list templates')).action(async (options: OperatorOptions) => {
+    const templates = await callApi<TemplateJson[]>(operatorClient(options), 'GET', '/v1/templates');
+    emit(Boolean(options.json), templates, () =>
+      formatTable(
+        ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES'],
+        templates.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', ')]),
+      ),
+    );
+  });
+  withOperatorOptions(
+    template
+      .command('set')
+      .description('create or change a template (unset options keep their current value, or the default template\'s)')
+      .requiredOption('--name <name>', 'template name')
+      .option('--policy <name>', 'policy devices of this template get')
+      .option('--validity-days <n>', 'certificate lifetime in days')
+      .option('--key-types <list>', 'comma-separated, e.g. "EC P-256,EC P-384"')
+      .option('--require-allowlist', 'only serials on the allow-list may enroll')
+      .option('--no-require-allowlist', 'any serial may enroll')
+      .option('--allow-reenroll', 'a known serial may enroll again with a new key (factory reset)')
+      .option('--no-allow-reenroll', 'a known serial with a new key is refused as a possible clone'),
+  ).action(async (options: OperatorOptions & { name: string; policy?: string; validityDays?: string; keyTypes?: string; requireAllowlist?: boolean; allowReenroll?: boolean }) => {
+    const saved = await callApi<TemplateJson>(operatorClient(options), 'POST', '/v1/templates', {
+      name: options.name,
+      ...(options.policy ? { policy: options.policy } : {}),
+      ...(options.validityDays ? { validityDays: Number(options.validityDays) } : {}),
+      ...(options.keyTypes ? { keyTypes: options.keyTypes.split(',').map((k) => k.trim()) } : {}),
+      ...(options.requireAllowlist === undefined ? {} : { requireAllowlist: options.requireAllowlist }),
+      ...(options.allowReenroll === undefined ? {} : { allowReenroll: options.allowReenroll }),
+    });
+    emit(Boolean(options.json), saved, () => `Saved template ${saved.name}: policy ${saved.policy}, ${saved.validityDays} days, allow-list ${saved.requireAllowlist ? 'required' : 'not required'}.`);
+  });
+
+  const allowlist = program.command('allowlist').description('device serial allow-lists');
+  withOperatorOptions(
+    allowlist
+      .command('import')
+      .description('add serial numbers (CSV: first column, one per line; a "serial" header and # comments are skipped)')
+      .requiredOption('--template <name>', 'template whose allow-list to extend')
+      .argument('<file>', 'CSV or plain list of serials'),
+  ).action(async (file: string, options: OperatorOptions & { template: string }) => {
+    const serials = parseSerialList(readFileSync(file, 'utf8'));
+    const client = operatorClient(options);
+    const batch = 10_000;
+    let result = { added: 0, total: 0 };
+    for (let offset = 0; offset < serials.length; offset += batch) {
+      const part = await callApi<{ added: number; total: number }>(client, 'POST', `/v1/templates/${encodeURIComponent(options.template)}/allowlist`, { serials: serials.slice(offset, offset + batch) });
+      result = { added: result.added + part.added, total: part.total };
+      if (!options.json && serials.length > batch && process.stderr.isTTY) process.stderr.write(`\r  ${Math.min(offset + batch, serials.length)}/${serials.length} serials sent`);
+    }
+    if (!options.json && serials.length > batch && process.stderr.isTTY) process.stderr.write('\n');
+    emit(Boolean(options.json), { template: options.template, read: serials.length, ...result }, () =>
+      `Read ${serials.length} serials from ${file}: ${result.added} new, ${result.total} on the ${options.template} allow-list now.`,
+    );
+  });
+}
+
+export function parseSerialList(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.split(/[,;\t]/)[0]?.trim().replace(/^"(.*)"$/, '$1') ?? '')
+    .filter((serial, index) => serial !== '' && !serial.startsWith('#') && !(index === 0 && /^serial(_?number)?$/i.test(serial)));
+}
