@@ -15,11 +15,11 @@ import {
   isFleetgateError,
   type PeerCredential,
   renewTopics,
+  trustedIssuers,
 } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
-import { trustedIssuersFromPem } from './peer-credential.ts';
 import { admitSession, type SessionContext } from './session-admission.ts';
 
 export interface GatewayBrokerConfig {
@@ -72,7 +72,10 @@ const kickMemoryMs = 5 * 60_000;
 
 export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
   const { registry, clock, log } = deps;
-  const issuers = trustedIssuersFromPem(config.issuers.device, config.issuers.claim);
+  // Manufacturer CAs (birth certificates) live in the registry and can be added while running.
+  let manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
+  let issuers = await trustedIssuers(config.issuers.device, config.issuers.claim, manufacturerPems);
+  const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
   const credentials = new WeakMap<object, PeerCredential>();
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
@@ -211,7 +214,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     let work: Promise<unknown>;
     if (session.identity.kind === 'claim' && topic === enrollTopics(session.clientId).request) {
       topics = enrollTopics(session.clientId);
-      work = handler.enroll({ claimCertificateSerial: session.certificateSerial, serial: session.clientId, body, transport: 'mqtt' });
+      // Admission already bound a birth certificate's session to the serial in its CN (client id).
+      work = handler.enroll({ claimKey: session.certificateSerial, serial: session.clientId, body, transport: 'mqtt' });
     } else if (session.identity.kind === 'device' && topic === renewTopics(session.clientId).request) {
       topics = renewTopics(session.clientId);
       work = handler.renew({ certificateSerial: session.certificateSerial, deviceId: session.clientId, body, transport: 'mqtt' });
@@ -235,9 +239,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
 
   const server: Server = createServer(
     {
-      cert: config.tls.cert,
-      key: config.tls.key,
-      ca: [...config.tls.ca],
+      ...secureContextOptions(),
       minVersion: 'TLSv1.2',
       requestCert: true,
       // Verify, but let the handshake finish: refusals are sent as CONNACK so devices can see them.
@@ -264,7 +266,25 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
 
   const unsubscribe = deps.events.subscribe((event: GatewayEvent) => {
     if (event.type === 'device.status' && event.status !== 'active') disconnect(event.deviceId, `device ${event.status}`);
+    if (event.type === 'claim.revoked') disconnectClaimSessions(event.certificateSerial);
+    if (event.type === 'trust.changed') reloadTrust().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers'));
   });
+
+  /** A revoked claim stops enrolling now, including sessions that are connected and about to ask. */
+  function disconnectClaimSessions(claimKey: string): void {
+    for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {
+      const session = client && sessions.get(client);
+      if (client && session?.identity.kind === 'claim' && session.certificateSerial === claimKey) disconnect(client.id, 'claim revoked');
+    }
+  }
+
+  /** New handshakes use the new CA list at once; established sessions are not affected. */
+  async function reloadTrust(): Promise<void> {
+    manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
+    issuers = await trustedIssuers(config.issuers.device, config.issuers.claim, manufacturerPems);
+    server.setSecureContext(secureContextOptions());
+    log.info({ manufacturerCas: manufacturerPems.length }, 'claim issuers reloaded');
+  }
 
   function disconnect(clientId: string, reason: string): boolean {
     const now = clock.now().getTime();

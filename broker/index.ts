@@ -1,4 +1,3 @@
 export * from './gateway-broker.ts';
 export * from './connack-codes.ts';
 export type { SessionContext } from './session-admission.ts';
-export { trustedIssuersFromPem } from './peer-credential.ts';

@@ -39,14 +39,17 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (credential.notAfter.getTime() <= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'certificate expired');
 
   if (credential.kind === 'claim') {
-    const claim = await registry.getClaimByCertificateSerial(credential.serial);
+    const claim = await registry.getClaimByCertificateSerial(credential.claimKey);
     if (claim === undefined) return refuse('AUTH_CLAIM_INVALID', 'claim certificate not registered');
     if (claim.status !== 'active') return refuse('AUTH_CLAIM_INVALID', `claim ${claim.status}`);
     if (claim.expiresAt.getTime() <= now.getTime()) return refuse('AUTH_CLAIM_INVALID', 'claim expired');
     // A claim session speaks for the device serial in its client id, which must be usable as a device id.
     if (!isValidDeviceId(clientId)) return refuse('AUTH_CLIENT_ID_MISMATCH', 'claim session client id is not a valid device serial');
+    if (credential.boundSerial !== undefined && clientId !== credential.boundSerial) {
+      return refuse('AUTH_CLIENT_ID_MISMATCH', 'a birth certificate session must use the serial in its CN as client id');
+    }
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.serial, undefined, null, now);
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, null, now);
   }
 
   const admission = await registry.getAdmission(credential.serial);

@@ -56,6 +56,31 @@ export function registerFactoryCommands(program: Command): void {
     );
   });
 
+  withOperatorOptions(claim.command('list').description('claims with their usage and limits')).action(async (options: OperatorOptions) => {
+    const claims = await callApi<{ claimId: string; template: string; kind: string; maxUses: number | null; uses: number; status: string; expiresAt: string }[]>(operatorClient(options), 'GET', '/v1/claims');
+    emit(Boolean(options.json), claims, () =>
+      formatTable(['CLAIM', 'KIND', 'TEMPLATE', 'USES', 'STATUS', 'EXPIRES'], claims.map((c) => [c.claimId, c.kind, c.template, `${c.uses}/${c.maxUses ?? '∞'}`, c.status, c.expiresAt])),
+    );
+  });
+  withOperatorOptions(claim.command('revoke').description('stop further enrollments with a claim (enrolled devices keep their identity)').argument('<claim-id>')).action(
+    async (claimId: string, options: OperatorOptions) => {
+      const revoked = await callApi<{ claimId: string; uses: number }>(operatorClient(options), 'POST', `/v1/claims/${encodeURIComponent(claimId)}/revoke`);
+      emit(Boolean(options.json), revoked, () => `Revoked claim ${revoked.claimId} (${revoked.uses} devices had enrolled with it).`);
+    },
+  );
+  withOperatorOptions(
+    claim
+      .command('register-issuer')
+      .description("trust a manufacturer CA: its birth certificates enroll the serial in their CN (client id = that serial)")
+      .requiredOption('--name <name>', 'issuer name; the claim id becomes mfr-<name>')
+      .requiredOption('--template <name>', 'template the devices enroll under')
+      .requiredOption('--issuer-cert <file>', 'PEM: the CA that signs birth certificates, then its chain up to the root'),
+  ).action(async (options: OperatorOptions & { name: string; template: string; issuerCert: string }) => {
+    const certificate = readFileSync(options.issuerCert, 'utf8');
+    const registered = await callApi<{ claimId: string; expiresAt: string }>(operatorClient(options), 'POST', '/v1/claim-issuers', { name: options.name, template: options.template, certificate });
+    emit(Boolean(options.json), registered, () => `Registered manufacturer CA as claim ${registered.claimId} (trusted until ${registered.expiresAt}).`);
+  });
+
   const template = program.command('template').description('registration templates (policy, validity, key rules, allow-list)');
   withOperatorOptions(template.command('list').description('list templates')).action(async (options: OperatorOptions) => {
     const templates = await callApi<TemplateJson[]>(operatorClient(options), 'GET', '/v1/templates');

@@ -2,7 +2,6 @@ import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
 import { bootstrapTokenAuth, createCertificateService, createRateLimiter, startApiServer } from '../provisioning/index.ts';
-import { trustedIssuersFromPem } from '../broker/index.ts';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
 
@@ -50,10 +49,10 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       log,
       clock,
       certificates,
-      issuers: trustedIssuersFromPem(issuers.device, issuers.claim),
+      events,
       auth: bootstrapTokenAuth(dataDir.adminToken),
       claimCa: pki.claimCa,
-      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa },
+      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
     },
   );
 

@@ -60,10 +60,12 @@ export function decodeJsonPayload(payload: Uint8Array): unknown {
 }
 
 export interface EnrollInput {
-  /** Serial of the claim certificate the request was authenticated with (TLS). */
-  readonly claimCertificateSerial: string;
+  /** Registry key of the claim the request was authenticated with (TLS): see PeerCredential.claimKey. */
+  readonly claimKey: string;
   /** The device serial: the MQTT topic level; otherwise the body's "serial" (HTTPS) or the CSR's CN. */
   readonly serial: string | undefined;
+  /** Set for birth certificates: the only serial this credential may enroll (its CN). */
+  readonly boundSerial?: string;
   /** Raw MQTT payload bytes, or the parsed HTTPS JSON body. */
   readonly body: Uint8Array | unknown;
   readonly transport: CertificateTransport;

@@ -64,6 +64,7 @@ export const errorCatalogue = {
   ENROLL_CLAIM_EXHAUSTED: { http: 403, message: 'The claim credential has no enrollments left (max-uses reached); ask the factory for a new claim certificate.' },
   ENROLL_SERIAL_NOT_ALLOWED: { http: 403, message: 'This device serial is not on the allow-list of the template; import it with `fleetgate allowlist import`.' },
   ENROLL_CLONE_SUSPECTED: { http: 409, message: 'This serial is already enrolled with a different key (a possible clone); an operator must revoke the old device or allow re-enrollment in the template.' },
+  ENROLL_SERIAL_MISMATCH: { http: 403, message: 'A birth certificate enrolls only the serial in its CN; use that serial as the MQTT client id and in the request.' },
   ENROLL_RATE_LIMITED: { http: 429, message: 'Too many enrollments with this claim right now; retry after a short backoff.' },
   ENROLL_REQUEST_INVALID: { http: 400, message: 'The enrollment request must be JSON {"csr": "<PEM>", "attributes": {...}?} with no other fields.' },
 
@@ -71,7 +72,9 @@ export const errorCatalogue = {
   DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },
   DEVICE_EXISTS: { http: 409, message: 'A device with that id is already registered; choose another id or revoke the old device.' },
   TEMPLATE_NOT_FOUND: { http: 404, message: 'No template with that name exists; list templates or create it first.' },
+  CLAIM_ISSUER_INVALID: { http: 400, message: 'A manufacturer claim issuer must be one valid, unexpired CA certificate (basicConstraints CA:TRUE) in PEM, not yet registered.' },
   TEMPLATE_INVALID: { http: 400, message: 'The template is not valid: check its policy name, validity days and key rules.' },
+  CLAIM_NOT_FOUND: { http: 404, message: 'No claim with that id exists; list claims to find it.' },
   CERT_NOT_FOUND: { http: 404, message: 'No certificate with that serial number is registered.' },
 
   // HTTPS API

@@ -6,7 +6,9 @@
 export type GatewayEvent =
   | { readonly type: 'device.status'; readonly deviceId: string; readonly status: 'active' | 'suspended' | 'revoked'; readonly reason?: string }
   | { readonly type: 'policy.changed'; readonly policy: string }
-  | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string };
+  | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string }
+  /** The set of trusted claim issuers (manufacturer CAs) changed: reload TLS trust. */
+  | { readonly type: 'trust.changed' };
 
 export type GatewayEventHandler = (event: GatewayEvent) => void;
 

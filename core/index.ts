@@ -17,3 +17,4 @@ export * from './enrollment-protocol.ts';
 export * from './pki/pkcs7.ts';
 export * from './pki/crl.ts';
 export * from './pki/ocsp.ts';
+export * from './pki/trusted-issuers.ts';

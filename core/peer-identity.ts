@@ -16,13 +16,29 @@ export type PeerRefusal = Extract<
 
 export type PeerCredential =
   | { readonly kind: 'device'; readonly deviceId: string; readonly serial: string; readonly notAfter: Date }
-  | { readonly kind: 'claim'; readonly serial: string; readonly notAfter: Date }
+  | {
+      readonly kind: 'claim';
+      readonly serial: string;
+      readonly notAfter: Date;
+      /** Registry key of the claim: the certificate serial, or `issuer:<sha256>` for a birth certificate. */
+      readonly claimKey: string;
+      /** Birth certificates name their device: the serial (CN) this credential may enroll, and no other. */
+      readonly boundSerial?: string;
+    }
   | { readonly kind: 'refused'; readonly code: PeerRefusal; readonly reason: string; readonly serial?: string };
 
 /** SHA-256 fingerprints, in Node's "AB:CD:…" form, of the CAs whose leaves we accept, by role. */
 export interface TrustedIssuers {
   readonly device: string;
+  /** Our claim CA: each claim certificate is its own claim, found by serial. */
   readonly claim: readonly string[];
+  /** Manufacturer CAs registered as claim issuers: every birth certificate they sign shares one claim. */
+  readonly manufacturer: readonly string[];
+}
+
+/** The claim key of a manufacturer CA, from its SHA-256 fingerprint in any case, with or without colons. */
+export function claimKeyForIssuer(fingerprint256: string): string {
+  return `issuer:${fingerprint256.replaceAll(':', '').toLowerCase()}`;
 }
 
 /**
@@ -73,7 +89,14 @@ export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCreden
     }
     return { kind: 'device', deviceId, serial, notAfter };
   }
-  if (issuer !== undefined && issuers.claim.includes(issuer)) return { kind: 'claim', serial, notAfter };
+  if (issuer !== undefined && issuers.claim.includes(issuer)) return { kind: 'claim', serial, notAfter, claimKey: serial };
+  if (issuer !== undefined && issuers.manufacturer.includes(issuer)) {
+    const cn = certificate.subject?.CN;
+    if (typeof cn !== 'string' || !isValidDeviceId(cn)) {
+      return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'birth certificate CN is not a valid device serial', serial };
+    }
+    return { kind: 'claim', serial, notAfter, claimKey: claimKeyForIssuer(issuer), boundSerial: cn };
+  }
   // Chains to our root, but through a CA that does not issue client identities (e.g. the server certificate).
   return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'issuer is not a device or claim CA', serial };
 }

@@ -43,13 +43,13 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
   return {
     async enroll(input) {
       const context = {
-        actor: `claim:${input.claimCertificateSerial}`,
+        actor: `claim:${input.boundSerial ?? input.claimKey}`,
         action: 'device.enroll',
         ...(isValidDeviceId(input.serial) ? { deviceId: input.serial } : {}),
         detail: { transport: input.transport, serial: input.serial?.slice(0, 128) },
       };
       return auditRefusals(registry, context, async () => {
-        const claim = await registry.getClaimByCertificateSerial(input.claimCertificateSerial);
+        const claim = await registry.getClaimByCertificateSerial(input.claimKey);
         if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN');
         if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId: claim.id } });
         if (claim.expiresAt.getTime() <= clock.now().getTime()) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId: claim.id } });
@@ -58,6 +58,9 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
         const request = readCertificateRequest(input.body, input.transport);
         const csr = await checkCsr(request.csr);
         const id = assertDeviceId(input.serial ?? request.serial ?? csr.requestedCommonName);
+        if ((input.boundSerial !== undefined && id !== input.boundSerial) || (request.serial !== undefined && request.serial !== id)) {
+          throw new FleetgateError('ENROLL_SERIAL_MISMATCH', { detail: { serial: id, requested: request.serial, bound: input.boundSerial } });
+        }
         const attributes = assertAttributes(request.attributes);
         const template = await registry.getTemplate(claim.template);
         if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });

@@ -66,8 +66,13 @@ export interface PolicyRecord {
 export interface ClaimRecord {
   readonly id: string;
   readonly template: string;
-  /** Serial of the claim certificate, as presented by claim sessions. */
+  /**
+   * How sessions present this claim: the serial of a claim certificate, or `issuer:<sha256>` for a
+   * manufacturer CA whose birth certificates act as claims (see claimKeyForIssuer).
+   */
   readonly certificateSerial: string;
+  /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
+  readonly issuerPem: string | null;
   readonly maxUses: number | null;
   readonly uses: number;
   readonly expiresAt: Date;
@@ -150,6 +155,7 @@ export interface NewClaim {
   readonly id: string;
   readonly template: string;
   readonly certificateSerial: string;
+  readonly issuerPem?: string | null;
   readonly maxUses: number | null;
   readonly expiresAt: Date;
 }
@@ -215,6 +221,11 @@ export interface Registry {
   createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord>;
   getClaim(id: string): Promise<ClaimRecord | undefined>;
   getClaimByCertificateSerial(serial: string): Promise<ClaimRecord | undefined>;
+  /** Active manufacturer-CA claims, whose CA certificates the TLS listeners must trust. */
+  listClaimIssuers(): Promise<ClaimRecord[]>;
+  listClaims(): Promise<ClaimRecord[]>;
+  /** No further enrollment with this claim (final); CLAIM_NOT_FOUND if unknown. */
+  revokeClaim(id: string, audit: AuditInput): Promise<ClaimRecord>;
 
   // serial allow-lists, per template
   /** Adds serials (duplicates ignored), with the audit entry; TEMPLATE_NOT_FOUND if the template is unknown. */

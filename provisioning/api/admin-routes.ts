@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
-import { type CaCredential, type Clock, FleetgateError } from '../../core/index.ts';
-import type { Registry, TemplateRecord } from '../../registry/index.ts';
+import { type CaCredential, type Clock, type EventBus, FleetgateError } from '../../core/index.ts';
+import type { ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
 import { createClaim } from '../create-claim.ts';
+import { registerClaimIssuer } from '../register-claim-issuer.ts';
 import { type OperatorAuth, requireRole } from './operator-auth.ts';
 
 export interface AdminRouteDeps {
@@ -10,7 +11,33 @@ export interface AdminRouteDeps {
   readonly claimCa: CaCredential;
   readonly rootPem: string;
   readonly clock: Clock;
+  readonly events: EventBus;
 }
+
+const claimSchema = {
+  type: 'object',
+  properties: {
+    claimId: { type: 'string' },
+    template: { type: 'string' },
+    kind: { type: 'string', enum: ['claim-certificate', 'manufacturer-ca'] },
+    maxUses: { type: ['integer', 'null'] },
+    uses: { type: 'integer' },
+    status: { type: 'string' },
+    expiresAt: { type: 'string', format: 'date-time' },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+const claimJson = (c: ClaimRecord) => ({
+  claimId: c.id,
+  template: c.template,
+  kind: c.issuerPem === null ? 'claim-certificate' : 'manufacturer-ca',
+  maxUses: c.maxUses,
+  uses: c.uses,
+  status: c.status,
+  expiresAt: c.expiresAt.toISOString(),
+  createdAt: c.createdAt.toISOString(),
+});
 
 const templateSchema = {
   type: 'object',
@@ -146,6 +173,54 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         privateKey: created.privateKey,
         ca: created.ca,
       });
+    },
+  );
+
+  app.get('/v1/claims', { schema: { tags: ['admin'], summary: 'Claims and their usage', security, response: { 200: { type: 'array', items: claimSchema } } } }, async (request) => {
+    await requireRole(auth, request, ['admin', 'operator', 'station', 'viewer']);
+    return (await registry.listClaims()).map(claimJson);
+  });
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/claims/:id/revoke',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Revoke a claim: no further enrollment with it (devices already enrolled are not affected)',
+        security,
+        params: { type: 'object', properties: { id: { type: 'string', maxLength: 128 } }, required: ['id'] },
+        response: { 200: claimSchema },
+      },
+    },
+    async (request) => {
+      const operator = await requireRole(auth, request, ['admin', 'operator', 'station']);
+      const claim = await registry.revokeClaim(request.params.id, { actor: operator.actor, action: 'claim.revoke', result: 'ok' });
+      await deps.events.publish({ type: 'claim.revoked', claimId: claim.id, certificateSerial: claim.certificateSerial });
+      if (claim.issuerPem !== null) await deps.events.publish({ type: 'trust.changed' });
+      return claimJson(claim);
+    },
+  );
+
+  app.post<{ Body: { name: string; template: string; certificate: string; maxUses?: number } }>(
+    '/v1/claim-issuers',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Register a manufacturer CA whose birth certificates act as claim credentials (serial = CN)',
+        security,
+        body: {
+          type: 'object',
+          required: ['name', 'template', 'certificate'],
+          additionalProperties: false,
+          properties: { name: { type: 'string', maxLength: 64 }, template: { type: 'string', maxLength: 128 }, certificate: { type: 'string', maxLength: 65536 }, maxUses: { type: 'integer', minimum: 1 } },
+        },
+        response: { 201: claimSchema },
+      },
+    },
+    async (request, reply) => {
+      const operator = await requireRole(auth, request, ['admin']);
+      const claim = await registerClaimIssuer({ registry, events: deps.events, clock: deps.clock }, { ...request.body, actor: operator.actor });
+      return reply.status(201).send(claimJson(claim));
     },
   );
 }

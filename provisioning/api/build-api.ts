@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, isFleetgateError, type TrustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, trustedIssuers } from '../../core/index.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
@@ -24,10 +24,10 @@ export interface ApiDeps {
   readonly log: Logger;
   readonly clock: Clock;
   readonly certificates: CertificateRequestHandler;
-  readonly issuers: TrustedIssuers;
+  readonly events: EventBus;
   readonly auth: OperatorAuth;
   readonly claimCa: CaCredential;
-  readonly pem: { readonly root: string; readonly deviceCa: string };
+  readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
 }
 
 /**
@@ -37,13 +37,17 @@ export interface ApiDeps {
  * use-case is audited here.
  */
 export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
+  // Manufacturer CAs (birth certificates) come from the registry and may change while running.
+  const loadManufacturerPems = async () => (await deps.registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
+  let manufacturerPems = await loadManufacturerPems();
+  let issuers = await trustedIssuers(deps.pem.deviceCa, [deps.pem.claimCa], manufacturerPems);
+  const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
+
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
     loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     https: {
-      cert: config.tls.cert,
-      key: config.tls.key,
-      ca: [...config.tls.ca],
+      ...secureContextOptions(),
       minVersion: 'TLSv1.2',
       // Client certificates are optional here (operators use tokens, health checks nothing); the routes
       // that need one check it and refuse with a coded error.
@@ -109,9 +113,20 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/v1/pki/ca', { schema: { tags: ['pki'], summary: 'Root CA certificate (PEM)' } }, async (_request, reply) => reply.type('application/x-pem-file').send(deps.pem.root));
 
-  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: deps.issuers });
-  registerEstRoutes(app, { certificates: deps.certificates, issuers: deps.issuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
-  registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock });
+  const currentIssuers = () => issuers;
+  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
+  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
+  registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
+
+  const unsubscribe = deps.events.subscribe((event) => {
+    if (event.type !== 'trust.changed') return;
+    (async () => {
+      manufacturerPems = await loadManufacturerPems();
+      issuers = await trustedIssuers(deps.pem.deviceCa, [deps.pem.claimCa], manufacturerPems);
+      app.server.setSecureContext(secureContextOptions());
+    })().catch((error: unknown) => app.log.error({ err: error }, 'could not reload claim issuers'));
+  });
+  app.addHook('onClose', async () => unsubscribe());
   return app;
 }
 

@@ -4,7 +4,8 @@ import { requireClientCredential } from './client-certificate.ts';
 
 export interface EnrollmentRouteDeps {
   readonly certificates: CertificateRequestHandler;
-  readonly issuers: TrustedIssuers;
+  /** Current trusted issuers (manufacturer CAs can be added while running). */
+  readonly issuers: () => TrustedIssuers;
 }
 
 const certificateReply = {
@@ -37,8 +38,8 @@ export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentR
       },
     },
     async (request, reply) => {
-      const claim = requireClientCredential(request, deps.issuers, 'claim');
-      const answer = await deps.certificates.enroll({ claimCertificateSerial: claim.serial, serial: undefined, body: request.body, transport: 'https' });
+      const claim = requireClientCredential(request, deps.issuers(), 'claim');
+      const answer = await deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), body: request.body, transport: 'https' });
       return reply.status(201).send(answer);
     },
   );
@@ -54,7 +55,7 @@ export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentR
       },
     },
     async (request, reply) => {
-      const device = requireClientCredential(request, deps.issuers, 'device');
+      const device = requireClientCredential(request, deps.issuers(), 'device');
       const answer = await deps.certificates.renew({ certificateSerial: device.serial, deviceId: device.deviceId, body: request.body, transport: 'https' });
       return reply.status(201).send(answer);
     },

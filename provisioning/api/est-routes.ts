@@ -4,7 +4,8 @@ import { requireClientCredential } from './client-certificate.ts';
 
 export interface EstRouteDeps {
   readonly certificates: CertificateRequestHandler;
-  readonly issuers: TrustedIssuers;
+  /** Current trusted issuers (manufacturer CAs can be added while running). */
+  readonly issuers: () => TrustedIssuers;
   /** Issuing CA then root. */
   readonly caPems: readonly string[];
 }
@@ -38,14 +39,14 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
   };
   app.post('/.well-known/est/simpleenroll', { schema: { tags: ['est'], summary: 'Enroll with the claim certificate (TLS client certificate)' } }, async (request, reply) =>
     respond(reply, async () => {
-      const claim = requireClientCredential(request, deps.issuers, 'claim');
-      return deps.certificates.enroll({ claimCertificateSerial: claim.serial, serial: undefined, body: { csr: csrOf(request.body) }, transport: 'est' });
+      const claim = requireClientCredential(request, deps.issuers(), 'claim');
+      return deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), body: { csr: csrOf(request.body) }, transport: 'est' });
     }),
   );
 
   app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate)' } }, async (request, reply) =>
     respond(reply, async () => {
-      const device = requireClientCredential(request, deps.issuers, 'device');
+      const device = requireClientCredential(request, deps.issuers(), 'device');
       return deps.certificates.renew({ certificateSerial: device.serial, deviceId: device.deviceId, body: { csr: csrOf(request.body) }, transport: 'est' });
     }),
   );

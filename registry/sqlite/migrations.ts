@@ -79,7 +79,9 @@ export const migrations: readonly Migration[] = [
         uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND (max_uses IS NULL OR uses <= max_uses)),
         expires_at TEXT NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
-        created_at TEXT NOT NULL
+        created_at TEXT NOT NULL,
+        -- A manufacturer CA registered as a claim issuer: its birth certificates are the claim credential.
+        issuer_pem TEXT
       ) STRICT;
       CREATE INDEX claims_template ON claims (template);
 

@@ -120,6 +120,7 @@ interface ClaimRow {
   expires_at: string;
   status: ClaimStatus;
   created_at: string;
+  issuer_pem: string | null;
 }
 
 interface AuditRow {
@@ -139,7 +140,7 @@ const certificateColumns = [
 ] as const;
 const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'created_at', 'updated_at'] as const;
 const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
-const claimColumns = ['id', 'template', 'certificate_serial', 'max_uses', 'uses', 'expires_at', 'status', 'created_at'] as const;
+const claimColumns = ['id', 'template', 'certificate_serial', 'max_uses', 'uses', 'expires_at', 'status', 'created_at', 'issuer_pem'] as const;
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', 'detail'] as const;
 
 const list = (columns: readonly string[]): string => columns.join(', ');
@@ -231,6 +232,9 @@ function prepareStatements(db: Database.Database) {
 
     getClaim: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE id = ?`),
     getClaimBySerial: db.prepare<[string], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE certificate_serial = ?`),
+    listClaimIssuers: db.prepare<[], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims WHERE issuer_pem IS NOT NULL AND status = 'active' ORDER BY id`),
+    listClaims: db.prepare<[], ClaimRow>(`SELECT ${list(claimColumns)} FROM claims ORDER BY created_at, id`),
+    revokeClaim: db.prepare<[string], ClaimRow>(`UPDATE claims SET status = 'revoked' WHERE id = ? RETURNING ${list(claimColumns)}`),
     // Atomic use: the row changes only if a use is left, so racing enrollments can never exceed max_uses.
     consumeClaimUse: db.prepare<[Record<string, unknown>], void>(
       `UPDATE claims SET uses = uses + 1
@@ -242,7 +246,7 @@ function prepareStatements(db: Database.Database) {
     ),
     countAllowlist: db.prepare<[string], number>('SELECT count(*) FROM allowlist WHERE template = ?').pluck(),
     insertClaim: db.prepare<[Record<string, unknown>], ClaimRow>(
-      `INSERT INTO claims (${list(claimColumns)}) VALUES (@id, @template, @certificateSerial, @maxUses, 0, @expiresAt, 'active', @now)
+      `INSERT INTO claims (${list(claimColumns)}) VALUES (@id, @template, @certificateSerial, @maxUses, 0, @expiresAt, 'active', @now, @issuerPem)
        RETURNING ${list(claimColumns)}`,
     ),
 
@@ -570,6 +574,7 @@ class SqliteRegistry implements Registry {
         certificateSerial: claim.certificateSerial,
         maxUses: claim.maxUses,
         expiresAt: claim.expiresAt.toISOString(),
+        issuerPem: claim.issuerPem ?? null,
         now: this.#now(),
       });
       this.#insertAudit(audit);
@@ -580,6 +585,23 @@ class SqliteRegistry implements Registry {
   async getClaim(id: string): Promise<ClaimRecord | undefined> {
     const row = this.#sql.getClaim.get(id);
     return row === undefined ? undefined : toClaim(row);
+  }
+
+  async listClaimIssuers(): Promise<ClaimRecord[]> {
+    return this.#sql.listClaimIssuers.all().map(toClaim);
+  }
+
+  async listClaims(): Promise<ClaimRecord[]> {
+    return this.#sql.listClaims.all().map(toClaim);
+  }
+
+  async revokeClaim(id: string, audit: AuditInput): Promise<ClaimRecord> {
+    return this.#write(() => {
+      const row = this.#sql.revokeClaim.get(id);
+      if (row === undefined) throw new FleetgateError('CLAIM_NOT_FOUND', { detail: { claimId: id } });
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, claimId: id } });
+      return toClaim(row);
+    });
   }
 
   async getClaimByCertificateSerial(serial: string): Promise<ClaimRecord | undefined> {
@@ -730,6 +752,7 @@ function toClaim(row: ClaimRow): ClaimRecord {
     expiresAt: new Date(row.expires_at),
     status: row.status,
     createdAt: new Date(row.created_at),
+    issuerPem: row.issuer_pem,
   };
 }
 
