@@ -184,6 +184,8 @@ export interface Registry {
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
   findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]>;
   getAdmission(certificateSerial: string): Promise<Admission | undefined>;
+  /** Every revoked or superseded certificate still within its validity (what a CRL must list), oldest first. */
+  listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]>;
   /**
    * Claim-certificate enrollment, in one transaction with its audit entry: the claim must be active, not
    * expired and have uses left (ENROLL_CLAIM_REVOKED / _EXPIRED / _EXHAUSTED / _UNKNOWN); the serial must

@@ -194,6 +194,10 @@ function prepareStatements(db: Database.Database) {
       `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
        WHERE serial = @serial AND status = 'active' RETURNING serial, device_id`,
     ),
+    listRevoked: db.prepare<[string], { serial: string; revoked_at: string; revocation_reason: string | null }>(
+      `SELECT serial, revoked_at, revocation_reason FROM certificates
+       WHERE status IN ('revoked', 'superseded') AND not_after > ? ORDER BY revoked_at, serial`,
+    ),
     activeCertificateForKey: db.prepare<[string, string], CertificateRow>(
       `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = ? AND public_key_hash = ? AND status = 'active'
        ORDER BY issued_at DESC, rowid DESC LIMIT 1`,
@@ -502,6 +506,10 @@ class SqliteRegistry implements Registry {
 
   async findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]> {
     return this.#sql.findCertificatesByPublicKey.all(publicKeyHash).map(toCertificate);
+  }
+
+  async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
+    return this.#sql.listRevoked.all(now.toISOString()).map((row) => ({ serial: row.serial, revokedAt: new Date(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
   }
 
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
