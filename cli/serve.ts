@@ -1,7 +1,8 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
-import { bootstrapTokenAuth, createCertificateService, createRateLimiter, startApiServer } from '../provisioning/index.ts';
+import { bootstrapTokenAuth, createCertificateService, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
+import { join } from 'node:path';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
 
@@ -50,6 +51,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       clock,
       certificates,
       events,
+      revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
       auth: bootstrapTokenAuth(dataDir.adminToken),
       claimCa: pki.claimCa,
       pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },

@@ -6,3 +6,5 @@ export * from './create-claim.ts';
 export * from './rate-limiter.ts';
 export * from './api/build-api.ts';
 export * from './api/operator-auth.ts';
+export * from './revocation-status.ts';
+export * from './register-claim-issuer.ts';

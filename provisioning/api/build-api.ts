@@ -9,6 +9,8 @@ import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { registerEnrollmentRoutes } from './enrollment-routes.ts';
 import { registerEstRoutes } from './est-routes.ts';
+import { registerPkiRoutes } from './pki-routes.ts';
+import type { RevocationStatus } from '../revocation-status.ts';
 import type { OperatorAuth } from './operator-auth.ts';
 
 export interface ApiServerConfig {
@@ -25,6 +27,7 @@ export interface ApiDeps {
   readonly clock: Clock;
   readonly certificates: CertificateRequestHandler;
   readonly events: EventBus;
+  readonly revocation: RevocationStatus;
   readonly auth: OperatorAuth;
   readonly claimCa: CaCredential;
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
@@ -111,7 +114,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     return { status: 'ok' };
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/v1/pki/ca', { schema: { tags: ['pki'], summary: 'Root CA certificate (PEM)' } }, async (_request, reply) => reply.type('application/x-pem-file').send(deps.pem.root));
+  registerPkiRoutes(app, { rootPem: deps.pem.root, revocation: deps.revocation, registry: deps.registry });
 
   const currentIssuers = () => issuers;
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
@@ -119,6 +122,9 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
 
   const unsubscribe = deps.events.subscribe((event) => {
+    if (event.type === 'device.status' && event.status === 'revoked') {
+      deps.revocation.refresh().catch((error: unknown) => app.log.error({ err: error }, 'could not rebuild the CRL'));
+    }
     if (event.type !== 'trust.changed') return;
     (async () => {
       manufacturerPems = await loadManufacturerPems();
