@@ -14,6 +14,9 @@ import {
   type GatewayEvent,
   isFleetgateError,
   type PeerCredential,
+  type GatewayMetrics,
+  compilePolicy,
+  noMetrics,
   renewTopics,
   trustedIssuers,
 } from '../core/index.ts';
@@ -45,6 +48,7 @@ export interface GatewayBrokerDeps {
   readonly log: Logger;
   /** Enrollment and renewal over MQTT; without it the request topics are simply not answered. */
   readonly certificateRequests?: CertificateRequestHandler;
+  readonly metrics?: GatewayMetrics;
 }
 
 export interface SessionSummary {
@@ -72,6 +76,7 @@ const kickMemoryMs = 5 * 60_000;
 
 export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
   const { registry, clock, log } = deps;
+  const metrics = deps.metrics ?? noMetrics;
   // Manufacturer CAs (birth certificates) live in the registry and can be added while running.
   let manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
   let issuers = await trustedIssuers(config.issuers.device, config.issuers.claim, manufacturerPems);
@@ -79,6 +84,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const credentials = new WeakMap<object, PeerCredential>();
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
+  /** Sessions counted as open in the metrics (a session kicked while registering never was). */
+  const counted = new WeakSet<Client>();
   /** clientId → when it was last kicked, to catch a session admitted just before and registered just after. */
   const kickedAt = new Map<string, number>();
 
@@ -93,6 +100,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   };
   const refuse = (client: Client, action: string, code: ErrorCode, detail: Record<string, unknown>) => {
     const session = sessions.get(client);
+    if (action !== 'mqtt.connect') metrics.aclDenied(action === 'mqtt.publish' ? 'publish' : action === 'mqtt.subscribe' ? 'subscribe' : 'receive');
     audit({
       actor: actorOf(client),
       action,
@@ -131,6 +139,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
             return;
           }
           const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
+          metrics.connectRefused(result.code);
           audit({
             actor: deviceId !== undefined ? `device:${deviceId}` : credential.kind === 'claim' ? `claim:${client.id}` : `anonymous@${remoteOf(client) ?? '?'}`,
             action: 'mqtt.connect',
@@ -196,6 +205,10 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         .supersedeReplaced(session.certificateSerial, { actor: `device:${client.id}`, action: 'certificate.supersede', result: 'ok' })
         .catch((error: unknown) => log.error({ err: error, clientId: client.id }, 'could not supersede the renewed certificate'));
     }
+    if (session !== undefined) {
+      counted.add(client);
+      metrics.sessionOpened(session.identity.kind);
+    }
     audit({
       actor: actorOf(client),
       action: 'mqtt.connect',
@@ -203,6 +216,10 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       ...(session?.identity.kind === 'device' ? { deviceId: client.id } : {}),
       detail: { remote: remoteOf(client), serial: session?.certificateSerial },
     });
+  });
+  aedes.on('clientDisconnect', (client) => {
+    const session = sessions.get(client);
+    if (session !== undefined && counted.delete(client)) metrics.sessionClosed(session.identity.kind);
   });
   aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
 
@@ -247,8 +264,10 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       handshakeTimeout: config.connectTimeoutMs,
     },
     (socket) => {
+      metrics.tlsHandshake('ok');
       credentials.set(socket, credentialOf(socket, issuers));
       guardFrameSize(socket, config.maxPacketBytes, (announced) => {
+        metrics.aclDenied('packet');
         audit({
           actor: `anonymous@${socket.remoteAddress ?? '?'}`,
           action: 'mqtt.packet',
@@ -262,10 +281,14 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       aedes.handle(socket);
     },
   );
-  server.on('tlsClientError', (error, socket) => log.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed'));
+  server.on('tlsClientError', (error, socket) => {
+    metrics.tlsHandshake('failed');
+    log.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+  });
 
   const unsubscribe = deps.events.subscribe((event: GatewayEvent) => {
-    if (event.type === 'device.status' && event.status !== 'active') disconnect(event.deviceId, `device ${event.status}`);
+    if (event.type === 'device.status' && event.status !== 'active') disconnect(event.deviceId, `device ${event.status}`, event.at);
+    if (event.type === 'policy.changed') applyPolicyChange(event.policy).catch((error: unknown) => log.error({ err: error, policy: event.policy }, 'could not apply the policy change'));
     if (event.type === 'claim.revoked') disconnectClaimSessions(event.certificateSerial);
     if (event.type === 'trust.changed') reloadTrust().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers'));
   });
@@ -286,14 +309,35 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     log.info({ manufacturerCas: manufacturerPems.length }, 'claim issuers reloaded');
   }
 
-  function disconnect(clientId: string, reason: string): boolean {
+  /**
+   * A changed policy applies to open sessions at once: each is recompiled, so the next publish, subscribe
+   * and every delivery (authorizeForward) are judged by the new statements. Subscriptions the new policy
+   * no longer allows stay registered but deliver nothing. A deleted policy closes its sessions (fail closed).
+   */
+  async function applyPolicyChange(name: string): Promise<void> {
+    const policy = await registry.getPolicy(name);
+    for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {
+      const session = client && sessions.get(client);
+      if (!client || session?.policyName !== name || session.subject === undefined) continue;
+      if (policy === undefined) {
+        disconnect(client.id, 'policy deleted');
+        continue;
+      }
+      sessions.set(client, { ...session, identity: { kind: 'device', id: session.subject.id, policy: compilePolicy(policy.document, session.subject) } });
+    }
+    log.info({ policy: name }, 'policy applied to open sessions');
+  }
+
+  function disconnect(clientId: string, reason: string, changedAt?: number): boolean {
     const now = clock.now().getTime();
     kickedAt.set(clientId, now);
     for (const [id, at] of kickedAt) if (at < now - kickMemoryMs) kickedAt.delete(id);
     const client = (aedes as unknown as { clients: ClientTable }).clients[clientId];
     if (client === undefined) return false;
     log.info({ clientId, reason }, 'closing session');
-    client.close();
+    client.close(() => {
+      if (changedAt !== undefined) metrics.revocationToDisconnect(Math.max(0, Date.now() - changedAt) / 1000);
+    });
     return true;
   }
 

@@ -1,4 +1,4 @@
-import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type SessionIdentity } from '../core/index.ts';
+import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { AdmissionRefusal } from './connack-codes.ts';
 
@@ -8,8 +8,9 @@ export interface SessionContext {
   /** Device (or service) id, or the serial a claim session enrolls for. */
   readonly clientId: string;
   readonly certificateSerial: string;
-  /** Policy name for device sessions (to recompile when it changes). */
+  /** Policy name and subject of device sessions, to recompile when the policy changes. */
   readonly policyName: string | undefined;
+  readonly subject: PolicySubject | undefined;
   /** A renewed certificate's predecessor, superseded once this session is registered. */
   readonly replaces: string | null;
   readonly admittedAt: number;
@@ -49,7 +50,7 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
       return refuse('AUTH_CLIENT_ID_MISMATCH', 'a birth certificate session must use the serial in its CN as client id');
     }
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, null, now);
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, undefined, null, now);
   }
 
   const admission = await registry.getAdmission(credential.serial);
@@ -64,16 +65,13 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (clientId !== device.id) return refuse('AUTH_CLIENT_ID_MISMATCH', `client id "${clientId.slice(0, 128)}" is not the device id`);
   if (policy === undefined) return refuse('POLICY_NOT_FOUND', 'the device policy does not exist');
 
-  const identity: SessionIdentity = {
-    kind: 'device',
-    id: device.id,
-    policy: compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes }),
-  };
+  const subject: PolicySubject = { id: device.id, template: device.template, attributes: device.attributes };
+  const identity: SessionIdentity = { kind: 'device', id: device.id, policy: compilePolicy(policy.document, subject) };
   // A will is a publish made on the device's behalf later, perhaps when nobody can refuse it: check it now.
   if (request.willTopic !== undefined && !decideInScope(identity, 'publish', request.willTopic).allowed) {
     return refuse('MQTT_WILL_DENIED', 'will topic not allowed by policy');
   }
-  return admitted(identity, clientId, credential.serial, policy.name, certificate.replaces, now);
+  return admitted(identity, clientId, credential.serial, policy.name, subject, certificate.replaces, now);
 }
 
 function admitted(
@@ -81,8 +79,9 @@ function admitted(
   clientId: string,
   certificateSerial: string,
   policyName: string | undefined,
+  subject: PolicySubject | undefined,
   replaces: string | null,
   now: Date,
 ): AdmissionResult {
-  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, replaces, admittedAt: now.getTime() } };
+  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, subject, replaces, admittedAt: now.getTime() } };
 }

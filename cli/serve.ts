@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
-import { bootstrapTokenAuth, createCertificateService, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
+import { bootstrapTokenAuth, createCertificateService, createPrometheusMetrics, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
 import { join } from 'node:path';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
@@ -29,7 +29,9 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
   const tls = { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle };
 
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
+  const prometheus = createPrometheusMetrics();
   const certificates = createCertificateService({
+    metrics: prometheus.metrics,
     registry,
     deviceCa: pki.deviceCa,
     clock,
@@ -41,7 +43,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
 
   const broker = await startGatewayBroker(
     { host: config.host, port: config.mqttPort, tls, issuers, maxPacketBytes: config.maxPacketBytes, connectTimeoutMs: config.connectTimeoutMs },
-    { registry, events, clock, log: log.child({ component: 'broker' }), certificateRequests: certificates },
+    { registry, events, clock, log: log.child({ component: 'broker' }), certificateRequests: certificates, metrics: prometheus.metrics },
   );
   const api = await startApiServer(
     { host: config.host, port: config.apiPort, tls, rateLimitPerMinute: config.apiRateLimitPerMinute },
@@ -51,6 +53,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       clock,
       certificates,
       events,
+      metricsText: () => prometheus.registry.metrics(),
       revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
       auth: bootstrapTokenAuth(dataDir.adminToken),
       claimCa: pki.claimCa,

@@ -4,7 +4,14 @@
  * the bus only makes the effect immediate for sessions that are already open.
  */
 export type GatewayEvent =
-  | { readonly type: 'device.status'; readonly deviceId: string; readonly status: 'active' | 'suspended' | 'revoked'; readonly reason?: string }
+  | {
+      readonly type: 'device.status';
+      readonly deviceId: string;
+      readonly status: 'active' | 'suspended' | 'revoked';
+      readonly reason?: string;
+      /** When the change was committed (epoch ms), to measure revocation-to-disconnect latency. */
+      readonly at?: number;
+    }
   | { readonly type: 'policy.changed'; readonly policy: string }
   | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string }
   /** The set of trusted claim issuers (manufacturer CAs) changed: reload TLS trust. */

@@ -18,3 +18,4 @@ export * from './pki/pkcs7.ts';
 export * from './pki/crl.ts';
 export * from './pki/ocsp.ts';
 export * from './pki/trusted-issuers.ts';
+export * from './metrics.ts';

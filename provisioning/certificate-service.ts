@@ -5,7 +5,10 @@ import {
   type CertificateRequestHandler,
   checkCsr,
   FleetgateError,
+  type GatewayMetrics,
+  isFleetgateError,
   isValidDeviceId,
+  noMetrics,
   readCertificateRequest,
 } from '../core/index.ts';
 import type { CertificateRecord } from '../registry/index.ts';
@@ -14,6 +17,7 @@ import { type IssuingDeps, issueForTemplate, toNewCertificate } from './issue-fo
 import type { RateLimiter } from './rate-limiter.ts';
 
 export interface CertificateServiceDeps extends IssuingDeps {
+  readonly metrics?: GatewayMetrics;
   /** Issuing CA then root, PEM: sent with every certificate. */
   readonly chainPem: string;
   /** Enrollments per claim. */
@@ -40,7 +44,20 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
     serverTime: clock.now().toISOString(),
   });
 
-  return {
+  const metrics = deps.metrics ?? noMetrics;
+  /** Counts every outcome by transport and code. */
+  const counted = async (operation: 'enroll' | 'renew', transport: string, work: () => Promise<CertificateReply>) => {
+    try {
+      const reply = await work();
+      metrics.enrollment(operation, transport, 'ok');
+      return reply;
+    } catch (error) {
+      metrics.enrollment(operation, transport, 'refused', isFleetgateError(error) ? error.code : 'INTERNAL');
+      throw error;
+    }
+  };
+
+  const service: CertificateService = {
     async enroll(input) {
       const context = {
         actor: `claim:${input.boundSerial ?? input.claimKey}`,
@@ -117,5 +134,9 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
         return reply(record);
       });
     },
+  };
+  return {
+    enroll: (input) => counted('enroll', input.transport, () => service.enroll(input)),
+    renew: (input) => counted('renew', input.transport, () => service.renew(input)),
   };
 }

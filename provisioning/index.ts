@@ -8,3 +8,4 @@ export * from './api/build-api.ts';
 export * from './api/operator-auth.ts';
 export * from './revocation-status.ts';
 export * from './register-claim-issuer.ts';
+export * from './prometheus-metrics.ts';

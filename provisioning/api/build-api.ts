@@ -28,6 +28,8 @@ export interface ApiDeps {
   readonly certificates: CertificateRequestHandler;
   readonly events: EventBus;
   readonly revocation: RevocationStatus;
+  /** Prometheus text exposition for GET /metrics. */
+  readonly metricsText: () => Promise<string>;
   readonly auth: OperatorAuth;
   readonly claimCa: CaCredential;
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
@@ -113,6 +115,9 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     await deps.registry.getPolicy('default');
     return { status: 'ok' };
   });
+  app.get('/metrics', { schema: { tags: ['ops'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
+    reply.type('text/plain; version=0.0.4').send(await deps.metricsText()),
+  );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   registerPkiRoutes(app, { rootPem: deps.pem.root, revocation: deps.revocation, registry: deps.registry });
 
