@@ -4,6 +4,7 @@ import { createDevice } from './device-create.ts';
 import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
+import { registerOperatorCommands } from './operator-commands.ts';
 import { createLogger, startGateway } from './serve.ts';
 
 const program = new Command('fleetgate')
@@ -94,6 +95,7 @@ device
   });
 
 registerFactoryCommands(program);
+registerOperatorCommands(program, { device });
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json');

@@ -29,13 +29,14 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
   const tls = { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle };
 
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
+  const revocationUrls = { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` };
   const prometheus = createPrometheusMetrics();
   const certificates = createCertificateService({
     metrics: prometheus.metrics,
     registry,
     deviceCa: pki.deviceCa,
     clock,
-    revocation: { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` },
+    revocation: revocationUrls,
     chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
@@ -57,6 +58,9 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
       auth: bootstrapTokenAuth(dataDir.adminToken),
       claimCa: pki.claimCa,
+      deviceCa: pki.deviceCa,
+      revocationUrls,
+      sessions: { list: () => broker.sessions() },
       pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
     },
   );

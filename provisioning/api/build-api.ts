@@ -3,7 +3,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, trustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, trustedIssuers } from '../../core/index.ts';
+import { registerFleetRoutes, type SessionDirectory } from './fleet-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
@@ -32,6 +33,12 @@ export interface ApiDeps {
   readonly metricsText: () => Promise<string>;
   readonly auth: OperatorAuth;
   readonly claimCa: CaCredential;
+  /** Signs service certificates (POST /v1/services). */
+  readonly deviceCa: CaCredential;
+  /** CRL and OCSP URLs written into service certificates. */
+  readonly revocationUrls: RevocationUrls;
+  /** Live MQTT sessions: the broker's in the all-in-one process; a provisioning-only process lists none. */
+  readonly sessions: SessionDirectory;
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
 }
 
@@ -125,6 +132,14 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
+  registerFleetRoutes(app, {
+    registry: deps.registry,
+    auth: deps.auth,
+    events: deps.events,
+    sessions: deps.sessions,
+    issuing: { deviceCa: deps.deviceCa, clock: deps.clock, revocation: deps.revocationUrls },
+    pem: { root: deps.pem.root, deviceCa: deps.pem.deviceCa },
+  });
 
   const unsubscribe = deps.events.subscribe((event) => {
     if (event.type === 'device.status' && event.status === 'revoked') {

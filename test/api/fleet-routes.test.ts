@@ -1,0 +1,398 @@
+import type { FastifyInstance, RouteOptions } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GatewayEvent, PolicyDocument } from '../../core/index.ts';
+import { bootstrapTokenAuth, type OperatorRole } from '../../provisioning/index.ts';
+import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { buildFleetApp, type FleetApi, roleAuth, startFleetApi } from './fleet-api.ts';
+
+/**
+ * Fleet operations over the API: revocation and suspension cut live MQTT sessions at once and keep the
+ * device out, services get their own identity, policies are validated and explained, the audit trail is
+ * queryable, and every route refuses missing credentials, wrong tokens and the wrong role.
+ */
+let gw: TestGateway;
+let api: FleetApi;
+
+beforeAll(async () => {
+  gw = await startTestGateway();
+  api = await startFleetApi(gw);
+});
+afterAll(async () => {
+  await api?.close();
+  await gw?.close();
+});
+
+interface DeviceJson {
+  id: string;
+  kind: string;
+  status: string;
+  policy: string | null;
+  statusReason: string | null;
+  updatedAt: string;
+}
+interface AuditJson {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  result: string;
+  code: string | null;
+  deviceId: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => api.call<T>(method, path, { token: true, ...(body === undefined ? {} : { body }) });
+
+async function expectRefused(promise: Promise<unknown>, returnCode: number): Promise<void> {
+  await expect(promise).rejects.toMatchObject({ code: returnCode });
+}
+
+describe('revoke, suspend, resume', () => {
+  it('revoking closes the live session at once, revokes its certificates, and its reconnect gets CONNACK 5', async () => {
+    const credential = await gw.createDevice('fleet-rev-1');
+    const client = await gw.connect('fleet-rev-1', credential);
+    const wasClosed = closed(client);
+    const revoked = await call<DeviceJson>('POST', '/v1/devices/fleet-rev-1/revoke', { reason: 'keyCompromise' });
+    expect(revoked).toMatchObject({ status: 200, body: { id: 'fleet-rev-1', status: 'revoked', statusReason: 'keyCompromise' } });
+    expect(await wasClosed).toBe(true);
+    await expectRefused(gw.connect('fleet-rev-1', credential), 5);
+    await gw.waitForAudit({ deviceId: 'fleet-rev-1', result: 'refused' }, (e) => e.code === 'AUTH_DEVICE_REVOKED');
+
+    const shown = await call<{ device: DeviceJson; certificates: Record<string, unknown>[]; session: unknown }>('GET', '/v1/devices/fleet-rev-1');
+    expect(shown.status).toBe(200);
+    expect(shown.body.session).toBeNull();
+    expect(shown.body.certificates).toEqual([expect.objectContaining({ serial: credential.serial, status: 'revoked', revocationReason: 'keyCompromise', revokedAt: expect.any(String) })]);
+    expect(shown.body.certificates[0]).not.toHaveProperty('pem');
+    await gw.waitForAudit({ deviceId: 'fleet-rev-1', action: 'device.revoke', result: 'ok' }, (e) => e.actor === 'operator:admin');
+  });
+
+  it('a revocation is final: resume and suspend are refused, revoking again is accepted and changes nothing', async () => {
+    await gw.createDevice('fleet-rev-2');
+    expect((await call('POST', '/v1/devices/fleet-rev-2/revoke', { reason: 'cessationOfOperation' })).status).toBe(200);
+    const resumed = await call('POST', '/v1/devices/fleet-rev-2/resume');
+    expect(resumed).toMatchObject({ status: 409, body: { code: 'DEVICE_REVOKED_FINAL', message: expect.stringMatching(/final/) } });
+    expect(await call('POST', '/v1/devices/fleet-rev-2/suspend', { reason: 'x' })).toMatchObject({ status: 409, body: { code: 'DEVICE_REVOKED_FINAL' } });
+    const again = await call<DeviceJson>('POST', '/v1/devices/fleet-rev-2/revoke', { reason: 'keyCompromise' });
+    expect(again).toMatchObject({ status: 200, body: { status: 'revoked', statusReason: 'cessationOfOperation' } });
+    await gw.waitForAudit({ deviceId: 'fleet-rev-2', action: 'device.resume', result: 'refused' }, (e) => e.code === 'DEVICE_REVOKED_FINAL');
+  });
+
+  it.each(['certificateHold', 'removeFromCRL', 'aACompromise', 'KeyCompromise', ''])('refuses the revocation reason "%s" and leaves the device active', async (reason) => {
+    const id = `fleet-reason-${reason.toLowerCase() || 'empty'}`;
+    await gw.createDevice(id);
+    const refused = await call('POST', `/v1/devices/${id}/revoke`, { reason });
+    expect(refused).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+    expect((await gw.gateway.dataDir.registry.getDevice(id))?.status).toBe('active');
+    await gw.waitForAudit({ deviceId: id, action: 'device.revoke', result: 'refused' });
+  });
+
+  it('refuses a revocation without a reason, with unknown fields, for an unknown device and for an invalid id', async () => {
+    await gw.createDevice('fleet-rev-3');
+    expect(await call('POST', '/v1/devices/fleet-rev-3/revoke', {})).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+    expect(await call('POST', '/v1/devices/fleet-rev-3/revoke', { reason: 'superseded', force: true })).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+    expect(await call('POST', '/v1/devices/nobody-here/revoke', { reason: 'superseded' })).toMatchObject({ status: 404, body: { code: 'DEVICE_NOT_FOUND' } });
+    expect(await call('POST', `/v1/devices/${encodeURIComponent('bad+id')}/revoke`, { reason: 'superseded' })).toMatchObject({ status: 400, body: { code: 'DEVICE_ID_INVALID' } });
+    expect((await gw.gateway.dataDir.registry.getDevice('fleet-rev-3'))?.status).toBe('active');
+  });
+
+  it('suspending closes the session and refuses reconnects; resuming (with no body at all) lets the device back in', async () => {
+    const credential = await gw.createDevice('fleet-sus-1');
+    const client = await gw.connect('fleet-sus-1', credential);
+    const wasClosed = closed(client);
+    expect(await call('POST', '/v1/devices/fleet-sus-1/suspend', { reason: 'battery swap' })).toMatchObject({ status: 200, body: { status: 'suspended', statusReason: 'battery swap' } });
+    expect(await wasClosed).toBe(true);
+    await expectRefused(gw.connect('fleet-sus-1', credential), 5);
+
+    expect(await call('POST', '/v1/devices/fleet-sus-1/resume')).toMatchObject({ status: 200, body: { status: 'active', statusReason: null } });
+    const back = await gw.connect('fleet-sus-1', credential);
+    await back.subscribeAsync('devices/fleet-sus-1/#');
+    const received = nextMessage(back, 'devices/fleet-sus-1/telemetry');
+    await back.publishAsync('devices/fleet-sus-1/telemetry', 'ok', { qos: 1 });
+    expect(await received).toBe('ok');
+    await back.endAsync();
+  });
+
+  it('refuses a multi-line suspension note', async () => {
+    await gw.createDevice('fleet-sus-2');
+    expect(await call('POST', '/v1/devices/fleet-sus-2/suspend', { reason: 'a\nb' })).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+  });
+});
+
+describe('devices, sessions and services', () => {
+  it('lists devices with filters and keyset paging, and refuses unknown or malformed query parameters', async () => {
+    for (const id of ['fleet-list-a', 'fleet-list-b', 'fleet-list-c']) await gw.createDevice(id);
+    await call('POST', '/v1/devices/fleet-list-b/suspend');
+    const all = await call<{ items: DeviceJson[]; next: string | null }>('GET', '/v1/devices?prefix=fleet-list-');
+    expect(all.body.items.map((d) => d.id)).toEqual(['fleet-list-a', 'fleet-list-b', 'fleet-list-c']);
+    expect(all.body.next).toBeNull();
+    expect(all.body.items[0]?.updatedAt).toMatch(/^\d{4}-\d\d-\d\dT.*Z$/);
+    const suspended = await call<{ items: DeviceJson[] }>('GET', '/v1/devices?prefix=fleet-list-&status=suspended');
+    expect(suspended.body.items.map((d) => d.id)).toEqual(['fleet-list-b']);
+    const first = await call<{ items: DeviceJson[]; next: string | null }>('GET', '/v1/devices?prefix=fleet-list-&limit=2');
+    expect(first.body).toMatchObject({ items: [{ id: 'fleet-list-a' }, { id: 'fleet-list-b' }], next: 'fleet-list-b' });
+    const second = await call<{ items: DeviceJson[] }>('GET', `/v1/devices?prefix=fleet-list-&limit=2&after=${first.body.next}`);
+    expect(second.body.items.map((d) => d.id)).toEqual(['fleet-list-c']);
+
+    for (const bad of ['?limit=0', '?limit=5000', '?limit=ten', '?status=gone', '?kind=claim', '?owner=me']) {
+      expect(await call('GET', `/v1/devices${bad}`), bad).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+    }
+  });
+
+  it('shows the live session of a connected device and lists it among the sessions', async () => {
+    const credential = await gw.createDevice('fleet-live-1', { attributes: { site: 'north' } });
+    const client = await gw.connect('fleet-live-1', credential);
+    const shown = await call<{ device: DeviceJson & { attributes: Record<string, string> }; effectivePolicy: string; session: Record<string, unknown> }>('GET', '/v1/devices/fleet-live-1');
+    expect(shown.body).toMatchObject({
+      device: { id: 'fleet-live-1', kind: 'device', status: 'active', attributes: { site: 'north' } },
+      effectivePolicy: 'default',
+      session: { clientId: 'fleet-live-1', kind: 'device', certificateSerial: credential.serial, remoteAddress: expect.stringContaining('127.0.0.1'), connectedAt: expect.any(String) },
+    });
+    const sessions = await call<{ items: { clientId: string }[] }>('GET', '/v1/sessions?kind=device');
+    expect(sessions.body.items.map((s) => s.clientId)).toContain('fleet-live-1');
+    expect(await call('GET', '/v1/devices/fleet-nobody')).toMatchObject({ status: 404, body: { code: 'DEVICE_NOT_FOUND' } });
+    await client.endAsync();
+  });
+
+  it('a service created from a CSR receives device telemetry and reaches a device, and is revoked like a device', async () => {
+    const { key, csr } = await deviceKeyAndCsr('whatever-the-csr-says');
+    const created = await call<{ name: string; policy: string; serial: string; certificate: string; chain: string; ca: string; notAfter: string }>('POST', '/v1/services', { name: 'fleet-backend', csr });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body).toMatchObject({ name: 'fleet-backend', policy: 'backend', ca: gw.ca, notAfter: expect.any(String) });
+    expect(created.body).not.toHaveProperty('privateKey');
+
+    const service = await gw.connect('fleet-backend', { key, cert: created.body.certificate + created.body.chain });
+    const device = await gw.connect('fleet-dev-s1', await gw.createDevice('fleet-dev-s1'));
+    await service.subscribeAsync('devices/+/telemetry');
+    await device.subscribeAsync('devices/fleet-dev-s1/cmd/#');
+    const telemetry = nextMessage(service, 'devices/fleet-dev-s1/telemetry');
+    await device.publishAsync('devices/fleet-dev-s1/telemetry', '21.5', { qos: 1 });
+    expect(await telemetry).toBe('21.5');
+    const command = nextMessage(device, 'devices/fleet-dev-s1/cmd/reboot');
+    await service.publishAsync('devices/fleet-dev-s1/cmd/reboot', 'now', { qos: 1 });
+    expect(await command).toBe('now');
+
+    const services = await call<{ items: DeviceJson[] }>('GET', '/v1/services');
+    expect(services.body.items).toEqual([expect.objectContaining({ id: 'fleet-backend', kind: 'service', policy: 'backend', status: 'active' })]);
+
+    const serviceClosed = closed(service);
+    expect(await call('POST', '/v1/devices/fleet-backend/revoke', { reason: 'privilegeWithdrawn' })).toMatchObject({ status: 200, body: { kind: 'service', status: 'revoked' } });
+    expect(await serviceClosed).toBe(true);
+    await expectRefused(gw.connect('fleet-backend', { key, cert: created.body.certificate + created.body.chain }), 5);
+    await device.endAsync();
+  });
+
+  it('refuses a service with a taken name, an unknown policy, an invalid name or a bad CSR', async () => {
+    await gw.createDevice('fleet-taken');
+    const { csr } = await deviceKeyAndCsr('svc');
+    expect(await call('POST', '/v1/services', { name: 'fleet-taken', csr })).toMatchObject({ status: 409, body: { code: 'DEVICE_EXISTS' } });
+    expect(await call('POST', '/v1/services', { name: 'fleet-svc-2', policy: 'no-such-policy', csr })).toMatchObject({ status: 404, body: { code: 'POLICY_NOT_FOUND' } });
+    expect(await call('POST', '/v1/services', { name: 'svc/#', csr })).toMatchObject({ status: 400, body: { code: 'DEVICE_ID_INVALID' } });
+    expect(await call('POST', '/v1/services', { name: 'fleet-svc-3', csr: 'not a csr' })).toMatchObject({ status: 400, body: { code: 'PKI_CSR_MALFORMED' } });
+    expect(await gw.gateway.dataDir.registry.getDevice('fleet-svc-2')).toBeUndefined();
+  });
+});
+
+describe('policies', () => {
+  const ownTopicsButSecrets: PolicyDocument = {
+    statements: [
+      { sid: 'own', effect: 'allow', actions: ['publish', 'subscribe', 'receive'], topics: ['devices/${device.id}/#'] },
+      { sid: 'no-secrets', effect: 'deny', actions: ['publish', 'subscribe', 'receive'], topics: ['devices/${device.id}/secret/#'] },
+      { sid: 'site', effect: 'allow', actions: ['subscribe', 'receive'], topics: ['sites/${device.attributes.site}/#'] },
+    ],
+  };
+
+  it('lists and gets policies, saves a new version and announces it on the event bus', async () => {
+    const list = await call<{ items: { name: string }[] }>('GET', '/v1/policies');
+    expect(list.body.items.map((p) => p.name)).toEqual(expect.arrayContaining(['default', 'backend']));
+    expect(await call('GET', '/v1/policies/default')).toMatchObject({ status: 200, body: { name: 'default', version: 1, document: { statements: [{ sid: 'own-topics' }] } } });
+    expect(await call('GET', '/v1/policies/nope')).toMatchObject({ status: 404, body: { code: 'POLICY_NOT_FOUND' } });
+
+    const seen: GatewayEvent[] = [];
+    const unsubscribe = gw.gateway.events.subscribe((event) => seen.push(event));
+    try {
+      expect(await call('PUT', '/v1/policies/fleet-explain', ownTopicsButSecrets)).toMatchObject({ status: 200, body: { name: 'fleet-explain', version: 1 } });
+      expect(await call('PUT', '/v1/policies/fleet-explain', ownTopicsButSecrets)).toMatchObject({ status: 200, body: { version: 2, document: ownTopicsButSecrets } });
+    } finally {
+      unsubscribe();
+    }
+    expect(seen.filter((e) => e.type === 'policy.changed')).toEqual([
+      { type: 'policy.changed', policy: 'fleet-explain' },
+      { type: 'policy.changed', policy: 'fleet-explain' },
+    ]);
+    await gw.waitForAudit({ action: 'policy.put', result: 'ok' }, (e) => e.detail?.policy === 'fleet-explain');
+  });
+
+  it.each([
+    ['a wildcard in the middle', { statements: [{ effect: 'allow', actions: ['publish'], topics: ['devices/#/x'] }] }],
+    ['an unknown variable', { statements: [{ effect: 'allow', actions: ['publish'], topics: ['devices/${device.owner}'] }] }],
+    ['an unknown effect', { statements: [{ effect: 'maybe', actions: ['publish'], topics: ['a'] }] }],
+    ['an unknown action', { statements: [{ effect: 'allow', actions: ['connect'], topics: ['a'] }] }],
+    ['an unknown statement field', { statements: [{ effect: 'allow', actions: ['publish'], topics: ['a'], condition: {} }] }],
+    ['an unknown document field', { statements: [{ effect: 'allow', actions: ['publish'], topics: ['a'] }], version: 3 }],
+    ['no statements', { statements: [] }],
+    ['no document', []],
+  ])('refuses a policy with %s as POLICY_INVALID and keeps the old version', async (_name, document) => {
+    const before = await gw.gateway.dataDir.registry.getPolicy('default');
+    expect(await call('PUT', '/v1/policies/default', document)).toMatchObject({ status: 400, body: { code: 'POLICY_INVALID' } });
+    expect((await gw.gateway.dataDir.registry.getPolicy('default'))?.version).toBe(before?.version);
+  });
+
+  it('refuses an invalid policy name as a bad request', async () => {
+    expect(await call('PUT', `/v1/policies/${encodeURIComponent('a b')}`, ownTopicsButSecrets)).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+  });
+
+  it('explains a decision with the statement that made it, for the device it is asked about', async () => {
+    await call('PUT', '/v1/policies/fleet-explain', ownTopicsButSecrets);
+    await gw.createDevice('fleet-exp-1', { attributes: { site: 'north' } });
+    const explain = (action: string, topic: string, policy = 'fleet-explain') => call<Record<string, unknown>>('POST', `/v1/policies/${policy}/explain`, { deviceId: 'fleet-exp-1', action, topic });
+
+    expect((await explain('publish', 'devices/fleet-exp-1/telemetry')).body).toMatchObject({
+      allowed: true,
+      effect: 'allow',
+      statementIndex: 0,
+      pattern: 'devices/fleet-exp-1/#',
+      statement: { sid: 'own', effect: 'allow' },
+      policy: 'fleet-explain',
+      effectivePolicy: 'default',
+      deviceStatus: 'active',
+    });
+    expect((await explain('publish', 'devices/fleet-exp-1/secret/key')).body).toMatchObject({ allowed: false, code: 'ACL_PUBLISH_DENIED', effect: 'deny', statementIndex: 1, statement: { sid: 'no-secrets' } });
+    // Deny wins for a filter that could reach a denied topic, even though "own" covers it.
+    expect((await explain('subscribe', 'devices/fleet-exp-1/#')).body).toMatchObject({ allowed: false, code: 'ACL_SUBSCRIBE_DENIED', statementIndex: 1 });
+    expect((await explain('receive', 'sites/north/alerts')).body).toMatchObject({ allowed: true, statementIndex: 2, pattern: 'sites/north/#' });
+    expect((await explain('publish', 'devices/other/telemetry')).body).toMatchObject({ allowed: false, effect: 'no-match', statementIndex: null, statement: null });
+    expect((await explain('publish', '$SYS/broker')).body).toMatchObject({ allowed: false, code: 'ACL_RESERVED_TOPIC', effect: null });
+    expect((await explain('publish', 'devices/+/x')).body).toMatchObject({ allowed: false, code: 'TOPIC_INVALID' });
+    expect((await explain('publish', 'devices/fleet-exp-1/x', 'default')).body).toMatchObject({ allowed: true, policy: 'default', statement: { sid: 'own-topics' } });
+
+    expect(await call('POST', '/v1/policies/fleet-explain/explain', { deviceId: 'fleet-nobody', action: 'publish', topic: 'a' })).toMatchObject({ status: 404, body: { code: 'DEVICE_NOT_FOUND' } });
+    expect(await call('POST', '/v1/policies/nope/explain', { deviceId: 'fleet-exp-1', action: 'publish', topic: 'a' })).toMatchObject({ status: 404, body: { code: 'POLICY_NOT_FOUND' } });
+    expect(await call('POST', '/v1/policies/fleet-explain/explain', { deviceId: 'fleet-exp-1', action: 'connect', topic: 'a' })).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+  });
+});
+
+describe('audit', () => {
+  it('filters by device, actor, action, result and time, and follows by id', async () => {
+    await gw.createDevice('fleet-aud-1');
+    await call('POST', '/v1/devices/fleet-aud-1/suspend', { reason: 'audit test' });
+    await call('POST', '/v1/devices/fleet-aud-1/resume');
+    await call('POST', '/v1/devices/fleet-aud-1/revoke', { reason: 'bogus' });
+
+    const forDevice = await call<{ items: AuditJson[] }>('GET', '/v1/audit?deviceId=fleet-aud-1');
+    expect(forDevice.status).toBe(200);
+    // Newest first.
+    expect(forDevice.body.items.map((e) => `${e.action} ${e.result}`)).toEqual(['device.revoke refused', 'device.resume ok', 'device.suspend ok', 'device.register ok']);
+    const ids = forDevice.body.items.map((e) => e.id);
+    expect(ids).toEqual([...ids].sort((a, b) => b - a));
+    expect(forDevice.body.items[0]).toMatchObject({ code: 'REQUEST_INVALID', actor: 'operator:admin', at: expect.stringMatching(/Z$/) });
+
+    const refused = await call<{ items: AuditJson[] }>('GET', '/v1/audit?deviceId=fleet-aud-1&result=refused');
+    expect(refused.body.items.map((e) => e.action)).toEqual(['device.revoke']);
+    const suspends = await call<{ items: AuditJson[] }>('GET', '/v1/audit?action=device.suspend&actor=operator:admin&deviceId=fleet-aud-1');
+    expect(suspends.body.items).toEqual([expect.objectContaining({ detail: expect.objectContaining({ reason: 'audit test', from: 'active', to: 'suspended' }) })]);
+    expect((await call<{ items: AuditJson[] }>('GET', '/v1/audit?deviceId=fleet-aud-1&limit=1')).body.items).toHaveLength(1);
+
+    const oldest = Math.min(...ids);
+    const following = await call<{ items: AuditJson[] }>('GET', `/v1/audit?deviceId=fleet-aud-1&afterId=${oldest}`);
+    expect(following.body.items.map((e) => e.action)).toEqual(['device.suspend', 'device.resume', 'device.revoke']);
+
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    expect((await call<{ items: AuditJson[] }>('GET', `/v1/audit?deviceId=fleet-aud-1&since=${future}`)).body.items).toEqual([]);
+    expect((await call<{ items: AuditJson[] }>('GET', `/v1/audit?deviceId=fleet-aud-1&until=${future}`)).body.items).toHaveLength(4);
+
+    for (const bad of ['?since=yesterday', '?afterId=-1', '?result=maybe', '?limit=0', '?device=fleet-aud-1']) {
+      expect(await call('GET', `/v1/audit${bad}`), bad).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
+    }
+  });
+});
+
+describe('authentication and roles on every fleet route', () => {
+  type Access = 'read' | 'act' | 'admin';
+  // Bodies are deliberately invalid: credentials and role are checked before the body is even read.
+  const routes: readonly { method: 'GET' | 'POST' | 'PUT'; url: string; path: string; access: Access }[] = [
+    { method: 'GET', url: '/v1/devices', path: '/v1/devices', access: 'read' },
+    { method: 'GET', url: '/v1/devices/:id', path: '/v1/devices/fleet-nobody', access: 'read' },
+    { method: 'POST', url: '/v1/devices/:id/revoke', path: '/v1/devices/fleet-nobody/revoke', access: 'act' },
+    { method: 'POST', url: '/v1/devices/:id/suspend', path: '/v1/devices/fleet-nobody/suspend', access: 'act' },
+    { method: 'POST', url: '/v1/devices/:id/resume', path: '/v1/devices/fleet-nobody/resume', access: 'act' },
+    { method: 'GET', url: '/v1/sessions', path: '/v1/sessions', access: 'read' },
+    { method: 'GET', url: '/v1/services', path: '/v1/services', access: 'read' },
+    { method: 'POST', url: '/v1/services', path: '/v1/services', access: 'admin' },
+    { method: 'GET', url: '/v1/policies', path: '/v1/policies', access: 'read' },
+    { method: 'GET', url: '/v1/policies/:name', path: '/v1/policies/default', access: 'read' },
+    { method: 'PUT', url: '/v1/policies/:name', path: '/v1/policies/default', access: 'admin' },
+    { method: 'POST', url: '/v1/policies/:name/explain', path: '/v1/policies/default/explain', access: 'read' },
+    { method: 'GET', url: '/v1/audit', path: '/v1/audit', access: 'read' },
+  ];
+  const allowed: Record<Access, readonly OperatorRole[]> = { read: ['admin', 'operator', 'viewer'], act: ['admin', 'operator'], admin: ['admin'] };
+  const roles: readonly OperatorRole[] = ['admin', 'operator', 'station', 'viewer'];
+  const invalidBody = { bogus: true };
+
+  const registered: RouteOptions[] = [];
+  let tokenApp: FastifyInstance;
+  const roleApps = new Map<OperatorRole, FastifyInstance>();
+
+  beforeAll(async () => {
+    tokenApp = buildFleetApp(gw, bootstrapTokenAuth(gw.gateway.dataDir.adminToken), (route) => registered.push(route));
+    await tokenApp.ready();
+    for (const role of roles) {
+      const app = buildFleetApp(gw, roleAuth(role));
+      await app.ready();
+      roleApps.set(role, app);
+    }
+  });
+  afterAll(async () => {
+    await Promise.all([tokenApp?.close(), ...[...roleApps.values()].map((app) => app.close())]);
+  });
+
+  const inject = (app: FastifyInstance, route: (typeof routes)[number], authorization?: string) =>
+    app.inject({
+      method: route.method,
+      url: route.path,
+      headers: authorization === undefined ? {} : { authorization },
+      ...(route.method === 'GET' ? {} : { payload: invalidBody }),
+    });
+
+  it('the table covers every route registerFleetRoutes adds, and each is documented and strict', () => {
+    const added = registered.filter((r) => r.method !== 'HEAD');
+    expect(added.map((r) => `${String(r.method)} ${r.url}`).sort()).toEqual(routes.map((r) => `${r.method} ${r.url}`).sort());
+    for (const route of added) {
+      const schema = route.schema as Record<string, { additionalProperties?: unknown } & Record<string, unknown>> & { tags?: unknown; security?: unknown; response?: Record<string, unknown> };
+      const where = `${String(route.method)} ${route.url}`;
+      expect(schema.tags, where).toEqual(expect.arrayContaining([expect.any(String)]));
+      expect(schema.security, where).toEqual([{ bearer: [] }]);
+      expect(Object.keys(schema.response ?? {}).some((status) => /^2\d\d$/.test(status)), where).toBe(true);
+      for (const part of ['body', 'querystring', 'params'] as const) {
+        if (schema[part] !== undefined) expect(schema[part]?.additionalProperties, `${where} ${part}`).toBe(false);
+      }
+      if (route.method !== 'GET') expect(schema.body, `${where} body`).toBeDefined();
+      expect(route.onRequest, `${where} guard`).toBeDefined();
+    }
+  });
+
+  it.each(routes)('$method $url: 401 without a token and with a wrong token', async (route) => {
+    expect((await inject(tokenApp, route)).json()).toMatchObject({ code: 'API_UNAUTHENTICATED' });
+    expect((await inject(tokenApp, route)).statusCode).toBe(401);
+    const wrong = await inject(tokenApp, route, 'Bearer not-the-admin-token');
+    expect([wrong.statusCode, wrong.json()]).toEqual([401, expect.objectContaining({ code: 'API_UNAUTHENTICATED' })]);
+    const malformed = await inject(tokenApp, route, 'Basic YWRtaW46YWRtaW4=');
+    expect(malformed.statusCode).toBe(401);
+    if (api.wired) {
+      // The gateway's own API gives the same answers through its real error handler and TLS.
+      expect(await api.call(route.method, route.path, route.method === 'GET' ? {} : { body: invalidBody })).toMatchObject({ status: 401, body: { code: 'API_UNAUTHENTICATED' } });
+      expect(await api.call(route.method, route.path, { token: 'wrong', ...(route.method === 'GET' ? {} : { body: invalidBody }) })).toMatchObject({ status: 401 });
+    }
+  });
+
+  it.each(routes)('$method $url: 403 API_FORBIDDEN for every role not allowed, and no refusal for those allowed', async (route) => {
+    for (const role of roles) {
+      const response = await inject(roleApps.get(role) as FastifyInstance, route, 'Bearer any');
+      if (allowed[route.access].includes(role)) {
+        expect([401, 403], `${role} ${route.method} ${route.path}`).not.toContain(response.statusCode);
+      } else {
+        expect([response.statusCode, response.json()], `${role} ${route.method} ${route.path}`).toEqual([403, expect.objectContaining({ code: 'API_FORBIDDEN' })]);
+      }
+    }
+  });
+});
