@@ -5,6 +5,7 @@ import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
+import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { createLogger, startGateway } from './serve.ts';
 
 const program = new Command('fleetgate')
@@ -95,7 +96,9 @@ device
   });
 
 registerFactoryCommands(program);
-registerOperatorCommands(program, { device });
+const { audit } = registerOperatorCommands(program, { device });
+registerAuditVerifyCommand(audit);
+registerTokenCommands(program);
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json');

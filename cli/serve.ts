@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
-import { bootstrapTokenAuth, createCertificateService, createPrometheusMetrics, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
+import { createCertificateService, tokenAuth, createPrometheusMetrics, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
 import { join } from 'node:path';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir } from './data-dir.ts';
@@ -56,7 +56,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       events,
       metricsText: () => prometheus.registry.metrics(),
       revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-      auth: bootstrapTokenAuth(dataDir.adminToken),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry }),
       claimCa: pki.claimCa,
       deviceCa: pki.deviceCa,
       revocationUrls,

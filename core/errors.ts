@@ -71,6 +71,8 @@ export const errorCatalogue = {
   // registry
   DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },
   DEVICE_REVOKED_FINAL: { http: 409, message: 'This identity has been revoked, and revocation is final: it cannot be suspended or resumed. Register a new identity instead.' },
+  OPERATOR_TOKEN_EXISTS: { http: 409, message: 'An operator token with that name exists (names of revoked tokens are not reused); choose another name.' },
+  OPERATOR_TOKEN_NOT_FOUND: { http: 404, message: 'No operator token with that name exists; list tokens with `fleetgate token list`.' },
   DEVICE_EXISTS: { http: 409, message: 'A device with that id is already registered; choose another id or revoke the old device.' },
   TEMPLATE_NOT_FOUND: { http: 404, message: 'No template with that name exists; list templates or create it first.' },
   CLAIM_ISSUER_INVALID: { http: 400, message: 'A manufacturer claim issuer must be one valid, unexpired CA certificate (basicConstraints CA:TRUE) in PEM, not yet registered.' },

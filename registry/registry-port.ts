@@ -111,6 +111,42 @@ export interface AuditQuery {
   readonly limit?: number;
 }
 
+/**
+ * The outcome of walking the audit hash chain from the first entry to the last. `firstBrokenId` is the
+ * lowest id at which the stored log differs from what was written: a changed entry, or the first of the
+ * missing ones when entries were removed (then no entry with that id exists any more).
+ */
+export interface AuditVerification {
+  readonly ok: boolean;
+  /** Entries verified intact: all of them when ok, those before the break otherwise. */
+  readonly entries: number;
+  readonly firstBrokenId?: number;
+  readonly reason?: string;
+  /**
+   * The newest intact entry and its hash. Anyone with write access to the database can rewrite the whole
+   * chain consistently; kept somewhere else and passed back as an anchor later, this head exposes that.
+   */
+  readonly head?: AuditAnchor;
+}
+
+/** An audit entry's id and hash as recorded at some point (a past `head`). */
+export interface AuditAnchor {
+  readonly id: number;
+  readonly hash: string;
+}
+
+export const operatorRoles = ['admin', 'operator', 'station', 'viewer'] as const;
+/** admin: everything; operator: revoke/suspend/resume and read; station: claims and allow-lists; viewer: read. */
+export type OperatorRole = (typeof operatorRoles)[number];
+
+/** A personal operator token. The registry holds only its SHA-256; the token itself is shown once, at creation. */
+export interface OperatorTokenRecord {
+  readonly name: string;
+  readonly role: OperatorRole;
+  readonly createdAt: Date;
+  readonly revokedAt: Date | null;
+}
+
 export interface DeviceQuery {
   readonly status?: DeviceStatus;
   readonly kind?: IdentityKind;
@@ -234,9 +270,29 @@ export interface Registry {
   importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }>;
   isSerialAllowed(template: string, serial: string): Promise<boolean>;
 
-  // audit log (append-only: there is no update or delete)
+  // operator tokens
+  /**
+   * Stores a token by its SHA-256 (lower-case hex), with the audit entry. Refuses a name in use, even by a
+   * revoked token (REQUEST_INVALID until the catalogue has OPERATOR_TOKEN_EXISTS), and the name `admin`,
+   * which belongs to the bootstrap token.
+   */
+  createOperatorToken(input: { name: string; role: OperatorRole; tokenHash: string; audit: AuditInput }): Promise<OperatorTokenRecord>;
+  /** The token with this hash, revoked or not (the caller decides what a revoked token means). */
+  findOperatorToken(tokenHash: string): Promise<OperatorTokenRecord | undefined>;
+  /** Every token, revoked ones included, by name. */
+  listOperatorTokens(): Promise<OperatorTokenRecord[]>;
+  /** Final; revoking again changes nothing but is audited. Unknown names are refused. */
+  revokeOperatorToken(name: string, audit: AuditInput): Promise<OperatorTokenRecord>;
+
+  // audit log (append-only: there is no update or delete; entries are hash-chained)
+  /** Appends in a write transaction of its own, so concurrent writers (other processes too) never fork the chain. */
   appendAudit(entry: AuditInput): Promise<AuditEntry>;
   queryAudit(query?: AuditQuery): Promise<AuditEntry[]>;
+  /**
+   * Walks the whole chain in id order and reports the first break; with an anchor, also a chain that no
+   * longer contains that entry with that hash. Reads in batches; writers are not blocked.
+   */
+  verifyAudit(options?: { anchor?: AuditAnchor }): Promise<AuditVerification>;
 
   close(): Promise<void>;
 }

@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, trustedIssuers } from '../../core/index.ts';
 import { registerFleetRoutes, type SessionDirectory } from './fleet-routes.ts';
+import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
@@ -132,6 +133,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
+  registerSecurityRoutes(app, { registry: deps.registry, auth: deps.auth });
   registerFleetRoutes(app, {
     registry: deps.registry,
     auth: deps.auth,

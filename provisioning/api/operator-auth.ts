@@ -1,8 +1,9 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { FleetgateError } from '../../core/index.ts';
+import type { OperatorRole, Registry } from '../../registry/index.ts';
 
-export type OperatorRole = 'admin' | 'operator' | 'station' | 'viewer';
+export type { OperatorRole } from '../../registry/index.ts';
 
 export interface Operator {
   /** For audit entries: `operator:<name>`. */
@@ -14,23 +15,58 @@ export interface OperatorAuth {
   authenticate(request: FastifyRequest): Promise<Operator>;
 }
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
+/** Personal tokens start with this, so that people and secret scanners recognise one in a paste or a log. */
+export const operatorTokenPrefix = 'fgt_';
+
+/** A new personal operator token: 256 random bits, base64url, prefixed. Shown once; only its hash is kept. */
+export function newOperatorToken(): string {
+  return operatorTokenPrefix + randomBytes(32).toString('base64url');
+}
 
 /**
- * Bearer-token authentication with the bootstrap token from `admin.token` (role admin). Compared as
- * SHA-256 digests with timingSafeEqual, so neither the token's length nor its prefix leaks through timing.
+ * How a token is stored and looked up: SHA-256, lower-case hex. A fast hash is enough because a token is
+ * 256 random bits, not a password: there is no dictionary to try against a stolen hash.
  */
-export function bootstrapTokenAuth(adminToken: string): OperatorAuth {
-  const expected = digest(adminToken);
+export function operatorTokenHash(token: string): string {
+  return digest(token).toString('hex');
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+function bearerToken(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  if (!match?.[1]) throw new FleetgateError('API_UNAUTHENTICATED');
+  return match[1];
+}
+
+/**
+ * Bearer-token authentication: the bootstrap token from `admin.token` (role admin, actor operator:admin),
+ * or a personal token stored by the registry and not revoked (its role, actor `operator:<name>`).
+ * The bootstrap token is compared as SHA-256 digests with timingSafeEqual, so neither its length nor its
+ * prefix leaks through timing. Stored tokens are found by their hash through a unique index: the timing
+ * of that lookup depends on the hash of what the caller sent, which tells nothing about any stored token.
+ */
+export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'> }): OperatorAuth {
+  const expected = digest(deps.adminToken);
   return {
     async authenticate(request) {
-      const header = request.headers.authorization;
-      const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-      if (!match) throw new FleetgateError('API_UNAUTHENTICATED');
-      if (!timingSafeEqual(digest(match[1] ?? ''), expected)) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown token' } });
-      return { actor: 'operator:admin', role: 'admin' };
+      const presented = digest(bearerToken(request));
+      if (timingSafeEqual(presented, expected)) return { actor: 'operator:admin', role: 'admin' };
+      const stored = await deps.registry.findOperatorToken(presented.toString('hex'));
+      if (stored === undefined) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown token' } });
+      // Same answer as an unknown token: a caller holding a leaked, revoked token learns nothing more.
+      if (stored.revokedAt !== null) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'revoked token', name: stored.name } });
+      return { actor: `operator:${stored.name}`, role: stored.role };
     },
   };
+}
+
+const noStoredTokens: Pick<Registry, 'findOperatorToken'> = { findOperatorToken: async () => undefined };
+
+/** The bootstrap token only (personal tokens are refused); for processes that have no registry at hand. */
+export function bootstrapTokenAuth(adminToken: string): OperatorAuth {
+  return tokenAuth({ adminToken, registry: noStoredTokens });
 }
 
 /** preHandler-style guard: who may call a route. */

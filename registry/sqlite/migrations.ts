@@ -93,6 +93,10 @@ export const migrations: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
 
       -- AUTOINCREMENT: ids are never reused, so a follower paging with afterId never misses an entry.
+      -- The writer assigns ids itself (the next one after sqlite_sequence) because each entry's hash covers
+      -- its id: ids stay gapless, so a missing entry shows as a gap even at the end of the log.
+      -- hash = SHA-256 over prev_hash and the row as stored (registry/audit-chain.ts); prev_hash is the hash
+      -- of the entry before, 64 zeros for the first. Editing, removing or inserting an entry breaks the chain.
       CREATE TABLE audit_log (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at TEXT NOT NULL,
@@ -101,7 +105,9 @@ export const migrations: readonly Migration[] = [
         result TEXT NOT NULL CHECK (result IN ('ok', 'refused')),
         code TEXT,
         device_id TEXT,
-        detail TEXT CHECK (detail IS NULL OR json_valid(detail))
+        detail TEXT CHECK (detail IS NULL OR json_valid(detail)),
+        prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+        hash TEXT NOT NULL CHECK (length(hash) = 64)
       ) STRICT;
       CREATE INDEX audit_log_device_id ON audit_log (device_id, id);
       CREATE INDEX audit_log_at ON audit_log (at);
@@ -115,6 +121,17 @@ export const migrations: readonly Migration[] = [
       BEGIN
         SELECT RAISE(ABORT, 'audit_log is append-only');
       END;
+
+      -- Personal operator tokens. Only the SHA-256 of a token is kept: a copy of this file lets nobody call
+      -- the API. Names are never reused (revoked rows stay), so \`operator:<name>\` in the audit trail always
+      -- means the same token.
+      CREATE TABLE operator_tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'station', 'viewer')),
+        token_hash TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+      ) STRICT;
     `,
   },
 ];

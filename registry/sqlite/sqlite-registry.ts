@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   allowedKeyTypes,
   assertAttributes,
@@ -12,9 +13,11 @@ import {
 } from '../../core/index.ts';
 import type {
   Admission,
+  AuditAnchor,
   AuditEntry,
   AuditInput,
   AuditQuery,
+  AuditVerification,
   CertificateRecord,
   CertificateStatus,
   ClaimRecord,
@@ -27,10 +30,14 @@ import type {
   NewClaim,
   NewDevice,
   NewTemplate,
+  OperatorRole,
+  OperatorTokenRecord,
   PolicyRecord,
   Registry,
   TemplateRecord,
 } from '../registry-port.ts';
+import { operatorRoles } from '../registry-port.ts';
+import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields, storableText } from '../audit-chain.ts';
 import { migrate } from './migrations.ts';
 
 export interface SqliteRegistryOptions {
@@ -64,6 +71,8 @@ export async function openSqliteRegistry(options: SqliteRegistryOptions): Promis
 const busyTimeoutMs = 5_000;
 const defaultLimit = 100;
 const maxLimit = 1_000;
+/** Audit rows hashed per synchronous step of verifyAudit; the event loop (broker, API) runs in between. */
+const verifyBatchSize = 2_000;
 
 // Row shapes exactly as stored; the record types of the port are built from them in one place each.
 interface DeviceRow {
@@ -134,6 +143,18 @@ interface AuditRow {
   detail: string | null;
 }
 
+interface ChainedAuditRow extends AuditRow {
+  prev_hash: string;
+  hash: string;
+}
+
+interface OperatorTokenRow {
+  name: string;
+  role: OperatorRole;
+  created_at: string;
+  revoked_at: string | null;
+}
+
 const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'status_reason', 'created_at', 'updated_at'] as const;
 const certificateColumns = [
   'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason', 'replaces',
@@ -142,6 +163,8 @@ const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'requir
 const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
 const claimColumns = ['id', 'template', 'certificate_serial', 'max_uses', 'uses', 'expires_at', 'status', 'created_at', 'issuer_pem'] as const;
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', 'detail'] as const;
+// token_hash is deliberately not among them: it is looked up by, never read back.
+const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as const;
 
 const list = (columns: readonly string[]): string => columns.join(', ');
 /** `alias.col AS alias_col, …` so one JOIN row can carry three records without name clashes. */
@@ -254,8 +277,34 @@ function prepareStatements(db: Database.Database) {
        RETURNING ${list(claimColumns)}`,
     ),
 
+    // The next id is the one after the highest ever handed out (sqlite_sequence survives deleted rows), so
+    // ids stay gapless and are never reused; the newest row's hash is what the new entry links to.
+    auditChainTip: db.prepare<[], { last_id: number; last_hash: string | null }>(
+      `SELECT max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(id) FROM audit_log), 0)) AS last_id,
+              (SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1) AS last_hash`,
+    ),
     insertAudit: db.prepare<[Record<string, unknown>], void>(
-      'INSERT INTO audit_log (at, actor, action, result, code, device_id, detail) VALUES (@at, @actor, @action, @result, @code, @deviceId, @detail)',
+      `INSERT INTO audit_log (${list(auditColumns)}, prev_hash, hash)
+       VALUES (@id, @at, @actor, @action, @result, @code, @deviceId, @detail, @prevHash, @hash)`,
+    ),
+    auditChainBatch: db.prepare<[number, number], ChainedAuditRow>(
+      `SELECT ${list(auditColumns)}, prev_hash, hash FROM audit_log WHERE id > ? ORDER BY id LIMIT ?`,
+    ),
+    // One statement, so both numbers come from the same snapshot.
+    auditIds: db.prepare<[], { seq: number; max_id: number }>(
+      `SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0) AS seq, COALESCE((SELECT max(id) FROM audit_log), 0) AS max_id`,
+    ),
+
+    getOperatorToken: db.prepare<[string], OperatorTokenRow>(`SELECT ${list(operatorTokenColumns)} FROM operator_tokens WHERE name = ?`),
+    findOperatorToken: db.prepare<[string], OperatorTokenRow>(`SELECT ${list(operatorTokenColumns)} FROM operator_tokens WHERE token_hash = ?`),
+    listOperatorTokens: db.prepare<[], OperatorTokenRow>(`SELECT ${list(operatorTokenColumns)} FROM operator_tokens ORDER BY name`),
+    insertOperatorToken: db.prepare<[Record<string, unknown>], OperatorTokenRow>(
+      `INSERT INTO operator_tokens (name, role, token_hash, created_at, revoked_at) VALUES (@name, @role, @tokenHash, @now, NULL)
+       RETURNING ${list(operatorTokenColumns)}`,
+    ),
+    // The first revocation date stands.
+    revokeOperatorToken: db.prepare<[Record<string, unknown>], OperatorTokenRow>(
+      `UPDATE operator_tokens SET revoked_at = COALESCE(revoked_at, @now) WHERE name = @name RETURNING ${list(operatorTokenColumns)}`,
     ),
   };
 }
@@ -297,20 +346,38 @@ class SqliteRegistry implements Registry {
     return statement.all(params) as R[];
   }
 
+  /**
+   * Appends one hash-chained entry. Reading the chain's tip and inserting after it must be atomic, or two
+   * writers would link to the same predecessor and fork the chain: only ever called inside #write.
+   */
   #insertAudit(entry: AuditInput): AuditEntry {
+    if (!this.#db.inTransaction) throw new FleetgateError('INTERNAL', { detail: { reason: 'audit entry written outside a write transaction' } });
     const at = entry.at ?? this.#clock.now();
-    const detail = entry.detail === undefined ? null : JSON.stringify(entry.detail);
-    const result = this.#sql.insertAudit.run({
+    const tip = expectRow(this.#sql.auditChainTip.get());
+    const fields: StoredAuditFields = {
+      id: tip.last_id + 1,
       at: at.toISOString(),
-      actor: entry.actor,
-      action: entry.action,
+      actor: storableText(entry.actor),
+      action: storableText(entry.action),
       result: entry.result,
       code: entry.code ?? null,
-      deviceId: entry.deviceId ?? null,
-      detail,
+      deviceId: entry.deviceId === undefined ? null : storableText(entry.deviceId),
+      // JSON.stringify escapes lone surrogates itself, so this text is stored as it is.
+      detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
+    };
+    const prevHash = tip.last_hash ?? auditGenesisHash;
+    this.#sql.insertAudit.run({ ...fields, prevHash, hash: auditEntryHash(prevHash, fields) });
+    // Returned as stored (JSON drops undefined and functions), as queryAudit will.
+    return toAuditEntry({
+      id: fields.id,
+      at,
+      actor: fields.actor,
+      action: fields.action,
+      result: entry.result,
+      ...(entry.code === undefined ? {} : { code: entry.code }),
+      ...(fields.deviceId === null ? {} : { deviceId: fields.deviceId }),
+      ...(fields.detail === null ? {} : { detail: JSON.parse(fields.detail) as Record<string, unknown> }),
     });
-    // The detail is returned as it was stored (JSON drops undefined and functions), as queryAudit will.
-    return toAuditEntry({ ...entry, id: Number(result.lastInsertRowid), at, ...(detail === null ? {} : { detail: JSON.parse(detail) as Record<string, unknown> }) });
   }
 
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
@@ -618,7 +685,59 @@ class SqliteRegistry implements Registry {
   }
 
   async appendAudit(entry: AuditInput): Promise<AuditEntry> {
-    return this.#insertAudit(entry);
+    return this.#write(() => this.#insertAudit(entry));
+  }
+
+  async verifyAudit(options: { anchor?: AuditAnchor } = {}): Promise<AuditVerification> {
+    const walker = new AuditChainWalker(options.anchor);
+    for (;;) {
+      let read = 0;
+      for (const row of this.#sql.auditChainBatch.iterate(walker.lastId, verifyBatchSize)) {
+        read += 1;
+        const broken = walker.check({ ...row, code: row.code ?? null, deviceId: row.device_id, prevHash: row.prev_hash });
+        if (broken !== undefined) return broken;
+      }
+      if (read < verifyBatchSize) {
+        const ids = expectRow(this.#sql.auditIds.get());
+        // Entries appended while we walked are checked too; otherwise this was the end of the log.
+        if (ids.max_id <= walker.lastId) return walker.finish(Math.max(ids.seq, ids.max_id));
+      }
+      await nextTurn();
+    }
+  }
+
+  async createOperatorToken(input: { name: string; role: OperatorRole; tokenHash: string; audit: AuditInput }): Promise<OperatorTokenRecord> {
+    const { name, role, tokenHash, audit } = input;
+    assertOperatorToken(name, role, tokenHash);
+    return this.#write(() => {
+      if (this.#sql.getOperatorToken.get(name) !== undefined) {
+        throw new FleetgateError('OPERATOR_TOKEN_EXISTS', { detail: { name } });
+      }
+      const row = this.#sql.insertOperatorToken.get({ name, role, tokenHash, now: this.#now() });
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, name, role } });
+      return toOperatorToken(expectRow(row));
+    });
+  }
+
+  async findOperatorToken(tokenHash: string): Promise<OperatorTokenRecord | undefined> {
+    const row = this.#sql.findOperatorToken.get(tokenHash);
+    return row === undefined ? undefined : toOperatorToken(row);
+  }
+
+  async listOperatorTokens(): Promise<OperatorTokenRecord[]> {
+    return this.#sql.listOperatorTokens.all().map(toOperatorToken);
+  }
+
+  async revokeOperatorToken(name: string, audit: AuditInput): Promise<OperatorTokenRecord> {
+    return this.#write(() => {
+      const before = this.#sql.getOperatorToken.get(name);
+      if (before === undefined) {
+        throw new FleetgateError('OPERATOR_TOKEN_NOT_FOUND', { detail: { name } });
+      }
+      const row = expectRow(this.#sql.revokeOperatorToken.get({ name, now: this.#now() }));
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, name, role: row.role, alreadyRevoked: before.revoked_at !== null } });
+      return toOperatorToken(row);
+    });
   }
 
   async queryAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
@@ -694,6 +813,22 @@ function assertTemplate(template: NewTemplate): void {
   const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
   if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
   if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
+}
+
+const operatorTokenName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function assertOperatorToken(name: string, role: string, tokenHash: string): void {
+  const problems: string[] = [];
+  if (!operatorTokenName.test(name)) problems.push('name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');
+  // The bootstrap token acts as operator:admin; a stored token of that name would be indistinguishable in the audit trail.
+  if (name.toLowerCase() === 'admin') problems.push('the name admin is reserved for the bootstrap token');
+  if (!(operatorRoles as readonly string[]).includes(role)) problems.push(`role must be one of ${operatorRoles.join(', ')}`);
+  if (!/^[0-9a-f]{64}$/.test(tokenHash)) problems.push('tokenHash must be a lower-case hex SHA-256');
+  if (problems.length > 0) throw new FleetgateError('REQUEST_INVALID', { message: `The operator token is not valid: ${problems.join('; ')}.`, detail: { name, problems } });
+}
+
+function toOperatorToken(row: OperatorTokenRow): OperatorTokenRecord {
+  return { name: row.name, role: row.role, createdAt: new Date(row.created_at), revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at) };
 }
 
 function toDevice(row: DeviceRow): DeviceRecord {

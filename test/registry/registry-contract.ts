@@ -443,6 +443,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           expiresAt,
           status: 'active',
           createdAt: expect.any(Date),
+          issuerPem: null,
         });
         expectRecent(claim.createdAt, before);
         expect(await registry.getClaim('batch-7')).toEqual(claim);
@@ -523,6 +524,32 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect((await registry.queryAudit({ result: 'refused' }))[0]).toMatchObject({ code: 'AUTH_DEVICE_SUSPENDED' });
       });
 
+      it('verifies an empty log and a log written by every kind of write, refusals included', async () => {
+        expect(await registry.verifyAudit()).toEqual({ ok: true, entries: 0 });
+
+        await givenBasics();
+        await register('sensor-1', 1);
+        await expectRefusal(register('sensor-1', 2, { mustBeNew: true }), 'DEVICE_EXISTS');
+        await registry.setDeviceStatus({ id: 'sensor-1', status: 'suspended', reason: 'maintenance', audit: audit('device.suspend') });
+        await registry.createClaim({ id: 'batch-1', template: 'sensors', certificateSerial: '7f01', maxUses: 1, expiresAt: new Date('2030-01-01T00:00:00Z') }, audit('claim.create'));
+        await registry.importAllowlist('sensors', ['sn-1', 'sn-2'], audit('allowlist.import'));
+        await registry.createOperatorToken({ name: 'ci', role: 'viewer', tokenHash: tokenHash(1), audit: audit('token.create') });
+        // Times out of order, unusual text and nested detail: the chain covers what is stored, whatever it is.
+        await registry.appendAudit({ actor: 'api@::1', action: 'api GET /v1/dévices?x=☃', result: 'refused', code: 'API_NOT_FOUND', deviceId: 'sensor-1', detail: { nested: { list: [1, 'two', null] } }, at: new Date('2001-01-01T00:00:00Z') });
+        await registry.appendAudit(audit('last'));
+
+        const entries = await registry.queryAudit({ afterId: 0, limit: 1000 });
+        const verdict = await registry.verifyAudit();
+        expect(verdict).toEqual({ ok: true, entries: entries.length, head: { id: entries.at(-1)?.id, hash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+        expect(entries.map((entry) => entry.action).slice(-2)).toEqual(['api GET /v1/dévices?x=☃', 'last']);
+
+        // The head moves with every entry.
+        await registry.appendAudit(audit('one more'));
+        const next = await registry.verifyAudit();
+        expect(next).toMatchObject({ ok: true, entries: entries.length + 1 });
+        expect(next.head?.hash).not.toBe(verdict.head?.hash);
+      });
+
       it('returns 100 entries by default and never more than 1000', async () => {
         for (let n = 0; n < 1001; n += 1) await registry.appendAudit(audit('bulk'));
         expect(await registry.queryAudit()).toHaveLength(100);
@@ -530,7 +557,63 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect(await registry.queryAudit({ afterId: 0, limit: 5000 })).toHaveLength(1000);
       });
     });
+
+    describe('operator tokens', () => {
+      it('stores a token by its hash, finds it by the hash and lists tokens by name, with the audit entry', async () => {
+        const before = Date.now();
+        const created = await registry.createOperatorToken({ name: 'line-3', role: 'station', tokenHash: tokenHash(1), audit: audit('token.create') });
+        expect(created).toEqual({ name: 'line-3', role: 'station', createdAt: expect.any(Date), revokedAt: null });
+        expectRecent(created.createdAt, before);
+        await registry.createOperatorToken({ name: 'audit-bot', role: 'viewer', tokenHash: tokenHash(2), audit: audit('token.create') });
+
+        expect(await registry.findOperatorToken(tokenHash(1))).toEqual(created);
+        expect(await registry.findOperatorToken(tokenHash(3))).toBeUndefined();
+        expect((await registry.listOperatorTokens()).map((token) => `${token.name}:${token.role}`)).toEqual(['audit-bot:viewer', 'line-3:station']);
+        expect(await registry.queryAudit({ action: 'token.create' })).toMatchObject([
+          { actor: 'operator', result: 'ok', detail: { name: 'audit-bot', role: 'viewer' } },
+          { actor: 'operator', result: 'ok', detail: { name: 'line-3', role: 'station' } },
+        ]);
+        // The hash identifies a token; it is no business of the audit trail.
+        expect(JSON.stringify(await registry.queryAudit())).not.toContain(tokenHash(1));
+      });
+
+      it('revokes a token for good: revoking again keeps the first date and is audited', async () => {
+        await registry.createOperatorToken({ name: 'ops', role: 'operator', tokenHash: tokenHash(1), audit: audit('token.create') });
+        const revoked = await registry.revokeOperatorToken('ops', audit('token.revoke'));
+        expect(revoked).toMatchObject({ name: 'ops', role: 'operator', revokedAt: expect.any(Date) });
+        expect(await registry.findOperatorToken(tokenHash(1))).toEqual(revoked);
+
+        const again = await registry.revokeOperatorToken('ops', audit('token.revoke'));
+        expect(again).toEqual(revoked);
+        expect(await registry.queryAudit({ action: 'token.revoke' })).toMatchObject([
+          { detail: { name: 'ops', alreadyRevoked: true } },
+          { detail: { name: 'ops', role: 'operator', alreadyRevoked: false } },
+        ]);
+      });
+
+      it('refuses a name in use (also by a revoked token), the reserved name admin, bad names, roles and hashes, writing nothing', async () => {
+        await registry.createOperatorToken({ name: 'ops', role: 'operator', tokenHash: tokenHash(1), audit: audit('token.create') });
+        await registry.revokeOperatorToken('ops', audit('token.revoke'));
+        const before = { tokens: await registry.listOperatorTokens(), audit: await registry.queryAudit() };
+
+        const create = (name: string, role = 'viewer', hash = tokenHash(2)) =>
+          registry.createOperatorToken({ name, role: role as 'viewer', tokenHash: hash, audit: audit('token.create') });
+        await expectRefusal(create('ops'), 'OPERATOR_TOKEN_EXISTS');
+        for (const name of ['admin', 'Admin', '', '-x', 'a/b', 'x'.repeat(65)]) await expectRefusal(create(name), 'REQUEST_INVALID');
+        await expectRefusal(create('new', 'root'), 'REQUEST_INVALID');
+        await expectRefusal(create('new', 'viewer', 'A'.repeat(64)), 'REQUEST_INVALID');
+        await expectRefusal(create('new', 'viewer', 'secret-token'), 'REQUEST_INVALID');
+        await expectRefusal(registry.revokeOperatorToken('ghost', audit('token.revoke')), 'OPERATOR_TOKEN_NOT_FOUND');
+
+        expect({ tokens: await registry.listOperatorTokens(), audit: await registry.queryAudit() }).toEqual(before);
+      });
+    });
   });
+}
+
+/** A stand-in for the SHA-256 of a token. */
+function tokenHash(n: number): string {
+  return String(n).padStart(2, '0').repeat(32);
 }
 
 function audit(action: string, overrides: Partial<AuditInput> = {}): AuditInput {

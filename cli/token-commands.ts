@@ -1,0 +1,111 @@
+import { type Command, Option } from 'commander';
+import { operatorRoles } from '../registry/index.ts';
+import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
+import { emit } from './output.ts';
+import { formatTable } from './table.ts';
+
+interface TokenJson {
+  name: string;
+  role: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+interface AuditVerificationJson {
+  ok: boolean;
+  entries: number;
+  firstBrokenId?: number;
+  reason?: string;
+  head?: { id: number; hash: string };
+}
+
+/** Personal operator tokens: one per person or script, each with a role, revocable on its own. */
+export function registerTokenCommands(program: Command): void {
+  const token = program.command('token').description('personal operator tokens with roles (admin, operator, station, viewer)');
+
+  withOperatorOptions(
+    token
+      .command('create')
+      .description('create a token; it is printed once and cannot be shown again')
+      .requiredOption('--name <name>', 'who or what uses it, e.g. alice or ci-deploy (letters, digits, . _ -)')
+      .addOption(
+        new Option('--role <role>', 'admin: everything; operator: revoke/suspend/resume and read; station: claims and allow-lists; viewer: read')
+          .choices(operatorRoles)
+          .makeOptionMandatory(),
+      ),
+  ).action(async (options: OperatorOptions & { name: string; role: string }) => {
+    const created = await callApi<{ name: string; role: string; token: string; createdAt: string }>(operatorClient(options), 'POST', '/v1/tokens', { name: options.name, role: options.role });
+    emit(Boolean(options.json), created, () =>
+      [
+        `Created token ${created.name} with role ${created.role}:`,
+        '',
+        `  ${created.token}`,
+        '',
+        'This is the only time it is shown: put it in a password manager or secret store now. fleetgate keeps',
+        'only its hash. Use it as FLEETGATE_TOKEN=<token>; revoke it with `fleetgate token revoke ' + created.name + '`.',
+      ].join('\n'),
+    );
+  });
+
+  withOperatorOptions(token.command('list').description('tokens and their roles (never the tokens themselves)')).action(async (options: OperatorOptions) => {
+    const { items } = await callApi<{ items: TokenJson[] }>(operatorClient(options), 'GET', '/v1/tokens');
+    emit(Boolean(options.json), items, () =>
+      items.length === 0
+        ? '(no personal tokens; only the bootstrap token in admin.token)'
+        : formatTable(['NAME', 'ROLE', 'CREATED', 'REVOKED'], items.map((t) => [t.name, t.role, t.createdAt, t.revokedAt])),
+    );
+  });
+
+  withOperatorOptions(token.command('revoke').description('revoke a token at once; requests with it are refused from now on').argument('<name>', 'token name')).action(
+    async (name: string, options: OperatorOptions) => {
+      const revoked = await callApi<TokenJson>(operatorClient(options), 'POST', `/v1/tokens/${encodeURIComponent(name)}/revoke`);
+      emit(Boolean(options.json), revoked, () => `Revoked token ${revoked.name} (role ${revoked.role}) at ${revoked.revokedAt ?? '?'}.`);
+    },
+  );
+}
+
+/**
+ * Adds `verify` to the `audit` command (cli/operator-commands.ts), or to any command given. Exit code 1
+ * when the chain is broken, so a cron job or CI step fails loudly.
+ */
+export function registerAuditVerifyCommand(audit: Command): void {
+  withOperatorOptions(
+    audit
+      .command('verify')
+      .description('check the audit hash chain from the first entry to the last; exit code 1 if it is broken')
+      .option('--anchor <id:hash>', 'a head printed by an earlier verify: also proves the log was not rewritten since'),
+  ).action(async (_options: OperatorOptions & { anchor?: string }, command: Command) => {
+    const options = inheritedOptions(command) as OperatorOptions & { anchor?: string };
+    if (options.anchor !== undefined && !/^[1-9][0-9]{0,15}:[0-9a-f]{64}$/.test(options.anchor)) throw new Error('--anchor must be ID:HASH as printed by `fleetgate audit verify`');
+    const path = options.anchor === undefined ? '/v1/audit/verify' : `/v1/audit/verify?anchor=${encodeURIComponent(options.anchor)}`;
+    const verdict = await callApi<AuditVerificationJson>(operatorClient(options), 'GET', path);
+    emit(Boolean(options.json), verdict, () => verificationText(verdict));
+    if (!verdict.ok) process.exitCode = 1;
+  });
+}
+
+/**
+ * The parent `audit` has the same --api/--data-dir/--ca/--json options, and commander gives an option to
+ * the parent when both know it (`audit verify --json` sets the parent's --json). Take a value from
+ * wherever it was set, this command's own first.
+ */
+function inheritedOptions(command: Command): OperatorOptions {
+  const defined = (values: Record<string, unknown>) => Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined));
+  return { ...defined(command.parent?.opts() ?? {}), ...defined(command.opts()) } as OperatorOptions;
+}
+
+function verificationText(verdict: AuditVerificationJson): string {
+  const head = verdict.head ? `${verdict.head.id}:${verdict.head.hash}` : undefined;
+  if (verdict.ok) {
+    return [
+      `Audit trail intact: ${verdict.entries} entries, every hash link verified.`,
+      // Whoever can write the database can rebuild a consistent chain; a head kept elsewhere exposes that.
+      ...(head ? [`Head: ${head}`, 'Keep it outside this system; `fleetgate audit verify --anchor <head>` later proves the log was not rewritten.'] : []),
+    ].join('\n');
+  }
+  return [
+    `AUDIT TRAIL BROKEN at entry ${verdict.firstBrokenId ?? '?'}: ${verdict.reason ?? 'unknown reason'}.`,
+    `${verdict.entries} entries before it verified intact${head ? ` (last intact: ${head})` : ''}.`,
+    'Entries from the break on cannot be trusted. Copy the database file for investigation before changing anything.',
+  ].join('\n');
+}

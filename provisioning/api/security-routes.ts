@@ -1,0 +1,144 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { FleetgateError } from '../../core/index.ts';
+import { type OperatorTokenRecord, operatorRoles, type Registry } from '../../registry/index.ts';
+import { auditRefusals } from '../audited.ts';
+import { newOperatorToken, type Operator, type OperatorAuth, type OperatorRole, operatorTokenHash, requireRole } from './operator-auth.ts';
+
+export interface SecurityRouteDeps {
+  readonly registry: Registry;
+  readonly auth: OperatorAuth;
+}
+
+const admins: readonly OperatorRole[] = ['admin'];
+// Checking the trail's integrity is a read; stations have no business with the audit trail.
+const auditReaders: readonly OperatorRole[] = ['admin', 'operator', 'viewer'];
+
+const security = [{ bearer: [] }];
+const dateTime = { type: 'string', format: 'date-time' } as const;
+const errorSchema = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
+const errors = { '4xx': errorSchema, '5xx': errorSchema } as const;
+const tokenName = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' } as const;
+const role = { type: 'string', enum: [...operatorRoles] } as const;
+
+const tokenSchema = {
+  type: 'object',
+  properties: { name: { type: 'string' }, role, createdAt: dateTime, revokedAt: { type: ['string', 'null'], format: 'date-time' } },
+} as const;
+
+const tokenJson = (t: OperatorTokenRecord) => ({ name: t.name, role: t.role, createdAt: t.createdAt.toISOString(), revokedAt: t.revokedAt?.toISOString() ?? null });
+
+const verificationSchema = {
+  type: 'object',
+  properties: {
+    ok: { type: 'boolean' },
+    entries: { type: 'integer', description: 'entries verified intact (all of them when ok)' },
+    firstBrokenId: { type: 'integer', description: 'lowest id where the log differs from what was written' },
+    reason: { type: 'string' },
+    head: {
+      type: 'object',
+      description: 'newest intact entry; keep its hash elsewhere to detect a later rewrite of the whole log',
+      properties: { id: { type: 'integer' }, hash: { type: 'string' } },
+    },
+  },
+} as const;
+
+/**
+ * Who may use the API and whether the audit trail is intact: personal operator tokens with roles (issue 4)
+ * and the audit chain check. As in the fleet routes, authentication and the role check run in `onRequest`,
+ * before the body is read, so a caller without the right credentials learns nothing but 401/403.
+ */
+export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRouteDeps): void {
+  const { registry, auth } = deps;
+  const operators = new WeakMap<FastifyRequest, Operator>();
+  const allow = (roles: readonly OperatorRole[]) => async (request: FastifyRequest) => {
+    operators.set(request, await requireRole(auth, request, roles));
+  };
+  const operatorOf = (request: FastifyRequest): Operator => {
+    const operator = operators.get(request);
+    if (operator === undefined) throw new FleetgateError('API_UNAUTHENTICATED'); // a route registered without its guard
+    return operator;
+  };
+
+  app.post<{ Body: { name: string; role: OperatorRole } }>(
+    '/v1/tokens',
+    {
+      onRequest: allow(admins),
+      schema: {
+        tags: ['admin'],
+        summary: 'Create a personal operator token; the token is in this answer only',
+        security,
+        body: { type: 'object', required: ['name', 'role'], additionalProperties: false, properties: { name: tokenName, role } },
+        response: { 201: { type: 'object', properties: { name: { type: 'string' }, role, token: { type: 'string' }, createdAt: dateTime } }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const { name, role: tokenRole } = request.body;
+      const token = newOperatorToken();
+      const created = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail: { name, role: tokenRole } }, () =>
+        registry.createOperatorToken({ name, role: tokenRole, tokenHash: operatorTokenHash(token), audit: { actor: operator.actor, action: 'token.create', result: 'ok' } }),
+      );
+      // Like a claim key: no proxy or client cache may keep a copy.
+      reply.header('cache-control', 'no-store');
+      return reply.status(201).send({ name: created.name, role: created.role, token, createdAt: created.createdAt.toISOString() });
+    },
+  );
+
+  app.get(
+    '/v1/tokens',
+    {
+      onRequest: allow(admins),
+      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } }, ...errors } },
+    },
+    async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson) }),
+  );
+
+  app.post<{ Params: { name: string } }>(
+    '/v1/tokens/:name/revoke',
+    {
+      onRequest: allow(admins),
+      schema: {
+        tags: ['admin'],
+        summary: 'Revoke a personal operator token at once (final)',
+        security,
+        params: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', maxLength: 64 } } },
+        response: { 200: tokenSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const operator = operatorOf(request);
+      const { name } = request.params;
+      const revoked = await auditRefusals(registry, { actor: operator.actor, action: 'token.revoke', detail: { name } }, () =>
+        registry.revokeOperatorToken(name, { actor: operator.actor, action: 'token.revoke', result: 'ok' }),
+      );
+      return tokenJson(revoked);
+    },
+  );
+
+  app.get<{ Querystring: { anchor?: string } }>(
+    '/v1/audit/verify',
+    {
+      onRequest: allow(auditReaders),
+      // Walks the whole log: one a second on average is plenty (route-level override of @fastify/rate-limit).
+      config: { rateLimit: { max: 60, timeWindow: 60_000 } },
+      schema: {
+        tags: ['audit'],
+        summary: 'Check the audit hash chain from the first entry to the last',
+        security,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { anchor: { type: 'string', pattern: '^[1-9][0-9]{0,15}:[0-9a-f]{64}$', description: '`id:hash` of an earlier head; the log must still contain it' } },
+        },
+        response: { 200: verificationSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const anchor = request.query.anchor?.split(':');
+      const verdict = await registry.verifyAudit(anchor ? { anchor: { id: Number(anchor[0]), hash: anchor[1] ?? '' } } : {});
+      // A broken chain is evidence of tampering (or disk corruption): make sure it reaches the logs and alerts.
+      if (!verdict.ok) request.log.error({ audit: verdict }, 'audit hash chain is broken');
+      return verdict;
+    },
+  );
+}
