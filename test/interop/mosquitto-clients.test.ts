@@ -79,4 +79,26 @@ describe('mosquitto clients over mTLS', () => {
     expect(spoof.code).not.toBe(0);
     expect(spoof.stderr).toMatch(/identifier rejected/i);
   });
+
+  it('disconnects a connected mosquitto_sub when the device is revoked with the CLI, and refuses its reconnect', async () => {
+    const created = await runCli(['device', 'create', '--id', 'mosq-c', '--out', join(dir.path, 'mosq-c'), '--data-dir', dataDir]);
+    expect(created.code, created.stderr).toBe(0);
+    const sub = spawn('mosquitto_sub', [...tls('mosq-c'), ...target(), '-i', 'mosq-c', '-t', 'devices/mosq-c/#']);
+    let stderr = '';
+    sub.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = once(sub, 'exit') as Promise<[number | null]>;
+    await new Promise((resolve) => setTimeout(resolve, 700)); // connected and subscribed
+    expect(sub.exitCode).toBeNull();
+
+    const revoked = await runCli(['device', 'revoke', 'mosq-c', '--reason', 'keyCompromise', '--data-dir', dataDir, '--api', `https://localhost:${serve.apiPort}`]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const [code] = await Promise.race([exited, new Promise<[number | null]>((resolve) => setTimeout(() => resolve([-1]), 10_000))]);
+    sub.kill();
+    expect(code).not.toBe(-1);
+    expect(stderr).toMatch(/connection was lost/i);
+    const again = await run('mosquitto_sub', [...tls('mosq-c'), ...target(), '-i', 'mosq-c', '-t', 'devices/mosq-c/#', '-W', '5']);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/not authori[sz]ed/i);
+  });
 });
+
