@@ -1,4 +1,4 @@
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 
 export interface ApiClientOptions {
   /** e.g. https://localhost:8443 */
@@ -9,6 +9,25 @@ export interface ApiClientOptions {
   /** Client certificate (claim or device) for enrollment, renewal and EST. */
   readonly cert?: string;
   readonly key?: string;
+  /** Reuse TLS connections across calls (benchmarks, long-running tools). Off for the CLI, which exits. */
+  readonly keepAlive?: boolean;
+}
+
+const agents = new WeakMap<ApiClientOptions, Agent>();
+function agentFor(options: ApiClientOptions): Agent | undefined {
+  if (!options.keepAlive) return undefined;
+  let agent = agents.get(options);
+  if (agent === undefined) {
+    agent = new Agent({ keepAlive: true, ca: options.ca, ...(options.cert ? { cert: options.cert, key: options.key } : {}) });
+    agents.set(options, agent);
+  }
+  return agent;
+}
+
+/** Closes the kept-alive connections of these options, if any. */
+export function closeApiClient(options: ApiClientOptions): void {
+  agents.get(options)?.destroy();
+  agents.delete(options);
 }
 
 export interface ApiResponse<T = unknown> {
@@ -32,6 +51,7 @@ export function apiRequest<T = unknown>(
       url,
       {
         method,
+        agent: agentFor(options),
         ca: options.ca,
         ...(options.cert ? { cert: options.cert, key: options.key } : {}),
         servername: url.hostname === '127.0.0.1' ? undefined : url.hostname,

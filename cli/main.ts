@@ -6,6 +6,7 @@ import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
+import { registerSimCommand } from './sim-command.ts';
 import { createLogger, startGateway } from './serve.ts';
 
 const program = new Command('fleetgate')
@@ -99,6 +100,7 @@ registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerTokenCommands(program);
+registerSimCommand(program);
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json');

@@ -17,14 +17,19 @@ import type { Registry } from '../registry/index.ts';
 export interface RevocationStatus {
   /** The current signed CRL of the device CA (regenerated after a revocation, and at least every minute). */
   crl(): Promise<EncodedCrl>;
-  /** Marks the CRL stale and rebuilds it now (called on every revocation). */
-  refresh(): Promise<void>;
+  /**
+   * Called on every revocation: the CRL is stale at once (the next GET rebuilds it) and is rebuilt in the
+   * background after a short quiet period, so a burst of revocations costs one signing, not one each.
+   */
+  invalidate(): void;
   /** Answers a DER OCSPRequest with a DER OCSPResponse; malformed requests get `malformedRequest`. */
   ocsp(request: Uint8Array): Promise<{ response: Uint8Array; refusal?: 'OCSP_REQUEST_MALFORMED' }>;
 }
 
 /** A CRL older than this is rebuilt on the next request: superseded certificates reach it that fast. */
 const maxCrlAgeMs = 60_000;
+/** Quiet period before the background rebuild after a revocation (keeps pki/crl.pem current). */
+const rebuildDebounceMs = 1_000;
 /** Relying parties may cache a CRL or OCSP answer until nextUpdate; brokers never rely on either. */
 const nextUpdateMs = 24 * 3600_000;
 
@@ -36,6 +41,7 @@ const nextUpdateMs = 24 * 3600_000;
 export function createRevocationStatus(deps: { registry: Registry; deviceCa: CaCredential; clock: Clock; crlPath?: string }): RevocationStatus {
   let current: { crl: EncodedCrl; at: number } | undefined;
   let building: Promise<EncodedCrl> | undefined;
+  let debounce: ReturnType<typeof setTimeout> | undefined;
 
   const reasonOf = (reason: string): RevocationReason => (isRevocationReason(reason) && reason !== 'removeFromCRL' ? reason : 'unspecified');
 
@@ -56,9 +62,11 @@ export function createRevocationStatus(deps: { registry: Registry; deviceCa: CaC
       if (current !== undefined && deps.clock.now().getTime() - current.at < maxCrlAgeMs) return current.crl;
       return rebuild();
     },
-    async refresh() {
+    invalidate() {
       current = undefined;
-      await rebuild();
+      clearTimeout(debounce);
+      debounce = setTimeout(() => void rebuild().catch(() => {}), rebuildDebounceMs);
+      debounce.unref();
     },
     async ocsp(request) {
       let parsed;

@@ -144,9 +144,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   });
 
   const unsubscribe = deps.events.subscribe((event) => {
-    if (event.type === 'device.status' && event.status === 'revoked') {
-      deps.revocation.refresh().catch((error: unknown) => app.log.error({ err: error }, 'could not rebuild the CRL'));
-    }
+    if (event.type === 'device.status' && event.status === 'revoked') deps.revocation.invalidate();
     if (event.type !== 'trust.changed') return;
     (async () => {
       manufacturerPems = await loadManufacturerPems();

@@ -6,7 +6,7 @@ import { errorCatalogue } from '../../core/index.ts';
 /** The README's error table is the operators' reference: it must list exactly the catalogue, as it is. */
 describe('error catalogue and README', () => {
   const readme = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
-  const rows = new Map([...readme.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| (.*) \|$/gm)].map((m) => [m[1], { http: Number(m[2]), message: m[3]?.replace(/\\\|/g, '|') }]));
+  const rows = new Map([...readme.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| (.*) \|$/gm)].map((m) => [m[1] ?? '', { http: Number(m[2]), message: m[3]?.replace(/\\\|/g, '|') }]));
 
   it('documents every code with its HTTP status and message', () => {
     for (const [code, spec] of Object.entries(errorCatalogue)) {

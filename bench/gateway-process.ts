@@ -1,0 +1,61 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+
+const bin = join(import.meta.dirname, '..', 'bin', 'fleetgate.js');
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly mqttUrl: string;
+  readonly apiUrl: string;
+  /** SIGTERM, then the exit code (the gateway closes cleanly, which is also when --cpu-prof writes). */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * `fleetgate serve` as a child process on free ports, the way an operator runs it, so its CPU can be
+ * measured apart from the load generator's. `node bin/fleetgate.js` is the node process itself (no npx
+ * wrapper in between), so the pid is the gateway's.
+ */
+export async function startGatewayProcess(options: { dataDir: string; env?: Record<string, string>; nodeFlags?: string[] }): Promise<GatewayProcess> {
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeFlags ?? []), bin, 'serve', '--data-dir', options.dataDir, '--host', '127.0.0.1', '--mqtt-port', '0', '--api-port', '0', '--hostname', 'localhost'],
+    { env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fleetgate serve not ready after 60 s\n${stdout}\n${stderr}`)), 60_000);
+    const check = () => {
+      const match = /fleetgate ready mqtt=(\S+) api=(\S+)/.exec(stdout);
+      if (match) {
+        clearTimeout(timer);
+        child.stdout?.off('data', check);
+        resolve(match);
+      }
+    };
+    child.stdout?.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fleetgate serve exited with ${code}\n${stdout}\n${stderr}`));
+    });
+  });
+  if (child.pid === undefined) throw new Error('fleetgate serve has no pid');
+  return {
+    child,
+    pid: child.pid,
+    mqttUrl: ready[1] ?? '',
+    apiUrl: ready[2] ?? '',
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      if (code !== 0 && stderr.trim() !== '') process.stderr.write(`gateway stderr:\n${stderr.slice(-4000)}\n`);
+      return code;
+    },
+  };
+}
