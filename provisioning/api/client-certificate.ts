@@ -9,7 +9,7 @@ import { credentialOf, FleetgateError, type PeerCredential, type TrustedIssuers 
  */
 export function requireClientCredential<K extends 'claim' | 'device'>(request: FastifyRequest, issuers: TrustedIssuers, kind: K): Extract<PeerCredential, { kind: K }> {
   const socket = request.raw.socket as TLSSocket;
-  if (typeof socket.getPeerCertificate !== 'function') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
+  if (typeof socket.getPeerX509Certificate !== 'function') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
   const credential = credentialOf(socket, issuers);
   if (credential.kind === 'refused') {
     if (credential.code === 'AUTH_NO_CLIENT_CERT') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
