@@ -14,6 +14,7 @@ import {
   type GatewayEvent,
   isFleetgateError,
   type PeerCredential,
+  type SessionSummary,
   type GatewayMetrics,
   compilePolicy,
   noMetrics,
@@ -49,14 +50,6 @@ export interface GatewayBrokerDeps {
   /** Enrollment and renewal over MQTT; without it the request topics are simply not answered. */
   readonly certificateRequests?: CertificateRequestHandler;
   readonly metrics?: GatewayMetrics;
-}
-
-export interface SessionSummary {
-  readonly clientId: string;
-  readonly kind: 'device' | 'claim';
-  readonly certificateSerial: string;
-  readonly remoteAddress: string | undefined;
-  readonly connectedAt: Date;
 }
 
 export interface GatewayBroker {

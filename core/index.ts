@@ -19,3 +19,4 @@ export * from './pki/crl.ts';
 export * from './pki/ocsp.ts';
 export * from './pki/trusted-issuers.ts';
 export * from './metrics.ts';
+export * from './session-directory.ts';

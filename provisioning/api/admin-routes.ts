@@ -3,7 +3,7 @@ import { type CaCredential, type Clock, type EventBus, FleetgateError } from '..
 import type { ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
 import { createClaim } from '../create-claim.ts';
 import { registerClaimIssuer } from '../register-claim-issuer.ts';
-import { type OperatorAuth, requireRole } from './operator-auth.ts';
+import { type OperatorAuth, routeGuard } from './operator-auth.ts';
 
 export interface AdminRouteDeps {
   readonly registry: Registry;
@@ -59,15 +59,17 @@ const templateJson = (t: TemplateRecord) => ({ ...t, createdAt: t.createdAt.toIS
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   const { registry, auth } = deps;
   const security = [{ bearer: [] }];
+  // Authentication and role first, in onRequest: without the right credentials a caller learns only 401/403.
+  const { allow, operatorOf } = routeGuard(auth);
 
-  app.get('/v1/templates', { schema: { tags: ['admin'], security, response: { 200: { type: 'array', items: templateSchema } } } }, async (request) => {
-    await requireRole(auth, request, ['admin', 'operator', 'station', 'viewer']);
+  app.get('/v1/templates', { onRequest: allow(['admin', 'operator', 'station', 'viewer']), schema: { tags: ['admin'], security, response: { 200: { type: 'array', items: templateSchema } } } }, async () => {
     return (await registry.listTemplates()).map(templateJson);
   });
 
   app.post<{ Body: { name: string; policy?: string; validityDays?: number; keyTypes?: string[]; requireAllowlist?: boolean; allowReenroll?: boolean } }>(
     '/v1/templates',
     {
+      onRequest: allow(['admin']),
       schema: {
         tags: ['admin'],
         summary: 'Create or replace a registration template',
@@ -89,7 +91,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       },
     },
     async (request, reply) => {
-      const operator = await requireRole(auth, request, ['admin']);
+      const operator = operatorOf(request);
       const current = await registry.getTemplate(request.body.name);
       const base = current ?? (await registry.getTemplate('default'));
       if (base === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: 'default' } });
@@ -111,6 +113,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   app.post<{ Params: { name: string }; Body: { serials: string[] } }>(
     '/v1/templates/:name/allowlist',
     {
+      onRequest: allow(['admin', 'station']),
       schema: {
         tags: ['admin'],
         summary: 'Add device serials to the template allow-list',
@@ -122,7 +125,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       bodyLimit: 8 * 1024 * 1024,
     },
     async (request) => {
-      const operator = await requireRole(auth, request, ['admin', 'station']);
+      const operator = operatorOf(request);
       return registry.importAllowlist(request.params.name, request.body.serials, { actor: operator.actor, action: 'allowlist.import', result: 'ok' });
     },
   );
@@ -130,6 +133,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   app.post<{ Body: { template: string; maxUses?: number; expiresInSeconds?: number } }>(
     '/v1/claims',
     {
+      onRequest: allow(['admin', 'station']),
       schema: {
         tags: ['admin'],
         summary: 'Issue a claim certificate and key for a factory batch',
@@ -157,7 +161,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       },
     },
     async (request, reply) => {
-      const operator = await requireRole(auth, request, ['admin', 'station']);
+      const operator = operatorOf(request);
       const created = await createClaim(
         { registry, claimCa: deps.claimCa, rootPem: deps.rootPem, clock: deps.clock },
         { template: request.body.template, maxUses: request.body.maxUses ?? null, ...(request.body.expiresInSeconds ? { expiresInSeconds: request.body.expiresInSeconds } : {}), actor: operator.actor },
@@ -176,14 +180,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     },
   );
 
-  app.get('/v1/claims', { schema: { tags: ['admin'], summary: 'Claims and their usage', security, response: { 200: { type: 'array', items: claimSchema } } } }, async (request) => {
-    await requireRole(auth, request, ['admin', 'operator', 'station', 'viewer']);
+  app.get('/v1/claims', { onRequest: allow(['admin', 'operator', 'station', 'viewer']), schema: { tags: ['admin'], summary: 'Claims and their usage', security, response: { 200: { type: 'array', items: claimSchema } } } }, async () => {
     return (await registry.listClaims()).map(claimJson);
   });
 
   app.post<{ Params: { id: string } }>(
     '/v1/claims/:id/revoke',
     {
+      onRequest: allow(['admin', 'operator', 'station']),
       schema: {
         tags: ['admin'],
         summary: 'Revoke a claim: no further enrollment with it (devices already enrolled are not affected)',
@@ -193,7 +197,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       },
     },
     async (request) => {
-      const operator = await requireRole(auth, request, ['admin', 'operator', 'station']);
+      const operator = operatorOf(request);
       const claim = await registry.revokeClaim(request.params.id, { actor: operator.actor, action: 'claim.revoke', result: 'ok' });
       await deps.events.publish({ type: 'claim.revoked', claimId: claim.id, certificateSerial: claim.certificateSerial });
       if (claim.issuerPem !== null) await deps.events.publish({ type: 'trust.changed' });
@@ -204,6 +208,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   app.post<{ Body: { name: string; template: string; certificate: string; maxUses?: number } }>(
     '/v1/claim-issuers',
     {
+      onRequest: allow(['admin']),
       schema: {
         tags: ['admin'],
         summary: 'Register a manufacturer CA whose birth certificates act as claim credentials (serial = CN)',
@@ -218,7 +223,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       },
     },
     async (request, reply) => {
-      const operator = await requireRole(auth, request, ['admin']);
+      const operator = operatorOf(request);
       const claim = await registerClaimIssuer({ registry, events: deps.events, clock: deps.clock }, { ...request.body, actor: operator.actor });
       return reply.status(201).send(claimJson(claim));
     },

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import {
   assertDeviceId,
   type CaCredential,
@@ -10,29 +10,14 @@ import {
   parsePolicyDocument,
   type PolicyAction,
   type RevocationUrls,
+  type SessionDirectory,
+  type SessionSummary,
 } from '../../core/index.ts';
 import type { AuditEntry, CertificateRecord, DeviceRecord, DeviceStatus, IdentityKind, PolicyRecord, Registry } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
 import { registerService } from '../register-service.ts';
 import { changeDeviceStatus, operatorRevocationReasons, type StatusAction } from '../revoke-device.ts';
-import { type Operator, type OperatorAuth, type OperatorRole, requireRole } from './operator-auth.ts';
-
-/** A live MQTT session as the broker reports it (structurally the broker's own SessionSummary). */
-export interface SessionSummary {
-  readonly clientId: string;
-  readonly kind: 'device' | 'claim';
-  readonly certificateSerial: string;
-  readonly remoteAddress: string | undefined;
-  readonly connectedAt: Date;
-}
-
-/**
- * Where the API learns about live sessions. provisioning/ may not import broker/, so the composition root
- * hands the broker's list in; a provisioning-only process (no broker in it) passes one that lists nothing.
- */
-export interface SessionDirectory {
-  list(): SessionSummary[];
-}
+import { type OperatorAuth, type OperatorRole, routeGuard } from './operator-auth.ts';
 
 export interface FleetRouteDeps {
   readonly registry: Registry;
@@ -201,15 +186,7 @@ const identityQueryProperties = {
  */
 export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps): void {
   const { registry, auth, events } = deps;
-  const operators = new WeakMap<FastifyRequest, Operator>();
-  const allow = (roles: readonly OperatorRole[]) => async (request: FastifyRequest) => {
-    operators.set(request, await requireRole(auth, request, roles));
-  };
-  const operatorOf = (request: FastifyRequest): Operator => {
-    const operator = operators.get(request);
-    if (operator === undefined) throw new FleetgateError('API_UNAUTHENTICATED'); // a route registered without its guard
-    return operator;
-  };
+  const { allow, operatorOf } = routeGuard(auth);
 
   const listIdentities = async (query: IdentityQuery) => {
     const limit = limitFrom(query.limit);

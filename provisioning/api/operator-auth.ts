@@ -75,3 +75,24 @@ export async function requireRole(auth: OperatorAuth, request: FastifyRequest, r
   if (!roles.includes(operator.role)) throw new FleetgateError('API_FORBIDDEN', { detail: { role: operator.role, needs: roles } });
   return operator;
 }
+
+/**
+ * Route guards that authenticate and check the role in `onRequest`, before the body is read, so a caller
+ * without the right credentials learns nothing but 401/403. `operatorOf` gives the handler who it was.
+ */
+export function routeGuard(auth: OperatorAuth): {
+  allow: (roles: readonly OperatorRole[]) => (request: FastifyRequest) => Promise<void>;
+  operatorOf: (request: FastifyRequest) => Operator;
+} {
+  const operators = new WeakMap<FastifyRequest, Operator>();
+  return {
+    allow: (roles) => async (request) => {
+      operators.set(request, await requireRole(auth, request, roles));
+    },
+    operatorOf: (request) => {
+      const operator = operators.get(request);
+      if (operator === undefined) throw new FleetgateError('API_UNAUTHENTICATED'); // a route registered without its guard
+      return operator;
+    },
+  };
+}

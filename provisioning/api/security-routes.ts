@@ -1,8 +1,7 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { FleetgateError } from '../../core/index.ts';
+import type { FastifyInstance } from 'fastify';
 import { type OperatorTokenRecord, operatorRoles, type Registry } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
-import { newOperatorToken, type Operator, type OperatorAuth, type OperatorRole, operatorTokenHash, requireRole } from './operator-auth.ts';
+import { newOperatorToken, type OperatorAuth, type OperatorRole, operatorTokenHash, routeGuard } from './operator-auth.ts';
 
 export interface SecurityRouteDeps {
   readonly registry: Registry;
@@ -49,15 +48,7 @@ const verificationSchema = {
  */
 export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRouteDeps): void {
   const { registry, auth } = deps;
-  const operators = new WeakMap<FastifyRequest, Operator>();
-  const allow = (roles: readonly OperatorRole[]) => async (request: FastifyRequest) => {
-    operators.set(request, await requireRole(auth, request, roles));
-  };
-  const operatorOf = (request: FastifyRequest): Operator => {
-    const operator = operators.get(request);
-    if (operator === undefined) throw new FleetgateError('API_UNAUTHENTICATED'); // a route registered without its guard
-    return operator;
-  };
+  const { allow, operatorOf } = routeGuard(auth);
 
   app.post<{ Body: { name: string; role: OperatorRole } }>(
     '/v1/tokens',
