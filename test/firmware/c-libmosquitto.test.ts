@@ -1,0 +1,145 @@
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTempDir } from '../helpers/temp-dir.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+
+/**
+ * firmware-samples/c-libmosquitto (C11 + libmosquitto + OpenSSL 3), built with its Makefile and run as a real
+ * device against an in-process gateway: enrollment with a claim, forced renewal, telemetry seen by a backend
+ * service, a command delivered, a reboot that reuses the state directory, a clone and a revoked claim
+ * refused. Assertions are on what the gateway recorded (registry, audit log) and what the backend received.
+ */
+const sample = resolve(import.meta.dirname, '../../firmware-samples/c-libmosquitto');
+const binary = join(sample, 'build/fleetgate-device');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; never rejects, so a refusal's exit code and output can be asserted. */
+function run(file: string, args: string[], timeout = 60_000): Promise<Run> {
+  return new Promise((done) => {
+    execFile(file, args, { timeout }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+type Telemetry = { serial: string; seq: number };
+
+describe('c-libmosquitto firmware sample against a live gateway', () => {
+  const dir = makeTempDir('fleetgate-c-');
+  const serial = 'SN-C-0001';
+  const stateDir = join(dir.path, 'state');
+  let gw: TestGateway;
+  let backend: MqttClient;
+  let baseArgs: string[];
+  const telemetry: Telemetry[] = [];
+
+  beforeAll(async () => {
+    const build = await run('make', ['-C', sample], 180_000);
+    expect(build.code, build.stderr + build.stdout).toBe(0);
+
+    gw = await startTestGateway();
+    const claim = await gw.issueClaim({ maxUses: 5 });
+    writeFileSync(join(dir.path, 'ca.crt'), gw.ca);
+    writeFileSync(join(dir.path, 'claim.crt'), claim.cert);
+    writeFileSync(join(dir.path, 'claim.key'), claim.key, { mode: 0o600 });
+    baseArgs = [
+      '--host', '127.0.0.1', '--port', String(gw.mqttPort), '--ca', join(dir.path, 'ca.crt'),
+      '--claim-cert', join(dir.path, 'claim.crt'), '--claim-key', join(dir.path, 'claim.key'),
+      '--timeout-ms', '10000', '--max-attempts', '3', '--backoff-base-ms', '200',
+    ];
+
+    // A backend service: records telemetry and answers the first message of each session with a command.
+    backend = await gw.connect('backend-c', await gw.createDevice('backend-c', { policy: 'backend' }));
+    backend.on('message', (topic, payload) => {
+      if (topic !== `devices/${serial}/telemetry`) return;
+      const message = JSON.parse(payload.toString()) as Telemetry;
+      telemetry.push(message);
+      if (message.seq === 1) backend.publish(`devices/${serial}/commands/blink`, JSON.stringify({ times: 2 }), { qos: 1 });
+    });
+    await backend.subscribeAsync('devices/+/telemetry', { qos: 1 });
+  }, 240_000);
+  afterAll(async () => {
+    await backend?.endAsync();
+    await gw?.close();
+    dir.remove();
+  });
+
+  it('enrolls with the claim, renews, reconnects with the new certificate and publishes telemetry', async () => {
+    const device = await run(binary, [...baseArgs, '--serial', serial, '--state-dir', stateDir, '--renew-now', '--telemetry-count', '3', '--telemetry-interval-ms', '200']);
+    expect(device.code, device.stderr + device.stdout).toBe(0);
+
+    const { registry } = gw.gateway.dataDir;
+    expect(await registry.getDevice(serial)).toMatchObject({ status: 'active', kind: 'device' });
+    await gw.waitForAudit({ deviceId: serial, action: 'device.enroll', result: 'ok' });
+    await gw.waitForAudit({ deviceId: serial, action: 'device.renew', result: 'ok' });
+    await gw.waitForAudit({ deviceId: serial, action: 'certificate.supersede', result: 'ok' });
+
+    // The enrolled certificate was superseded by the renewed one, which is what the device now holds.
+    const certificates = await registry.listCertificates(serial);
+    expect(certificates).toHaveLength(2);
+    const active = certificates.filter((c) => c.status === 'active');
+    const superseded = certificates.filter((c) => c.status === 'superseded');
+    expect(active).toHaveLength(1);
+    expect(superseded).toHaveLength(1);
+    expect(active[0]?.replaces).toBe(superseded[0]?.serial);
+    const held = new X509Certificate(readFileSync(join(stateDir, 'device.crt')));
+    expect(held.serialNumber).toBe(new X509Certificate(active[0]?.pem ?? '').serialNumber);
+    expect(held.subject).toBe(`CN=${serial}`);
+
+    // The key stays private on the device; no renewal stage is left behind.
+    expect(statSync(join(stateDir, 'device.key')).mode & 0o777).toBe(0o600);
+    expect(() => statSync(join(stateDir, 'renew.key'))).toThrow();
+
+    await expect.poll(() => telemetry.filter((m) => m.serial === serial).map((m) => m.seq)).toEqual([1, 2, 3]);
+    expect(device.stdout).toContain(`enrolled as ${serial}, certificate`);
+    expect(device.stdout).toContain('renewed: certificate');
+  });
+
+  it('reuses its state on the next boot: no second enrollment, same certificate, commands arrive', async () => {
+    telemetry.length = 0;
+    const before = readFileSync(join(stateDir, 'device.crt'), 'utf8');
+    const device = await run(binary, [...baseArgs, '--serial', serial, '--state-dir', stateDir, '--telemetry-count', '3', '--telemetry-interval-ms', '1000']);
+    expect(device.code, device.stderr + device.stdout).toBe(0);
+    expect(device.stdout).toContain('already enrolled, skipping enrollment');
+    expect(readFileSync(join(stateDir, 'device.crt'), 'utf8')).toBe(before);
+    expect(device.stdout).toMatch(/command devices\/SN-C-0001\/commands\/blink: \{"times":2\}/);
+    await expect.poll(() => telemetry.map((m) => m.seq)).toEqual([1, 2, 3]);
+
+    const { registry } = gw.gateway.dataDir;
+    expect(await registry.queryAudit({ deviceId: serial, action: 'device.enroll' })).toHaveLength(1);
+    expect(await registry.queryAudit({ deviceId: serial, action: 'device.renew' })).toHaveLength(1);
+    expect(await registry.listCertificates(serial)).toHaveLength(2);
+  });
+
+  it('stops with ENROLL_CLONE_SUSPECTED when another key asks for an enrolled serial', async () => {
+    const device = await run(binary, [...baseArgs, '--serial', serial, '--state-dir', join(dir.path, 'clone-state'), '--telemetry-count', '1']);
+    expect(device.code).toBe(3);
+    expect(device.stderr).toContain('ENROLL_CLONE_SUSPECTED');
+    expect(device.stdout).not.toContain('retrying');
+    await gw.waitForAudit({ deviceId: serial, action: 'device.enroll', result: 'refused' }, (e) => e.code === 'ENROLL_CLONE_SUSPECTED');
+    expect((await gw.gateway.dataDir.registry.listCertificates(serial)).filter((c) => c.status === 'active')).toHaveLength(1);
+  });
+
+  it('stops with CONNACK_5 when its claim was revoked, without retrying', async () => {
+    const claim = await gw.issueClaim({ maxUses: 5 });
+    writeFileSync(join(dir.path, 'revoked.crt'), claim.cert);
+    writeFileSync(join(dir.path, 'revoked.key'), claim.key, { mode: 0o600 });
+    expect((await gw.api('POST', `/v1/claims/${claim.claimId}/revoke`, { token: true })).status).toBe(200);
+    const args = [...baseArgs, '--claim-cert', join(dir.path, 'revoked.crt'), '--claim-key', join(dir.path, 'revoked.key')];
+    const device = await run(binary, [...args, '--serial', 'SN-C-0002', '--state-dir', join(dir.path, 'revoked-state')]);
+    expect(device.code).toBe(3);
+    expect(device.stderr).toContain('CONNACK_5');
+    expect(device.stdout).not.toContain('retrying');
+    expect(await gw.gateway.dataDir.registry.getDevice('SN-C-0002')).toBeUndefined();
+  });
+});
