@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../helpers/temp-dir.ts';
+import { expectEnrolledAndRenewed } from '../helpers/firmware-checks.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
@@ -78,27 +78,7 @@ describe('c-libmosquitto firmware sample against a live gateway', () => {
     const device = await run(binary, [...baseArgs, '--serial', serial, '--state-dir', stateDir, '--renew-now', '--telemetry-count', '3', '--telemetry-interval-ms', '200']);
     expect(device.code, device.stderr + device.stdout).toBe(0);
 
-    const { registry } = gw.gateway.dataDir;
-    expect(await registry.getDevice(serial)).toMatchObject({ status: 'active', kind: 'device' });
-    await gw.waitForAudit({ deviceId: serial, action: 'device.enroll', result: 'ok' });
-    await gw.waitForAudit({ deviceId: serial, action: 'device.renew', result: 'ok' });
-    await gw.waitForAudit({ deviceId: serial, action: 'certificate.supersede', result: 'ok' });
-
-    // The enrolled certificate was superseded by the renewed one, which is what the device now holds.
-    const certificates = await registry.listCertificates(serial);
-    expect(certificates).toHaveLength(2);
-    const active = certificates.filter((c) => c.status === 'active');
-    const superseded = certificates.filter((c) => c.status === 'superseded');
-    expect(active).toHaveLength(1);
-    expect(superseded).toHaveLength(1);
-    expect(active[0]?.replaces).toBe(superseded[0]?.serial);
-    const held = new X509Certificate(readFileSync(join(stateDir, 'device.crt')));
-    expect(held.serialNumber).toBe(new X509Certificate(active[0]?.pem ?? '').serialNumber);
-    expect(held.subject).toBe(`CN=${serial}`);
-
-    // The key stays private on the device; no renewal stage is left behind.
-    expect(statSync(join(stateDir, 'device.key')).mode & 0o777).toBe(0o600);
-    expect(() => statSync(join(stateDir, 'renew.key'))).toThrow();
+    await expectEnrolledAndRenewed(gw, serial, stateDir);
 
     await expect.poll(() => telemetry.filter((m) => m.serial === serial).map((m) => m.seq)).toEqual([1, 2, 3]);
     expect(device.stdout).toContain(`enrolled as ${serial}, certificate`);
