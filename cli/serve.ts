@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
-import { createInProcessEventBus, type EventBus, systemClock } from '../core/index.ts';
+import { createInProcessEventBus, type EventBus, systemClock, tlsFingerprint } from '../core/index.ts';
 import { createCertificateService, tokenAuth, createPrometheusMetrics, createRateLimiter, createRevocationStatus, pkiDir, startApiServer } from '../provisioning/index.ts';
 import { join } from 'node:path';
 import type { ServeConfig } from './config.ts';
@@ -56,7 +56,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
       events,
       metricsText: () => prometheus.registry.metrics(),
       revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-      auth: tokenAuth({ adminToken: dataDir.adminToken, registry }),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaFingerprint: await tlsFingerprint(pki.pem.deviceCa) }),
       claimCa: pki.claimCa,
       deviceCa: pki.deviceCa,
       revocationUrls,

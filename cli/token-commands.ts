@@ -1,4 +1,7 @@
+import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
+import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
 import { operatorRoles } from '../registry/index.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
@@ -43,6 +46,51 @@ export function registerTokenCommands(program: Command): void {
         '',
         'This is the only time it is shown: put it in a password manager or secret store now. fleetgate keeps',
         'only its hash. Use it as FLEETGATE_TOKEN=<token>; revoke it with `fleetgate token revoke ' + created.name + '`.',
+      ].join('\n'),
+    );
+  });
+
+  withOperatorOptions(
+    token
+      .command('create-cert')
+      .description('make a P-256 key here and have the gateway issue an operator certificate for the admin API (mTLS instead of a token)')
+      .requiredOption('--name <name>', 'who uses it, e.g. alice (letters, digits, . _ -); revoke with `fleetgate token revoke <name>`')
+      .addOption(
+        new Option('--role <role>', 'admin: everything; operator: revoke/suspend/resume and read; station: claims and allow-lists; viewer: read')
+          .choices(operatorRoles)
+          .makeOptionMandatory(),
+      )
+      .requiredOption('--out <dir>', 'directory for operator.crt, operator.key (0600) and ca.crt'),
+  ).action(async (options: OperatorOptions & { name: string; role: string; out: string }) => {
+    const client = operatorClient(options);
+    const files = { certificate: join(options.out, 'operator.crt'), key: join(options.out, 'operator.key'), ca: join(options.out, 'ca.crt') };
+    const existing = Object.values(files).filter((file) => existsSync(file));
+    if (existing.length > 0) throw new Error(`${existing.join(', ')} already exist; choose an empty --out directory`);
+    // The key never leaves this machine; written first so an unwritable directory fails before anything is issued.
+    const keys = await generateKeyPair();
+    mkdirSync(options.out, { recursive: true });
+    writeFileSync(files.key, await privateKeyToPem(keys.privateKey), { flag: 'wx', mode: 0o600 });
+    chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
+    let created: { name: string; role: string; certificate: string; chain: string };
+    try {
+      created = await callApi(client, 'POST', '/v1/operators/certificates', { name: options.name, role: options.role, csr: await createCsr(keys, options.name) });
+    } catch (error) {
+      unlinkSync(files.key);
+      throw error;
+    }
+    writeFileSync(files.certificate, created.certificate + created.chain, { flag: 'wx', mode: 0o644 });
+    // The root the API was just verified with.
+    writeFileSync(files.ca, client.ca, { flag: 'wx', mode: 0o644 });
+    emit(Boolean(options.json), { name: created.name, role: created.role, files }, () =>
+      [
+        `Created operator certificate ${created.name} with role ${created.role}:`,
+        `  certificate  ${files.certificate}`,
+        `  private key  ${files.key} (mode 0600)`,
+        `  CA           ${files.ca}`,
+        '',
+        'Use it instead of a token (no Authorization header), e.g.:',
+        `  curl --cert ${files.certificate} --key ${files.key} --cacert ${files.ca} ${client.baseUrl}/v1/devices`,
+        `Revoke it with \`fleetgate token revoke ${created.name}\`.`,
       ].join('\n'),
     );
   });

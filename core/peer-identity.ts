@@ -114,6 +114,10 @@ export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCreden
   return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'issuer is not a device or claim CA', serial };
 }
 
+/**
+ * Only these name an MQTT identity. Operator certificates (urn:fleetgate:operator:) share the device CA but
+ * are for the admin API only: with no device or service URI they are refused as AUTH_CERT_INVALID here.
+ */
 const identityUriPrefixes = [deviceUriPrefix, serviceUriPrefix];
 
 /** The single CN of a subject rendered one attribute per line; undefined if absent or repeated. */

@@ -11,6 +11,7 @@ import {
   type LeafProfile,
   rootValidityDays,
   serverValidityDays,
+  operatorUri,
   serviceUri,
 } from './profiles.ts';
 import { x509 } from './x509.ts';
@@ -161,6 +162,7 @@ function commonNameFor(profile: LeafProfile): string {
     case 'device':
       return profile.deviceId;
     case 'service':
+    case 'operator':
       return profile.name;
     case 'claim':
       return `claim ${profile.claimId}`;
@@ -175,6 +177,8 @@ function alternativeNamesFor(profile: LeafProfile): x509.JsonGeneralName[] {
       return [{ type: 'url', value: deviceUri(profile.deviceId) }];
     case 'service':
       return [{ type: 'url', value: serviceUri(profile.name) }];
+    case 'operator':
+      return [{ type: 'url', value: operatorUri(profile.name) }];
     case 'claim':
       return [{ type: 'url', value: claimUri(profile.claimId) }];
     case 'server':

@@ -133,7 +133,13 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
-  registerSecurityRoutes(app, { registry: deps.registry, auth: deps.auth });
+  registerSecurityRoutes(app, {
+    registry: deps.registry,
+    auth: deps.auth,
+    deviceCa: deps.deviceCa,
+    clock: deps.clock,
+    pem: { root: deps.pem.root, deviceCa: deps.pem.deviceCa },
+  });
   registerFleetRoutes(app, {
     registry: deps.registry,
     auth: deps.auth,

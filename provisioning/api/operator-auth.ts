@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { FleetgateError } from '../../core/index.ts';
+import { FleetgateError, operatorUriPrefix } from '../../core/index.ts';
 import type { OperatorRole, Registry } from '../../registry/index.ts';
 
 export type { OperatorRole } from '../../registry/index.ts';
@@ -31,27 +32,73 @@ export function operatorTokenHash(token: string): string {
   return digest(token).toString('hex');
 }
 
+/**
+ * Operator certificates (issue 4) live in the operator_tokens table too, so listing and revocation work
+ * unchanged: their token_hash is the SHA-256 (lower-case hex) of `cert:` followed by the certificate's
+ * SHA-256 fingerprint (lower-case hex, no colons). Accepts the fingerprint in Node's "AB:CD:…" form too.
+ */
+export function operatorCertificateHash(fingerprint256: string): string {
+  return operatorTokenHash(`cert:${normaliseFingerprint(fingerprint256)}`);
+}
+
+const normaliseFingerprint = (fingerprint: string) => fingerprint.replaceAll(':', '').toLowerCase();
+
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
-function bearerToken(request: FastifyRequest): string {
+const operatorName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
+  if (header === undefined) return undefined;
   const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   if (!match?.[1]) throw new FleetgateError('API_UNAUTHENTICATED');
   return match[1];
 }
 
+/** The `<name>` of the single `URI:urn:fleetgate:operator:<name>` SAN entry; undefined otherwise. */
+function operatorNameFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
+  const names = (subjectAltName ?? '')
+    .split(', ')
+    .filter((entry) => entry.startsWith(`URI:${operatorUriPrefix}`))
+    .map((entry) => entry.slice(`URI:${operatorUriPrefix}`.length));
+  return names.length === 1 && operatorName.test(names[0] ?? '') ? names[0] : undefined;
+}
+
+/**
+ * The operator name and certificate hash of a verified TLS client certificate issued by the device CA
+ * with an operator URI SAN; undefined for anything else (no certificate, a device certificate, …).
+ */
+function operatorCertificate(request: FastifyRequest, deviceCaFingerprint: string | undefined): { name: string; hash: string } | undefined {
+  if (deviceCaFingerprint === undefined) return undefined;
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerX509Certificate !== 'function' || socket.authorized !== true) return undefined;
+  const certificate = socket.getPeerX509Certificate();
+  if (certificate === undefined) return undefined;
+  // As core/peer-identity.ts: the fast path knows the issuer only when the client sent its chain.
+  const issuer = certificate.issuerCertificate?.fingerprint256 ?? socket.getPeerCertificate?.(true).issuerCertificate?.fingerprint256;
+  if (issuer === undefined || normaliseFingerprint(issuer) !== normaliseFingerprint(deviceCaFingerprint)) return undefined;
+  const name = operatorNameFromSubjectAltName(certificate.subjectAltName);
+  if (name === undefined) return undefined;
+  return { name, hash: operatorCertificateHash(certificate.fingerprint256) };
+}
+
 /**
  * Bearer-token authentication: the bootstrap token from `admin.token` (role admin, actor operator:admin),
  * or a personal token stored by the registry and not revoked (its role, actor `operator:<name>`).
+ * Without an Authorization header, an operator certificate presented as TLS client certificate (issued by
+ * the device CA whose fingerprint is `deviceCaFingerprint`, see operatorCertificateHash) stands for the
+ * stored, non-revoked record of the same name. A Bearer header, when present, always wins.
  * The bootstrap token is compared as SHA-256 digests with timingSafeEqual, so neither its length nor its
  * prefix leaks through timing. Stored tokens are found by their hash through a unique index: the timing
  * of that lookup depends on the hash of what the caller sent, which tells nothing about any stored token.
  */
-export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'> }): OperatorAuth {
+export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'>; deviceCaFingerprint?: string }): OperatorAuth {
   const expected = digest(deps.adminToken);
   return {
     async authenticate(request) {
-      const presented = digest(bearerToken(request));
+      const bearer = bearerToken(request);
+      if (bearer === undefined) return certificateOperator(request);
+      const presented = digest(bearer);
       if (timingSafeEqual(presented, expected)) return { actor: 'operator:admin', role: 'admin' };
       const stored = await deps.registry.findOperatorToken(presented.toString('hex'));
       if (stored === undefined) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown token' } });
@@ -60,6 +107,17 @@ export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, '
       return { actor: `operator:${stored.name}`, role: stored.role };
     },
   };
+
+  async function certificateOperator(request: FastifyRequest): Promise<Operator> {
+    const presented = operatorCertificate(request, deps.deviceCaFingerprint);
+    if (presented === undefined) throw new FleetgateError('API_UNAUTHENTICATED');
+    const stored = await deps.registry.findOperatorToken(presented.hash);
+    if (stored === undefined || stored.name !== presented.name) {
+      throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown operator certificate', name: presented.name } });
+    }
+    if (stored.revokedAt !== null) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'revoked operator certificate', name: stored.name } });
+    return { actor: `operator:${stored.name}`, role: stored.role };
+  }
 }
 
 const noStoredTokens: Pick<Registry, 'findOperatorToken'> = { findOperatorToken: async () => undefined };

@@ -1,11 +1,17 @@
 import type { FastifyInstance } from 'fastify';
+import { type CaCredential, checkCsr, type Clock, issueCertificate, operatorValidityDays } from '../../core/index.ts';
 import { type OperatorTokenRecord, operatorRoles, type Registry } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
-import { newOperatorToken, type OperatorAuth, type OperatorRole, operatorTokenHash, routeGuard } from './operator-auth.ts';
+import { newOperatorToken, type OperatorAuth, operatorCertificateHash, type OperatorRole, operatorTokenHash, routeGuard } from './operator-auth.ts';
 
 export interface SecurityRouteDeps {
   readonly registry: Registry;
   readonly auth: OperatorAuth;
+  /** Signs operator certificates (POST /v1/operators/certificates); without it the route is not registered. */
+  readonly deviceCa?: CaCredential;
+  readonly clock?: Clock;
+  /** Returned with an operator certificate: the issuing CA, then the root. */
+  readonly pem?: { readonly root: string; readonly deviceCa: string };
 }
 
 const admins: readonly OperatorRole[] = ['admin'];
@@ -105,6 +111,57 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
       return tokenJson(revoked);
     },
   );
+
+  const { deviceCa, clock } = deps;
+  if (deviceCa !== undefined && clock !== undefined) {
+    app.post<{ Body: { name: string; role: OperatorRole; csr: string } }>(
+      '/v1/operators/certificates',
+      {
+        onRequest: allow(admins),
+        schema: {
+          tags: ['admin'],
+          summary: 'Issue an operator certificate from a CSR (the key stays with the caller); revoke it as the token of the same name',
+          security,
+          body: {
+            type: 'object',
+            required: ['name', 'role', 'csr'],
+            additionalProperties: false,
+            properties: { name: tokenName, role, csr: { type: 'string', maxLength: 16_384, description: 'PKCS#10, PEM' } },
+          },
+          response: {
+            201: {
+              type: 'object',
+              properties: {
+                name: { type: 'string' },
+                role,
+                certificate: { type: 'string', description: 'the operator certificate (PEM)' },
+                chain: { type: 'string', description: 'the issuing CA certificate, then the root (PEM)' },
+              },
+            },
+            ...errors,
+          },
+        },
+      },
+      async (request, reply) => {
+        const operator = operatorOf(request);
+        const { name, role: certificateRole, csr } = request.body;
+        const detail = { name, role: certificateRole, kind: 'certificate' };
+        const issued = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail }, async () => {
+          const checked = await checkCsr(csr);
+          const certificate = await issueCertificate({ issuer: deviceCa, publicKey: checked.publicKey, profile: { kind: 'operator', name, validityDays: operatorValidityDays }, clock });
+          // The row is the credential: its hash binds the name to this one certificate (operatorCertificateHash).
+          await registry.createOperatorToken({
+            name,
+            role: certificateRole,
+            tokenHash: operatorCertificateHash(certificate.fingerprint),
+            audit: { actor: operator.actor, action: 'token.create', result: 'ok', detail: { kind: 'certificate', serial: certificate.serial } },
+          });
+          return certificate;
+        });
+        return reply.status(201).send({ name, role: certificateRole, certificate: issued.pem, chain: deps.pem ? deps.pem.deviceCa + deps.pem.root : '' });
+      },
+    );
+  }
 
   app.get<{ Querystring: { anchor?: string } }>(
     '/v1/audit/verify',

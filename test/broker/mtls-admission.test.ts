@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixedClock } from '../../core/index.ts';
+import { fixedClock, generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../../core/index.ts';
 import { closed, foreignDeviceCredential, nextMessage, startTestGateway, subscribeGranted, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
@@ -41,6 +41,15 @@ describe('device sessions', () => {
     const foreign = await foreignDeviceCredential('sensor-foreign');
     await expectRefused(gw.connect('sensor-foreign', foreign), 5);
     await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'AUTH_CERT_UNTRUSTED');
+  });
+
+  it('refuses an operator certificate from the device CA (admin API only) with CONNACK 5', async () => {
+    const { pki } = gw.gateway.dataDir;
+    const keys = await generateKeyPair();
+    const issued = await issueCertificate({ issuer: pki.deviceCa, publicKey: keys.publicKey, profile: { kind: 'operator', name: 'alice', validityDays: 30 }, clock: systemClock });
+    const operator = { key: await privateKeyToPem(keys.privateKey), cert: issued.pem + pki.pem.deviceCa };
+    await expectRefused(gw.connect('alice', operator), 5);
+    await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'AUTH_CERT_INVALID' && e.detail?.serial === issued.serial);
   });
 
   it('refuses an expired certificate', async () => {
