@@ -37,6 +37,8 @@ const refuse = (code: AdmissionRefusal, reason: string): AdmissionResult => ({ a
 export async function admitSession(request: AdmissionRequest, registry: Registry): Promise<AdmissionResult> {
   const { credential, clientId, now } = request;
   if (credential.kind === 'refused') return refuse(credential.code, credential.reason);
+  // Operator certificates are for the admin API only; no MQTT identity stands behind them.
+  if (credential.kind === 'operator') return refuse('AUTH_CERT_INVALID', 'operator certificates are not accepted for MQTT');
   if (credential.notAfter.getTime() <= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'certificate expired');
 
   if (credential.kind === 'claim') {

@@ -1,7 +1,7 @@
 import type { ErrorCode } from './errors.ts';
 import { isValidDeviceId } from './device-id.ts';
 import { normaliseSerial } from './pki/certificate-authority.ts';
-import { deviceUriPrefix, serviceUriPrefix } from './pki/profiles.ts';
+import { deviceUriPrefix, operatorUriPrefix, serviceUriPrefix } from './pki/profiles.ts';
 
 /**
  * What a TLS handshake proved about a client, for every edge that accepts client certificates (the MQTT
@@ -25,6 +25,8 @@ export type PeerCredential =
       /** Birth certificates name their device: the serial (CN) this credential may enroll, and no other. */
       readonly boundSerial?: string;
     }
+  /** Device-CA certificate of an operator: for the admin API only; brokers refuse it. */
+  | { readonly kind: 'operator'; readonly name: string; readonly serial: string; readonly notAfter: Date; readonly fingerprint256: string }
   | { readonly kind: 'refused'; readonly code: PeerRefusal; readonly reason: string; readonly serial?: string };
 
 /** SHA-256 fingerprints, in Node's "AB:CD:…" form, of the CAs whose leaves we accept, by role. */
@@ -56,6 +58,7 @@ export interface TlsPeer {
         readonly subject: string;
         readonly subjectAltName: string | undefined;
         readonly validTo: string;
+        readonly fingerprint256: string;
         readonly issuerCertificate?: { readonly fingerprint256: string } | undefined;
       }
     | undefined;
@@ -96,6 +99,13 @@ export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCreden
   const notAfter = new Date(certificate.validTo);
   const commonName = commonNameOf(certificate.subject);
   if (issuer === issuers.device) {
+    const operator = namesInSubjectAltName(certificate.subjectAltName, [operatorUriPrefix]);
+    if (operator.length > 0) {
+      if (operator.length === 1 && operator[0] !== undefined && isValidDeviceId(operator[0]) && commonName === operator[0]) {
+        return { kind: 'operator', name: operator[0], serial, notAfter, fingerprint256: certificate.fingerprint256 };
+      }
+      return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'operator certificate without a single matching operator URI SAN', serial };
+    }
     const deviceId = identityFromSubjectAltName(certificate.subjectAltName);
     if (deviceId === undefined || commonName !== deviceId) {
       return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'device certificate without a matching fleetgate URI SAN', serial };
@@ -114,10 +124,7 @@ export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCreden
   return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'issuer is not a device or claim CA', serial };
 }
 
-/**
- * Only these name an MQTT identity. Operator certificates (urn:fleetgate:operator:) share the device CA but
- * are for the admin API only: with no device or service URI they are refused as AUTH_CERT_INVALID here.
- */
+/** Only these name an MQTT identity; operator certificates share the device CA but are classified apart. */
 const identityUriPrefixes = [deviceUriPrefix, serviceUriPrefix];
 
 /** The single CN of a subject rendered one attribute per line; undefined if absent or repeated. */
@@ -132,11 +139,16 @@ function commonNameOf(subject: string): string | undefined {
  * entry is never ours and splitting on ", " is safe for the entries we accept.
  */
 function identityFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
-  const ids = (subjectAltName ?? '').split(', ').flatMap((entry) => {
+  const ids = namesInSubjectAltName(subjectAltName, identityUriPrefixes);
+  return ids.length === 1 && isValidDeviceId(ids[0]) ? ids[0] : undefined;
+}
+
+/** The names after any of `prefixes` in the URI entries of a SAN rendered by Node ("URI:…, DNS:…"). */
+function namesInSubjectAltName(subjectAltName: string | undefined, prefixes: readonly string[]): string[] {
+  return (subjectAltName ?? '').split(', ').flatMap((entry) => {
     if (!entry.startsWith('URI:')) return [];
     const uri = entry.slice('URI:'.length);
-    const prefix = identityUriPrefixes.find((candidate) => uri.startsWith(candidate));
+    const prefix = prefixes.find((candidate) => uri.startsWith(candidate));
     return prefix === undefined ? [] : [uri.slice(prefix.length)];
   });
-  return ids.length === 1 && isValidDeviceId(ids[0]) ? ids[0] : undefined;
 }

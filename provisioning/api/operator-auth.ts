@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { FleetgateError, operatorUriPrefix } from '../../core/index.ts';
+import { credentialOf, FleetgateError } from '../../core/index.ts';
 import type { OperatorRole, Registry } from '../../registry/index.ts';
 
 export type { OperatorRole } from '../../registry/index.ts';
@@ -45,8 +45,6 @@ const normaliseFingerprint = (fingerprint: string) => fingerprint.replaceAll(':'
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
-const operatorName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (header === undefined) return undefined;
@@ -55,31 +53,16 @@ function bearerToken(request: FastifyRequest): string | undefined {
   return match[1];
 }
 
-/** The `<name>` of the single `URI:urn:fleetgate:operator:<name>` SAN entry; undefined otherwise. */
-function operatorNameFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
-  const names = (subjectAltName ?? '')
-    .split(', ')
-    .filter((entry) => entry.startsWith(`URI:${operatorUriPrefix}`))
-    .map((entry) => entry.slice(`URI:${operatorUriPrefix}`.length));
-  return names.length === 1 && operatorName.test(names[0] ?? '') ? names[0] : undefined;
-}
-
 /**
- * The operator name and certificate hash of a verified TLS client certificate issued by the device CA
- * with an operator URI SAN; undefined for anything else (no certificate, a device certificate, …).
+ * The operator name and certificate hash of a verified TLS client certificate, classified by core's
+ * credentialOf exactly as the broker classifies its peers; undefined for anything else.
  */
 function operatorCertificate(request: FastifyRequest, deviceCaFingerprint: string | undefined): { name: string; hash: string } | undefined {
   if (deviceCaFingerprint === undefined) return undefined;
-  const socket = request.raw.socket as Partial<TLSSocket>;
-  if (typeof socket.getPeerX509Certificate !== 'function' || socket.authorized !== true) return undefined;
-  const certificate = socket.getPeerX509Certificate();
-  if (certificate === undefined) return undefined;
-  // As core/peer-identity.ts: the fast path knows the issuer only when the client sent its chain.
-  const issuer = certificate.issuerCertificate?.fingerprint256 ?? socket.getPeerCertificate?.(true).issuerCertificate?.fingerprint256;
-  if (issuer === undefined || normaliseFingerprint(issuer) !== normaliseFingerprint(deviceCaFingerprint)) return undefined;
-  const name = operatorNameFromSubjectAltName(certificate.subjectAltName);
-  if (name === undefined) return undefined;
-  return { name, hash: operatorCertificateHash(certificate.fingerprint256) };
+  const socket = request.raw.socket as TLSSocket;
+  if (typeof socket.getPeerX509Certificate !== 'function') return undefined;
+  const credential = credentialOf(socket, { device: deviceCaFingerprint, claim: [], manufacturer: [] });
+  return credential.kind === 'operator' ? { name: credential.name, hash: operatorCertificateHash(credential.fingerprint256) } : undefined;
 }
 
 /**
