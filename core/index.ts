@@ -20,3 +20,4 @@ export * from './pki/ocsp.ts';
 export * from './pki/trusted-issuers.ts';
 export * from './metrics.ts';
 export * from './session-directory.ts';
+export * from './flow-limits.ts';

@@ -1,4 +1,4 @@
-import type { ErrorCode, PolicyDocument } from '../core/index.ts';
+import type { ErrorCode, PolicyDocument, TemplateLimits } from '../core/index.ts';
 
 /**
  * The device registry: the one source of truth for who may connect and what they may do. Every method is
@@ -51,6 +51,8 @@ export interface TemplateRecord {
   readonly keyTypes: readonly string[];
   readonly requireAllowlist: boolean;
   readonly allowReenroll: boolean;
+  /** Traffic limits for devices of this template; `{}` means the gateway defaults. */
+  readonly limits: TemplateLimits;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -185,6 +187,7 @@ export interface NewTemplate {
   readonly keyTypes: readonly string[];
   readonly requireAllowlist: boolean;
   readonly allowReenroll: boolean;
+  readonly limits?: TemplateLimits;
 }
 
 export interface NewClaim {

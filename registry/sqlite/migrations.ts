@@ -134,6 +134,11 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: 'template traffic limits',
+    sql: `ALTER TABLE templates ADD COLUMN limits TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(limits));`,
+  },
 ];
 
 /**

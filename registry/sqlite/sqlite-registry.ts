@@ -10,6 +10,7 @@ import {
   parsePolicyDocument,
   type PolicyDocument,
   systemClock,
+  type TemplateLimits,
 } from '../../core/index.ts';
 import type {
   Admission,
@@ -109,6 +110,7 @@ interface TemplateRow {
   key_types: string;
   require_allowlist: number;
   allow_reenroll: number;
+  limits: string;
   created_at: string;
   updated_at: string;
 }
@@ -159,7 +161,7 @@ const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes
 const certificateColumns = [
   'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason', 'replaces',
 ] as const;
-const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'created_at', 'updated_at'] as const;
+const templateColumns = ['name', 'policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'created_at', 'updated_at'] as const;
 const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
 const claimColumns = ['id', 'template', 'certificate_serial', 'max_uses', 'uses', 'expires_at', 'status', 'created_at', 'issuer_pem'] as const;
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', 'detail'] as const;
@@ -241,10 +243,10 @@ function prepareStatements(db: Database.Database) {
     templateExists: db.prepare<[string], number>('SELECT 1 FROM templates WHERE name = ?').pluck(),
     upsertTemplate: db.prepare<[Record<string, unknown>], TemplateRow>(
       `INSERT INTO templates (${list(templateColumns)})
-       VALUES (@name, @policy, @validityDays, @keyTypes, @requireAllowlist, @allowReenroll, @now, @now)
+       VALUES (@name, @policy, @validityDays, @keyTypes, @requireAllowlist, @allowReenroll, @limits, @now, @now)
        ON CONFLICT (name) DO UPDATE SET
          policy = excluded.policy, validity_days = excluded.validity_days, key_types = excluded.key_types,
-         require_allowlist = excluded.require_allowlist, allow_reenroll = excluded.allow_reenroll, updated_at = excluded.updated_at
+         require_allowlist = excluded.require_allowlist, allow_reenroll = excluded.allow_reenroll, limits = excluded.limits, updated_at = excluded.updated_at
        RETURNING ${list(templateColumns)}`,
     ),
 
@@ -612,6 +614,7 @@ class SqliteRegistry implements Registry {
         keyTypes: JSON.stringify(template.keyTypes),
         requireAllowlist: template.requireAllowlist ? 1 : 0,
         allowReenroll: template.allowReenroll ? 1 : 0,
+        limits: JSON.stringify(template.limits ?? {}),
         now: this.#now(),
       });
       this.#insertAudit(audit);
@@ -870,6 +873,7 @@ function toTemplate(row: TemplateRow): TemplateRecord {
     keyTypes: JSON.parse(row.key_types) as string[],
     requireAllowlist: row.require_allowlist === 1,
     allowReenroll: row.allow_reenroll === 1,
+    limits: JSON.parse(row.limits) as TemplateLimits,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };

@@ -106,15 +106,16 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           keyTypes: ['EC P-256', 'EC P-384'],
           requireAllowlist: false,
           allowReenroll: false,
+          limits: {},
           createdAt: expect.any(Date),
           updatedAt: expect.any(Date),
         });
 
         const replaced = await registry.putTemplate(
-          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true },
+          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } },
           audit('template.put'),
         );
-        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true });
+        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } });
         expect(replaced.createdAt).toEqual(created?.createdAt);
         expect(replaced.updatedAt.getTime()).toBeGreaterThanOrEqual(created?.updatedAt.getTime() ?? Infinity);
         expect(await registry.getTemplate('sensors')).toEqual(replaced);
