@@ -22,8 +22,10 @@ export type AdmissionRefusal = Codes<
   | 'AUTH_CLIENT_ID_MISMATCH'
   | 'AUTH_CLAIM_INVALID'
   | 'AUTH_SERVICE_UNAVAILABLE'
+  | 'CLUSTER_UNAVAILABLE'
   | 'POLICY_NOT_FOUND'
   | 'MQTT_WILL_DENIED'
+  | 'MQTT_CONNECT_RATE_LIMITED'
 >;
 
 export const connackReturnCode = {
@@ -40,6 +42,8 @@ export const connackReturnCode = {
   AUTH_CLIENT_ID_MISMATCH: 2, // identifier rejected
   AUTH_CLAIM_INVALID: 5,
   AUTH_SERVICE_UNAVAILABLE: 3, // server unavailable: retry later
+  CLUSTER_UNAVAILABLE: 3,
   POLICY_NOT_FOUND: 5,
   MQTT_WILL_DENIED: 5,
+  MQTT_CONNECT_RATE_LIMITED: 3, // server unavailable: the storm is shed, the device retries later
 } as const satisfies Record<AdmissionRefusal, 2 | 3 | 4 | 5>;

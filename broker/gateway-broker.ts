@@ -24,7 +24,10 @@ import {
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
-import { admitSession, type SessionContext } from './session-admission.ts';
+import { createFlowControl, type FlowControl } from './flow-control.ts';
+import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
+import { admitSession, recheckSession, type SessionContext } from './session-admission.ts';
+import type { BrokerCluster } from './cluster/redis-cluster.ts';
 
 export interface GatewayBrokerConfig {
   readonly host: string;
@@ -38,6 +41,8 @@ export interface GatewayBrokerConfig {
   readonly maxPacketBytes: number;
   /** A connection that has not sent CONNECT by then is closed. */
   readonly connectTimeoutMs: number;
+  /** Rate, queue and admission limits (broker/flow-control-config.ts); gateway defaults when absent. */
+  readonly flow?: FlowControlConfig;
 }
 
 export const defaultBrokerLimits = { maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 } as const;
@@ -50,6 +55,8 @@ export interface GatewayBrokerDeps {
   /** Enrollment and renewal over MQTT; without it the request topics are simply not answered. */
   readonly certificateRequests?: CertificateRequestHandler;
   readonly metrics?: GatewayMetrics;
+  /** Cluster mode: shared state on Redis. Without it the broker keeps everything in memory. */
+  readonly cluster?: BrokerCluster;
 }
 
 export interface GatewayBroker {
@@ -104,8 +111,11 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     });
   };
 
+  const { cluster } = deps;
   const aedes = await Aedes.createBroker({
     connectTimeout: config.connectTimeoutMs,
+    // A crashed node's wills fire after 3 missed heartbeats: 30-40 s instead of aedes' 3-4 min.
+    ...(cluster ? { id: cluster.brokerId, mq: cluster.mq, persistence: cluster.persistence, heartbeatInterval: 10_000 } : {}),
 
     preConnect(client, packet, callback) {
       if (packet.will) willTopics.set(client, packet.will.topic);
@@ -117,9 +127,16 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
 
     authenticate(client, _username, _password, done) {
+      // Load shedding first, before any registry work; counted and audited (sampled) by flow control.
+      if (!flow.admitConnect(client)) return done(Object.assign(new Error('MQTT_CONNECT_RATE_LIMITED'), { returnCode: connackReturnCode.MQTT_CONNECT_RATE_LIMITED }), false);
       const credential = credentials.get(client.conn) ?? { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no TLS session' };
       const now = clock.now();
-      admitSession({ credential, clientId: client.id, willTopic: willTopics.get(client), now }, registry)
+      // Cut off from Redis, this broker would miss revocations and could not share the session: fail closed.
+      const clusterDown = cluster?.unavailableReason();
+      const admission = clusterDown
+        ? Promise.resolve({ admitted: false as const, code: 'CLUSTER_UNAVAILABLE' as const, reason: clusterDown })
+        : admitSession({ credential, clientId: client.id, willTopic: willTopics.get(client), now }, registry);
+      admission
         .catch((error: unknown) => {
           // Fail closed: a registry we cannot read admits nobody.
           log.error({ err: error }, 'registry unavailable during CONNECT; refusing the session');
@@ -150,8 +167,15 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       // client is null only for wills of clients that died on another node; those were checked at CONNECT.
       const session = client ? sessions.get(client) : undefined;
       if (client === null || session === undefined) return callback(new Error('no session'));
+      const clusterDown = packet.qos > 0 ? cluster?.unavailableReason() : undefined;
+      if (clusterDown !== undefined) {
+        // aedes acknowledges QoS 1 before it stores or forwards (field notes #14): refuse instead, so the
+        // device keeps the message and sends it again once Redis is back.
+        audit({ actor: actorOf(client), action: 'mqtt.publish', result: 'refused', code: 'CLUSTER_UNAVAILABLE', detail: { remote: remoteOf(client), reason: clusterDown } });
+        return callback(new Error('CLUSTER_UNAVAILABLE'));
+      }
       const decision = decideInScope(session.identity, 'publish', packet.topic);
-      if (decision.allowed) return callback(null);
+      if (decision.allowed) return flow.admitPublish(client, packet, callback);
       refuse(client, 'mqtt.publish', decision.code ?? 'ACL_PUBLISH_DENIED', { topic: packet.topic.slice(0, 256), statement: decision.decision?.statementIndex });
       callback(new Error(decision.code)); // aedes closes the connection: MQTT 3.1.1 has no negative PUBACK
     },
@@ -201,6 +225,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     if (session !== undefined) {
       counted.add(client);
       metrics.sessionOpened(session.identity.kind);
+      cluster?.sessions.opened(summaryOf(client, session));
     }
     audit({
       actor: actorOf(client),
@@ -212,7 +237,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   });
   aedes.on('clientDisconnect', (client) => {
     const session = sessions.get(client);
-    if (session !== undefined && counted.delete(client)) metrics.sessionClosed(session.identity.kind);
+    if (session !== undefined && counted.delete(client)) {
+      metrics.sessionClosed(session.identity.kind);
+      // After a takeover on this node the table already holds the new session under the same id.
+      const current = (aedes as unknown as { clients: ClientTable }).clients[client.id];
+      if (current === undefined || current === client) cluster?.sessions.closed(client.id);
+    }
   });
   aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
 
@@ -271,9 +301,17 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         socket.destroy();
       });
       socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
-      aedes.handle(socket);
+      flow.attach(aedes.handle(socket));
     },
   );
+  const flow: FlowControl = createFlowControl(aedes, server, config.flow ?? defaultFlowControl, {
+    sessionLimits: (client) => sessions.get(client)?.limits,
+    actorOf,
+    deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined),
+    audit,
+    metrics,
+    log,
+  });
   server.on('tlsClientError', (error, socket) => {
     metrics.tlsHandshake('failed');
     log.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed');
@@ -334,6 +372,28 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     return true;
   }
 
+  /**
+   * Back from a Redis outage: revocations published meanwhile never arrived (pub/sub is at-most-once), so
+   * every open session is checked against the registry again and closed if it no longer passes.
+   */
+  cluster?.onRecovered(() => {
+    for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {
+      const session = client && sessions.get(client);
+      if (!client || session === undefined) continue;
+      recheckSession(session, registry, clock.now()).then(
+        (reason) => reason !== undefined && disconnect(client.id, reason),
+        (error: unknown) => {
+          log.error({ err: error, clientId: client.id }, 'could not re-check the session; closing it');
+          disconnect(client.id, 'session could not be re-checked');
+        },
+      );
+    }
+  });
+
+  function summaryOf(client: Client, session: SessionContext): SessionSummary {
+    return { clientId: client.id, kind: session.identity.kind, certificateSerial: session.certificateSerial, remoteAddress: remoteOf(client), connectedAt: new Date(session.admittedAt) };
+  }
+
   server.listen(config.port, config.host);
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
@@ -346,8 +406,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       const clients = Object.values((aedes as unknown as { clients: ClientTable }).clients);
       return clients.flatMap((client) => {
         const session = client && sessions.get(client);
-        if (!client || !session) return [];
-        return [{ clientId: client.id, kind: session.identity.kind, certificateSerial: session.certificateSerial, remoteAddress: remoteOf(client), connectedAt: new Date(session.admittedAt) }];
+        return client && session ? [summaryOf(client, session)] : [];
       });
     },
     async close() {
@@ -356,6 +415,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       server.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await closed;
+      await cluster?.close();
     },
   };
 }

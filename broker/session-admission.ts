@@ -1,4 +1,4 @@
-import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity } from '../core/index.ts';
+import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity, type TemplateLimits } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { AdmissionRefusal } from './connack-codes.ts';
 
@@ -14,6 +14,8 @@ export interface SessionContext {
   /** A renewed certificate's predecessor, superseded once this session is registered. */
   readonly replaces: string | null;
   readonly admittedAt: number;
+  /** Traffic limits of the device's template; `{}` (gateway defaults) for claim sessions. */
+  readonly limits: TemplateLimits;
 }
 
 export type AdmissionResult =
@@ -52,7 +54,7 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
       return refuse('AUTH_CLIENT_ID_MISMATCH', 'a birth certificate session must use the serial in its CN as client id');
     }
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, undefined, null, now);
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, undefined, null, now, {});
   }
 
   const admission = await registry.getAdmission(credential.serial);
@@ -73,7 +75,7 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (request.willTopic !== undefined && !decideInScope(identity, 'publish', request.willTopic).allowed) {
     return refuse('MQTT_WILL_DENIED', 'will topic not allowed by policy');
   }
-  return admitted(identity, clientId, credential.serial, policy.name, subject, certificate.replaces, now);
+  return admitted(identity, clientId, credential.serial, policy.name, subject, certificate.replaces, now, admission.limits);
 }
 
 function admitted(
@@ -84,6 +86,24 @@ function admitted(
   subject: PolicySubject | undefined,
   replaces: string | null,
   now: Date,
+  limits: TemplateLimits,
 ): AdmissionResult {
-  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, subject, replaces, admittedAt: now.getTime() } };
+  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, subject, replaces, admittedAt: now.getTime(), limits } };
+}
+
+/**
+ * Whether an admitted session would still be admitted now, for sessions that may have missed an event:
+ * the reason to close it, or undefined. Only what can change after CONNECT is looked at again.
+ */
+export async function recheckSession(session: SessionContext, registry: Registry, now: Date): Promise<string | undefined> {
+  if (session.identity.kind === 'claim') {
+    const claim = await registry.getClaimByCertificateSerial(session.certificateSerial);
+    if (claim === undefined || claim.status !== 'active') return 'claim no longer active';
+    return claim.expiresAt.getTime() <= now.getTime() ? 'claim expired' : undefined;
+  }
+  const admission = await registry.getAdmission(session.certificateSerial);
+  if (admission === undefined) return 'certificate no longer in registry';
+  if (admission.device.status !== 'active') return `device ${admission.device.status}`;
+  if (admission.certificate.status !== 'active') return `certificate ${admission.certificate.status}`;
+  return admission.policy === undefined ? 'policy deleted' : undefined;
 }

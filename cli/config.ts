@@ -1,6 +1,7 @@
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
-import { defaultBrokerLimits } from '../broker/index.ts';
+import { fileURLToPath } from 'node:url';
+import { defaultBrokerLimits, defaultFlowControl, type FlowControlConfig } from '../broker/index.ts';
 
 /**
  * Flags and environment are read here, once: validated together (every problem reported at once), then
@@ -20,6 +21,22 @@ export interface ServeConfig {
   readonly apiRateLimitPerMinute: number;
   /** Sustained enrollments per second per claim (burst: twice that). */
   readonly enrollRatePerClaim: number;
+  /** Per-device defaults (templates override them) and gateway-wide admission limits. */
+  readonly flow: FlowControlConfig;
+  /** The bundled web console served at /console: `console/dist` of this package (`npm run build:console`). */
+  readonly consoleDir: string;
+  /** Scale-out: `postgres://…` moves the registry to PostgreSQL; unset = SQLite in the data directory. */
+  readonly databaseUrl: string | undefined;
+  /** Scale-out: the Redis that brokers share (pub/sub, sessions, retained messages, events). */
+  readonly redisUrl: string | undefined;
+  /** Names this installation's keys and channels in Redis, so several can share one server. */
+  readonly clusterName: string;
+  /** This broker's name in the cluster (aedes id, owner of its session list). */
+  readonly brokerId: string;
+  /** `fleetgate broker`: where the provisioning API answers the enrollment and renewal requests it relays. */
+  readonly provisioningUrl: string | undefined;
+  /** `fleetgate broker`: the token (role broker or admin) it relays with; default: the data dir's admin.token. */
+  readonly brokerToken: string | undefined;
 }
 
 export interface ServeFlags {
@@ -28,6 +45,10 @@ export interface ServeFlags {
   mqttPort?: string;
   apiPort?: string;
   hostname?: string;
+  redisUrl?: string;
+  databaseUrl?: string;
+  provisioningUrl?: string;
+  brokerId?: string;
 }
 
 export class ConfigError extends Error {
@@ -68,6 +89,21 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
   const logLevel = env.FLEETGATE_LOG_LEVEL ?? 'info';
   if (!logLevels.includes(logLevel)) problems.push(`FLEETGATE_LOG_LEVEL must be one of ${logLevels.join(', ')}, got "${logLevel}"`);
 
+  const url = (name: string, value: string | undefined, protocols: readonly string[]) => {
+    if (value === undefined || value === '') return undefined;
+    if (!URL.canParse(value) || !protocols.includes(new URL(value).protocol)) {
+      problems.push(`${name} must be a ${protocols.map((p) => p + '//').join(' or ')} URL, got "${value.replace(/\/\/[^@/]*@/, '//…@')}"`);
+      return undefined;
+    }
+    return value;
+  };
+  const name = (what: string, value: string) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) problems.push(`${what} must be 1-64 letters, digits, '.', '_' or '-', got "${value}"`);
+    return value;
+  };
+  const clusterName = name('FLEETGATE_CLUSTER_NAME', env.FLEETGATE_CLUSTER_NAME ?? 'fleetgate');
+  const brokerId = name('--broker-id', flags.brokerId ?? env.FLEETGATE_BROKER_ID ?? `${hostname.replaceAll(':', '-')}-${process.pid}`);
+
   const config: ServeConfig = {
     dataDir: resolveDataDir(flags.dataDir, env),
     host: flags.host ?? env.FLEETGATE_HOST ?? '0.0.0.0',
@@ -79,6 +115,24 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     connectTimeoutMs: positive('FLEETGATE_CONNECT_TIMEOUT_MS', env.FLEETGATE_CONNECT_TIMEOUT_MS, defaultBrokerLimits.connectTimeoutMs),
     apiRateLimitPerMinute: positive('FLEETGATE_API_RATE_LIMIT_PER_MINUTE', env.FLEETGATE_API_RATE_LIMIT_PER_MINUTE, 6000),
     enrollRatePerClaim: positive('FLEETGATE_ENROLL_RATE_PER_CLAIM', env.FLEETGATE_ENROLL_RATE_PER_CLAIM, 100),
+    flow: Object.freeze({
+      publishPerSecond: positive('FLEETGATE_PUBLISH_RATE', env.FLEETGATE_PUBLISH_RATE, defaultFlowControl.publishPerSecond),
+      publishBytesPerSecond: positive('FLEETGATE_PUBLISH_BYTES_RATE', env.FLEETGATE_PUBLISH_BYTES_RATE, defaultFlowControl.publishBytesPerSecond),
+      outboundQueueMessages: positive('FLEETGATE_OUTBOUND_QUEUE_MESSAGES', env.FLEETGATE_OUTBOUND_QUEUE_MESSAGES, defaultFlowControl.outboundQueueMessages),
+      outboundQueueBytes: positive('FLEETGATE_OUTBOUND_QUEUE_BYTES', env.FLEETGATE_OUTBOUND_QUEUE_BYTES, defaultFlowControl.outboundQueueBytes),
+      overLimitGraceMs: positive('FLEETGATE_OVER_LIMIT_GRACE_MS', env.FLEETGATE_OVER_LIMIT_GRACE_MS, defaultFlowControl.overLimitGraceMs),
+      maxInflightPublishes: defaultFlowControl.maxInflightPublishes,
+      maxConnections: positive('FLEETGATE_MAX_CONNECTIONS', env.FLEETGATE_MAX_CONNECTIONS, defaultFlowControl.maxConnections),
+      maxPendingHandshakes: positive('FLEETGATE_MAX_PENDING_HANDSHAKES', env.FLEETGATE_MAX_PENDING_HANDSHAKES, defaultFlowControl.maxPendingHandshakes),
+      connectPerSecond: positive('FLEETGATE_CONNECT_RATE', env.FLEETGATE_CONNECT_RATE, defaultFlowControl.connectPerSecond),
+    }),
+    consoleDir: fileURLToPath(new URL('../console/dist', import.meta.url)),
+    databaseUrl: url('--database-url', flags.databaseUrl ?? env.FLEETGATE_DATABASE_URL, ['postgres:', 'postgresql:']),
+    redisUrl: url('--redis-url', flags.redisUrl ?? env.FLEETGATE_REDIS_URL, ['redis:', 'rediss:']),
+    clusterName,
+    brokerId,
+    provisioningUrl: url('--provisioning-url', flags.provisioningUrl ?? env.FLEETGATE_PROVISIONING_URL, ['https:']),
+    brokerToken: env.FLEETGATE_BROKER_TOKEN || undefined,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

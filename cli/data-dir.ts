@@ -17,13 +17,19 @@ export interface DataDir {
  * Opens (and on first use creates) the data directory: PKI, bootstrap admin token, SQLite registry with the
  * default policies and template. Existing files are reused, never overwritten.
  */
-export async function openDataDir(options: { path: string; hostnames?: readonly string[]; clock?: Clock }): Promise<DataDir> {
+export async function openDataDir(options: { path: string; hostnames?: readonly string[]; clock?: Clock; databaseUrl?: string | undefined }): Promise<DataDir> {
   const clock = options.clock ?? systemClock;
   mkdirSync(options.path, { recursive: true, mode: 0o700 });
   const pki = await loadOrCreatePki({ dataDir: options.path, hostnames: options.hostnames ?? [], clock });
   const token = loadOrCreateAdminToken(options.path);
-  const registry = await openSqliteRegistry({ path: join(options.path, 'fleetgate.db'), clock });
+  const registry = await openConfiguredRegistry({ dataDir: options.path, databaseUrl: options.databaseUrl, clock });
   await seedDefaults(registry);
   const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
   return { path: options.path, pki, registry, adminToken: token.token, created };
+}
+
+/** The registry a process uses: PostgreSQL when a database URL is given, else SQLite in the data directory. */
+export async function openConfiguredRegistry(options: { dataDir: string; databaseUrl: string | undefined; clock: Clock }): Promise<Registry> {
+  if (options.databaseUrl !== undefined) throw new Error('PostgreSQL registry: not wired yet');
+  return openSqliteRegistry({ path: join(options.dataDir, 'fleetgate.db'), clock: options.clock });
 }

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
-import { resolveServeConfig, type ServeFlags } from './config.ts';
+import type { Logger } from 'pino';
+import { resolveServeConfig, type ServeConfig, type ServeFlags } from './config.ts';
 import { createDevice } from './device-create.ts';
 import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
@@ -8,6 +9,7 @@ import { registerOperatorCommands } from './operator-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
 import { createLogger, startGateway } from './serve.ts';
+import { startBrokerProcess, startProvisioningProcess } from './scale-out.ts';
 
 const program = new Command('fleetgate')
   .description('Self-hosted IoT trust plane: CA, device provisioning and an mTLS MQTT gateway with per-device topic ACLs.')
@@ -33,36 +35,68 @@ program
     );
   });
 
-program
-  .command('serve')
-  .description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API')
-  .addOption(dataDirOption())
-  .option('--host <address>', 'address to listen on (env FLEETGATE_HOST)', undefined)
-  .option('--mqtt-port <port>', 'MQTTS port, 0 = any free port (env FLEETGATE_MQTT_PORT)', undefined)
-  .option('--api-port <port>', 'HTTPS API port, 0 = any free port (env FLEETGATE_API_PORT)', undefined)
-  .option('--hostname <name>', 'name devices use to reach the gateway (env FLEETGATE_HOSTNAME)', undefined)
-  .action(async (flags: ServeFlags) => {
-    const config = resolveServeConfig(flags);
-    const log = createLogger(config.logLevel);
+/** Flags every long-running process shares; each also has an FLEETGATE_* environment variable. */
+const withServerOptions = (command: Command, ports: { mqtt: boolean; api: boolean }) => {
+  command
+    .addOption(dataDirOption())
+    .option('--host <address>', 'address to listen on (env FLEETGATE_HOST)', undefined)
+    .option('--hostname <name>', 'name devices use to reach the gateway (env FLEETGATE_HOSTNAME)', undefined)
+    .option('--database-url <url>', 'postgres://… registry instead of SQLite in the data dir (env FLEETGATE_DATABASE_URL)', undefined)
+    .option('--redis-url <url>', 'redis://… shared by a cluster of brokers (env FLEETGATE_REDIS_URL)', undefined);
+  if (ports.mqtt) command.option('--mqtt-port <port>', 'MQTTS port, 0 = any free port (env FLEETGATE_MQTT_PORT)', undefined);
+  if (ports.api) command.option('--api-port <port>', 'HTTPS API port, 0 = any free port (env FLEETGATE_API_PORT)', undefined);
+  return command;
+};
+
+/** Runs a server until SIGINT/SIGTERM, then closes it cleanly; prints the "fleetgate ready" line scripts wait for. */
+async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Logger) => Promise<{ readyLine: string; firstStart?: string; close(): Promise<void> }>) {
+  const config = resolveServeConfig(flags);
+  const log = createLogger(config.logLevel);
+  const server = await start(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  if (server.firstStart) process.stdout.write(server.firstStart);
+  process.stdout.write(`fleetgate ready ${server.readyLine}\n`);
+}
+
+withServerOptions(program.command('serve').description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API'), { mqtt: true, api: true }).action((flags: ServeFlags) =>
+  runServer(flags, async (config, log) => {
     const gateway = await startGateway(config, log);
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down');
-      gateway.close().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          log.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
+    const { created, path } = gateway.dataDir;
+    return {
+      readyLine: `mqtt=${gateway.mqttUrl} api=${gateway.apiUrl} data=${path}`,
+      ...(created.length > 0 ? { firstStart: `first start: created ${created.join(', ')} in ${path}\n` } : {}),
+      close: () => gateway.close(),
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    if (gateway.dataDir.created.length > 0) process.stdout.write(`first start: created ${gateway.dataDir.created.join(', ')} in ${gateway.dataDir.path}\n`);
-    process.stdout.write(`fleetgate ready mqtt=${gateway.mqttUrl} api=${gateway.apiUrl} data=${gateway.dataDir.path}\n`);
-  });
+  }),
+);
+
+withServerOptions(
+  program.command('provisioning').description('scale-out: run only the CA and HTTPS API (enrollment, EST, admin); brokers run as `fleetgate broker`'),
+  { mqtt: false, api: true },
+).action((flags: ServeFlags) => runServer(flags, startProvisioningProcess));
+
+withServerOptions(
+  program
+    .command('broker')
+    .description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)')
+    .option('--provisioning-url <url>', 'HTTPS API that answers enrollment and renewal (env FLEETGATE_PROVISIONING_URL)', undefined)
+    .option('--broker-id <name>', "this node's name in the cluster (env FLEETGATE_BROKER_ID; default host-pid)", undefined),
+  { mqtt: true, api: false },
+).action((flags: ServeFlags) => runServer(flags, startBrokerProcess));
 
 const device = program.command('device').description('manage devices');
 device

@@ -51,11 +51,20 @@ export const errorCatalogue = {
   AUTH_CLIENT_ID_MISMATCH: { http: 401, message: 'The MQTT client id must equal the device id in the certificate (for claim certificates: the device serial).' },
   AUTH_CLAIM_INVALID: { http: 401, message: 'The claim credential is unknown, revoked or expired; ask the factory for a new claim certificate.' },
   AUTH_SERVICE_UNAVAILABLE: { http: 503, message: 'The gateway cannot check credentials right now and refuses new sessions; retry with backoff.' },
+  CLUSTER_UNAVAILABLE: { http: 503, message: 'The cluster state store (Redis) is out of reach; new sessions and acknowledged publishes are refused until it is back. Retry with backoff.' },
+  PROVISIONING_UNAVAILABLE: { http: 503, message: 'The provisioning service is out of reach of this broker; send the enrollment or renewal request again later.' },
 
   // MQTT protocol guard rails
   MQTT_PACKET_TOO_LARGE: { http: 413, message: 'The MQTT packet exceeds the maximum packet size of this gateway.' },
   MQTT_PROTOCOL_UNSUPPORTED: { http: 400, message: 'Only MQTT 3.1.1 (protocol level 4) is supported; connect with protocolVersion 4.' },
   MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
+
+  // flow control and admission limits (README "Flow control and admission limits")
+  MQTT_CONNECTION_LIMIT: { http: 503, message: 'The gateway holds its maximum number of connections; the connection was closed before the TLS handshake. Retry with backoff.' },
+  MQTT_HANDSHAKE_LIMIT: { http: 503, message: 'Too many TLS handshakes are in progress; the connection was closed before its handshake. Retry with jittered backoff.' },
+  MQTT_CONNECT_RATE_LIMITED: { http: 503, message: 'The gateway admits new sessions at a bounded rate and refused this CONNECT with return code 3 (server unavailable); retry with jittered backoff.' },
+  MQTT_PUBLISH_RATE_EXCEEDED: { http: 429, message: 'The device kept publishing above its template rate limit (messages or bytes per second) and was disconnected; publish less often or raise the template limits.' },
+  MQTT_SUBSCRIBER_TOO_SLOW: { http: 429, message: 'The subscriber did not read its messages fast enough: its outbound queue stayed full and the session was closed. Read faster, subscribe to less, or raise the template queue limits.' },
 
   // enrollment and renewal
   ENROLL_CLAIM_UNKNOWN: { http: 401, message: 'The claim certificate is not registered with this gateway; ask the factory for a valid claim certificate.' },
@@ -86,6 +95,7 @@ export const errorCatalogue = {
   API_CLIENT_CERT_REQUIRED: { http: 401, message: 'This endpoint needs a client certificate: the claim certificate to enroll, the current device certificate to renew.' },
   API_NOT_FOUND: { http: 404, message: 'No such endpoint; see /docs for the API reference.' },
   API_RATE_LIMITED: { http: 429, message: 'Too many requests; retry after the time in the Retry-After header.' },
+  CONSOLE_NOT_BUILT: { http: 503, message: 'The web console has not been built; run `npm run build:console`, then restart the gateway.' },
 
   // configuration and internals
   REQUEST_INVALID: { http: 400, message: 'The request is not valid; check the body against /openapi.json.' },

@@ -5,8 +5,11 @@ export interface SessionSummary {
   readonly certificateSerial: string;
   readonly remoteAddress: string | undefined;
   readonly connectedAt: Date;
+  /** Which broker holds it, in a cluster. */
+  readonly broker?: string;
 }
 
+/** In-process (the all-in-one broker) or shared (Redis, in a cluster). */
 export interface SessionDirectory {
-  list(): SessionSummary[];
+  list(): Promise<readonly SessionSummary[]>;
 }

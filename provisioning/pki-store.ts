@@ -65,6 +65,33 @@ export async function loadOrCreatePki(options: { dataDir: string; hostnames: rea
   return { root, deviceCa, claimCa, pem, server, caBundle: [pem.root, pem.deviceCa, pem.claimCa], created };
 }
 
+/** What a broker process needs from the PKI: certificates and the server's TLS pair, never a CA key. */
+export interface BrokerPki {
+  readonly pem: Pki['pem'];
+  readonly server: Pki['server'];
+  readonly caBundle: readonly string[];
+}
+
+/**
+ * Reads the broker's share of a PKI that `fleetgate init` or `fleetgate provisioning` created (a shared or
+ * copied `pki/` folder: ca.crt, device-ca.crt, claim-ca.crt, server.crt, server.key). CA keys are not read,
+ * so they need not be there.
+ */
+export function loadBrokerPki(dataDir: string): BrokerPki {
+  const dir = pkiDir(dataDir);
+  const names = [caFiles.root.cert, caFiles.deviceCa.cert, caFiles.claimCa.cert, 'server.crt', 'server.key'];
+  const missing = names.filter((name) => !existsSync(join(dir, name)));
+  if (missing.length > 0) {
+    throw new FleetgateError('PKI_CA_MISSING', {
+      message: `The broker needs ${missing.join(', ')} in ${dir}; run \`fleetgate provisioning\` (or \`fleetgate init\`) on this data directory first, or copy its pki/ folder here.`,
+      detail: { dir, missing },
+    });
+  }
+  const read = (name: string) => readFileSync(join(dir, name), 'utf8');
+  const pem = { root: read(caFiles.root.cert), deviceCa: read(caFiles.deviceCa.cert), claimCa: read(caFiles.claimCa.cert) };
+  return { pem, server: { cert: read('server.crt'), key: read('server.key') }, caBundle: [pem.root, pem.deviceCa, pem.claimCa] };
+}
+
 async function createCas(dir: string, clock: Clock): Promise<void> {
   // A random suffix tells installations apart: two fleetgates never trust each other's certificates by name.
   const suffix = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');

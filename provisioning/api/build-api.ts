@@ -9,6 +9,8 @@ import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
+import { registerConsoleRoutes } from './console-routes.ts';
+import { registerRelayRoutes } from './relay-routes.ts';
 import { registerEnrollmentRoutes } from './enrollment-routes.ts';
 import { registerEstRoutes } from './est-routes.ts';
 import { registerPkiRoutes } from './pki-routes.ts';
@@ -21,6 +23,8 @@ export interface ApiServerConfig {
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
   /** Requests per minute per client address, on every route. */
   readonly rateLimitPerMinute: number;
+  /** The built web console to serve at /console (`console/dist`); without it there is no /console. */
+  readonly consoleDir?: string;
 }
 
 export interface ApiDeps {
@@ -131,6 +135,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
 
   const currentIssuers = () => issuers;
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
+  registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
   registerSecurityRoutes(app, {
@@ -148,6 +153,8 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     issuing: { deviceCa: deps.deviceCa, clock: deps.clock, revocation: deps.revocationUrls },
     pem: { root: deps.pem.root, deviceCa: deps.pem.deviceCa },
   });
+
+  if (config.consoleDir !== undefined) await registerConsoleRoutes(app, { distDir: config.consoleDir });
 
   const unsubscribe = deps.events.subscribe((event) => {
     if (event.type === 'device.status' && event.status === 'revoked') deps.revocation.invalidate();

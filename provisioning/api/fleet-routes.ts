@@ -95,8 +95,18 @@ const sessionSchema = {
     certificateSerial: { type: 'string' },
     remoteAddress: nullable('string'),
     connectedAt: dateTime,
+    broker: { type: 'string', description: 'The broker holding the session (cluster mode).' },
   },
 } as const;
+
+/** A cluster's session list lives in Redis; when that is out of reach the API says so instead of a bare 500. */
+async function listSessions(directory: SessionDirectory): Promise<readonly SessionSummary[]> {
+  try {
+    return await directory.list();
+  } catch (error) {
+    throw new FleetgateError('CLUSTER_UNAVAILABLE', { cause: error });
+  }
+}
 
 const statementProperties = {
   sid: { type: 'string', minLength: 1, maxLength: 128 },
@@ -247,7 +257,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
       if (device === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
       const [certificates, effectivePolicy] = await Promise.all([registry.listCertificates(id), effectivePolicyOf(device)]);
       // A claim session's client id is a serial, which may equal the id of the device it enrolled: skip it.
-      const session = deps.sessions.list().find((s) => s.clientId === id && s.kind === 'device');
+      const session = (await listSessions(deps.sessions)).find((s) => s.clientId === id && s.kind === 'device');
       return { device: deviceJson(device), effectivePolicy, certificates: certificates.map(certificateJson), session: session ? sessionJson(session) : null };
     },
   );
@@ -361,7 +371,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
     },
     async (request) => {
       const { kind } = request.query;
-      const sessions = deps.sessions.list().filter((s) => kind === undefined || s.kind === kind);
+      const sessions = (await listSessions(deps.sessions)).filter((s) => kind === undefined || s.kind === kind);
       return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson) };
     },
   );

@@ -42,7 +42,7 @@ export function buildFleetApp(gw: TestGateway, auth: OperatorAuth, onRoute?: (ro
     registry,
     auth,
     events: gw.gateway.events,
-    sessions: { list: () => gw.gateway.broker.sessions() },
+    sessions: { list: async () => gw.gateway.broker.sessions() },
     issuing: { deviceCa: pki.deviceCa, clock: systemClock },
     pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa },
   });

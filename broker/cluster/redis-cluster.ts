@@ -1,0 +1,111 @@
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
+
+// Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings (field notes #34).
+const require = createRequire(import.meta.url);
+const createRedisEmitter = require('mqemitter-redis') as (options: { subConn: Redis; pubConn: Redis }) => unknown;
+const createRedisPersistence = require('aedes-persistence-redis') as (options: { conn: Redis }) => unknown;
+
+export interface RedisClusterOptions {
+  readonly url: string;
+  /** Keys and channels of this cluster (several fleetgate installations may share one Redis). */
+  readonly prefix: string;
+  /** This broker's name in the cluster: aedes' broker id and the owner of its session list. */
+  readonly brokerId: string;
+  readonly log: Logger;
+  /** Further connections the broker depends on (the event bus subscriber): Redis is "up" only when all are. */
+  readonly watch?: readonly { readonly name: string; readonly connection: Redis }[];
+}
+
+/**
+ * What a broker needs to be one node of a cluster on Redis: aedes' message emitter (mqemitter-redis: every
+ * publish crosses Redis pub/sub, at-most-once between nodes), its persistence (aedes-persistence-redis:
+ * subscriptions, persistent sessions, QoS 1/2 queues, retained messages and wills), the shared session list,
+ * and a health signal that the broker turns into "refuse new sessions" (fail closed).
+ */
+export interface BrokerCluster {
+  readonly brokerId: string;
+  /** Pass to Aedes.createBroker as `mq` and `persistence`. */
+  readonly mq: unknown;
+  readonly persistence: unknown;
+  readonly sessions: RedisSessionRegistration;
+  /** Why the cluster cannot be trusted right now, or undefined when every connection is ready. */
+  unavailableReason(): string | undefined;
+  /** Called each time all connections are ready again after an outage (events may have been missed). */
+  onRecovered(handler: () => void): void;
+  close(): Promise<void>;
+}
+
+export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
+  const { log } = options;
+  const errorLogged = new Set<string>();
+  const open = (name: string) =>
+    openRedisConnection({
+      url: options.url,
+      name: `fleetgate-${options.brokerId}-${name}`,
+      onError: (error) => {
+        // Every reconnect attempt fails the same way while Redis is down: log the first, not a flood.
+        if (errorLogged.has(name)) return;
+        errorLogged.add(name);
+        log.error({ err: error.message, connection: name }, 'Redis connection failed; refusing new sessions until it is back');
+      },
+    });
+  const subConn = open('mq-sub');
+  const pubConn = open('mq-pub');
+  const persistenceConn = open('persistence');
+  const sessionsConn = open('sessions');
+  const watched = [
+    { name: 'mq-sub', connection: subConn },
+    { name: 'mq-pub', connection: pubConn },
+    { name: 'persistence', connection: persistenceConn },
+    { name: 'sessions', connection: sessionsConn },
+    ...(options.watch ?? []),
+  ];
+
+  const mq = createRedisEmitter({ subConn, pubConn });
+  // mqemitter-redis re-emits connection errors on this emitter; an EventEmitter 'error' without a listener
+  // would throw and take the broker down, so it is observed (the connections above already log).
+  (mq as { state: { on(event: 'error', listener: (error: Error) => void): void } }).state.on('error', () => {});
+  const persistence = createRedisPersistence({ conn: persistenceConn });
+  const sessions = registerBrokerSessions(sessionsConn, {
+    prefix: options.prefix,
+    brokerId: options.brokerId,
+    onError: (error) => log.warn({ err: error.message }, 'could not update the shared session list'),
+  });
+
+  const unavailableReason = () => {
+    const down = watched.find((entry) => entry.connection.status !== 'ready');
+    return down === undefined ? undefined : `Redis connection ${down.name} is ${down.connection.status}`;
+  };
+  const recoveredHandlers: (() => void)[] = [];
+  let wasDown = false;
+  for (const { name, connection } of watched) {
+    connection.on('close', () => {
+      if (!wasDown) log.error({ connection: name }, 'lost Redis: refusing new sessions and acknowledged publishes until it is back');
+      wasDown = true;
+    });
+    connection.on('ready', () => {
+      errorLogged.delete(name);
+      if (!wasDown || unavailableReason() !== undefined) return;
+      wasDown = false;
+      log.warn('Redis is back: accepting sessions again and re-checking the open ones against the registry');
+      for (const handler of recoveredHandlers) handler();
+    });
+  }
+
+  return {
+    brokerId: options.brokerId,
+    mq,
+    persistence,
+    sessions,
+    unavailableReason,
+    onRecovered: (handler) => void recoveredHandlers.push(handler),
+    async close() {
+      await sessions.close();
+      // aedes closes mq and persistence (and with them their connections) in aedes.close().
+      sessionsConn.disconnect();
+    },
+  };
+}

@@ -1,0 +1,24 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { createInProcessEventBus, type EventBus } from '../core/index.ts';
+import { createRedisEventBus } from '../registry/index.ts';
+import type { ServeConfig } from './config.ts';
+
+export interface WiredEventBus {
+  readonly events: EventBus;
+  /** The Redis subscriber connection in cluster mode: brokers treat its loss as "cut off" (fail closed). */
+  readonly subscriber: Redis | undefined;
+}
+
+/** In-process on one machine; Redis pub/sub when FLEETGATE_REDIS_URL is set, so every process sees every event. */
+export async function wireEventBus(config: ServeConfig, log: Logger): Promise<WiredEventBus> {
+  const onHandlerError = (error: unknown) => log.error({ err: error }, 'event handler failed');
+  if (config.redisUrl === undefined) return { events: createInProcessEventBus(onHandlerError), subscriber: undefined };
+  const bus = await createRedisEventBus({
+    url: config.redisUrl,
+    prefix: config.clusterName,
+    onHandlerError,
+    onConnectionError: (error) => log.warn({ err: error.message }, 'event bus: Redis unavailable'),
+  });
+  return { events: bus, subscriber: bus.subscriber };
+}

@@ -1,0 +1,36 @@
+import { type CertificateReply, type CertificateRequestHandler, errorCodes, type ErrorCode, FleetgateError } from '../core/index.ts';
+import type { Logger } from 'pino';
+import { type ApiClientOptions, apiRequest } from './api-client.ts';
+
+const knownCodes = new Set<string>(errorCodes);
+
+/**
+ * Enrollment and renewal for a broker that runs without the CA: the request a device published is relayed
+ * to the provisioning API (POST /v1/relay/certificate-requests), and its coded refusal comes back as the
+ * same FleetgateError, so the device sees the same `rejected` reply as on the all-in-one gateway.
+ */
+export function relayedCertificateRequests(api: ApiClientOptions, log: Logger): CertificateRequestHandler {
+  const relay = async (body: Record<string, unknown>): Promise<CertificateReply> => {
+    let response;
+    try {
+      response = await apiRequest<CertificateReply | { code?: string; message?: string }>({ ...api, keepAlive: true }, 'POST', '/v1/relay/certificate-requests', body);
+    } catch (error) {
+      log.error({ err: error, api: api.baseUrl }, 'provisioning API unreachable: enrollment and renewal over MQTT refused');
+      throw new FleetgateError('PROVISIONING_UNAVAILABLE', { cause: error, detail: { api: api.baseUrl } });
+    }
+    if (response.status >= 200 && response.status < 300) return response.body as CertificateReply;
+    const refusal = response.body as { code?: string; message?: string };
+    // API_* codes (token refused, rate limited) are about this broker, not about the device's request.
+    if (typeof refusal.code === 'string' && knownCodes.has(refusal.code) && !refusal.code.startsWith('API_') && response.status < 500) {
+      throw new FleetgateError(refusal.code as ErrorCode, refusal.message ? { message: refusal.message } : {});
+    }
+    log.error({ status: response.status, code: refusal.code }, 'provisioning API refused the relay; check FLEETGATE_BROKER_TOKEN (role admin or station)');
+    throw new FleetgateError('PROVISIONING_UNAVAILABLE', { detail: { status: response.status, code: refusal.code } });
+  };
+  const payload = (body: Uint8Array | unknown) => Buffer.from(body instanceof Uint8Array ? body : new TextEncoder().encode(JSON.stringify(body))).toString('base64');
+  return {
+    enroll: (input) =>
+      relay({ kind: 'enroll', claimKey: input.claimKey, serial: input.serial, ...(input.boundSerial ? { boundSerial: input.boundSerial } : {}), payload: payload(input.body) }),
+    renew: (input) => relay({ kind: 'renew', certificateSerial: input.certificateSerial, deviceId: input.deviceId, payload: payload(input.body) }),
+  };
+}

@@ -1,0 +1,90 @@
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { type GatewayBroker } from '../broker/index.ts';
+import { createPrometheusMetrics, loadBrokerPki } from '../provisioning/index.ts';
+import { openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
+import { systemClock } from '../core/index.ts';
+import { startBrokerNode } from './broker-node.ts';
+import { ConfigError, type ServeConfig } from './config.ts';
+import { openConfiguredRegistry, openDataDir } from './data-dir.ts';
+import { wireEventBus } from './event-bus-wiring.ts';
+import { createProvisioning, shownHost } from './provisioning-api.ts';
+import { relayedCertificateRequests } from './relayed-certificate-requests.ts';
+
+export interface RunningHalf {
+  /** What the ready line prints, e.g. `mqtt=mqtts://…` or `api=https://…`. */
+  readonly readyLine: string;
+  readonly broker?: GatewayBroker;
+  close(): Promise<void>;
+}
+
+/**
+ * `fleetgate provisioning`: the CA, the registry's owner and the HTTPS API, without a broker. Sessions are
+ * listed from the cluster's Redis (every broker reports its own there).
+ */
+export async function startProvisioningProcess(config: ServeConfig, log: Logger): Promise<RunningHalf> {
+  const clock = systemClock;
+  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl });
+  const { events } = await wireEventBus(config, log);
+  const provisioning = createProvisioning(config, { dataDir, events, clock, log });
+  const sessionsConnection = config.redisUrl === undefined ? undefined : openRedisConnection({ url: config.redisUrl, name: 'fleetgate-api-sessions' });
+  if (sessionsConnection === undefined) log.warn('FLEETGATE_REDIS_URL is not set: no broker can reach this process, and GET /v1/sessions lists nothing');
+  const api = await provisioning.startApi(
+    sessionsConnection ? redisSessionDirectory(sessionsConnection, { prefix: config.clusterName }) : { list: async () => [] },
+  );
+  return {
+    readyLine: `api=https://${shownHost(config)}:${api.port}`,
+    async close() {
+      await api.app.close();
+      sessionsConnection?.disconnect();
+      await events.close();
+      await dataDir.registry.close();
+    },
+  };
+}
+
+/**
+ * `fleetgate broker`: one MQTT node of a cluster. It reads the shared registry (PostgreSQL, or the same
+ * SQLite file on one machine), shares sessions, retained messages and events through Redis, and relays
+ * enrollment and renewal requests to the provisioning API; it never holds a CA key.
+ */
+export async function startBrokerProcess(config: ServeConfig, log: Logger): Promise<RunningHalf> {
+  const problems: string[] = [];
+  if (config.redisUrl === undefined) problems.push('fleetgate broker needs FLEETGATE_REDIS_URL (--redis-url): brokers share state and revocations through Redis');
+  if (config.provisioningUrl === undefined) problems.push('fleetgate broker needs FLEETGATE_PROVISIONING_URL (--provisioning-url), the HTTPS API that issues certificates');
+  const token = config.brokerToken ?? readAdminToken(config.dataDir);
+  if (token === undefined) problems.push(`fleetgate broker needs FLEETGATE_BROKER_TOKEN (a token of role station or admin: \`fleetgate token create --role station --name ${config.brokerId}\`)`);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const clock = systemClock;
+  const pki = loadBrokerPki(config.dataDir);
+  const registry = await openConfiguredRegistry({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, clock });
+  const { events, subscriber } = await wireEventBus(config, log);
+  const prometheus = createPrometheusMetrics();
+  const relay = { baseUrl: config.provisioningUrl as string, ca: pki.pem.root, token: token as string };
+  const { broker } = await startBrokerNode(config, {
+    registry,
+    events,
+    eventSubscriber: subscriber,
+    pki,
+    certificateRequests: relayedCertificateRequests(relay, log.child({ component: 'relay' })),
+    metrics: prometheus.metrics,
+    clock,
+    log,
+  });
+  return {
+    readyLine: `mqtt=mqtts://${shownHost(config)}:${broker.port} broker=${config.brokerId}`,
+    broker,
+    async close() {
+      await broker.close();
+      await events.close();
+      await registry.close();
+    },
+  };
+}
+
+function readAdminToken(dataDir: string): string | undefined {
+  const path = join(dataDir, 'admin.token');
+  return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
+}
