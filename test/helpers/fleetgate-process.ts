@@ -15,9 +15,20 @@ export interface ServeProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `fleetgate serve` on free ports and waits for its "fleetgate ready" line. */
-export async function startServeProcess(dataDir: string, extraEnv: Record<string, string> = {}): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [bin, 'serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--mqtt-port', '0', '--api-port', '0', '--hostname', 'localhost'], {
+/** A fleetgate server process (serve, provisioning or broker) that printed its ready line. */
+export interface FleetgateProcess {
+  readonly child: ChildProcess;
+  /** The "fleetgate ready …" line. */
+  readonly readyLine: string;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Sends SIGTERM (SIGKILL with `kill`) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `fleetgate <args>` and waits for its "fleetgate ready" line. */
+export async function startFleetgateProcess(args: readonly string[], extraEnv: Record<string, string> = {}): Promise<FleetgateProcess> {
+  const child = spawn(process.execPath, [bin, ...args], {
     env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -25,33 +36,50 @@ export async function startServeProcess(dataDir: string, extraEnv: Record<string
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`fleetgate serve not ready after 30 s\nstdout: ${stdout}\nstderr: ${stderr}`)), 30_000);
+  const readyLine = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fleetgate ${args[0]} not ready after 30 s\nstdout: ${stdout}\nstderr: ${stderr}`)), 30_000);
     const check = () => {
-      const match = stdout.match(/fleetgate ready mqtt=mqtts:\/\/[^:]+:(\d+) api=https:\/\/[^:]+:(\d+)/);
-      if (match) {
+      const line = stdout.split('\n').find((l) => l.startsWith('fleetgate ready '));
+      if (line !== undefined) {
         clearTimeout(timer);
-        resolve(match);
+        resolve(line);
       }
     };
     child.stdout?.on('data', check);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`fleetgate serve exited with ${code}\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(new Error(`fleetgate ${args[0]} exited with ${code}\nstdout: ${stdout}\nstderr: ${stderr}`));
     });
   });
   return {
     child,
-    mqttPort: Number(ready[1]),
-    apiPort: Number(ready[2]),
+    readyLine,
     stdout: () => stdout,
-    async stop() {
-      if (child.exitCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const [code] = (await once(child, 'exit')) as [number | null];
+    stderr: () => stderr,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = once(child, 'exit') as Promise<[number | null]>;
+      child.kill(signal);
+      // A process that cannot shut down cleanly (a test broke it on purpose) must not hang the suite.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const [code] = await exited;
+      clearTimeout(timer);
       return code;
     },
   };
+}
+
+export interface ServeProcess extends FleetgateProcess {
+  readonly mqttPort: number;
+  readonly apiPort: number;
+}
+
+/** Starts `fleetgate serve` on free ports and waits for its "fleetgate ready" line. */
+export async function startServeProcess(dataDir: string, extraEnv: Record<string, string> = {}): Promise<ServeProcess> {
+  const started = await startFleetgateProcess(['serve', '--data-dir', dataDir, '--host', '127.0.0.1', '--mqtt-port', '0', '--api-port', '0', '--hostname', 'localhost'], extraEnv);
+  const match = /mqtt=mqtts:\/\/[^:]+:(\d+) api=https:\/\/[^:]+:(\d+)/.exec(started.readyLine);
+  if (!match) throw new Error(`unexpected ready line: ${started.readyLine}`);
+  return { ...started, mqttPort: Number(match[1]), apiPort: Number(match[2]) };
 }
 
 /** Runs a CLI subcommand to completion; never throws on a non-zero exit. */

@@ -1,0 +1,114 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
+import { closed, type ClientCredential } from '../helpers/test-gateway.ts';
+
+/**
+ * Redis taken away mid-run (every process reaches it through a proxy the test stops): brokers must refuse
+ * new sessions rather than admit them unchecked, lose nothing they acknowledged, and recover by themselves.
+ */
+let cluster: TestCluster;
+let a: ClusterBroker;
+let b: ClusterBroker;
+const open: MqttClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ redisDb: 12, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
+  [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
+}, 60_000);
+afterAll(async () => {
+  for (const client of open) client.end(true);
+  await cluster?.close();
+});
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The CONNACK return code a fresh connection gets (0 = admitted). */
+async function connackCode(broker: ClusterBroker, clientId: string, credential: ClientCredential): Promise<number> {
+  try {
+    const client = await cluster.connect(broker, clientId, credential);
+    client.end(true);
+    return 0;
+  } catch (error) {
+    return (error as { code?: number }).code ?? -1;
+  }
+}
+
+describe('losing Redis', () => {
+  it('refuses new sessions while Redis is away, keeps every acknowledged QoS 1 message, and recovers', async () => {
+    const service = await cluster.createService('backend-outage');
+    const publisherCredential = await cluster.enrollDevice('sensor-out-1');
+    const latecomer = await cluster.enrollDevice('sensor-out-2');
+    const victimCredential = await cluster.enrollDevice('sensor-out-3');
+
+    // The backend keeps a persistent QoS 1 subscription and goes offline: its messages queue in Redis.
+    const subscriber = await cluster.connect(b, 'backend-outage', service, { clean: false });
+    await subscriber.subscribeAsync('devices/sensor-out-1/telemetry', { qos: 1 });
+    await subscriber.endAsync();
+
+    // A device publishes QoS 1 continuously through broker A, reconnecting on its own (like firmware).
+    const acknowledged = new Set<string>();
+    const publisher = mqtt.connect(`mqtts://127.0.0.1:${a.port}`, {
+      clientId: 'sensor-out-1',
+      protocolVersion: 4,
+      clean: false,
+      reconnectPeriod: 200,
+      reconnectOnConnackError: true,
+      ca: cluster.ca,
+      key: publisherCredential.key,
+      cert: publisherCredential.cert,
+    });
+    publisher.on('error', () => {});
+    open.push(publisher);
+    let sequence = 0;
+    let publishing = true;
+    const loop = (async () => {
+      while (publishing) {
+        const message = `m-${sequence++}`;
+        publisher.publish('devices/sensor-out-1/telemetry', message, { qos: 1 }, (error) => {
+          if (!error) acknowledged.add(message);
+        });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await until(() => acknowledged.size >= 10, 'publishing before the outage');
+
+    // A device connected on broker B is revoked while Redis is away: the event cannot reach B.
+    const victim = await cluster.connect(b, 'sensor-out-3', victimCredential);
+    open.push(victim);
+    const victimCut = closed(victim, 30_000);
+
+    await cluster.redisProxy.stop();
+    await until(async () => (await connackCode(a, 'sensor-out-2', latecomer)) === 3, 'broker A to refuse new sessions with CONNACK 3');
+    expect(await connackCode(b, 'sensor-out-2', latecomer)).toBe(3);
+    const revoked = await cluster.api('POST', '/v1/devices/sensor-out-3/revoke', { body: { reason: 'keyCompromise' } });
+    expect(revoked.status).toBe(200); // the registry is the source of truth; the event is late, not lost
+    const ackedDuringOutage = acknowledged.size;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(acknowledged.size - ackedDuringOutage, 'no QoS 1 publish is acknowledged while Redis is away').toBeLessThanOrEqual(1);
+
+    await cluster.redisProxy.start();
+    await until(async () => (await connackCode(a, 'sensor-out-2', latecomer)) === 0, 'broker A to admit sessions again');
+    expect(await connackCode(b, 'sensor-out-2', latecomer)).toBe(0);
+    expect(await victimCut, 'the device revoked during the outage is cut once broker B is back').toBe(true);
+    await expect(cluster.connect(b, 'sensor-out-3', victimCredential)).rejects.toMatchObject({ code: 5 });
+
+    await until(() => acknowledged.size >= ackedDuringOutage + 10, 'publishing after the outage');
+    publishing = false;
+    await loop;
+    publisher.end(true);
+
+    const received = new Set<string>();
+    const resumed = await cluster.connect(a, 'backend-outage', service, { clean: false });
+    open.push(resumed);
+    resumed.on('message', (_topic, payload) => received.add(payload.toString()));
+    await until(() => [...acknowledged].every((message) => received.has(message)), 'every acknowledged message at the backend', 20_000);
+    expect(received.size).toBeGreaterThanOrEqual(acknowledged.size);
+  }, 90_000);
+});

@@ -1,0 +1,139 @@
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
+import { closed, nextMessage, type ClientCredential } from '../helpers/test-gateway.ts';
+
+/**
+ * Two `fleetgate broker` processes and one `fleetgate provisioning` on Redis: what a device or a backend
+ * sees must not depend on which broker the load balancer picked.
+ */
+let cluster: TestCluster;
+let a: ClusterBroker;
+let b: ClusterBroker;
+let service: ClientCredential;
+const open: MqttClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startTestCluster({ redisDb: 11, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
+  [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
+  service = await cluster.createService('backend-1');
+}, 60_000);
+afterAll(async () => {
+  for (const client of open) client.end(true);
+  await cluster?.close();
+});
+
+const track = (client: MqttClient) => {
+  open.push(client);
+  return client;
+};
+
+/** Collects every message on a topic filter's matches into an array (no ordering assumptions). */
+function collect(client: MqttClient): string[] {
+  const seen: string[] = [];
+  client.on('message', (_topic, payload) => seen.push(payload.toString()));
+  return seen;
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe('a cluster of two brokers', () => {
+  it('delivers QoS 0 and QoS 1 from a device on broker A to a subscriber on broker B', async () => {
+    const device = await cluster.enrollDevice('sensor-ab-1');
+    const subscriber = track(await cluster.connect(b, 'backend-1', service));
+    await subscriber.subscribeAsync('devices/sensor-ab-1/#', { qos: 1 });
+    const seen = collect(subscriber);
+    const publisher = track(await cluster.connect(a, 'sensor-ab-1', device));
+    await publisher.publishAsync('devices/sensor-ab-1/telemetry', 'qos0', { qos: 0 });
+    await publisher.publishAsync('devices/sensor-ab-1/telemetry', 'qos1', { qos: 1 });
+    await until(() => seen.includes('qos0') && seen.includes('qos1'), 'both messages on broker B');
+    publisher.end(true);
+    subscriber.end(true);
+  });
+
+  it('moves a persistent QoS 1 session from broker A to broker B without losing messages', async () => {
+    const device = await cluster.enrollDevice('sensor-ab-2');
+    const first = await cluster.connect(a, 'backend-1', service, { clean: false });
+    await first.subscribeAsync('devices/sensor-ab-2/telemetry', { qos: 1 });
+    await first.endAsync();
+
+    const publisher = track(await cluster.connect(b, 'sensor-ab-2', device));
+    const sent = Array.from({ length: 20 }, (_, i) => `offline-${i}`);
+    for (const message of sent) await publisher.publishAsync('devices/sensor-ab-2/telemetry', message, { qos: 1 });
+
+    const seen: string[] = [];
+    const resumed = track(
+      await cluster.connect(b, 'backend-1', service, { clean: false }).then((client) => {
+        client.on('message', (_topic, payload) => seen.push(payload.toString()));
+        return client;
+      }),
+    );
+    await until(() => sent.every((message) => seen.includes(message)), 'all 20 queued messages after the move');
+    resumed.end(true);
+    publisher.end(true);
+  });
+
+  it('shows a retained message set through broker A to a subscriber on broker B', async () => {
+    const device = await cluster.enrollDevice('sensor-ab-3');
+    const publisher = track(await cluster.connect(a, 'sensor-ab-3', device));
+    await publisher.publishAsync('devices/sensor-ab-3/state', 'on', { qos: 1, retain: true });
+    publisher.end(true);
+    const subscriber = track(await cluster.connect(b, 'backend-1', service));
+    const retained = nextMessage(subscriber, 'devices/sensor-ab-3/state', 5_000);
+    await subscriber.subscribeAsync('devices/sensor-ab-3/state', { qos: 1 });
+    expect(await retained).toBe('on');
+    subscriber.end(true);
+  });
+
+  it('cuts a revoked device on whichever broker holds it, and both brokers refuse it afterwards', async () => {
+    const device = await cluster.enrollDevice('sensor-ab-4');
+    const client = track(await cluster.connect(b, 'sensor-ab-4', device));
+    const sessions = await cluster.api<{ items: { clientId: string; broker: string }[] }>('GET', '/v1/sessions');
+    expect(sessions.body.items).toContainEqual(expect.objectContaining({ clientId: 'sensor-ab-4', broker: 'b' }));
+
+    const cut = closed(client, 5_000);
+    const revoked = await cluster.api('POST', '/v1/devices/sensor-ab-4/revoke', { body: { reason: 'keyCompromise' } });
+    expect(revoked.status).toBe(200);
+    expect(await cut).toBe(true);
+    for (const broker of [a, b]) {
+      await expect(cluster.connect(broker, 'sensor-ab-4', device)).rejects.toMatchObject({ code: 5 });
+    }
+  });
+
+  it('enrolls a device over MQTT through broker B (relayed to provisioning) and admits it on broker A', async () => {
+    const claim = await cluster.issueClaim();
+    const serial = 'sn-cluster-1';
+    const keys = await deviceKeyAndCsr(serial);
+    const session = track(await cluster.connect(b, serial, claim));
+    await session.subscribeAsync([`$fleetgate/enroll/${serial}/accepted`, `$fleetgate/enroll/${serial}/rejected`], { qos: 1 });
+    const answer = new Promise<{ topic: string; body: { certificate?: string; deviceId?: string; code?: string } }>((resolve) =>
+      session.on('message', (topic, payload) => resolve({ topic, body: JSON.parse(payload.toString()) as { certificate?: string } })),
+    );
+    await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: keys.csr }), { qos: 1 });
+    const reply = await answer;
+    expect(reply.topic).toBe(`$fleetgate/enroll/${serial}/accepted`);
+    session.end(true);
+
+    const device = track(await cluster.connect(a, serial, { cert: reply.body.certificate as string, key: keys.key }));
+    expect(device.connected).toBe(true);
+    device.end(true);
+  });
+
+  it('relays a coded refusal from provisioning unchanged (a clone of an enrolled serial)', async () => {
+    const claim = await cluster.issueClaim();
+    const serial = 'sn-cluster-1'; // enrolled above with another key
+    const session = track(await cluster.connect(b, serial, claim));
+    await session.subscribeAsync(`$fleetgate/enroll/${serial}/rejected`, { qos: 1 });
+    const rejected = nextMessage(session, `$fleetgate/enroll/${serial}/rejected`, 10_000);
+    await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: (await deviceKeyAndCsr(serial)).csr }), { qos: 1 });
+    expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'ENROLL_CLONE_SUSPECTED' });
+    session.end(true);
+  });
+});

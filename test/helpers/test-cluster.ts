@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
+import { deviceKeyAndCsr } from './device-keys.ts';
+import { type FleetgateProcess, startFleetgateProcess } from './fleetgate-process.ts';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+import { makeTempDir } from './temp-dir.ts';
+import { type ClientCredential, connectClient } from './test-gateway.ts';
+
+export interface ClusterBroker {
+  readonly id: string;
+  readonly port: number;
+  readonly process: FleetgateProcess;
+}
+
+export interface TestCluster {
+  readonly dataDir: string;
+  readonly apiPort: number;
+  readonly brokers: readonly ClusterBroker[];
+  /** Root CA PEM. */
+  readonly ca: string;
+  /** Every process reaches Redis through this proxy: stop it to take Redis away. */
+  readonly redisProxy: TcpProxy;
+  api<T = unknown>(method: string, path: string, options?: { body?: unknown; token?: string; credential?: ClientCredential }): Promise<ApiResponse<T>>;
+  /** A device enrolled over HTTPS with a fresh claim: the real bootstrap path. */
+  enrollDevice(serial: string): Promise<ClientCredential>;
+  /** A claim credential issued through the API. */
+  issueClaim(): Promise<ClientCredential>;
+  /** A backend service identity (policy `backend`: devices/#). */
+  createService(name: string): Promise<ClientCredential>;
+  connect(broker: ClusterBroker, clientId: string, credential: ClientCredential, extra?: Partial<IClientOptions>): Promise<MqttClient>;
+  /** Starts another broker process (e.g. to replace one that was killed). */
+  startBroker(id: string): Promise<ClusterBroker>;
+  close(): Promise<void>;
+}
+
+/**
+ * `fleetgate provisioning` plus brokers as separate processes on a real Redis (through a proxy the test can
+ * cut) and a registry (PostgreSQL when `databaseUrl` is given, else one SQLite file shared on this machine).
+ * `redisDb` gives the file a Redis database of its own: aedes-persistence-redis uses fixed key names.
+ */
+export async function startTestCluster(options: { redisDb: number; databaseUrl?: string; brokers?: readonly string[] }): Promise<TestCluster> {
+  const redisAdmin = new Redis(`redis://127.0.0.1:6379/${options.redisDb}`);
+  await redisAdmin.flushdb();
+  redisAdmin.disconnect();
+  const redisProxy = await startTcpProxy(6379);
+  const dir = makeTempDir('fleetgate-cluster-');
+  const env: Record<string, string> = {
+    FLEETGATE_REDIS_URL: `redis://127.0.0.1:${redisProxy.port}/${options.redisDb}`,
+    FLEETGATE_CLUSTER_NAME: `test-${randomBytes(4).toString('hex')}`,
+    FLEETGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+    ...(options.databaseUrl ? { FLEETGATE_DATABASE_URL: options.databaseUrl } : {}),
+  };
+  const common = ['--data-dir', dir.path, '--host', '127.0.0.1', '--hostname', 'localhost'];
+  const processes: FleetgateProcess[] = [];
+  const brokers: ClusterBroker[] = [];
+  try {
+    const provisioning = await startFleetgateProcess(['provisioning', ...common, '--api-port', '0'], env);
+    processes.push(provisioning);
+    const apiPort = Number(/api=https:\/\/[^ ]+:(\d+)/.exec(provisioning.readyLine)?.[1]);
+    const ca = readFileSync(join(dir.path, 'pki', 'ca.crt'), 'utf8');
+    const adminToken = readFileSync(join(dir.path, 'admin.token'), 'utf8').trim();
+
+    const startBroker = async (id: string): Promise<ClusterBroker> => {
+      const started = await startFleetgateProcess(['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--provisioning-url', `https://localhost:${apiPort}`], env);
+      processes.push(started);
+      return { id, port: Number(/mqtt=mqtts:\/\/[^ ]+:(\d+)/.exec(started.readyLine)?.[1]), process: started };
+    };
+    for (const id of options.brokers ?? ['a', 'b']) brokers.push(await startBroker(id));
+
+    const api = <T>(method: string, path: string, call: { body?: unknown; token?: string; credential?: ClientCredential } = {}) =>
+      apiRequest<T>(
+        { baseUrl: `https://127.0.0.1:${apiPort}`, ca, token: call.token ?? adminToken, ...(call.credential ? { cert: call.credential.cert, key: call.credential.key } : {}) },
+        method,
+        path,
+        call.body,
+      );
+    const expectStatus = <T>(response: ApiResponse<T>, status: number, what: string): T => {
+      if (response.status !== status) throw new Error(`${what}: ${response.status} ${JSON.stringify(response.body)}`);
+      return response.body;
+    };
+    const issueClaim = async () => {
+      const body = expectStatus(await api<{ certificate: string; privateKey: string }>('POST', '/v1/claims', { body: { template: 'default' } }), 201, 'claim');
+      return { cert: body.certificate, key: body.privateKey };
+    };
+    return {
+      dataDir: dir.path,
+      apiPort,
+      brokers,
+      ca,
+      redisProxy,
+      api,
+      issueClaim,
+      async enrollDevice(serial) {
+        const claim = await issueClaim();
+        const device = await deviceKeyAndCsr(serial);
+        const reply = expectStatus(await api<{ certificate: string }>('POST', '/v1/enroll', { body: { csr: device.csr, serial }, credential: claim }), 201, 'enroll');
+        return { cert: reply.certificate, key: device.key };
+      },
+      async createService(name) {
+        const service = await deviceKeyAndCsr(name);
+        const body = expectStatus(await api<{ certificate: string }>('POST', '/v1/services', { body: { name, csr: service.csr } }), 201, 'service');
+        return { cert: body.certificate, key: service.key };
+      },
+      connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, extra),
+      async startBroker(id) {
+        const broker = await startBroker(id);
+        brokers.push(broker);
+        return broker;
+      },
+      async close() {
+        await Promise.all(processes.map((p) => p.stop()));
+        await redisProxy.close();
+        dir.remove();
+      },
+    };
+  } catch (error) {
+    await Promise.all(processes.map((p) => p.stop()));
+    await redisProxy.close();
+    throw error;
+  }
+}
