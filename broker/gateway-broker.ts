@@ -377,9 +377,11 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
    * every open session is checked against the registry again and closed if it no longer passes.
    */
   cluster?.onRecovered(() => {
+    const policies = new Set<string>();
     for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {
       const session = client && sessions.get(client);
       if (!client || session === undefined) continue;
+      if (session.policyName !== undefined) policies.add(session.policyName);
       recheckSession(session, registry, clock.now()).then(
         (reason) => reason !== undefined && disconnect(client.id, reason),
         (error: unknown) => {
@@ -388,6 +390,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         },
       );
     }
+    // Policy changes made meanwhile were missed too: recompile every policy in use.
+    for (const name of policies) applyPolicyChange(name).catch((error: unknown) => log.error({ err: error, policy: name }, 'could not re-apply the policy'));
   });
 
   function summaryOf(client: Client, session: SessionContext): SessionSummary {
