@@ -81,6 +81,25 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     },
   );
 
+  // Every role may ask who it is: the web console shows or hides controls from this answer (the routes
+  // themselves still refuse), and a script can check a token before using it.
+  app.get(
+    '/v1/whoami',
+    {
+      onRequest: allow(operatorRoles),
+      schema: {
+        tags: ['admin'],
+        summary: 'The operator behind these credentials: name and role',
+        security,
+        response: { 200: { type: 'object', properties: { name: { type: 'string' }, role } }, ...errors },
+      },
+    },
+    async (request) => {
+      const operator = operatorOf(request);
+      return { name: operator.actor.replace(/^operator:/, ''), role: operator.role };
+    },
+  );
+
   app.get(
     '/v1/tokens',
     {

@@ -127,6 +127,7 @@ describe('operator tokens', () => {
     { method: 'GET', path: '/v1/tokens', allowed: ['admin'] },
     { method: 'POST', path: '/v1/tokens/nobody/revoke', allowed: ['admin'] },
     { method: 'GET', path: '/v1/audit/verify', allowed: ['admin', 'operator', 'viewer'] },
+    { method: 'GET', path: '/v1/whoami', allowed: ['admin', 'operator', 'station', 'viewer'] },
   ];
 
   describe.each(routes)('$method $path', (route) => {
@@ -151,6 +152,12 @@ describe('operator tokens', () => {
         expect(response.body.code).toBe('API_UNAUTHENTICATED');
       }
     });
+  });
+
+  it('tells each caller its own name and role (GET /v1/whoami)', async () => {
+    expect(await api.call('GET', '/v1/whoami', { token: true })).toMatchObject({ status: 200, body: { name: 'admin', role: 'admin' } });
+    const { name, token } = await createToken('viewer', 'who');
+    expect(await api.call('GET', '/v1/whoami', { token })).toMatchObject({ status: 200, body: { name, role: 'viewer' } });
   });
 
   it('gives a viewer 403 on a mutating route and changes nothing, even with a body that would not validate', async () => {
