@@ -35,6 +35,8 @@ export interface ServeConfig {
   readonly brokerId: string;
   /** `fleetgate broker`: where the provisioning API answers the enrollment and renewal requests it relays. */
   readonly provisioningUrl: string | undefined;
+  /** `fleetgate broker`: plain-HTTP port for /metrics and /healthz; unset = none. */
+  readonly metricsPort: number | undefined;
   /** `fleetgate broker`: the token (role broker or admin) it relays with; default: the data dir's admin.token. */
   readonly brokerToken: string | undefined;
 }
@@ -49,6 +51,7 @@ export interface ServeFlags {
   databaseUrl?: string;
   provisioningUrl?: string;
   brokerId?: string;
+  metricsPort?: string;
 }
 
 export class ConfigError extends Error {
@@ -133,6 +136,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     brokerId,
     provisioningUrl: url('--provisioning-url', flags.provisioningUrl ?? env.FLEETGATE_PROVISIONING_URL, ['https:']),
     brokerToken: env.FLEETGATE_BROKER_TOKEN || undefined,
+    metricsPort: (flags.metricsPort ?? env.FLEETGATE_METRICS_PORT) === undefined ? undefined : port('--metrics-port', flags.metricsPort ?? env.FLEETGATE_METRICS_PORT, 0),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

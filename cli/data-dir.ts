@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../core/index.ts';
 import { loadOrCreateAdminToken, loadOrCreatePki, type Pki } from '../provisioning/index.ts';
-import { openSqliteRegistry, type Registry, seedDefaults } from '../registry/index.ts';
+import { openRegistry, type Registry, seedDefaults } from '../registry/index.ts';
 
 export interface DataDir {
   readonly path: string;
@@ -14,22 +14,40 @@ export interface DataDir {
 }
 
 /**
- * Opens (and on first use creates) the data directory: PKI, bootstrap admin token, SQLite registry with the
- * default policies and template. Existing files are reused, never overwritten.
+ * Opens (and on first use creates) the data directory: PKI, bootstrap admin token, and the registry (SQLite
+ * in the directory, or PostgreSQL at `databaseUrl`) with the default policies and template. Existing files
+ * are reused, never overwritten.
  */
-export async function openDataDir(options: { path: string; hostnames?: readonly string[]; clock?: Clock; databaseUrl?: string | undefined }): Promise<DataDir> {
+export async function openDataDir(options: {
+  path: string;
+  hostnames?: readonly string[];
+  clock?: Clock;
+  databaseUrl?: string | undefined;
+  onRegistryError?: (error: Error) => void;
+}): Promise<DataDir> {
   const clock = options.clock ?? systemClock;
   mkdirSync(options.path, { recursive: true, mode: 0o700 });
   const pki = await loadOrCreatePki({ dataDir: options.path, hostnames: options.hostnames ?? [], clock });
   const token = loadOrCreateAdminToken(options.path);
-  const registry = await openConfiguredRegistry({ dataDir: options.path, databaseUrl: options.databaseUrl, clock });
+  const registry = await openConfiguredRegistry({
+    dataDir: options.path,
+    databaseUrl: options.databaseUrl,
+    clock,
+    ...(options.onRegistryError === undefined ? {} : { onError: options.onRegistryError }),
+  });
   await seedDefaults(registry);
   const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
   return { path: options.path, pki, registry, adminToken: token.token, created };
 }
 
-/** The registry a process uses: PostgreSQL when a database URL is given, else SQLite in the data directory. */
-export async function openConfiguredRegistry(options: { dataDir: string; databaseUrl: string | undefined; clock: Clock }): Promise<Registry> {
-  if (options.databaseUrl !== undefined) throw new Error('PostgreSQL registry: not wired yet');
-  return openSqliteRegistry({ path: join(options.dataDir, 'fleetgate.db'), clock: options.clock });
+/**
+ * The registry a process uses: PostgreSQL when a database URL is given (the PKI stays in the data
+ * directory), else SQLite in the data directory. `onError` hears about PostgreSQL connections the pool lost
+ * and replaces by itself (calls caught by them reject on their own); default: a process warning.
+ */
+export async function openConfiguredRegistry(options: { dataDir: string; databaseUrl: string | undefined; clock: Clock; onError?: (error: Error) => void }): Promise<Registry> {
+  return openRegistry(options.databaseUrl ?? join(options.dataDir, 'fleetgate.db'), {
+    clock: options.clock,
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+  });
 }

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { FleetgateError } from '../core/index.ts';
 import { lifetimeFromText } from '../provisioning/index.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
@@ -13,7 +14,27 @@ interface TemplateJson {
   keyTypes: string[];
   requireAllowlist: boolean;
   allowReenroll: boolean;
+  limits?: { publishPerSecond?: number; publishBytesPerSecond?: number; outboundQueueMessages?: number; outboundQueueBytes?: number };
 }
+
+/** `--publish-rate 50` sets a limit, `--publish-rate default` removes it (the gateway default applies). */
+function limitOption(name: string, value: string | undefined): Record<string, number | null> {
+  if (value === undefined) return {};
+  if (value === 'default') return { [name]: null };
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new FleetgateError('REQUEST_INVALID', { message: `${name} must be a positive integer or "default", got "${value}".` });
+  return { [name]: parsed };
+}
+
+const limitText = (limits: TemplateJson['limits']) =>
+  [
+    limits?.publishPerSecond !== undefined ? `${limits.publishPerSecond} msg/s` : '',
+    limits?.publishBytesPerSecond !== undefined ? `${limits.publishBytesPerSecond} B/s` : '',
+    limits?.outboundQueueMessages !== undefined ? `queue ${limits.outboundQueueMessages} msgs` : '',
+    limits?.outboundQueueBytes !== undefined ? `queue ${limits.outboundQueueBytes} B` : '',
+  ]
+    .filter(Boolean)
+    .join(', ') || 'defaults';
 
 /** Factory-station work: claim credentials for a batch, templates, serial allow-lists. */
 export function registerFactoryCommands(program: Command): void {
@@ -86,8 +107,8 @@ export function registerFactoryCommands(program: Command): void {
     const templates = await callApi<TemplateJson[]>(operatorClient(options), 'GET', '/v1/templates');
     emit(Boolean(options.json), templates, () =>
       formatTable(
-        ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES'],
-        templates.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', ')]),
+        ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES', 'LIMITS'],
+        templates.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', '), limitText(t.limits)]),
       ),
     );
   });
@@ -102,8 +123,18 @@ export function registerFactoryCommands(program: Command): void {
       .option('--require-allowlist', 'only serials on the allow-list may enroll')
       .option('--no-require-allowlist', 'any serial may enroll')
       .option('--allow-reenroll', 'a known serial may enroll again with a new key (factory reset)')
-      .option('--no-allow-reenroll', 'a known serial with a new key is refused as a possible clone'),
-  ).action(async (options: OperatorOptions & { name: string; policy?: string; validityDays?: string; keyTypes?: string; requireAllowlist?: boolean; allowReenroll?: boolean }) => {
+      .option('--no-allow-reenroll', 'a known serial with a new key is refused as a possible clone')
+      .option('--publish-rate <n>', 'PUBLISH packets per second a device may send ("default": the gateway default)')
+      .option('--publish-bytes-rate <n>', 'payload bytes per second a device may publish ("default": the gateway default)')
+      .option('--queue-messages <n>', 'messages queued towards one subscriber before QoS 0 is dropped ("default": the gateway default)')
+      .option('--queue-bytes <n>', 'bytes queued towards one subscriber before QoS 0 is dropped ("default": the gateway default)'),
+  ).action(async (options: OperatorOptions & { name: string; policy?: string; validityDays?: string; keyTypes?: string; requireAllowlist?: boolean; allowReenroll?: boolean; publishRate?: string; publishBytesRate?: string; queueMessages?: string; queueBytes?: string }) => {
+    const limits = {
+      ...limitOption('publishPerSecond', options.publishRate),
+      ...limitOption('publishBytesPerSecond', options.publishBytesRate),
+      ...limitOption('outboundQueueMessages', options.queueMessages),
+      ...limitOption('outboundQueueBytes', options.queueBytes),
+    };
     const saved = await callApi<TemplateJson>(operatorClient(options), 'POST', '/v1/templates', {
       name: options.name,
       ...(options.policy ? { policy: options.policy } : {}),
@@ -111,8 +142,13 @@ export function registerFactoryCommands(program: Command): void {
       ...(options.keyTypes ? { keyTypes: options.keyTypes.split(',').map((k) => k.trim()) } : {}),
       ...(options.requireAllowlist === undefined ? {} : { requireAllowlist: options.requireAllowlist }),
       ...(options.allowReenroll === undefined ? {} : { allowReenroll: options.allowReenroll }),
+      ...(Object.keys(limits).length > 0 ? { limits } : {}),
     });
-    emit(Boolean(options.json), saved, () => `Saved template ${saved.name}: policy ${saved.policy}, ${saved.validityDays} days, allow-list ${saved.requireAllowlist ? 'required' : 'not required'}.`);
+    emit(
+      Boolean(options.json),
+      saved,
+      () => `Saved template ${saved.name}: policy ${saved.policy}, ${saved.validityDays} days, allow-list ${saved.requireAllowlist ? 'required' : 'not required'}, limits: ${limitText(saved.limits)}.`,
+    );
   });
 
   const allowlist = program.command('allowlist').description('device serial allow-lists');

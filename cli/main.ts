@@ -94,7 +94,8 @@ withServerOptions(
     .command('broker')
     .description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)')
     .option('--provisioning-url <url>', 'HTTPS API that answers enrollment and renewal (env FLEETGATE_PROVISIONING_URL)', undefined)
-    .option('--broker-id <name>', "this node's name in the cluster (env FLEETGATE_BROKER_ID; default host-pid)", undefined),
+    .option('--broker-id <name>', "this node's name in the cluster (env FLEETGATE_BROKER_ID; default host-pid)", undefined)
+    .option('--metrics-port <port>', 'plain-HTTP /metrics and /healthz (503 while cut off from Redis) (env FLEETGATE_METRICS_PORT)', undefined),
   { mqtt: true, api: false },
 ).action((flags: ServeFlags) => runServer(flags, startBrokerProcess));
 

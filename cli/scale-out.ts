@@ -11,6 +11,7 @@ import { openConfiguredRegistry, openDataDir } from './data-dir.ts';
 import { wireEventBus } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 import { relayedCertificateRequests } from './relayed-certificate-requests.ts';
+import { startBrokerMetricsServer } from './broker-metrics-server.ts';
 
 export interface RunningHalf {
   /** What the ready line prints, e.g. `mqtt=mqtts://…` or `api=https://…`. */
@@ -63,7 +64,7 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
   const { events, subscriber } = await wireEventBus(config, log);
   const prometheus = createPrometheusMetrics();
   const relay = { baseUrl: config.provisioningUrl as string, ca: pki.pem.root, token: token as string };
-  const { broker } = await startBrokerNode(config, {
+  const { broker, cluster } = await startBrokerNode(config, {
     registry,
     events,
     eventSubscriber: subscriber,
@@ -73,10 +74,20 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
     clock,
     log,
   });
+  const metricsServer =
+    config.metricsPort === undefined
+      ? undefined
+      : await startBrokerMetricsServer({
+          host: config.host,
+          port: config.metricsPort,
+          metricsText: () => prometheus.registry.metrics(),
+          unavailableReason: () => cluster?.unavailableReason(),
+        });
   return {
-    readyLine: `mqtt=mqtts://${shownHost(config)}:${broker.port} broker=${config.brokerId}`,
+    readyLine: `mqtt=mqtts://${shownHost(config)}:${broker.port} broker=${config.brokerId}${metricsServer ? ` metrics=http://${shownHost(config)}:${metricsServer.port}` : ''}`,
     broker,
     async close() {
+      await metricsServer?.close();
       await broker.close();
       await events.close();
       await registry.close();

@@ -13,6 +13,16 @@ export interface GatewayMetrics {
   enrollment(operation: 'enroll' | 'renew', transport: string, result: 'ok' | 'refused', code?: string): void;
   /** From the registry commit of a revocation/suspension to the live session being closed. */
   revocationToDisconnect(seconds: number): void;
+  /** A QoS 0 PUBLISH over the device's rate limit, read and discarded (MQTT 3.1.1 has no negative ack). */
+  publishDropped(reason: 'rate'): void;
+  /** A QoS 1/2 PUBLISH over the rate limit, held (and its socket left unread) until tokens refill. */
+  publishThrottled(): void;
+  /** A message not queued towards a subscriber whose outbound queue is full. */
+  deliveryDropped(qos: 0 | 1 | 2): void;
+  /** A session closed by flow control (MQTT_PUBLISH_RATE_EXCEEDED, MQTT_SUBSCRIBER_TOO_SLOW). */
+  flowDisconnect(code: string): void;
+  /** A connection closed before its TLS handshake (MQTT_CONNECTION_LIMIT, MQTT_HANDSHAKE_LIMIT). */
+  connectionRefused(code: string): void;
 }
 
 const noop = () => {};
@@ -24,4 +34,9 @@ export const noMetrics: GatewayMetrics = {
   aclDenied: noop,
   enrollment: noop,
   revocationToDisconnect: noop,
+  publishDropped: noop,
+  publishThrottled: noop,
+  deliveryDropped: noop,
+  flowDisconnect: noop,
+  connectionRefused: noop,
 };

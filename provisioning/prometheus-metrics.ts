@@ -17,6 +17,11 @@ export function createPrometheusMetrics(): { metrics: GatewayMetrics; registry: 
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
+  const publishDrops = new Counter({ name: 'fleetgate_mqtt_publish_dropped_total', help: 'QoS 0 PUBLISH packets discarded over the device rate limit', labelNames: ['reason'], registers: [registry] });
+  const publishThrottles = new Counter({ name: 'fleetgate_mqtt_publish_throttled_total', help: 'QoS 1/2 PUBLISH packets held back until the device rate limit allowed them', registers: [registry] });
+  const deliveryDrops = new Counter({ name: 'fleetgate_mqtt_deliveries_dropped_total', help: 'Messages not queued to a subscriber whose outbound queue was full', labelNames: ['qos'], registers: [registry] });
+  const flowDisconnects = new Counter({ name: 'fleetgate_mqtt_flow_disconnects_total', help: 'Sessions closed by flow control, by code', labelNames: ['code'], registers: [registry] });
+  const connectionRefusals = new Counter({ name: 'fleetgate_mqtt_connection_refusals_total', help: 'Connections closed before the TLS handshake, by code', labelNames: ['code'], registers: [registry] });
   return {
     registry,
     metrics: {
@@ -30,6 +35,11 @@ export function createPrometheusMetrics(): { metrics: GatewayMetrics; registry: 
       aclDenied: (action) => denials.inc({ action }),
       enrollment: (operation, transport, result, code) => enrollments.inc({ operation, transport, result, code: code ?? '' }),
       revocationToDisconnect: (seconds) => revocation.observe(seconds),
+      publishDropped: (reason) => publishDrops.inc({ reason }),
+      publishThrottled: () => publishThrottles.inc(),
+      deliveryDropped: (qos) => deliveryDrops.inc({ qos: String(qos) }),
+      flowDisconnect: (code) => flowDisconnects.inc({ code }),
+      connectionRefused: (code) => connectionRefusals.inc({ code }),
     },
   };
 }

@@ -205,6 +205,8 @@ export interface Admission {
   readonly device: DeviceRecord;
   /** The effective policy (device override, else the template's); undefined if it was deleted. */
   readonly policy: PolicyRecord | undefined;
+  /** The traffic limits of the device's template (`{}` when the template is gone: gateway defaults apply). */
+  readonly limits: TemplateLimits;
 }
 
 export interface Registry {

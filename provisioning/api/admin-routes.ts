@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { type CaCredential, type Clock, type EventBus, FleetgateError } from '../../core/index.ts';
+import { type CaCredential, type Clock, type EventBus, FleetgateError, type TemplateLimits } from '../../core/index.ts';
 import type { ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
 import { createClaim } from '../create-claim.ts';
 import { registerClaimIssuer } from '../register-claim-issuer.ts';
@@ -48,10 +48,32 @@ const templateSchema = {
     keyTypes: { type: 'array', items: { type: 'string' } },
     requireAllowlist: { type: 'boolean' },
     allowReenroll: { type: 'boolean' },
+    limits: {
+      type: 'object',
+      properties: {
+        publishPerSecond: { type: 'integer' },
+        publishBytesPerSecond: { type: 'integer' },
+        outboundQueueMessages: { type: 'integer' },
+        outboundQueueBytes: { type: 'integer' },
+      },
+    },
     createdAt: { type: 'string', format: 'date-time' },
     updatedAt: { type: 'string', format: 'date-time' },
   },
 } as const;
+
+/** A limit set to a positive integer is stored; null removes it (the gateway default applies again). */
+const limitSchema = { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000_000 } as const;
+type LimitsPatch = { [K in keyof TemplateLimits]?: number | null };
+
+function mergeLimits(current: TemplateLimits, patch: LimitsPatch | undefined): TemplateLimits {
+  const merged: Record<string, number> = { ...current };
+  for (const [name, value] of Object.entries(patch ?? {})) {
+    if (value === null || value === undefined) delete merged[name];
+    else merged[name] = value;
+  }
+  return merged;
+}
 
 const templateJson = (t: TemplateRecord) => ({ ...t, createdAt: t.createdAt.toISOString(), updatedAt: t.updatedAt.toISOString() });
 
@@ -66,7 +88,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     return (await registry.listTemplates()).map(templateJson);
   });
 
-  app.post<{ Body: { name: string; policy?: string; validityDays?: number; keyTypes?: string[]; requireAllowlist?: boolean; allowReenroll?: boolean } }>(
+  app.post<{ Body: { name: string; policy?: string; validityDays?: number; keyTypes?: string[]; requireAllowlist?: boolean; allowReenroll?: boolean; limits?: LimitsPatch } }>(
     '/v1/templates',
     {
       onRequest: allow(['admin']),
@@ -85,6 +107,12 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
             keyTypes: { type: 'array', items: { type: 'string' }, minItems: 1 },
             requireAllowlist: { type: 'boolean' },
             allowReenroll: { type: 'boolean' },
+            // Traffic limits of the template's devices, merged into the current ones (README "Flow control and admission limits").
+            limits: {
+              type: 'object',
+              additionalProperties: false,
+              properties: { publishPerSecond: limitSchema, publishBytesPerSecond: limitSchema, outboundQueueMessages: limitSchema, outboundQueueBytes: limitSchema },
+            },
           },
         },
         response: { 201: templateSchema },
@@ -103,6 +131,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
           keyTypes: request.body.keyTypes ?? base.keyTypes,
           requireAllowlist: request.body.requireAllowlist ?? (current?.requireAllowlist ?? false),
           allowReenroll: request.body.allowReenroll ?? (current?.allowReenroll ?? false),
+          limits: mergeLimits(current?.limits ?? {}, request.body.limits),
         },
         { actor: operator.actor, action: 'template.put', result: 'ok', detail: { template: request.body.name } },
       );

@@ -2,7 +2,6 @@ import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
-  allowedKeyTypes,
   assertAttributes,
   assertDeviceId,
   type Clock,
@@ -37,7 +36,7 @@ import type {
   Registry,
   TemplateRecord,
 } from '../registry-port.ts';
-import { operatorRoles } from '../registry-port.ts';
+import { assertOperatorToken, assertTemplate, clampLimit, toAuditEntry } from '../registry-input.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields, storableText } from '../audit-chain.ts';
 import { migrate } from './migrations.ts';
 
@@ -70,8 +69,6 @@ export async function openSqliteRegistry(options: SqliteRegistryOptions): Promis
 }
 
 const busyTimeoutMs = 5_000;
-const defaultLimit = 100;
-const maxLimit = 1_000;
 /** Audit rows hashed per synchronous step of verifyAudit; the event loop (broker, API) runs in between. */
 const verifyBatchSize = 2_000;
 
@@ -230,7 +227,7 @@ function prepareStatements(db: Database.Database) {
     // The broker's hot path: one round trip for everything admission needs. LEFT JOINs so that a missing
     // policy shows up as "no policy" (refused by the caller) rather than as an unknown certificate.
     getAdmission: db.prepare<[string], Record<string, unknown>>(
-      `SELECT ${aliased('c', certificateColumns)}, ${aliased('d', deviceColumns)}, ${aliased('p', policyColumns)}
+      `SELECT ${aliased('c', certificateColumns)}, ${aliased('d', deviceColumns)}, ${aliased('p', policyColumns)}, t.limits AS t_limits
        FROM certificates c
        JOIN devices d ON d.id = c.device_id
        LEFT JOIN templates t ON t.name = d.template
@@ -589,6 +586,7 @@ class SqliteRegistry implements Registry {
       certificate: toCertificate(unprefix<CertificateRow>(row, 'c')),
       device: toDevice(unprefix<DeviceRow>(row, 'd')),
       policy: policy.name === null ? undefined : toPolicy(policy as PolicyRow),
+      limits: typeof row.t_limits === 'string' ? (JSON.parse(row.t_limits) as TemplateLimits) : {},
     };
   }
 
@@ -798,36 +796,10 @@ function whereClause(conditions: readonly string[]): string {
   return conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
 }
 
-function clampLimit(limit: number | undefined): number {
-  if (limit === undefined || Number.isNaN(limit)) return defaultLimit;
-  return Math.min(maxLimit, Math.max(1, Math.trunc(limit)));
-}
-
 /** RETURNING on an INSERT or an UPDATE of a row just read always yields it; anything else is a bug. */
 function expectRow<T>(row: T | undefined): T {
   if (row === undefined) throw new FleetgateError('INTERNAL', { detail: { reason: 'write returned no row' } });
   return row;
-}
-
-function assertTemplate(template: NewTemplate): void {
-  const problems: string[] = [];
-  if (!Number.isInteger(template.validityDays) || template.validityDays < 1) problems.push('validityDays must be a positive integer');
-  if (!Array.isArray(template.keyTypes) || template.keyTypes.length === 0) problems.push('keyTypes must list at least one key type');
-  const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
-  if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
-  if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
-}
-
-const operatorTokenName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-
-function assertOperatorToken(name: string, role: string, tokenHash: string): void {
-  const problems: string[] = [];
-  if (!operatorTokenName.test(name)) problems.push('name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');
-  // The bootstrap token acts as operator:admin; a stored token of that name would be indistinguishable in the audit trail.
-  if (name.toLowerCase() === 'admin') problems.push('the name admin is reserved for the bootstrap token');
-  if (!(operatorRoles as readonly string[]).includes(role)) problems.push(`role must be one of ${operatorRoles.join(', ')}`);
-  if (!/^[0-9a-f]{64}$/.test(tokenHash)) problems.push('tokenHash must be a lower-case hex SHA-256');
-  if (problems.length > 0) throw new FleetgateError('REQUEST_INVALID', { message: `The operator token is not valid: ${problems.join('; ')}.`, detail: { name, problems } });
 }
 
 function toOperatorToken(row: OperatorTokenRow): OperatorTokenRecord {
@@ -900,19 +872,5 @@ function toClaim(row: ClaimRow): ClaimRecord {
     status: row.status,
     createdAt: new Date(row.created_at),
     issuerPem: row.issuer_pem,
-  };
-}
-
-/** Optional fields are left out rather than set to undefined, so entries compare and serialise cleanly. */
-function toAuditEntry(entry: AuditInput & { id: number; at: Date }): AuditEntry {
-  return {
-    id: entry.id,
-    at: entry.at,
-    actor: entry.actor,
-    action: entry.action,
-    result: entry.result,
-    ...(entry.code === undefined ? {} : { code: entry.code }),
-    ...(entry.deviceId === undefined ? {} : { deviceId: entry.deviceId }),
-    ...(entry.detail === undefined ? {} : { detail: entry.detail }),
   };
 }

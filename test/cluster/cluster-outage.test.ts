@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
@@ -7,13 +8,14 @@ import { closed, type ClientCredential } from '../helpers/test-gateway.ts';
  * Redis taken away mid-run (every process reaches it through a proxy the test stops): brokers must refuse
  * new sessions rather than admit them unchecked, lose nothing they acknowledged, and recover by themselves.
  */
+const redisDb = 12;
 let cluster: TestCluster;
 let a: ClusterBroker;
 let b: ClusterBroker;
 const open: MqttClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startTestCluster({ redisDb: 12, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
+  cluster = await startTestCluster({ redisDb, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
   [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
 }, 60_000);
 afterAll(async () => {
@@ -39,6 +41,8 @@ async function connackCode(broker: ClusterBroker, clientId: string, credential: 
     return (error as { code?: number }).code ?? -1;
   }
 }
+
+const health = async (broker: ClusterBroker) => (await fetch(`http://127.0.0.1:${broker.metricsPort}/healthz`)).status;
 
 describe('losing Redis', () => {
   it('refuses new sessions while Redis is away, keeps every acknowledged QoS 1 message, and recovers', async () => {
@@ -84,8 +88,10 @@ describe('losing Redis', () => {
     open.push(victim);
     const victimCut = closed(victim, 30_000);
 
+    expect(await health(a)).toBe(200);
     await cluster.redisProxy.stop();
     await until(async () => (await connackCode(a, 'sensor-out-2', latecomer)) === 3, 'broker A to refuse new sessions with CONNACK 3');
+    expect(await health(a), 'the load balancer health check sees it').toBe(503);
     expect(await connackCode(b, 'sensor-out-2', latecomer)).toBe(3);
     const revoked = await cluster.api('POST', '/v1/devices/sensor-out-3/revoke', { body: { reason: 'keyCompromise' } });
     expect(revoked.status).toBe(200); // the registry is the source of truth; the event is late, not lost
@@ -96,6 +102,7 @@ describe('losing Redis', () => {
     await cluster.redisProxy.start();
     await until(async () => (await connackCode(a, 'sensor-out-2', latecomer)) === 0, 'broker A to admit sessions again');
     expect(await connackCode(b, 'sensor-out-2', latecomer)).toBe(0);
+    expect(await health(b)).toBe(200);
     expect(await victimCut, 'the device revoked during the outage is cut once broker B is back').toBe(true);
     await expect(cluster.connect(b, 'sensor-out-3', victimCredential)).rejects.toMatchObject({ code: 5 });
 
@@ -104,11 +111,21 @@ describe('losing Redis', () => {
     await loop;
     publisher.end(true);
 
+    // The backend was offline throughout, so each acknowledged message must be queued for it in Redis
+    // (aedes-persistence-redis keeps one list per client). Waiting for that first avoids racing the
+    // enqueues still in flight on broker A against the backend's resume.
+    const redis = new Redis(`redis://127.0.0.1:6379/${redisDb}`);
+    await until(async () => (await redis.llen('outgoing:backend-outage')) >= acknowledged.size, 'every acknowledged message queued for the backend');
+    redis.disconnect();
+
     const received = new Set<string>();
-    const resumed = await cluster.connect(a, 'backend-outage', service, { clean: false });
+    const resumed = await cluster.connect(a, 'backend-outage', service, { clean: false, connectTimeout: 30_000 });
     open.push(resumed);
     resumed.on('message', (_topic, payload) => received.add(payload.toString()));
-    await until(() => [...acknowledged].every((message) => received.has(message)), 'every acknowledged message at the backend', 20_000);
+    await until(() => [...acknowledged].every((message) => received.has(message)), 'every acknowledged message at the backend', 20_000).catch((error: unknown) => {
+      console.log('MISSING', [...acknowledged].filter((m) => !received.has(m)), 'acked', acknowledged.size, 'received', received.size, 'outage acked at', ackedDuringOutage);
+      throw error;
+    });
     expect(received.size).toBeGreaterThanOrEqual(acknowledged.size);
   }, 90_000);
 });

@@ -13,6 +13,8 @@ import { type ClientCredential, connectClient } from './test-gateway.ts';
 export interface ClusterBroker {
   readonly id: string;
   readonly port: number;
+  /** Plain-HTTP /metrics and /healthz. */
+  readonly metricsPort: number;
   readonly process: FleetgateProcess;
 }
 
@@ -65,9 +67,10 @@ export async function startTestCluster(options: { redisDb: number; databaseUrl?:
     const adminToken = readFileSync(join(dir.path, 'admin.token'), 'utf8').trim();
 
     const startBroker = async (id: string): Promise<ClusterBroker> => {
-      const started = await startFleetgateProcess(['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--provisioning-url', `https://localhost:${apiPort}`], env);
+      const started = await startFleetgateProcess(['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--metrics-port', '0', '--provisioning-url', `https://localhost:${apiPort}`], env);
       processes.push(started);
-      return { id, port: Number(/mqtt=mqtts:\/\/[^ ]+:(\d+)/.exec(started.readyLine)?.[1]), process: started };
+      const port = (pattern: RegExp) => Number(pattern.exec(started.readyLine)?.[1]);
+      return { id, port: port(/mqtt=mqtts:\/\/[^ ]+:(\d+)/), metricsPort: port(/metrics=http:\/\/[^ ]+:(\d+)/), process: started };
     };
     for (const id of options.brokers ?? ['a', 'b']) brokers.push(await startBroker(id));
 

@@ -401,7 +401,15 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           certificate: issued,
           device: await registry.getDevice('sensor-1'),
           policy: await registry.getPolicy('default'),
+          limits: {},
         });
+      });
+
+      it("carries the template's traffic limits, which the broker enforces per session", async () => {
+        await givenBasics();
+        await registry.putTemplate({ ...template('sensors'), limits: { publishPerSecond: 5, outboundQueueBytes: 65536 } }, audit('template.put'));
+        const issued = await register('sensor-1', 1);
+        expect((await registry.getAdmission(issued.serial))?.limits).toEqual({ publishPerSecond: 5, outboundQueueBytes: 65536 });
       });
 
       it("uses the device's policy override instead of the template's", async () => {

@@ -1,0 +1,219 @@
+import type { PoolClient } from 'pg';
+import { type Clock, FleetgateError } from '../../core/index.ts';
+import { advisoryLockKey } from './advisory-lock.ts';
+
+/**
+ * The PostgreSQL schema as an ordered list of steps, like the SQLite one (registry/sqlite/migrations.ts): a
+ * released step is never edited. Step 1 is the SQLite schema at its newest migration (2: template limits),
+ * column for column, so the two adapters hold the same data.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    // Keys and names are COLLATE "C" so that ORDER BY and the prefix range in listDevices compare code points,
+    // as SQLite's BINARY collation does, whatever the database's locale. Times are timestamptz(3): the
+    // milliseconds of a JS Date, no more, so every Date written reads back equal. JSON columns are `json`,
+    // not `jsonb`: it keeps the text as written (key order, "\u0000" escapes), which the audit hash needs
+    // for `detail`, and it validates like SQLite's json_valid.
+    sql: `
+      CREATE TABLE policies (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        document JSON NOT NULL CHECK (json_typeof(document) = 'object'),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        updated_at TIMESTAMPTZ(3) NOT NULL
+      );
+
+      CREATE TABLE templates (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        policy TEXT COLLATE "C" NOT NULL REFERENCES policies (name),
+        validity_days INTEGER NOT NULL CHECK (validity_days >= 1),
+        key_types JSON NOT NULL CHECK (json_typeof(key_types) = 'array'),
+        require_allowlist BOOLEAN NOT NULL,
+        allow_reenroll BOOLEAN NOT NULL,
+        limits JSON NOT NULL DEFAULT '{}' CHECK (json_typeof(limits) = 'object'),
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        updated_at TIMESTAMPTZ(3) NOT NULL
+      );
+
+      CREATE TABLE devices (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('device', 'service')),
+        status TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+        template TEXT COLLATE "C" NOT NULL REFERENCES templates (name),
+        policy TEXT COLLATE "C" REFERENCES policies (name),
+        attributes JSON NOT NULL DEFAULT '{}' CHECK (json_typeof(attributes) = 'object'),
+        status_reason TEXT,
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        updated_at TIMESTAMPTZ(3) NOT NULL
+      );
+      -- Foreign-key columns are indexed so that checks on the parent side do not scan the child table.
+      CREATE INDEX devices_template ON devices (template);
+      CREATE INDEX devices_policy ON devices (policy);
+
+      CREATE TABLE certificates (
+        serial TEXT COLLATE "C" PRIMARY KEY,
+        device_id TEXT COLLATE "C" NOT NULL REFERENCES devices (id),
+        fingerprint TEXT NOT NULL UNIQUE,
+        public_key_hash TEXT NOT NULL,
+        not_before TIMESTAMPTZ(3) NOT NULL,
+        not_after TIMESTAMPTZ(3) NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'superseded', 'revoked')),
+        pem TEXT NOT NULL,
+        issued_at TIMESTAMPTZ(3) NOT NULL,
+        revoked_at TIMESTAMPTZ(3),
+        revocation_reason TEXT,
+        -- A renewal names the certificate it replaces; that one is superseded when the new one is first used.
+        replaces TEXT COLLATE "C" REFERENCES certificates (serial),
+        -- Insertion order, the tie-break SQLite gets from rowid for certificates issued in the same millisecond.
+        seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+        -- A revoked or superseded certificate always says when; CRL entries need the date.
+        CHECK ((status IN ('revoked', 'superseded')) = (revoked_at IS NOT NULL))
+      );
+      CREATE INDEX certificates_device_id ON certificates (device_id, issued_at, seq);
+      CREATE INDEX certificates_public_key_hash ON certificates (public_key_hash);
+      CREATE INDEX certificates_replaces ON certificates (replaces);
+
+      CREATE TABLE claims (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        template TEXT COLLATE "C" NOT NULL REFERENCES templates (name),
+        certificate_serial TEXT COLLATE "C" NOT NULL UNIQUE,
+        max_uses INTEGER CHECK (max_uses IS NULL OR max_uses >= 0),
+        uses INTEGER NOT NULL DEFAULT 0 CHECK (uses >= 0 AND (max_uses IS NULL OR uses <= max_uses)),
+        expires_at TIMESTAMPTZ(3) NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        -- A manufacturer CA registered as a claim issuer: its birth certificates are the claim credential.
+        issuer_pem TEXT
+      );
+      CREATE INDEX claims_template ON claims (template);
+
+      CREATE TABLE allowlist (
+        template TEXT COLLATE "C" NOT NULL REFERENCES templates (name),
+        serial TEXT COLLATE "C" NOT NULL,
+        added_at TIMESTAMPTZ(3) NOT NULL,
+        PRIMARY KEY (template, serial)
+      );
+
+      -- hash = SHA-256 over prev_hash and the row as stored (registry/audit-chain.ts); prev_hash is the hash
+      -- of the entry before, 64 zeros for the first. The writer assigns ids itself, one after the highest
+      -- ever handed out (audit_sequence), inside the registry's write lock: ids are gapless and never reused,
+      -- so a missing entry shows as a gap even at the end of the log. No SERIAL: a sequence hands out
+      -- numbers outside transactions, and a rolled-back write would leave a gap that looks like a deletion.
+      CREATE TABLE audit_log (
+        id BIGINT PRIMARY KEY CHECK (id >= 1),
+        at TIMESTAMPTZ(3) NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        result TEXT NOT NULL CHECK (result IN ('ok', 'refused')),
+        code TEXT,
+        device_id TEXT COLLATE "C",
+        detail JSON,
+        prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+        hash TEXT NOT NULL CHECK (length(hash) = 64)
+      );
+      CREATE INDEX audit_log_device_id ON audit_log (device_id, id);
+      CREATE INDEX audit_log_at ON audit_log (at);
+
+      -- The highest audit id ever assigned: what sqlite_sequence is to the SQLite log. One row.
+      CREATE TABLE audit_sequence (
+        singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+        last_id BIGINT NOT NULL CHECK (last_id >= 0)
+      );
+      INSERT INTO audit_sequence (last_id) VALUES (0);
+
+      -- The audit trail is evidence: not even the registry's own code may rewrite or remove it.
+      CREATE FUNCTION audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'restrict_violation';
+      END
+      $$;
+      CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+      CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+      -- TRUNCATE fires no row triggers; SQLite has no TRUNCATE, PostgreSQL needs its own refusal.
+      CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+
+      -- The counter only moves forward: winding it back would hide a removed tail.
+      CREATE FUNCTION audit_sequence_forward_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP <> 'UPDATE' OR NEW.last_id < OLD.last_id THEN
+          RAISE EXCEPTION 'audit_sequence only moves forward' USING ERRCODE = 'restrict_violation';
+        END IF;
+        RETURN NEW;
+      END
+      $$;
+      CREATE TRIGGER audit_sequence_forward BEFORE UPDATE OR DELETE ON audit_sequence FOR EACH ROW EXECUTE FUNCTION audit_sequence_forward_only();
+      CREATE TRIGGER audit_sequence_no_truncate BEFORE TRUNCATE ON audit_sequence FOR EACH STATEMENT EXECUTE FUNCTION audit_sequence_forward_only();
+
+      -- Personal operator tokens. Only the SHA-256 of a token is kept: a copy of this database lets nobody
+      -- call the API. Names are never reused (revoked rows stay), so \`operator:<name>\` in the audit trail
+      -- always means the same token.
+      CREATE TABLE operator_tokens (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'station', 'viewer')),
+        token_hash TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        revoked_at TIMESTAMPTZ(3)
+      );
+    `,
+  },
+];
+
+/** Quoted for SQL; callers pass names checked by assertSchemaName. */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * Brings `schema` up to the newest step, creating the schema if needed. Everything runs in one transaction
+ * that first takes an advisory lock for this schema, then re-reads what is applied: several processes
+ * starting at once queue on the lock, and the later ones find nothing left to do. DDL is transactional in
+ * PostgreSQL, so a failing step leaves no half-built schema. Returns the versions applied by this call.
+ */
+export async function migrate(client: PoolClient, schema: string, clock: Clock, steps: readonly Migration[] = migrations): Promise<number[]> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(${advisoryLockKey('migrate', schema)})`);
+    // Looked up before anything is created: CREATE … IF NOT EXISTS checks the CREATE privilege even when
+    // there is nothing to do, and a role a DBA gave only its schema's privileges must still start. Under
+    // the lock, so two processes cannot both find the schema missing.
+    const schemaExists = (await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount !== 0;
+    if (!schemaExists) await client.query(`CREATE SCHEMA ${quoteIdentifier(schema)}`);
+    await client.query(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
+    const tracked = (await client.query("SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations'", [schema])).rowCount !== 0;
+    if (!tracked) {
+      await client.query(`CREATE TABLE schema_migrations (
+        version INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        applied_at TIMESTAMPTZ(3) NOT NULL
+      )`);
+    }
+    const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((row) => row.version));
+    const newest = Math.max(0, ...steps.map((step) => step.version));
+    const unknown = [...applied].filter((version) => version > newest);
+    if (unknown.length > 0) {
+      // A newer fleetgate wrote this schema; running old code on it could corrupt what it does not understand.
+      throw new FleetgateError('CONFIG_INVALID', {
+        message: `The registry database has schema version ${Math.max(...unknown)}, newer than this fleetgate (${newest}); upgrade fleetgate.`,
+        detail: { databaseVersion: Math.max(...unknown), supportedVersion: newest },
+      });
+    }
+    const pending = [...steps].sort((a, b) => a.version - b.version).filter((step) => !applied.has(step.version));
+    const at = clock.now().toISOString();
+    for (const step of pending) {
+      await client.query(step.sql);
+      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [step.version, step.name, at]);
+    }
+    await client.query('COMMIT');
+    return pending.map((step) => step.version);
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}

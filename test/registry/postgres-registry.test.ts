@@ -1,0 +1,288 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
+import { type AuditInput, openPostgresRegistry, openRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
+import { migrations } from '../../registry/postgres/migrations.ts';
+import { databaseUrlVia, startPostgresProxy, testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
+import { describeRegistryContract } from './registry-contract.ts';
+
+const schemas = testSchemas();
+
+afterAll(async () => {
+  await schemas.dropAll();
+});
+
+// A fresh schema per test: the contract wants an empty registry each time.
+describeRegistryContract('postgres', () => openPostgresRegistry({ url: testDatabaseUrl, schema: schemas.fresh() }));
+
+describe('postgres registry', () => {
+  const opened: Registry[] = [];
+
+  async function open(schema: string, options: { clock?: ReturnType<typeof fixedClock>; url?: string } = {}): Promise<Registry> {
+    const registry = await openPostgresRegistry({ url: options.url ?? testDatabaseUrl, schema, clock: options.clock ?? systemClock });
+    opened.push(registry);
+    return registry;
+  }
+
+  afterEach(async () => {
+    for (const registry of opened.splice(0)) await registry.close();
+  });
+
+  const audit = (action: string, overrides: Partial<AuditInput> = {}): AuditInput => ({ actor: 'test', action, result: 'ok', ...overrides });
+
+  function certificate(n: number) {
+    return {
+      serial: `7a${n.toString(16).padStart(4, '0')}`,
+      fingerprint: `f1${n}`,
+      publicKeyHash: `e5${n}`,
+      notBefore: new Date('2025-01-01T00:00:00.000Z'),
+      notAfter: new Date('2030-01-01T00:00:00.000Z'),
+      pem: `pem-${n}`,
+    };
+  }
+
+  it('creates its schema, keeps its data when reopened and does not run migrations again', async () => {
+    const schema = schemas.fresh();
+    const first = await open(schema, { clock: fixedClock('2025-01-01T00:00:00.000Z') });
+    await seedDefaults(first);
+    await first.registerCertificate({ device: { id: 'sensor-1', kind: 'device', template: 'default' }, certificate: certificate(1), mustBeNew: true, audit: audit('device.register') });
+    await first.close();
+
+    const second = await open(schema, { clock: fixedClock('2026-06-01T00:00:00.000Z') });
+    expect(await second.getDevice('sensor-1')).toMatchObject({ status: 'active', createdAt: new Date('2025-01-01T00:00:00.000Z') });
+    expect(await second.queryAudit()).toHaveLength(4);
+    expect(await second.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+
+    const db = await schemas.connect(schema);
+    const applied = await db.query<{ version: number; applied_at: Date }>('SELECT version, applied_at FROM schema_migrations ORDER BY version');
+    expect(applied.rows).toEqual(migrations.map((step) => ({ version: step.version, applied_at: new Date('2025-01-01T00:00:00.000Z') })));
+  });
+
+  it('takes the schema from ?schema= in the URL, and openRegistry picks PostgreSQL for postgres:// and postgresql:// URLs', async () => {
+    const schema = schemas.fresh();
+    const url = new URL(testDatabaseUrl);
+    url.searchParams.set('schema', schema);
+    const viaUrl = await openRegistry(url.toString());
+    opened.push(viaUrl);
+    await viaUrl.appendAudit(audit('hello'));
+
+    const postgresql = await openRegistry(url.toString().replace(/^postgres:/, 'postgresql:'));
+    opened.push(postgresql);
+    expect(await postgresql.queryAudit()).toMatchObject([{ action: 'hello' }]);
+
+    const db = await schemas.connect(schema);
+    expect((await db.query('SELECT action FROM audit_log')).rows).toEqual([{ action: 'hello' }]);
+  });
+
+  it('refuses a schema name that is not a plain identifier with CONFIG_INVALID', async () => {
+    for (const schema of ['a b', 'x;drop', '1abc', '"q"']) {
+      await expect(openPostgresRegistry({ url: testDatabaseUrl, schema })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    }
+  });
+
+  it('starts with a role that has only privileges on an existing schema (no CREATE anywhere)', async () => {
+    const schema = schemas.fresh();
+    const owner = await open(schema);
+    await seedDefaults(owner);
+    const role = `${schema}_app`;
+    const db = await schemas.connect(schema);
+    await db.query(`CREATE ROLE ${role} LOGIN`);
+    try {
+      await db.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ${schema} TO ${role}`);
+      const url = new URL(testDatabaseUrl);
+      url.username = role;
+      const app = await open(schema, { url: url.toString() });
+      await app.appendAudit(audit('as the app role'));
+      expect(await app.getTemplate('default')).toBeDefined();
+      expect(await owner.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+      await app.close();
+    } finally {
+      await db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
+  it('refuses a schema written by a newer fleetgate', async () => {
+    const schema = schemas.fresh();
+    await (await openPostgresRegistry({ url: testDatabaseUrl, schema })).close();
+    const db = await schemas.connect(schema);
+    await db.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', now())");
+    const error = await openPostgresRegistry({ url: testDatabaseUrl, schema }).then(() => undefined, (reason: unknown) => reason);
+    expect(error).toBeInstanceOf(FleetgateError);
+    expect(error).toMatchObject({ code: 'CONFIG_INVALID', detail: { databaseVersion: 9999 } });
+  });
+
+  it('migrates once when several processes open a fresh schema at the same time', async () => {
+    const schema = schemas.fresh();
+    const registries = await Promise.all(Array.from({ length: 4 }, () => open(schema)));
+    await Promise.all(registries.map((registry, n) => registry.appendAudit(audit(`opened.${n}`))));
+    const db = await schemas.connect(schema);
+    expect((await db.query('SELECT version FROM schema_migrations ORDER BY version')).rows).toEqual(migrations.map((step) => ({ version: step.version })));
+    expect(await registries[0]?.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+  });
+
+  it('makes the audit log append-only in the database itself (UPDATE, DELETE, TRUNCATE; the id counter never goes back)', async () => {
+    const schema = schemas.fresh();
+    const registry = await open(schema);
+    await registry.appendAudit({ actor: 'broker', action: 'mqtt.connect', result: 'refused', code: 'AUTH_CERT_REVOKED' });
+    const db = await schemas.connect(schema);
+
+    await expect(db.query("UPDATE audit_log SET result = 'ok'")).rejects.toThrow(/append-only/);
+    await expect(db.query('DELETE FROM audit_log')).rejects.toThrow(/append-only/);
+    await expect(db.query('TRUNCATE audit_log')).rejects.toThrow(/append-only/);
+    await expect(db.query('UPDATE audit_sequence SET last_id = 0')).rejects.toThrow(/only moves forward/);
+    await expect(db.query('DELETE FROM audit_sequence')).rejects.toThrow(/only moves forward/);
+    expect(await registry.queryAudit()).toMatchObject([{ result: 'refused', code: 'AUTH_CERT_REVOKED' }]);
+    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 1 });
+  });
+
+  it('stores NUL in audit text as U+FFFD (PostgreSQL text cannot hold NUL) and finds nothing for a lookup containing NUL', async () => {
+    const registry = await open(schemas.fresh());
+    const entry = await registry.appendAudit({ actor: 'api@\ud800', action: 'api GET /x\udc00\u0000/☃', result: 'refused', deviceId: 'dev-\u0000', detail: { text: 'a\ud800b\u0000', emoji: '🔐' } });
+    expect(entry).toMatchObject({ actor: 'api@\ufffd', action: 'api GET /x\ufffd\ufffd/☃', deviceId: 'dev-\ufffd', detail: { text: 'a\ud800b\u0000', emoji: '🔐' } });
+    expect(await registry.queryAudit()).toEqual([entry]);
+    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 1 });
+    expect(await registry.getDevice('a\u0000b')).toBeUndefined();
+    expect(await registry.queryAudit({ actor: 'api@\u0000' })).toEqual([]);
+  });
+
+  it('keeps JSON as written: key order of policies and attributes round-trips', async () => {
+    const registry = await open(schemas.fresh());
+    await seedDefaults(registry);
+    const policy = await registry.getPolicy('default');
+    expect(JSON.stringify(policy?.document)).toBe(JSON.stringify(defaultDevicePolicy));
+    await registry.registerCertificate({ device: { id: 'd1', kind: 'device', template: 'default', attributes: { zeta: '1', alpha: '2' } }, certificate: certificate(1), mustBeNew: true, audit: audit('device.register') });
+    expect(Object.keys((await registry.getDevice('d1'))?.attributes ?? {})).toEqual(['zeta', 'alpha']);
+  });
+
+  describe('two processes on one database', () => {
+    it('never exceeds max-uses when 12 enrollments race for 3 uses', async () => {
+      const schema = schemas.fresh();
+      const a = await open(schema);
+      const b = await open(schema);
+      await seedDefaults(a);
+      await a.createClaim({ id: 'batch', template: 'default', certificateSerial: 'c1a1', maxUses: 3, expiresAt: new Date('2030-01-01T00:00:00Z') }, audit('claim.create'));
+
+      const results = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, n) =>
+          (n % 2 === 0 ? a : b).enrollWithClaim({
+            claimId: 'batch',
+            device: { id: `sn-race-${n}`, kind: 'device', template: 'default' },
+            certificate: certificate(n),
+            requireAllowlist: false,
+            allowReenroll: false,
+            audit: audit('device.enroll'),
+          }),
+        ),
+      );
+      const refused = results.filter((result) => result.status === 'rejected').map((result) => (result.reason as FleetgateError).code);
+      expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(3);
+      expect(refused).toEqual(Array(9).fill('ENROLL_CLAIM_EXHAUSTED'));
+      expect((await b.getClaim('batch'))?.uses).toBe(3);
+      expect(await a.listDevices({ prefix: 'sn-race-' })).toHaveLength(3);
+      expect(await b.verifyAudit()).toMatchObject({ ok: true });
+    });
+
+    it('registers a new id once when two processes race for it', async () => {
+      const schema = schemas.fresh();
+      const a = await open(schema);
+      const b = await open(schema);
+      await seedDefaults(a);
+      const results = await Promise.allSettled(
+        [a, b, a, b].map((registry, n) =>
+          registry.registerCertificate({ device: { id: 'twin', kind: 'device', template: 'default' }, certificate: certificate(n), mustBeNew: true, audit: audit('device.register') }),
+        ),
+      );
+      expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+      expect(results.filter((result) => result.status === 'rejected').map((result) => (result.reason as FleetgateError).code)).toEqual(Array(3).fill('DEVICE_EXISTS'));
+      expect(await a.listCertificates('twin')).toHaveLength(1);
+    });
+
+    it('keeps one linear audit chain when both append at the same time, and verifying meanwhile never sees a break', async () => {
+      const schema = schemas.fresh();
+      const a = await open(schema);
+      const b = await open(schema);
+      const perProcess = 150;
+      let writing = true;
+      const verdicts: Awaited<ReturnType<Registry['verifyAudit']>>[] = [];
+      const verifier = (async () => {
+        while (writing) verdicts.push(await a.verifyAudit());
+      })();
+      try {
+        await Promise.all(
+          [a, b].map(async (registry, p) => {
+            // Ten appends in flight per process, each on its own pooled connection.
+            const lanes = Array.from({ length: 10 }, async (_, lane) => {
+              for (let n = lane; n < perProcess; n += 10) await registry.appendAudit({ actor: `p${p}`, action: 'concurrent.append', result: 'ok', detail: { n } });
+            });
+            await Promise.all(lanes);
+          }),
+        );
+      } finally {
+        writing = false;
+        await verifier;
+      }
+      expect(verdicts.filter((verdict) => !verdict.ok)).toEqual([]);
+
+      expect(await b.verifyAudit()).toMatchObject({ ok: true, entries: perProcess * 2, head: { id: perProcess * 2 } });
+      const order = (await a.queryAudit({ afterId: 0, limit: 1000 })).map((entry) => entry.actor);
+      expect(order).toHaveLength(perProcess * 2);
+      const switches = order.filter((actor, index) => index > 0 && actor !== order[index - 1]).length;
+      // One process after the other would switch once and prove nothing.
+      expect(switches).toBeGreaterThan(4);
+    });
+  });
+
+  describe('when PostgreSQL goes away', () => {
+    it('refuses to open when nothing listens', async () => {
+      const proxy = await startPostgresProxy();
+      await proxy.stop();
+      await expect(openPostgresRegistry({ url: databaseUrlVia(proxy.port), schema: schemas.fresh(), connectTimeoutMs: 1000 })).rejects.toThrow();
+    });
+
+    it('rejects calls while the server is down or unreachable, and works again once it is back', async () => {
+      const proxy = await startPostgresProxy();
+      const errors: Error[] = [];
+      const registry = await openPostgresRegistry({ url: databaseUrlVia(proxy.port), schema: schemas.fresh(), connectTimeoutMs: 1000, queryTimeoutMs: 1000, onError: (error) => errors.push(error) });
+      opened.push(registry);
+      await seedDefaults(registry);
+      await registry.appendAudit(audit('before'));
+
+      // Server gone: every connection cut, new ones refused.
+      await proxy.stop();
+      await expect(registry.getAdmission('7a01')).rejects.toThrow();
+      await expect(registry.appendAudit(audit('while down'))).rejects.toThrow();
+      await expect(registry.getPolicy('default')).rejects.toThrow();
+
+      await proxy.start();
+      await eventually(() => registry.getPolicy('default'));
+      await registry.appendAudit(audit('after restart'));
+
+      // Network black hole: connections stay open but nothing comes back; only the timeouts end the wait.
+      proxy.stall();
+      await expect(registry.getPolicy('default')).rejects.toThrow();
+      await expect(registry.appendAudit(audit('while stalled'))).rejects.toThrow();
+
+      await proxy.start();
+      await eventually(() => registry.appendAudit(audit('after stall')));
+      expect((await registry.queryAudit({ afterId: 0 })).map((entry) => entry.action).filter((action) => action !== 'policy.put' && action !== 'template.put')).toEqual([
+        'before',
+        'after restart',
+        'after stall',
+      ]);
+      expect(await registry.verifyAudit()).toMatchObject({ ok: true });
+      await registry.close();
+      await proxy.close();
+    });
+  });
+});
+
+/** Retries until the call succeeds: the pool may still hand out a connection that died with the server. */
+async function eventually<T>(call: () => Promise<T>, attempts = 50): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await call();
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
