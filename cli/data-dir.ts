@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../core/index.ts';
@@ -50,4 +51,9 @@ export async function openConfiguredRegistry(options: { dataDir: string; databas
     clock: options.clock,
     ...(options.onError === undefined ? {} : { onError: options.onError }),
   });
+}
+
+/** PostgreSQL connections the pool lost: logged once each; calls fail (and brokers refuse sessions) until it is back. */
+export function registryErrorLogger(log: Logger): (error: Error) => void {
+  return (error) => log.warn({ err: error.message }, 'registry connection lost; PostgreSQL calls fail until it is back');
 }

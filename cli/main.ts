@@ -23,10 +23,15 @@ program
   .description('create the data directory: root, device and claim CAs, admin token and registry (serve does this on first start)')
   .addOption(dataDirOption())
   .option('--hostname <name>', 'name devices use to reach the gateway (env FLEETGATE_HOSTNAME)')
+  .option('--database-url <url>', 'postgres://… registry instead of SQLite in the data dir (env FLEETGATE_DATABASE_URL)')
   .addOption(jsonOption())
-  .action(async (options: { dataDir?: string; hostname?: string; json?: boolean }) => {
-    const config = resolveServeConfig({ ...(options.dataDir ? { dataDir: options.dataDir } : {}), ...(options.hostname ? { hostname: options.hostname } : {}) });
-    const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname] });
+  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; json?: boolean }) => {
+    const config = resolveServeConfig({
+      ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+      ...(options.hostname ? { hostname: options.hostname } : {}),
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+    });
+    const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], databaseUrl: config.databaseUrl });
     await dataDir.registry.close();
     emit(Boolean(options.json), { dataDir: dataDir.path, created: dataDir.created }, () =>
       dataDir.created.length === 0

@@ -7,7 +7,7 @@ import { openRedisConnection, redisSessionDirectory } from '../registry/index.ts
 import { systemClock } from '../core/index.ts';
 import { startBrokerNode } from './broker-node.ts';
 import { ConfigError, type ServeConfig } from './config.ts';
-import { openConfiguredRegistry, openDataDir } from './data-dir.ts';
+import { openConfiguredRegistry, openDataDir, registryErrorLogger } from './data-dir.ts';
 import { wireEventBus } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 import { relayedCertificateRequests } from './relayed-certificate-requests.ts';
@@ -26,7 +26,7 @@ export interface RunningHalf {
  */
 export async function startProvisioningProcess(config: ServeConfig, log: Logger): Promise<RunningHalf> {
   const clock = systemClock;
-  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl });
+  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events } = await wireEventBus(config, log);
   const provisioning = createProvisioning(config, { dataDir, events, clock, log });
   const sessionsConnection = config.redisUrl === undefined ? undefined : openRedisConnection({ url: config.redisUrl, name: 'fleetgate-api-sessions' });
@@ -60,7 +60,7 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
 
   const clock = systemClock;
   const pki = loadBrokerPki(config.dataDir);
-  const registry = await openConfiguredRegistry({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, clock });
+  const registry = await openConfiguredRegistry({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, clock, onError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
   const prometheus = createPrometheusMetrics();
   const relay = { baseUrl: config.provisioningUrl as string, ca: pki.pem.root, token: token as string };

@@ -4,7 +4,7 @@ import { type EventBus, type SessionDirectory, systemClock } from '../core/index
 import { openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
 import { startBrokerNode } from './broker-node.ts';
 import type { ServeConfig } from './config.ts';
-import { type DataDir, openDataDir } from './data-dir.ts';
+import { type DataDir, openDataDir, registryErrorLogger } from './data-dir.ts';
 import { wireEventBus } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 
@@ -28,7 +28,7 @@ export function createLogger(level: string): Logger {
  */
 export async function startGateway(config: ServeConfig, log: Logger): Promise<RunningGateway> {
   const clock = systemClock;
-  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl });
+  const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
   const provisioning = createProvisioning(config, { dataDir, events, clock, log });
   const { broker } = await startBrokerNode(config, {

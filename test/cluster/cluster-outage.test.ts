@@ -15,7 +15,7 @@ let b: ClusterBroker;
 const open: MqttClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startTestCluster({ redisDb, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
+  cluster = await startTestCluster({ redisDb });
   [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
 }, 60_000);
 afterAll(async () => {
@@ -127,5 +127,31 @@ describe('losing Redis', () => {
       throw error;
     });
     expect(received.size).toBeGreaterThanOrEqual(acknowledged.size);
+  }, 90_000);
+});
+
+describe('losing PostgreSQL', () => {
+  it('refuses new sessions with CONNACK 3 while the registry is unreachable, keeps open sessions working, and recovers', async () => {
+    const service = await cluster.createService('backend-pg');
+    const device = await cluster.enrollDevice('sensor-pg-1');
+    const latecomer = await cluster.enrollDevice('sensor-pg-2');
+    const subscriber = await cluster.connect(b, 'backend-pg', service);
+    open.push(subscriber);
+    await subscriber.subscribeAsync('devices/sensor-pg-1/telemetry', { qos: 1 });
+    const received: string[] = [];
+    subscriber.on('message', (_topic, payload) => received.push(payload.toString()));
+    const publisher = await cluster.connect(a, 'sensor-pg-1', device);
+    open.push(publisher);
+
+    await cluster.postgresProxy.stop();
+    await until(async () => (await connackCode(a, 'sensor-pg-2', latecomer)) === 3, 'broker A to refuse sessions it cannot check');
+    expect(await connackCode(b, 'sensor-pg-2', latecomer)).toBe(3);
+    // Sessions admitted before the outage need nothing from the registry to carry telemetry.
+    await publisher.publishAsync('devices/sensor-pg-1/telemetry', 'during-pg-outage', { qos: 1 });
+    await until(() => received.includes('during-pg-outage'), 'telemetry across brokers during the outage');
+
+    await cluster.postgresProxy.start();
+    await until(async () => (await connackCode(a, 'sensor-pg-2', latecomer)) === 0, 'broker A to admit sessions again', 30_000);
+    expect(await connackCode(b, 'sensor-pg-2', latecomer)).toBe(0);
   }, 90_000);
 });

@@ -15,7 +15,7 @@ let service: ClientCredential;
 const open: MqttClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startTestCluster({ redisDb: 11, ...(process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL ? { databaseUrl: process.env.FLEETGATE_TEST_CLUSTER_DATABASE_URL } : {}) });
+  cluster = await startTestCluster({ redisDb: 11 });
   [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
   service = await cluster.createService('backend-1');
 }, 60_000);
@@ -60,7 +60,10 @@ describe('a cluster of two brokers', () => {
 
   it('moves a persistent QoS 1 session from broker A to broker B without losing messages', async () => {
     const device = await cluster.enrollDevice('sensor-ab-2');
-    const first = await cluster.connect(a, 'backend-1', service, { clean: false });
+    // A client id of its own: a clean session of the same id closing on another broker at the same moment
+    // would wipe this one's stored subscriptions (README: aedes cluster limits).
+    const persistent = await cluster.createService('backend-persistent');
+    const first = await cluster.connect(a, 'backend-persistent', persistent, { clean: false });
     await first.subscribeAsync('devices/sensor-ab-2/telemetry', { qos: 1 });
     await first.endAsync();
 
@@ -70,7 +73,7 @@ describe('a cluster of two brokers', () => {
 
     const seen: string[] = [];
     const resumed = track(
-      await cluster.connect(b, 'backend-1', service, { clean: false }).then((client) => {
+      await cluster.connect(b, 'backend-persistent', persistent, { clean: false }).then((client) => {
         client.on('message', (_topic, payload) => seen.push(payload.toString()));
         return client;
       }),

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import pg from 'pg';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 /**
  * The PostgreSQL that runs on every development and CI machine (trust auth, database `test`). Tests never
@@ -55,63 +55,8 @@ export function databaseUrlVia(port: number, schema?: string): string {
   return url.toString();
 }
 
-/**
- * A TCP proxy in front of the test PostgreSQL, standing in for a database server that goes away: `stop()`
- * cuts every connection and stops listening (connection refused), `stall()` keeps connections open but
- * forwards nothing (a dead network path: only timeouts notice), `start()` serves again on the same port.
- */
-export async function startPostgresProxy(): Promise<{ port: number; stop(): Promise<void>; stall(): void; start(): Promise<void>; close(): Promise<void> }> {
+/** A TCP proxy in front of the test PostgreSQL, standing in for a database server that goes away. */
+export async function startPostgresProxy(): Promise<TcpProxy> {
   const upstream = new URL(testDatabaseUrl);
-  const sockets = new Set<net.Socket>();
-  let stalled = false;
-  const server = net.createServer((client) => {
-    const server = net.connect(Number(upstream.port || 5432), upstream.hostname);
-    for (const socket of [client, server]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => {
-        client.destroy();
-        server.destroy();
-      });
-    }
-    client.on('data', (chunk: Buffer) => {
-      if (!stalled) server.write(chunk);
-    });
-    server.on('data', (chunk: Buffer) => {
-      if (!stalled) client.write(chunk);
-    });
-    client.on('end', () => server.end());
-    server.on('end', () => client.end());
-  });
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  await listen(0);
-  const port = (server.address() as net.AddressInfo).port;
-  const stop = async () => {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of sockets) socket.destroy();
-    await closed;
-  };
-  return {
-    port,
-    stop,
-    stall() {
-      stalled = true;
-    },
-    async start() {
-      // A stalled connection lost bytes in both directions: it can never be trusted again.
-      if (stalled) for (const socket of sockets) socket.destroy();
-      stalled = false;
-      if (!server.listening) await listen(port);
-    },
-    async close() {
-      if (server.listening) await stop();
-    },
-  };
+  return startTcpProxy(Number(upstream.port || 5432), upstream.hostname);
 }

@@ -6,6 +6,7 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
 import { deviceKeyAndCsr } from './device-keys.ts';
 import { type FleetgateProcess, startFleetgateProcess } from './fleetgate-process.ts';
+import { databaseUrlVia, startPostgresProxy, testSchemas } from './postgres.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import { makeTempDir } from './temp-dir.ts';
 import { type ClientCredential, connectClient } from './test-gateway.ts';
@@ -26,6 +27,8 @@ export interface TestCluster {
   readonly ca: string;
   /** Every process reaches Redis through this proxy: stop it to take Redis away. */
   readonly redisProxy: TcpProxy;
+  /** Likewise for PostgreSQL. */
+  readonly postgresProxy: TcpProxy;
   api<T = unknown>(method: string, path: string, options?: { body?: unknown; token?: string; credential?: ClientCredential }): Promise<ApiResponse<T>>;
   /** A device enrolled over HTTPS with a fresh claim: the real bootstrap path. */
   enrollDevice(serial: string): Promise<ClientCredential>;
@@ -40,21 +43,23 @@ export interface TestCluster {
 }
 
 /**
- * `fleetgate provisioning` plus brokers as separate processes on a real Redis (through a proxy the test can
- * cut) and a registry (PostgreSQL when `databaseUrl` is given, else one SQLite file shared on this machine).
- * `redisDb` gives the file a Redis database of its own: aedes-persistence-redis uses fixed key names.
+ * `fleetgate provisioning` plus brokers as separate processes on the machine's Redis and PostgreSQL (a fresh
+ * schema, dropped at close), each reached through a proxy the test can cut. `redisDb` gives the test file a
+ * Redis database of its own: aedes-persistence-redis uses fixed key names.
  */
-export async function startTestCluster(options: { redisDb: number; databaseUrl?: string; brokers?: readonly string[] }): Promise<TestCluster> {
+export async function startTestCluster(options: { redisDb: number; brokers?: readonly string[] }): Promise<TestCluster> {
   const redisAdmin = new Redis(`redis://127.0.0.1:6379/${options.redisDb}`);
   await redisAdmin.flushdb();
   redisAdmin.disconnect();
   const redisProxy = await startTcpProxy(6379);
+  const postgresProxy = await startPostgresProxy();
+  const schemas = testSchemas();
   const dir = makeTempDir('fleetgate-cluster-');
   const env: Record<string, string> = {
     FLEETGATE_REDIS_URL: `redis://127.0.0.1:${redisProxy.port}/${options.redisDb}`,
+    FLEETGATE_DATABASE_URL: databaseUrlVia(postgresProxy.port, schemas.fresh()),
     FLEETGATE_CLUSTER_NAME: `test-${randomBytes(4).toString('hex')}`,
     FLEETGATE_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
-    ...(options.databaseUrl ? { FLEETGATE_DATABASE_URL: options.databaseUrl } : {}),
   };
   const common = ['--data-dir', dir.path, '--host', '127.0.0.1', '--hostname', 'localhost'];
   const processes: FleetgateProcess[] = [];
@@ -95,6 +100,7 @@ export async function startTestCluster(options: { redisDb: number; databaseUrl?:
       brokers,
       ca,
       redisProxy,
+      postgresProxy,
       api,
       issueClaim,
       async enrollDevice(serial) {
@@ -116,13 +122,15 @@ export async function startTestCluster(options: { redisDb: number; databaseUrl?:
       },
       async close() {
         await Promise.all(processes.map((p) => p.stop()));
-        await redisProxy.close();
+        await Promise.all([redisProxy.close(), postgresProxy.close()]);
+        await schemas.dropAll();
         dir.remove();
       },
     };
   } catch (error) {
     await Promise.all(processes.map((p) => p.stop()));
-    await redisProxy.close();
+    await Promise.all([redisProxy.close(), postgresProxy.close()]);
+    await schemas.dropAll();
     throw error;
   }
 }
