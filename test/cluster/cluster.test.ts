@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
@@ -8,6 +9,7 @@ import { closed, nextMessage, type ClientCredential } from '../helpers/test-gate
  * Two `fleetgate broker` processes and one `fleetgate provisioning` on Redis: what a device or a backend
  * sees must not depend on which broker the load balancer picked.
  */
+const redisDb = 11;
 let cluster: TestCluster;
 let a: ClusterBroker;
 let b: ClusterBroker;
@@ -15,7 +17,7 @@ let service: ClientCredential;
 const open: MqttClient[] = [];
 
 beforeAll(async () => {
-  cluster = await startTestCluster({ redisDb: 11 });
+  cluster = await startTestCluster({ redisDb });
   [a, b] = cluster.brokers as [ClusterBroker, ClusterBroker];
   service = await cluster.createService('backend-1');
 }, 60_000);
@@ -68,6 +70,14 @@ describe('a cluster of two brokers', () => {
     await first.endAsync();
 
     const publisher = track(await cluster.connect(b, 'sensor-ab-2', device));
+    // A subscription made on broker A reaches broker B's topic matcher by broadcast (aedes-persistence) a few
+    // milliseconds later: wait until B queues for the offline session before counting.
+    const redis = new Redis(`redis://127.0.0.1:6379/${redisDb}`);
+    await until(async () => {
+      await publisher.publishAsync('devices/sensor-ab-2/telemetry', 'probe', { qos: 1 });
+      return (await redis.llen('outgoing:backend-persistent')) > 0;
+    }, 'broker B to know the subscription made on broker A');
+    redis.disconnect();
     const sent = Array.from({ length: 20 }, (_, i) => `offline-${i}`);
     for (const message of sent) await publisher.publishAsync('devices/sensor-ab-2/telemetry', message, { qos: 1 });
 

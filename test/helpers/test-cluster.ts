@@ -114,7 +114,8 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
         const body = expectStatus(await api<{ certificate: string }>('POST', '/v1/services', { body: { name, csr: service.csr } }), 201, 'service');
         return { cert: body.certificate, key: service.key };
       },
-      connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, extra),
+      // Generous: these brokers share two cores with the whole test suite.
+      connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, { connectTimeout: 15_000, ...extra }),
       async startBroker(id) {
         const broker = await startBroker(id);
         brokers.push(broker);
