@@ -28,7 +28,8 @@ export async function startBrokerMetricsServer(options: {
     }
     response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'NOT_FOUND', message: 'GET /metrics or /healthz' }));
   });
-  server.listen(options.port, options.host);
+  // exclusive: each --workers child answers for itself (node:cluster would share one port round-robin).
+  server.listen({ port: options.port, host: options.host, exclusive: true });
   await once(server, 'listening');
   return {
     port: (server.address() as AddressInfo).port,

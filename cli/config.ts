@@ -35,6 +35,8 @@ export interface ServeConfig {
   readonly brokerId: string;
   /** `fleetgate broker`: where the provisioning API answers the enrollment and renewal requests it relays. */
   readonly provisioningUrl: string | undefined;
+  /** `fleetgate broker`: processes sharing the MQTTS port (node:cluster); 1 = this process alone. */
+  readonly workers: number;
   /** `fleetgate broker`: plain-HTTP port for /metrics and /healthz; unset = none. */
   readonly metricsPort: number | undefined;
   /** `fleetgate broker`: the token (role broker or admin) it relays with; default: the data dir's admin.token. */
@@ -52,6 +54,7 @@ export interface ServeFlags {
   provisioningUrl?: string;
   brokerId?: string;
   metricsPort?: string;
+  workers?: string;
 }
 
 export class ConfigError extends Error {
@@ -105,7 +108,10 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     return value;
   };
   const clusterName = name('FLEETGATE_CLUSTER_NAME', env.FLEETGATE_CLUSTER_NAME ?? 'fleetgate');
-  const brokerId = name('--broker-id', flags.brokerId ?? env.FLEETGATE_BROKER_ID ?? `${hostname.replaceAll(':', '-')}-${process.pid}`);
+  // A --workers child names itself after the supervisor's id (passed down in the environment) and its index.
+  const worker = env.FLEETGATE_BROKER_WORKER;
+  const baseBrokerId = flags.brokerId ?? env.FLEETGATE_BROKER_ID ?? `${hostname.replaceAll(':', '-')}-${worker === undefined ? process.pid : process.ppid}`;
+  const brokerId = name('--broker-id', worker === undefined ? baseBrokerId : `${baseBrokerId}-${worker}`);
 
   const config: ServeConfig = {
     dataDir: resolveDataDir(flags.dataDir, env),
@@ -136,8 +142,16 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     brokerId,
     provisioningUrl: url('--provisioning-url', flags.provisioningUrl ?? env.FLEETGATE_PROVISIONING_URL, ['https:']),
     brokerToken: env.FLEETGATE_BROKER_TOKEN || undefined,
-    metricsPort: (flags.metricsPort ?? env.FLEETGATE_METRICS_PORT) === undefined ? undefined : port('--metrics-port', flags.metricsPort ?? env.FLEETGATE_METRICS_PORT, 0),
+    workers: positive('--workers', flags.workers ?? env.FLEETGATE_BROKER_WORKERS, 1),
+    metricsPort: metricsPortOf(port, flags.metricsPort ?? env.FLEETGATE_METRICS_PORT, worker),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
+}
+
+/** `--workers` children each listen on their own metrics port: the given one plus (index - 1), or any free one. */
+function metricsPortOf(port: (name: string, value: string | undefined, fallback: number) => number, value: string | undefined, worker: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const base = port('--metrics-port', value, 0);
+  return base === 0 || worker === undefined ? base : base + Number(worker) - 1;
 }

@@ -10,6 +10,7 @@ import { registerAuditVerifyCommand, registerTokenCommands } from './token-comma
 import { registerSimCommand } from './sim-command.ts';
 import { createLogger, startGateway } from './serve.ts';
 import { startBrokerProcess, startProvisioningProcess } from './scale-out.ts';
+import { isBrokerWorker, reportWorkerReady, superviseBrokerWorkers } from './broker-workers.ts';
 
 const program = new Command('fleetgate')
   .description('Self-hosted IoT trust plane: CA, device provisioning and an mTLS MQTT gateway with per-device topic ACLs.')
@@ -74,7 +75,8 @@ async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Lo
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   if (server.firstStart) process.stdout.write(server.firstStart);
-  process.stdout.write(`fleetgate ready ${server.readyLine}\n`);
+  if (isBrokerWorker()) reportWorkerReady(server.readyLine);
+  else process.stdout.write(`fleetgate ready ${server.readyLine}\n`);
 }
 
 withServerOptions(program.command('serve').description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API'), { mqtt: true, api: true }).action((flags: ServeFlags) =>
@@ -100,9 +102,14 @@ withServerOptions(
     .description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)')
     .option('--provisioning-url <url>', 'HTTPS API that answers enrollment and renewal (env FLEETGATE_PROVISIONING_URL)', undefined)
     .option('--broker-id <name>', "this node's name in the cluster (env FLEETGATE_BROKER_ID; default host-pid)", undefined)
-    .option('--metrics-port <port>', 'plain-HTTP /metrics and /healthz (503 while cut off from Redis) (env FLEETGATE_METRICS_PORT)', undefined),
+    .option('--metrics-port <port>', 'plain-HTTP /metrics and /healthz (503 while cut off from Redis) (env FLEETGATE_METRICS_PORT)', undefined)
+    .option('--workers <n>', 'broker processes sharing the MQTTS port, e.g. one per core (env FLEETGATE_BROKER_WORKERS)', undefined),
   { mqtt: true, api: false },
-).action((flags: ServeFlags) => runServer(flags, startBrokerProcess));
+).action(async (flags: ServeFlags) => {
+  const config = resolveServeConfig(flags);
+  if (config.workers > 1 && !isBrokerWorker()) return superviseBrokerWorkers(config, createLogger(config.logLevel));
+  return runServer(flags, startBrokerProcess);
+});
 
 const device = program.command('device').description('manage devices');
 device

@@ -149,4 +149,15 @@ describe('a cluster of two brokers', () => {
     expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'ENROLL_CLONE_SUSPECTED' });
     session.end(true);
   });
+
+  it('spreads connections over the workers of `fleetgate broker --workers 2`, which share one port', async () => {
+    const workers = await cluster.startBroker('w', ['--workers', '2']);
+    expect(workers.process.readyLine).toMatch(/broker=w workers=2/);
+    const clients = [];
+    for (const id of ['sensor-w-1', 'sensor-w-2']) clients.push(track(await cluster.connect(workers, id, await cluster.enrollDevice(id))));
+    const sessions = await cluster.api<{ items: { clientId: string; broker: string }[] }>('GET', '/v1/sessions');
+    const holders = sessions.body.items.filter((s) => s.clientId.startsWith('sensor-w-')).map((s) => s.broker);
+    expect(holders.sort()).toEqual(['w-1', 'w-2']);
+    for (const client of clients) client.end(true);
+  });
 });

@@ -37,8 +37,8 @@ export interface TestCluster {
   /** A backend service identity (policy `backend`: devices/#). */
   createService(name: string): Promise<ClientCredential>;
   connect(broker: ClusterBroker, clientId: string, credential: ClientCredential, extra?: Partial<IClientOptions>): Promise<MqttClient>;
-  /** Starts another broker process (e.g. to replace one that was killed). */
-  startBroker(id: string): Promise<ClusterBroker>;
+  /** Starts another broker process, with extra `fleetgate broker` flags (e.g. --workers). */
+  startBroker(id: string, extraArgs?: readonly string[]): Promise<ClusterBroker>;
   close(): Promise<void>;
 }
 
@@ -71,8 +71,11 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
     const ca = readFileSync(join(dir.path, 'pki', 'ca.crt'), 'utf8');
     const adminToken = readFileSync(join(dir.path, 'admin.token'), 'utf8').trim();
 
-    const startBroker = async (id: string): Promise<ClusterBroker> => {
-      const started = await startFleetgateProcess(['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--metrics-port', '0', '--provisioning-url', `https://localhost:${apiPort}`], env);
+    const startBroker = async (id: string, extraArgs: readonly string[] = []): Promise<ClusterBroker> => {
+      const started = await startFleetgateProcess(
+        ['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--metrics-port', '0', '--provisioning-url', `https://localhost:${apiPort}`, ...extraArgs],
+        env,
+      );
       processes.push(started);
       const port = (pattern: RegExp) => Number(pattern.exec(started.readyLine)?.[1]);
       return { id, port: port(/mqtt=mqtts:\/\/[^ ]+:(\d+)/), metricsPort: port(/metrics=http:\/\/[^ ]+:(\d+)/), process: started };
@@ -116,8 +119,8 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
       },
       // Generous: these brokers share two cores with the whole test suite.
       connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, { connectTimeout: 15_000, ...extra }),
-      async startBroker(id) {
-        const broker = await startBroker(id);
+      async startBroker(id, extraArgs) {
+        const broker = await startBroker(id, extraArgs);
         brokers.push(broker);
         return broker;
       },
