@@ -9,6 +9,8 @@ export interface GatewayProcess {
   readonly pid: number;
   readonly mqttUrl: string;
   readonly apiUrl: string;
+  /** The last few KiB the gateway wrote to stderr (its warn/error log lines). */
+  stderrTail(): string;
   /** SIGTERM, then the exit code (the gateway closes cleanly, which is also when --cpu-prof writes). */
   stop(): Promise<number | null>;
 }
@@ -18,16 +20,39 @@ export interface GatewayProcess {
  * measured apart from the load generator's. `node bin/fleetgate.js` is the node process itself (no npx
  * wrapper in between), so the pid is the gateway's.
  */
-export async function startGatewayProcess(options: { dataDir: string; env?: Record<string, string>; nodeFlags?: string[] }): Promise<GatewayProcess> {
-  const child = spawn(
+export async function startGatewayProcess(options: {
+  dataDir: string;
+  env?: Record<string, string>;
+  nodeFlags?: string[];
+  /** Fixed ports, so a restarted gateway comes back where its devices reconnect; default 0 (free ports). */
+  mqttPort?: number;
+  apiPort?: number;
+  /** argv run in front of node, e.g. `taskset -c 0` (see launchPrefix in broker-under-test.ts); same pid. */
+  launchPrefix?: readonly string[];
+}): Promise<GatewayProcess> {
+  const argv = [
+    ...(options.launchPrefix ?? []),
     process.execPath,
-    [...(options.nodeFlags ?? []), bin, 'serve', '--data-dir', options.dataDir, '--host', '127.0.0.1', '--mqtt-port', '0', '--api-port', '0', '--hostname', 'localhost'],
-    { env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+    ...(options.nodeFlags ?? []),
+    bin,
+    'serve',
+    '--data-dir',
+    options.dataDir,
+    '--host',
+    '127.0.0.1',
+    '--mqtt-port',
+    String(options.mqttPort ?? 0),
+    '--api-port',
+    String(options.apiPort ?? 0),
+    '--hostname',
+    'localhost',
+  ];
+  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  // Bounded: a flood benchmark can make the gateway log a warning per refused packet.
+  child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-16_000)));
   const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fleetgate serve not ready after 60 s\n${stdout}\n${stderr}`)), 60_000);
     const check = () => {
@@ -50,6 +75,7 @@ export async function startGatewayProcess(options: { dataDir: string; env?: Reco
     pid: child.pid,
     mqttUrl: ready[1] ?? '',
     apiUrl: ready[2] ?? '',
+    stderrTail: () => stderr.slice(-4000),
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       child.kill('SIGTERM');

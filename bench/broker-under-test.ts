@@ -1,0 +1,71 @@
+import { readFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
+
+/**
+ * What every scenario of the side-by-side suite needs from a broker, whichever it is: where devices connect,
+ * the pid whose CPU and RSS are the broker's, and a restart on the same port (the reconnect storm).
+ */
+export interface BrokerUnderTest {
+  readonly name: 'fleetgate' | 'mosquitto';
+  readonly host: string;
+  readonly port: number;
+  /** The process whose RSS and CPU count as the broker's (for a cluster: the first broker). */
+  readonly pid: number;
+  /** Every process that makes up the broker side (RSS is summed over them). */
+  pids(): readonly number[];
+  /** SIGTERM, then start again on the same port; resolves when it accepts connections again. */
+  restart(): Promise<{ downMs: number }>;
+  stop(): Promise<void>;
+}
+
+export interface Pinning {
+  /** CPU list for `taskset -c`, e.g. "0"; undefined = no pinning. */
+  readonly cpus?: string;
+  /** Raised in the child with `ulimit -n` before exec (root may raise the hard limit too). */
+  readonly openFiles?: number;
+}
+
+/**
+ * argv prefix that pins a child to CPUs and raises its file limit, then execs the real command with the same
+ * pid: `taskset -c 0 bash -c 'ulimit -n N; exec "$0" "$@"' node …`. The arguments reach the command
+ * untouched (no shell quoting of our own).
+ */
+export function launchPrefix(pinning: Pinning): string[] {
+  const prefix: string[] = [];
+  if (pinning.cpus !== undefined) prefix.push('taskset', '-c', pinning.cpus);
+  if (pinning.openFiles !== undefined) prefix.push('bash', '-c', `ulimit -n ${pinning.openFiles} 2>/dev/null || ulimit -n $(ulimit -Hn); exec "$0" "$@"`);
+  return prefix;
+}
+
+/** A port that was free a moment ago (Mosquitto 2.0 reads `listener 0` as a unix socket path, not "any port"). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Polls until something accepts TCP connections on host:port. */
+export async function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host, port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Resident set size of a process in KiB (VmRSS from /proc, Linux). */
+export function rssKib(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? NaN);
+}

@@ -1,0 +1,362 @@
+import { type BackoffPolicy } from '../device-sim/index.ts';
+import { formatCpuRange, loaderSaturated, type Metric, metric } from './bench-report.ts';
+import { type BrokerUnderTest, rssKib } from './broker-under-test.ts';
+import type { BenchCredentials } from './device-credentials.ts';
+import { measureEnrollment } from './enroll.ts';
+import type { FleetgateUnderTest } from './fleetgate-launcher.ts';
+import type { LoadWorker } from './load-worker-pool.ts';
+import type { ConnectRateResult, IdleFleet, LatencyResult, Target, ThroughputResult } from './mqtt-load.ts';
+import { measurePolicyCheckNs } from './policy-check.ts';
+import { cpuBetween, type CpuSample, sampleCpu } from './process-cpu.ts';
+import { measureRevocation } from './revoke.ts';
+
+/** Sizes of one suite run (`--quick` or full); see bench/run.ts. */
+export interface SuiteSettings {
+  readonly reps: number;
+  /** Repetitions of the slow scenarios (idle fleet + reconnect storm). */
+  readonly slowReps: number;
+  readonly concurrency: number;
+  /** Distinct devices the connect scenarios cycle through, and connections per measurement. */
+  readonly connectDevices: number;
+  readonly connectCount: number;
+  readonly publishers: number;
+  readonly throughputMs: number;
+  readonly payloadBytes: number;
+  /** Unacknowledged QoS 1 PUBLISHes per publisher. */
+  readonly qos1Inflight: number;
+  readonly latencyRatePerSecond: number;
+  readonly latencyMs: number;
+  readonly idleConnections: number;
+  readonly stormBackoff: BackoffPolicy;
+  readonly stormTimeoutMs: number;
+  readonly enrollDevices: number;
+  readonly enrollWarmup: number;
+  readonly revokeDevices: number;
+  readonly policyIterations: number;
+}
+
+export interface SuiteContext {
+  readonly fleetgate: FleetgateUnderTest;
+  readonly mosquitto: BrokerUnderTest;
+  /** Load workers; the first runs every scenario but the idle fleet, which is spread over all of them. */
+  readonly workers: readonly LoadWorker[];
+  readonly credentials: BenchCredentials;
+  readonly settings: SuiteSettings;
+  progress(line: string): void;
+}
+
+interface Observation {
+  readonly value: number | null;
+  /** Load generator CPU, in cores (1 = one core saturated), over the measured window. */
+  readonly loaderCores: number | null;
+  /** Broker CPU, in cores, over the same window (all its threads). */
+  readonly brokerCores?: number;
+  readonly detail?: Record<string, unknown>;
+}
+
+type Runs = { fleetgate: Observation[]; mosquitto: Observation[] };
+
+const targetOf = (broker: BrokerUnderTest, ca: string): Target => ({ host: broker.host, port: broker.port, ca });
+const r2 = (value: number) => Math.round(value * 100) / 100;
+
+/** Repeats `run` per broker, alternating which goes first, so drift on a shared machine hits both alike. */
+async function alternate(context: SuiteContext, name: string, reps: number, run: (broker: BrokerUnderTest) => Promise<Observation>, format: (o: Observation) => string): Promise<Runs> {
+  const runs: Runs = { fleetgate: [], mosquitto: [] };
+  for (let rep = 0; rep < reps; rep++) {
+    const order: BrokerUnderTest[] = rep % 2 === 0 ? [context.fleetgate, context.mosquitto] : [context.mosquitto, context.fleetgate];
+    for (const broker of order) {
+      if (!isAlive(broker.pid)) {
+        // It died after its previous run (e.g. while working off a backlog): start a fresh one.
+        context.progress(`${name}: ${broker.name} is not running (it died after its last run; see its stderr above); restarting it`);
+        const previous = runs[broker.name].pop();
+        if (previous !== undefined) runs[broker.name].push({ ...previous, detail: { ...previous.detail, brokerDiedAfter: true } });
+        await restartWarm(context, broker);
+      }
+      const pid = broker.pid;
+      const before = cpuSampleOf(pid);
+      let observation: Observation;
+      try {
+        observation = await run(broker);
+      } catch (error) {
+        observation = { value: null, loaderCores: null, detail: { error: error instanceof Error ? error.message : String(error) } };
+      }
+      if (!isAlive(pid) && broker.pid === pid) {
+        // The broker died under load (its stderr was printed): a null run, and a fresh broker for the next one.
+        observation = { ...observation, value: null, detail: { ...observation.detail, brokerDied: true } };
+        context.progress(`${name}: ${broker.name} died during the run; restarting it`);
+        await restartWarm(context, broker);
+      }
+      // The next run must not inherit this one's backlog (a QoS 0 flood leaves plenty in socket buffers).
+      await waitForQuiet(broker, 5000);
+      const after = cpuSampleOf(pid);
+      // Unknown when the broker died before the second look.
+      const brokerCores = observation.brokerCores ?? (before && after ? cpuBetween(before, after).cores : undefined);
+      const complete: Observation = { ...observation, ...(brokerCores === undefined ? {} : { brokerCores }) };
+      runs[broker.name].push(complete);
+      const loader = observation.loaderCores === null ? '' : `, loader ${Math.round(observation.loaderCores * 100)}% CPU${loaderSaturated(observation.loaderCores, 1) ? ' (saturated: lower bound)' : ''}`;
+      context.progress(`${name} rep ${rep + 1}/${reps} ${broker.name.padEnd(9)} ${format(complete)} (broker ${brokerCores === undefined ? '?' : brokerCores.toFixed(2)} cores${loader})`);
+    }
+  }
+  return runs;
+}
+
+/** Metric detail: per-run figures, loader CPU and whether the loader was the limit. */
+function summarize(name: string, unit: string, runs: Runs, note?: string): Metric {
+  const saturated = [...runs.fleetgate, ...runs.mosquitto].some((o) => o.loaderCores !== null && loaderSaturated(o.loaderCores, 1));
+  const side = (observations: Observation[]) => ({
+    runs: observations.map((o) => (o.value === null ? null : r2(o.value))),
+    loaderCores: observations.map((o) => (o.loaderCores === null ? null : r2(o.loaderCores))),
+    brokerCores: observations.map((o) => (o.brokerCores === undefined ? null : r2(o.brokerCores))),
+    ...(observations.some((o) => o.detail) ? { detail: observations.map((o) => o.detail ?? null) } : {}),
+  });
+  const notes = [note, saturated ? 'loader >90% CPU in some run: figure is a lower bound' : undefined].filter(Boolean).join('; ');
+  return metric(
+    name,
+    unit,
+    runs.fleetgate.map((o) => o.value),
+    runs.mosquitto.map((o) => o.value),
+    {
+      fleetgate: side(runs.fleetgate),
+      mosquitto: side(runs.mosquitto),
+      loaderCpu: `${formatCpuRange(runs.fleetgate.map((o) => o.loaderCores))} / ${formatCpuRange(runs.mosquitto.map((o) => o.loaderCores))}`,
+      loaderSaturated: saturated,
+      ...(notes ? { note: notes } : {}),
+    },
+  );
+}
+
+/** A restarted broker gets the same warm-up as at the start, so its JIT is not what the next run measures. */
+async function restartWarm(context: SuiteContext, broker: BrokerUnderTest): Promise<void> {
+  await broker.restart();
+  await warmUp(context, broker);
+}
+
+export async function warmUp(context: Pick<SuiteContext, 'workers' | 'credentials'>, broker: BrokerUnderTest): Promise<void> {
+  await (context.workers[0] as LoadWorker).run({ kind: 'connect', target: targetOf(broker, context.credentials.ca), devices: [0, 50], count: 200, concurrency: 20, resume: false });
+}
+
+/** Waits until the broker uses less than a fifth of a core (or has exited), at most `maxMs`. */
+async function waitForQuiet(broker: BrokerUnderTest, maxMs: number): Promise<void> {
+  const deadline = performance.now() + maxMs;
+  while (performance.now() < deadline) {
+    const before = cpuSampleOf(broker.pid);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const after = cpuSampleOf(broker.pid);
+    if (before === undefined || after === undefined || cpuBetween(before, after).cores < 0.2) return;
+  }
+}
+
+/** /proc sample, or undefined once the process has gone (it may die between two looks). */
+function cpuSampleOf(pid: number): CpuSample | undefined {
+  try {
+    return sampleCpu(pid);
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const cores = (cpuSeconds: number, wallMs: number) => cpuSeconds / Math.max(0.001, wallMs / 1000);
+
+export async function connectScenarios(context: SuiteContext): Promise<Metric[]> {
+  const { settings, credentials } = context;
+  const worker = context.workers[0] as LoadWorker;
+  const connect = (resume: boolean) => async (broker: BrokerUnderTest): Promise<Observation> => {
+    const { result } = await worker.run<ConnectRateResult>({
+      kind: 'connect',
+      target: targetOf(broker, credentials.ca),
+      devices: [0, settings.connectDevices],
+      count: settings.connectCount,
+      concurrency: settings.concurrency,
+      resume,
+    });
+    return {
+      value: result.failed > settings.connectCount / 10 ? null : result.perSecond,
+      loaderCores: cores(result.loaderCpuSeconds, result.elapsedMs),
+      detail: { ok: result.ok, failed: result.failed, p50Ms: result.latencyMs.p50, p99Ms: result.latencyMs.p99, ...(resume ? { resumed: result.resumed, reuseRatio: r2(result.resumed / Math.max(1, result.ok)) } : {}), ...(result.failed > 0 ? { errors: result.errors } : {}) },
+    };
+  };
+  const show = (o: Observation) => `${o.value === null ? 'failed' : Math.round(o.value)} conn/s${o.detail?.reuseRatio === undefined ? '' : `, reused ${Math.round(Number(o.detail.reuseRatio) * 100)}%`}`;
+  const full = await alternate(context, 'mtls_connect_full', settings.reps, connect(false), show);
+  const resumed = await alternate(context, 'mtls_connect_resumed', settings.reps, connect(true), show);
+  const reuse = (runs: Observation[]) => runs.map((o) => `${Math.round(Number(o.detail?.reuseRatio ?? 0) * 100)}%`).join(', ');
+  const reuseNote = `TLS 1.3 session tickets saved from a first connection; sessions resumed: fleetgate ${reuse(resumed.fleetgate)}, mosquitto ${reuse(resumed.mosquitto)}`;
+  return [
+    summarize('mtls_connect_full_per_s', 'connections/s', full, `new TLS 1.3 handshake + CONNECT/CONNACK, concurrency ${settings.concurrency}`),
+    summarize('mtls_connect_resumed_per_s', 'connections/s', resumed, reuseNote),
+  ];
+}
+
+export async function throughputScenarios(context: SuiteContext): Promise<Metric[]> {
+  const { settings, credentials } = context;
+  const worker = context.workers[0] as LoadWorker;
+  const metrics: Metric[] = [];
+  // QoS 1 first: a QoS 0 flood leaves a backlog in the broker's sockets that the next scenario would inherit.
+  for (const qos of [1, 0] as const) {
+    const runs = await alternate(
+      context,
+      `qos${qos}_throughput`,
+      settings.reps,
+      async (broker) => {
+        const { result } = await worker.run<ThroughputResult>({
+          kind: 'throughput',
+          target: targetOf(broker, credentials.ca),
+          devices: [0, settings.publishers],
+          qos,
+          durationMs: settings.throughputMs,
+          payloadBytes: settings.payloadBytes,
+          inflight: settings.qos1Inflight,
+        });
+        return { value: result.perSecond, loaderCores: cores(result.loaderCpuSeconds, result.windowMs), detail: { sent: result.sent, delivered: result.delivered, windowMs: Math.round(result.windowMs) } };
+      },
+      (o) => (o.value === null ? `failed: ${JSON.stringify(o.detail)}` : `${Math.round(o.value)} msg/s delivered (${String(o.detail?.delivered)} in the window; ${String(o.detail?.sent)} sent)`),
+    );
+    metrics.push(summarize(`qos${qos}_msgs_per_s`, 'messages/s', runs, `${settings.publishers} publishers → 1 subscriber on devices/+/telemetry, ${settings.payloadBytes}-byte payloads${qos === 1 ? `, ${settings.qos1Inflight} in flight per publisher` : ''}`));
+  }
+  return metrics;
+}
+
+export async function latencyScenario(context: SuiteContext): Promise<Metric[]> {
+  const { settings, credentials } = context;
+  const worker = context.workers[0] as LoadWorker;
+  const runs = await alternate(
+    context,
+    'latency',
+    settings.reps,
+    async (broker) => {
+      const { result } = await worker.run<LatencyResult>({
+        kind: 'latency',
+        target: targetOf(broker, credentials.ca),
+        devices: [0, settings.publishers],
+        qos: 1,
+        ratePerSecond: settings.latencyRatePerSecond,
+        durationMs: settings.latencyMs,
+        payloadBytes: settings.payloadBytes,
+      });
+      return { value: result.latencyMs.p99, loaderCores: cores(result.loaderCpuSeconds, result.windowMs), detail: { p50: result.latencyMs.p50, p99: result.latencyMs.p99, max: result.latencyMs.max, sent: result.sent, delivered: result.delivered } };
+    },
+    (o) => `p50 ${String(o.detail?.p50)} ms, p99 ${String(o.detail?.p99)} ms (${String(o.detail?.delivered)}/${String(o.detail?.sent)})`,
+  );
+  const p50: Runs = { fleetgate: runs.fleetgate.map((o) => ({ ...o, value: Number(o.detail?.p50) })), mosquitto: runs.mosquitto.map((o) => ({ ...o, value: Number(o.detail?.p50) })) };
+  const note = `QoS 1 at ${settings.latencyRatePerSecond} msg/s for ${settings.latencyMs / 1000} s, ${settings.publishers} publishers → 1 wildcard subscriber`;
+  return [summarize('latency_p50_ms', 'ms', p50, note), summarize('latency_p99_ms', 'ms', runs, note)];
+}
+
+/**
+ * N idle mTLS devices (RSS per connection), then the broker restarted under them: every device reconnects on
+ * its own with the same full-jitter backoff; the storm lasts from "broker accepts connections again" to the
+ * last device back.
+ */
+export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[]> {
+  const { settings, credentials, workers } = context;
+  const storm: Runs = { fleetgate: [], mosquitto: [] };
+  const failedRuns: Runs = { fleetgate: [], mosquitto: [] };
+  const rss = await alternate(
+    context,
+    'idle_fleet',
+    settings.slowReps,
+    async (broker) => {
+      const per = Math.ceil(settings.idleConnections / workers.length);
+      const target = targetOf(broker, credentials.ca);
+      // A fresh process for the baseline: memory freed by earlier runs stays in RSS (malloc arenas, V8 heap).
+      await restartWarm(context, broker);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const rssBefore = broker.pids().reduce((sum, pid) => sum + rssKib(pid), 0);
+      const cpuBefore = cpuSampleOf(broker.pid);
+      const held = await Promise.all(
+        workers.map((worker, k) =>
+          worker.run<{ connected: number; failed: number }>({ kind: 'hold', target, devices: [k * per, Math.min(settings.idleConnections, (k + 1) * per)], concurrency: Math.max(1, Math.floor(settings.concurrency / workers.length)) }),
+        ),
+      );
+      const connected = held.reduce((sum, h) => sum + h.result.connected, 0);
+      const connectFailed = held.reduce((sum, h) => sum + h.result.failed, 0);
+      await new Promise((resolve) => setTimeout(resolve, 2000)); // let buffers and lazy allocations settle
+      const rssAfter = broker.pids().reduce((sum, pid) => sum + rssKib(pid), 0);
+      const holdLoaderCores = Math.max(...held.map((h) => h.cpuSeconds / h.wallSeconds));
+      // Sampled before the restart: the restarted broker is another process.
+      const cpuAfter = cpuSampleOf(broker.pid);
+      const holdBrokerCores = cpuBefore && cpuAfter ? cpuBetween(cpuBefore, cpuAfter).cores : undefined;
+      context.progress(`idle_fleet ${broker.name}: ${connected} idle connections (${connectFailed} failed), RSS ${Math.round(rssBefore / 1024)} → ${Math.round(rssAfter / 1024)} MiB; restarting the broker`);
+
+      await Promise.all(workers.map((worker) => worker.run({ kind: 'arm', policy: settings.stormBackoff })));
+      const { downMs } = await broker.restart();
+      const readyAt = Date.now();
+      const settled = await Promise.all(
+        workers.map((worker) => worker.run<Awaited<ReturnType<IdleFleet['whenSettled']>>>({ kind: 'settle', timeoutMs: settings.stormTimeoutMs })),
+      );
+      await Promise.all(workers.map((worker) => worker.run({ kind: 'release' })));
+      const back = settled.reduce((sum, s) => sum + s.result.back, 0);
+      const failed = settled.reduce((sum, s) => sum + s.result.failed, 0);
+      const lastBackAt = Math.max(...settled.map((s) => s.result.lastBackAt));
+      const refusals: Record<string, number> = {};
+      for (const s of settled) for (const [key, count] of Object.entries(s.result.refusals)) refusals[key] = (refusals[key] ?? 0) + count;
+      const stormSeconds = back > 0 ? (lastBackAt - readyAt) / 1000 : null;
+      const stormLoaderCores = Math.max(...settled.map((s) => s.cpuSeconds / s.wallSeconds));
+      storm[broker.name].push({ value: stormSeconds, loaderCores: stormLoaderCores, detail: { devices: connected, back, failed, restartMs: Math.round(downMs), refusedAttempts: refusals } });
+      failedRuns[broker.name].push({ value: failed, loaderCores: null });
+      context.progress(`reconnect_storm ${broker.name}: ${back}/${connected} back ${stormSeconds ?? '-'} s after the restart (restart took ${Math.round(downMs)} ms), ${failed} failed; retried attempts ${JSON.stringify(refusals)}`);
+      return {
+        value: connected > 0 ? (rssAfter - rssBefore) / connected : null,
+        // The loader's pace does not bound a memory figure: its CPU is kept in the detail only.
+        loaderCores: null,
+        ...(holdBrokerCores === undefined ? {} : { brokerCores: holdBrokerCores }),
+        detail: { connections: connected, connectFailed, rssBeforeKib: rssBefore, rssAfterKib: rssAfter, loaderCoresWhileConnecting: r2(holdLoaderCores) },
+      };
+    },
+    (o) => `${o.value === null ? '-' : o.value.toFixed(1)} KiB per idle connection`,
+  );
+  const policy = settings.stormBackoff;
+  return [
+    summarize('rss_per_idle_conn_kib', 'KiB', rss, `(RSS with ${settings.idleConnections} idle mTLS connections − RSS before) / connections`),
+    summarize('reconnect_storm_s', 's', storm, `${settings.idleConnections} devices, SIGTERM + restart, full-jitter backoff base ${policy.baseMs} ms cap ${policy.capMs} ms; from broker ready to last CONNACK`),
+    summarize('reconnect_storm_failed_devices', 'devices', failedRuns, `devices not back after ${policy.maxAttempts} attempts or ${settings.stormTimeoutMs / 1000} s`),
+  ];
+}
+
+/** fleetgate only: enrollment over MQTT (bench/enroll.ts) and revocation → disconnect (bench/revoke.ts). */
+export async function fleetgateOnlyScenarios(context: SuiteContext): Promise<Metric[]> {
+  const { settings, credentials, fleetgate } = context;
+  const enroll: number[] = [];
+  const enrollDetail: unknown[] = [];
+  const revoke: number[] = [];
+  const revokeDetail: unknown[] = [];
+  for (let rep = 0; rep < settings.slowReps; rep++) {
+    const { phases } = await measureEnrollment({
+      gateway: { mqttUrl: fleetgate.mqttUrl, apiUrl: fleetgate.apiUrl, pid: fleetgate.pid },
+      ca: credentials.ca,
+      token: credentials.token,
+      devices: settings.enrollDevices,
+      concurrency: settings.concurrency,
+      warmup: settings.enrollWarmup,
+      phases: ['enroll'],
+      prefix: `suite${rep}-`,
+      log: () => {},
+    });
+    const phase = phases[0];
+    if (phase !== undefined) {
+      enroll.push(phase.perSecond);
+      enrollDetail.push({ ok: phase.ok, failed: phase.failed, p50Ms: phase.latencyMs.p50, p99Ms: phase.latencyMs.p99, gatewayCores: phase.gateway.cores, loaderCores: phase.loadGenerator.cores });
+      context.progress(`enroll rep ${rep + 1}/${settings.slowReps} fleetgate  ${phase.perSecond} enrollments/s (${phase.ok} ok, ${phase.failed} failed, gateway ${phase.gateway.cores} cores, loader ${phase.loadGenerator.cores} cores)`);
+    }
+    const revocation = await measureRevocation({ apiUrl: fleetgate.apiUrl, mqttUrl: fleetgate.mqttUrl, ca: credentials.ca, token: credentials.token, devices: settings.revokeDevices, prefix: `rv${rep}-`, log: () => {} });
+    revoke.push(revocation.endToEndMs.p99);
+    revokeDetail.push(revocation);
+    context.progress(`revoke rep ${rep + 1}/${settings.slowReps} fleetgate  p50 ${revocation.endToEndMs.p50} ms, p99 ${revocation.endToEndMs.p99} ms (${revocation.devices} devices, reconnects refused ${revocation.refusedReconnects})`);
+  }
+  const policyRuns: number[] = [];
+  for (let rep = 0; rep < Math.max(3, settings.reps); rep++) policyRuns.push(measurePolicyCheckNs(settings.policyIterations).nsPerCheck);
+  context.progress(`policy_check fleetgate  ${policyRuns.map((ns) => ns.toFixed(0)).join(' / ')} ns per check`);
+  return [
+    metric('enroll_per_s', 'enrollments/s', enroll, null, { runs: enrollDetail, note: `claim session + CSR over MQTT until accepted, ${settings.enrollDevices} devices, concurrency ${settings.concurrency} (bench/enroll.ts)` }),
+    metric('revoke_to_disconnect_p99_ms', 'ms', revoke, null, { runs: revokeDetail, note: `POST /v1/devices/{id}/revoke → client sees close, ${settings.revokeDevices} devices revoked one at a time (bench/revoke.ts)` }),
+    metric('policy_check_ns', 'ns', policyRuns, null, { runs: policyRuns.map((ns) => r2(ns)), note: 'decideInScope: device publish + backend receive, in process (core/policy.ts)' }),
+  ];
+}
