@@ -24,6 +24,7 @@ import {
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
+import { preventEmitterRecursion } from './emitter-trampoline.ts';
 import { createFlowControl, type FlowControl } from './flow-control.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
 import { admitSession, recheckSession, type SessionContext } from './session-admission.ts';
@@ -207,6 +208,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       return null;
     },
   });
+
+  preventEmitterRecursion((aedes as unknown as { mq: unknown }).mq);
 
   aedes.on('client', (client) => {
     const session = sessions.get(client);
