@@ -59,6 +59,8 @@ async function startServe(launch: FleetgateLaunch): Promise<FleetgateUnderTest> 
       mqttPort,
       apiPort,
       launchPrefix: launchPrefix(launch.pinning),
+      // FLEETGATE_BENCH_CPU_PROFILE=DIR writes a V8 CPU profile of the gateway there (bench/profile-summary.ts reads it).
+      ...(process.env.FLEETGATE_BENCH_CPU_PROFILE ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEETGATE_BENCH_CPU_PROFILE}`] } : {}),
       env: {
         // The per-claim and API limiters protect against a leaked credential; they are not what is measured.
         FLEETGATE_ENROLL_RATE_PER_CLAIM: '1000000',

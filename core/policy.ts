@@ -119,6 +119,9 @@ export interface CompiledPolicy {
 
 const noMatch: Decision = Object.freeze({ effect: 'no-match' });
 
+/** Decisions remembered per compiled policy and action. */
+const decisionCacheSize = 1024;
+
 export function compilePolicy(document: PolicyDocument, subject: PolicySubject): CompiledPolicy {
   const rules: Record<PolicyAction, { deny: CompiledRule[]; allow: CompiledRule[] }> = {
     publish: { deny: [], allow: [] },
@@ -135,20 +138,34 @@ export function compilePolicy(document: PolicyDocument, subject: PolicySubject):
     }
   });
 
+  const evaluate = (action: PolicyAction, topic: string): Decision => {
+    const { deny, allow } = rules[action];
+    // Deny wins. For a filter, a deny rule applies if it could match any topic the filter matches;
+    // an allow rule applies only if it matches every one of them. For a topic name both reduce to matching.
+    for (const rule of deny) if (filtersIntersect(rule.pattern, topic)) return toDecision(rule);
+    for (const rule of allow) if (filterCovers(rule.pattern, topic)) return toDecision(rule);
+    return noMatch;
+  };
+  // The broker asks on every publish and every delivery, mostly about the same few topics: remember the
+  // answers (a compiled policy never changes; a changed policy is compiled anew). Bounded: a session that
+  // touches ever new topics only ever holds the last `decisionCacheSize` of them per action.
+  const cache: Record<PolicyAction, Map<string, Decision>> = { publish: new Map(), subscribe: new Map(), receive: new Map() };
   return {
     decide(action, topic) {
-      const { deny, allow } = rules[action];
-      // Deny wins. For a filter, a deny rule applies if it could match any topic the filter matches;
-      // an allow rule applies only if it matches every one of them. For a topic name both reduce to matching.
-      for (const rule of deny) if (filtersIntersect(rule.pattern, topic)) return toDecision(rule);
-      for (const rule of allow) if (filterCovers(rule.pattern, topic)) return toDecision(rule);
-      return noMatch;
+      const remembered = cache[action].get(topic);
+      if (remembered !== undefined) return remembered;
+      const decision = evaluate(action, topic);
+      const entries = cache[action];
+      if (entries.size >= decisionCacheSize) entries.delete(entries.keys().next().value as string);
+      entries.set(topic, decision);
+      return decision;
     },
   };
 }
 
 function toDecision(rule: CompiledRule): Decision {
-  return { effect: rule.effect, statementIndex: rule.statementIndex, pattern: rule.pattern, ...(rule.sid === undefined ? {} : { sid: rule.sid }) };
+  // Frozen: the same object is handed out again from the cache.
+  return Object.freeze({ effect: rule.effect, statementIndex: rule.statementIndex, pattern: rule.pattern, ...(rule.sid === undefined ? {} : { sid: rule.sid }) });
 }
 
 /** A value that is safe to place inside one topic level. */

@@ -10,7 +10,9 @@ const encoder = new TextEncoder();
 
 function hasValidLength(value: string): boolean {
   // [MQTT-4.7.3-1] at least one character; [MQTT-4.7.3-2] no NUL.
-  return value.length > 0 && !value.includes('\u0000') && encoder.encode(value).length <= maxTopicBytes;
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: only long strings need encoding (this runs per message).
+  const short = value.length * 3 <= maxTopicBytes;
+  return value.length > 0 && !value.includes('\u0000') && (short || encoder.encode(value).length <= maxTopicBytes);
 }
 
 export function isValidTopicName(topic: string): boolean {
