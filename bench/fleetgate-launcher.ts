@@ -1,15 +1,17 @@
 import type { BrokerUnderTest, Pinning } from './broker-under-test.ts';
 import { freePort, launchPrefix } from './broker-under-test.ts';
 import { startGatewayProcess, type GatewayProcess } from './gateway-process.ts';
+import { execFileSync } from 'node:child_process';
 
 /**
  * The fleetgate side of the suite, in one of its deployment shapes:
  *   serve    the all-in-one `fleetgate serve` (registry, CA, API and broker in one process)
- *   cluster  `fleetgate provisioning` + 2× `fleetgate broker` on Redis behind a TCP round-robin balancer in
- *            bench/ — not built yet: add a `case 'cluster'` that returns the same FleetgateUnderTest
- *            (port = the balancer's, pids = every broker process, restart = restart the brokers).
+ *   cluster  `fleetgate provisioning` + `fleetgate broker --workers 2` on the local Redis (database 9,
+ *            flushed first) and the data directory's SQLite file: two broker processes sharing one port
+ *            (node:cluster), i.e. both cores, the shape a one-machine deployment would use to scale.
+ *   cluster-1  the same with `--workers 1`: one broker node on Redis, to see what the second one adds.
  */
-export const fleetgateModes = ['serve', 'cluster'] as const;
+export const fleetgateModes = ['serve', 'cluster', 'cluster-1'] as const;
 export type FleetgateMode = (typeof fleetgateModes)[number];
 
 export interface FleetgateUnderTest extends BrokerUnderTest {
@@ -30,12 +32,14 @@ export interface FleetgateLaunch {
 
 export class FleetgateModeUnavailable extends Error {}
 
-/** Throws FleetgateModeUnavailable for a mode that cannot be launched yet, before any set-up work. */
+/** Throws FleetgateModeUnavailable for a mode that cannot be launched here, before any set-up work. */
 export function assertModeAvailable(mode: FleetgateMode): void {
-  if (mode === 'cluster') {
-    throw new FleetgateModeUnavailable(
-      '--mode cluster is not available yet: it needs `fleetgate provisioning` + 2× `fleetgate broker` on Redis behind the bench/ TCP load balancer (issue 7). Use --mode serve.',
-    );
+  if (mode === 'cluster' || mode === 'cluster-1') {
+    try {
+      execFileSync('redis-cli', ['-n', String(benchRedisDb), 'ping'], { stdio: 'ignore' });
+    } catch {
+      throw new FleetgateModeUnavailable('--mode cluster needs Redis on 127.0.0.1:6379 (redis-cli ping failed). Use --mode serve.');
+    }
   }
 }
 
@@ -45,8 +49,70 @@ export async function startFleetgate(launch: FleetgateLaunch): Promise<Fleetgate
     case 'serve':
       return startServe(launch);
     case 'cluster':
-      throw new FleetgateModeUnavailable('unreachable: assertModeAvailable refuses cluster');
+      return startCluster(launch, 2);
+    case 'cluster-1':
+      return startCluster(launch, 1);
   }
+}
+
+const benchRedisDb = 9;
+/** The same relaxed limits for every shape (see startServe). */
+const benchEnv = {
+  FLEETGATE_ENROLL_RATE_PER_CLAIM: '1000000',
+  FLEETGATE_API_RATE_LIMIT_PER_MINUTE: '1000000',
+  FLEETGATE_PUBLISH_RATE: '1000000',
+  FLEETGATE_PUBLISH_BYTES_RATE: '1000000000',
+  FLEETGATE_LOG_LEVEL: 'warn',
+};
+
+async function startCluster(launch: FleetgateLaunch, workers: number): Promise<FleetgateUnderTest> {
+  execFileSync('redis-cli', ['-n', String(benchRedisDb), 'flushdb'], { stdio: 'ignore' });
+  const mqttPort = await freePort();
+  const apiPort = await freePort();
+  const env = { ...benchEnv, FLEETGATE_REDIS_URL: `redis://127.0.0.1:6379/${benchRedisDb}`, FLEETGATE_CLUSTER_NAME: `bench-${process.pid}`, ...launch.env };
+  const common = ['--data-dir', launch.dataDir, '--host', '127.0.0.1', '--hostname', 'localhost'];
+  // Provisioning is not what is measured: it runs unpinned.
+  const provisioning = await startGatewayProcess({ dataDir: launch.dataDir, env, command: ['provisioning', ...common, '--api-port', String(apiPort)] });
+  const startBrokers = () =>
+    startGatewayProcess({
+      dataDir: launch.dataDir,
+      env: { ...env, FLEETGATE_PROVISIONING_URL: `https://localhost:${apiPort}` },
+      // Both cores: that is the point of this shape (the load generator shares them).
+      launchPrefix: launchPrefix({ ...launch.pinning, ...(launch.pinning.cpus !== undefined && workers > 1 ? { cpus: '0,1' } : {}) }),
+      ...(process.env.FLEETGATE_BENCH_CPU_PROFILE ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEETGATE_BENCH_CPU_PROFILE}`] } : {}),
+      command: ['broker', ...common, '--mqtt-port', String(mqttPort), '--broker-id', 'bench', '--workers', String(workers)],
+    });
+  let brokers: GatewayProcess = await startBrokers();
+  const workersOf = (pid: number) => {
+    try {
+      return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  return {
+    name: 'fleetgate',
+    mode: workers > 1 ? 'cluster' : 'cluster-1',
+    host: '127.0.0.1',
+    port: mqttPort,
+    // The first worker stands for "the broker" where one pid is asked for; pids() has them all.
+    get pid() {
+      return workersOf(brokers.pid)[0] ?? brokers.pid;
+    },
+    pids: () => [brokers.pid, ...workersOf(brokers.pid), provisioning.pid],
+    apiUrl: `https://127.0.0.1:${apiPort}`,
+    mqttUrl: `mqtts://127.0.0.1:${mqttPort}`,
+    async restart() {
+      const started = performance.now();
+      await brokers.stop();
+      brokers = await startBrokers();
+      return { downMs: performance.now() - started };
+    },
+    async stop() {
+      await brokers.stop();
+      await provisioning.stop();
+    },
+  };
 }
 
 async function startServe(launch: FleetgateLaunch): Promise<FleetgateUnderTest> {

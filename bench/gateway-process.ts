@@ -29,12 +29,10 @@ export async function startGatewayProcess(options: {
   apiPort?: number;
   /** argv run in front of node, e.g. `taskset -c 0` (see launchPrefix in broker-under-test.ts); same pid. */
   launchPrefix?: readonly string[];
+  /** Another fleetgate command line (`provisioning …`, `broker …`) instead of `serve` on the given ports. */
+  command?: readonly string[];
 }): Promise<GatewayProcess> {
-  const argv = [
-    ...(options.launchPrefix ?? []),
-    process.execPath,
-    ...(options.nodeFlags ?? []),
-    bin,
+  const command = options.command ?? [
     'serve',
     '--data-dir',
     options.dataDir,
@@ -47,16 +45,17 @@ export async function startGatewayProcess(options: {
     '--hostname',
     'localhost',
   ];
+  const argv = [...(options.launchPrefix ?? []), process.execPath, ...(options.nodeFlags ?? []), bin, ...command];
   const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   // Bounded: a flood benchmark can make the gateway log a warning per refused packet.
   child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-16_000)));
-  const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
+  const ready = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`fleetgate serve not ready after 60 s\n${stdout}\n${stderr}`)), 60_000);
     const check = () => {
-      const match = /fleetgate ready mqtt=(\S+) api=(\S+)/.exec(stdout);
+      const match = /fleetgate ready .*/.exec(stdout)?.[0];
       if (match) {
         clearTimeout(timer);
         child.stdout?.off('data', check);
@@ -73,8 +72,8 @@ export async function startGatewayProcess(options: {
   return {
     child,
     pid: child.pid,
-    mqttUrl: ready[1] ?? '',
-    apiUrl: ready[2] ?? '',
+    mqttUrl: /mqtt=(\S+)/.exec(ready)?.[1] ?? '',
+    apiUrl: /api=(\S+)/.exec(ready)?.[1] ?? '',
     stderrTail: () => stderr.slice(-4000),
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
