@@ -12,6 +12,7 @@ import { createCsr, generateKeyPair, privateKeyToPem, systemClock } from '../cor
 import { registerDevice } from '../provisioning/index.ts';
 import { registerService } from '../provisioning/register-service.ts';
 import { startGatewayProcess } from './gateway-process.ts';
+import { createFrameReader, decodePublish, encodeConnect, encodePublish, encodeSubscribe } from './mqtt-wire.ts';
 
 /**
  * "Flood: one abusive device vs the fleet" (bench/RESULTS.md). The same scenario against fleetgate and a
@@ -82,56 +83,17 @@ function counterValue(metricsText: string, name: string): number {
   return total;
 }
 
-// ---- MQTT 3.1.1 frames, by hand --------------------------------------------------------------------------
-function frame(firstByte: number, body: Buffer): Buffer {
-  const length: number[] = [];
-  let value = body.length;
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    length.push(byte);
-  } while (value > 0);
-  return Buffer.concat([Buffer.from([firstByte, ...length]), body]);
-}
-const utf8 = (text: string) => Buffer.concat([Buffer.from([Buffer.byteLength(text) >> 8, Buffer.byteLength(text) & 0xff]), Buffer.from(text)]);
-const connectFrame = (clientId: string) => frame(0x10, Buffer.concat([utf8('MQTT'), Buffer.from([4, 0x02, 0, 60]), utf8(clientId)]));
-const subscribeFrame = (filter: string) => frame(0x82, Buffer.concat([Buffer.from([0, 1]), utf8(filter), Buffer.from([0])]));
-const publishFrame = (topic: string, payload: Buffer) => frame(0x30, Buffer.concat([utf8(topic), payload]));
-
 /** Calls back with (topic, payload) for each PUBLISH in a byte stream; other packets are skipped. */
 function publishReader(onPublish: (topic: string, payload: Buffer) => void): (chunk: Buffer) => void {
-  let pending: Buffer = Buffer.alloc(0);
-  return (chunk) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    let offset = 0;
-    for (;;) {
-      let length = 0;
-      let multiplier = 1;
-      let index = offset + 1;
-      let complete = false;
-      while (index < pending.length && index < offset + 5) {
-        const byte = pending[index++]!;
-        length += (byte & 0x7f) * multiplier;
-        multiplier *= 128;
-        if ((byte & 0x80) === 0) {
-          complete = true;
-          break;
-        }
-      }
-      if (!complete || pending.length < index + length) break;
-      const type = pending[offset]! >> 4;
-      if (type === 3) {
-        const qos = (pending[offset]! >> 1) & 3;
-        const topicLength = pending.readUInt16BE(index);
-        const topic = pending.toString('utf8', index + 2, index + 2 + topicLength);
-        onPublish(topic, pending.subarray(index + 2 + topicLength + (qos > 0 ? 2 : 0), index + length));
-      }
-      offset = index + length;
-    }
-    pending = pending.subarray(offset);
-  };
+  return createFrameReader((frame) => {
+    if (frame.type !== 3) return;
+    const { topic, payload } = decodePublish(frame);
+    onPublish(topic, payload);
+  });
 }
+const connectFrame = (clientId: string) => encodeConnect(clientId, 60);
+const subscribeFrame = (filter: string) => encodeSubscribe(1, filter, 0);
+const publishFrame = (topic: string, payload: Buffer) => encodePublish(topic, payload);
 
 /** Resolves on 'drain', 'close' or after a second, whichever comes first, and leaves no listener behind. */
 function drainedOrClosed(socket: TLSSocket): Promise<void> {

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../helpers/until.ts';
 import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
 import { closed, type ClientCredential } from '../helpers/test-gateway.ts';
 
@@ -22,14 +23,6 @@ afterAll(async () => {
   for (const client of open) client.end(true);
   await cluster?.close();
 });
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /** The CONNACK return code a fresh connection gets (0 = admitted). */
 async function connackCode(broker: ClusterBroker, clientId: string, credential: ClientCredential): Promise<number> {

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { until } from '../helpers/until.ts';
 import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
 import { closed, nextMessage, type ClientCredential } from '../helpers/test-gateway.ts';
 
@@ -36,14 +37,6 @@ function collect(client: MqttClient): string[] {
   const seen: string[] = [];
   client.on('message', (_topic, payload) => seen.push(payload.toString()));
   return seen;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 describe('a cluster of two brokers', () => {

@@ -7,6 +7,7 @@ import { registerDevice } from '../../provisioning/index.ts';
 import { registerService } from '../../provisioning/register-service.ts';
 import { openDataDir } from '../../cli/data-dir.ts';
 import { issueClaimCertificate, type ClientCredential } from './test-gateway.ts';
+import { encodeConnect, encodeSubscribe } from '../../bench/mqtt-wire.ts';
 
 /**
  * Identities for load tests against a gateway in a child process: created in-process on the data directory
@@ -71,22 +72,6 @@ export function connectDevice(port: number, ca: string, clientId: string, creden
   return mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, mqttOptions(port, ca, clientId, credential), false);
 }
 
-function frame(firstByte: number, body: Buffer): Buffer {
-  const length: number[] = [];
-  let value = body.length;
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    length.push(byte);
-  } while (value > 0);
-  return Buffer.concat([Buffer.from([firstByte, ...length]), body]);
-}
-const utf8 = (text: string) => {
-  const body = Buffer.from(text);
-  return Buffer.concat([Buffer.from([body.length >> 8, body.length & 0xff]), body]);
-};
-
 /**
  * A subscriber that stops reading: CONNECT + SUBSCRIBE on a raw TLS socket, then the socket is paused, so
  * everything the gateway sends it piles up in the gateway (the worst case for outbound queues).
@@ -95,8 +80,8 @@ export async function stalledSubscriber(port: number, ca: string, clientId: stri
   const socket = tlsConnect({ host: '127.0.0.1', port, ca, key: credential.key, cert: credential.cert, servername: 'localhost' });
   socket.on('error', () => {});
   await once(socket, 'secureConnect');
-  socket.write(frame(0x10, Buffer.concat([utf8('MQTT'), Buffer.from([4, 0x02, 0, 0]), utf8(clientId)])));
-  socket.write(frame(0x82, Buffer.concat([Buffer.from([0, 1]), utf8(filter), Buffer.from([qos])])));
+  socket.write(encodeConnect(clientId, 0));
+  socket.write(encodeSubscribe(1, filter, qos));
   // Wait for CONNACK and SUBACK (4 + 5 bytes) before going quiet.
   let received = 0;
   await new Promise<void>((resolve) => {
