@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { awaitLocalEcho } from './emit-backpressure.ts';
 import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
 
 // Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings (field notes #34).
@@ -41,10 +42,11 @@ export interface BrokerCluster {
 export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
   const { log } = options;
   const errorLogged = new Set<string>();
-  const open = (name: string) =>
+  const open = (name: string, autoPipelining = false) =>
     openRedisConnection({
       url: options.url,
       name: `fleetgate-${options.brokerId}-${name}`,
+      autoPipelining,
       onError: (error) => {
         // Every reconnect attempt fails the same way while Redis is down: log the first, not a flood.
         if (errorLogged.has(name)) return;
@@ -53,7 +55,8 @@ export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
       },
     });
   const subConn = open('mq-sub');
-  const pubConn = open('mq-pub');
+  // mqemitter-redis pipelines the connections it makes itself; ours must ask for it (one write per turn).
+  const pubConn = open('mq-pub', true);
   const persistenceConn = open('persistence');
   const sessionsConn = open('sessions');
   const watched = [
@@ -68,6 +71,8 @@ export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
   // mqemitter-redis re-emits connection errors on this emitter; an EventEmitter 'error' without a listener
   // would throw and take the broker down, so it is observed (the connections above already log).
   (mq as { state: { on(event: 'error', listener: (error: Error) => void): void } }).state.on('error', () => {});
+  // Without it, ingress outruns this node's own subscriber connection and Redis drops it (see the file).
+  const echo = awaitLocalEcho(mq, options.brokerId);
   const persistence = createRedisPersistence({ conn: persistenceConn });
   const sessions = registerBrokerSessions(sessionsConn, {
     prefix: options.prefix,
@@ -103,6 +108,7 @@ export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
     unavailableReason,
     onRecovered: (handler) => void recoveredHandlers.push(handler),
     async close() {
+      echo.close();
       await sessions.close();
       // aedes closes mq and persistence (and with them their connections) in aedes.close().
       sessionsConn.disconnect();
