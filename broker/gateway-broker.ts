@@ -288,6 +288,9 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       // Verify, but let the handshake finish: refusals are sent as CONNACK so devices can see them.
       rejectUnauthorized: false,
       handshakeTimeout: config.connectTimeoutMs,
+      // MQTT's small packets (CONNACK after the TLS 1.3 session tickets, PUBACK, SUBACK) must not wait for
+      // the peer's delayed ACK under Nagle's algorithm.
+      noDelay: true,
     },
     (socket) => {
       metrics.tlsHandshake('ok');
