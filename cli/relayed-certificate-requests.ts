@@ -10,10 +10,12 @@ const knownCodes = new Set<string>(errorCodes);
  * same FleetgateError, so the device sees the same `rejected` reply as on the all-in-one gateway.
  */
 export function relayedCertificateRequests(api: ApiClientOptions, log: Logger): CertificateRequestHandler {
+  // One options object for the broker's life: the kept-alive connection pool is keyed by it.
+  const client: ApiClientOptions = { ...api, keepAlive: true };
   const relay = async (body: Record<string, unknown>): Promise<CertificateReply> => {
     let response;
     try {
-      response = await apiRequest<CertificateReply | { code?: string; message?: string }>({ ...api, keepAlive: true }, 'POST', '/v1/relay/certificate-requests', body);
+      response = await apiRequest<CertificateReply | { code?: string; message?: string }>(client, 'POST', '/v1/relay/certificate-requests', body);
     } catch (error) {
       log.error({ err: error, api: api.baseUrl }, 'provisioning API unreachable: enrollment and renewal over MQTT refused');
       throw new FleetgateError('PROVISIONING_UNAVAILABLE', { cause: error, detail: { api: api.baseUrl } });
