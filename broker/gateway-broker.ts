@@ -14,6 +14,7 @@ import {
   type GatewayEvent,
   isFleetgateError,
   type PeerCredential,
+  type SessionIdentity,
   type SessionSummary,
   type GatewayMetrics,
   compilePolicy,
@@ -348,8 +349,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
 
   /**
    * A changed policy applies to open sessions at once: each is recompiled, so the next publish, subscribe
-   * and every delivery (authorizeForward) are judged by the new statements. Subscriptions the new policy
-   * no longer allows stay registered but deliver nothing. A deleted policy closes its sessions (fail closed).
+   * and every delivery (authorizeForward) are judged by the new statements, and subscriptions it no longer
+   * allows are removed. A deleted policy closes its sessions (fail closed).
    */
   async function applyPolicyChange(name: string): Promise<void> {
     const policy = await registry.getPolicy(name);
@@ -360,9 +361,26 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         disconnect(client.id, 'policy deleted');
         continue;
       }
-      sessions.set(client, { ...session, identity: { kind: 'device', id: session.subject.id, policy: compilePolicy(policy.document, session.subject) } });
+      const identity = { kind: 'device' as const, id: session.subject.id, policy: compilePolicy(policy.document, session.subject) };
+      sessions.set(client, { ...session, identity });
+      dropForbiddenSubscriptions(client, identity);
     }
     log.info({ policy: name }, 'policy applied to open sessions');
+  }
+
+  /**
+   * Subscriptions the new policy no longer allows are removed from the session, as if the device had
+   * unsubscribed (no UNSUBACK is sent: it did not ask). A persistent session's stored copy is refused again
+   * when the session is restored, since aedes re-authorizes stored subscriptions at CONNECT.
+   */
+  function dropForbiddenSubscriptions(client: Client, identity: SessionIdentity): void {
+    const filters = Object.keys((client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {});
+    const forbidden = filters.filter((filter) => !decideInScope(identity, 'subscribe', filter).allowed);
+    if (forbidden.length === 0) return;
+    for (const filter of forbidden) refuse(client, 'mqtt.subscribe', 'ACL_SUBSCRIBE_DENIED', { filter: filter.slice(0, 256), reason: 'policy changed' });
+    (client as unknown as { unsubscribe(filters: string[], done: (error?: Error) => void): void }).unsubscribe(forbidden, (error) => {
+      if (error) log.warn({ err: error, clientId: client.id }, 'could not remove subscriptions the new policy forbids');
+    });
   }
 
   function disconnect(clientId: string, reason: string, changedAt?: number): boolean {

@@ -41,6 +41,28 @@ describe('policy changes reach open sessions', () => {
     await client.endAsync();
   });
 
+  it('removes a subscription the new policy no longer allows to subscribe, with an audit entry', async () => {
+    const { registry } = gw.gateway.dataDir;
+    const open = { statements: [{ effect: 'allow' as const, actions: ['publish' as const, 'subscribe' as const, 'receive' as const], topics: ['devices/${device.id}/#'] }] };
+    await registry.putPolicy('shrinking', open, audit);
+    const client = await gw.connect('live-3', await gw.createDevice('live-3', { policy: 'shrinking' }));
+    await client.subscribeAsync('devices/live-3/cmd/#');
+
+    await registry.putPolicy('shrinking', { statements: [...open.statements, { effect: 'deny', actions: ['subscribe'], topics: ['devices/${device.id}/cmd/#'] }] }, audit);
+    await gw.gateway.events.publish({ type: 'policy.changed', policy: 'shrinking' });
+    await gw.waitForAudit({ deviceId: 'live-3', action: 'mqtt.subscribe' }, (e) => e.code === 'ACL_SUBSCRIBE_DENIED' && e.detail?.reason === 'policy changed');
+
+    // Allowed again: the removed subscription does not come back by itself; the device must subscribe anew.
+    await registry.putPolicy('shrinking', open, audit);
+    await gw.gateway.events.publish({ type: 'policy.changed', policy: 'shrinking' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const gone = nextMessage(client, 'devices/live-3/cmd/reboot', 500);
+    await client.publishAsync('devices/live-3/cmd/reboot', 'x', { qos: 1 });
+    expect(await gone).toBeUndefined();
+    expect(client.connected).toBe(true);
+    await client.endAsync();
+  });
+
   it('closes sessions whose policy was removed from the device template chain (fail closed)', async () => {
     const { registry } = gw.gateway.dataDir;
     await registry.putPolicy('narrow', { statements: [{ effect: 'allow', actions: ['publish'], topics: ['devices/${device.id}/up'] }] }, audit);
