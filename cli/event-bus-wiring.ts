@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { createInProcessEventBus, type EventBus } from '../core/index.ts';
-import { createRedisEventBus } from '../registry/index.ts';
+import { createInProcessEventBus, type EventBus, type SessionDirectory } from '../core/index.ts';
+import { createRedisEventBus, openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
 import type { ServeConfig } from './config.ts';
 
 export interface WiredEventBus {
@@ -21,4 +21,14 @@ export async function wireEventBus(config: ServeConfig, log: Logger): Promise<Wi
     onConnectionError: (error) => log.warn({ err: error.message }, 'event bus: Redis unavailable'),
   });
   return { events: bus, subscriber: bus.subscriber };
+}
+
+/**
+ * What `GET /v1/sessions` lists: with Redis, every broker's sessions (each reports its own there);
+ * without it, `local` (the in-process broker of `serve`, or nothing for a lone `provisioning`).
+ */
+export function wireSessionDirectory(config: ServeConfig, local: SessionDirectory): { sessions: SessionDirectory; close(): void } {
+  if (config.redisUrl === undefined) return { sessions: local, close: () => {} };
+  const connection = openRedisConnection({ url: config.redisUrl, name: 'fleetgate-api-sessions' });
+  return { sessions: redisSessionDirectory(connection, { prefix: config.clusterName }), close: () => connection.disconnect() };
 }

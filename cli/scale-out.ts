@@ -3,12 +3,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type GatewayBroker } from '../broker/index.ts';
 import { createPrometheusMetrics, loadBrokerPki } from '../provisioning/index.ts';
-import { openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
 import { systemClock } from '../core/index.ts';
 import { startBrokerNode } from './broker-node.ts';
 import { ConfigError, type ServeConfig } from './config.ts';
 import { openConfiguredRegistry, openDataDir, registryErrorLogger } from './data-dir.ts';
-import { wireEventBus } from './event-bus-wiring.ts';
+import { wireEventBus, wireSessionDirectory } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 import { relayedCertificateRequests } from './relayed-certificate-requests.ts';
 import { startBrokerMetricsServer } from './broker-metrics-server.ts';
@@ -29,16 +28,14 @@ export async function startProvisioningProcess(config: ServeConfig, log: Logger)
   const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events } = await wireEventBus(config, log);
   const provisioning = createProvisioning(config, { dataDir, events, clock, log });
-  const sessionsConnection = config.redisUrl === undefined ? undefined : openRedisConnection({ url: config.redisUrl, name: 'fleetgate-api-sessions' });
-  if (sessionsConnection === undefined) log.warn('FLEETGATE_REDIS_URL is not set: no broker can reach this process, and GET /v1/sessions lists nothing');
-  const api = await provisioning.startApi(
-    sessionsConnection ? redisSessionDirectory(sessionsConnection, { prefix: config.clusterName }) : { list: async () => [] },
-  );
+  if (config.redisUrl === undefined) log.warn('FLEETGATE_REDIS_URL is not set: no broker can reach this process, and GET /v1/sessions lists nothing');
+  const directory = wireSessionDirectory(config, { list: async () => [] });
+  const api = await provisioning.startApi(directory.sessions);
   return {
     readyLine: `api=https://${shownHost(config)}:${api.port}`,
     async close() {
       await api.app.close();
-      sessionsConnection?.disconnect();
+      directory.close();
       await events.close();
       await dataDir.registry.close();
     },

@@ -1,11 +1,10 @@
 import { pino, type Logger } from 'pino';
 import type { GatewayBroker } from '../broker/index.ts';
-import { type EventBus, type SessionDirectory, systemClock } from '../core/index.ts';
-import { openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
+import { type EventBus, systemClock } from '../core/index.ts';
 import { startBrokerNode } from './broker-node.ts';
 import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir, registryErrorLogger } from './data-dir.ts';
-import { wireEventBus } from './event-bus-wiring.ts';
+import { wireEventBus, wireSessionDirectory } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 
 export interface RunningGateway {
@@ -41,11 +40,8 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
     clock,
     log,
   });
-  const sessionsConnection = config.redisUrl === undefined ? undefined : openRedisConnection({ url: config.redisUrl, name: 'fleetgate-api-sessions' });
-  const sessions: SessionDirectory = sessionsConnection
-    ? redisSessionDirectory(sessionsConnection, { prefix: config.clusterName })
-    : { list: async () => broker.sessions() };
-  const api = await provisioning.startApi(sessions);
+  const directory = wireSessionDirectory(config, { list: async () => broker.sessions() });
+  const api = await provisioning.startApi(directory.sessions);
 
   return {
     mqttUrl: `mqtts://${shownHost(config)}:${broker.port}`,
@@ -55,7 +51,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
     events,
     async close() {
       await Promise.allSettled([broker.close(), api.app.close()]);
-      sessionsConnection?.disconnect();
+      directory.close();
       await events.close();
       await dataDir.registry.close();
     },

@@ -132,7 +132,7 @@ describe('losing Redis', () => {
     open.push(resumed);
     resumed.on('message', (_topic, payload) => received.add(payload.toString()));
     await until(() => [...acknowledged].every((message) => received.has(message)), 'every acknowledged message at the backend', 20_000).catch((error: unknown) => {
-      console.log('MISSING', [...acknowledged].filter((m) => !received.has(m)), 'acked', acknowledged.size, 'received', received.size, 'outage acked at', ackedDuringOutage);
+      step(`missing at the backend: ${[...acknowledged].filter((m) => !received.has(m)).join(', ')} (${received.size} of ${acknowledged.size} received)`);
       throw error;
     });
     expect(received.size).toBeGreaterThanOrEqual(acknowledged.size);
