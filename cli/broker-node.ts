@@ -31,6 +31,7 @@ export async function startBrokerNode(config: ServeConfig, deps: BrokerNodeDeps)
           log,
           watch: deps.eventSubscriber ? [{ name: 'events', connection: deps.eventSubscriber }] : [],
         });
+  await cluster?.whenReady();
   const broker = await startGatewayBroker(
     {
       host: config.host,

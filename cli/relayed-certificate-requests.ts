@@ -1,5 +1,6 @@
 import { type CertificateReply, type CertificateRequestHandler, errorCodes, type ErrorCode, FleetgateError } from '../core/index.ts';
 import type { Logger } from 'pino';
+import type { AuditInput } from '../registry/index.ts';
 import { type ApiClientOptions, apiRequest } from './api-client.ts';
 
 const knownCodes = new Set<string>(errorCodes);
@@ -9,10 +10,11 @@ const knownCodes = new Set<string>(errorCodes);
  * to the provisioning API (POST /v1/relay/certificate-requests), and its coded refusal comes back as the
  * same FleetgateError, so the device sees the same `rejected` reply as on the all-in-one gateway.
  */
-export function relayedCertificateRequests(api: ApiClientOptions, log: Logger): CertificateRequestHandler {
+export function relayedCertificateRequests(api: ApiClientOptions, deps: { log: Logger; audit: (entry: AuditInput) => Promise<unknown> }): CertificateRequestHandler {
+  const { log } = deps;
   // One options object for the broker's life: the kept-alive connection pool is keyed by it.
   const client: ApiClientOptions = { ...api, keepAlive: true };
-  const relay = async (body: Record<string, unknown>): Promise<CertificateReply> => {
+  const forward = async (body: Record<string, unknown>): Promise<CertificateReply> => {
     let response;
     try {
       response = await apiRequest<CertificateReply | { code?: string; message?: string }>(client, 'POST', '/v1/relay/certificate-requests', body);
@@ -29,10 +31,33 @@ export function relayedCertificateRequests(api: ApiClientOptions, log: Logger): 
     log.error({ status: response.status, code: refusal.code }, 'provisioning API refused the relay; check FLEETGATE_BROKER_TOKEN (role admin or station)');
     throw new FleetgateError('PROVISIONING_UNAVAILABLE', { detail: { status: response.status, code: refusal.code } });
   };
+  /**
+   * Provisioning audits the refusals it makes; a request that never reached it is audited here, with the
+   * same action and actor it would have used.
+   */
+  const relay = async (body: Record<string, unknown>, context: { actor: string; action: string; deviceId: string }): Promise<CertificateReply> => {
+    try {
+      return await forward(body);
+    } catch (error) {
+      if (error instanceof FleetgateError && error.code === 'PROVISIONING_UNAVAILABLE') {
+        await deps
+          .audit({ ...context, result: 'refused', code: error.code, detail: { transport: 'mqtt', ...error.detail } })
+          .catch((auditError: unknown) => log.error({ err: auditError }, 'audit write failed'));
+      }
+      throw error;
+    }
+  };
   const payload = (body: Uint8Array | unknown) => Buffer.from(body instanceof Uint8Array ? body : new TextEncoder().encode(JSON.stringify(body))).toString('base64');
   return {
     enroll: (input) =>
-      relay({ kind: 'enroll', claimKey: input.claimKey, serial: input.serial, ...(input.boundSerial ? { boundSerial: input.boundSerial } : {}), payload: payload(input.body) }),
-    renew: (input) => relay({ kind: 'renew', certificateSerial: input.certificateSerial, deviceId: input.deviceId, payload: payload(input.body) }),
+      relay(
+        { kind: 'enroll', claimKey: input.claimKey, serial: input.serial, ...(input.boundSerial ? { boundSerial: input.boundSerial } : {}), payload: payload(input.body) },
+        { actor: `claim:${input.boundSerial ?? input.claimKey}`, action: 'device.enroll', deviceId: input.serial ?? input.boundSerial ?? 'unknown' },
+      ),
+    renew: (input) =>
+      relay(
+        { kind: 'renew', certificateSerial: input.certificateSerial, deviceId: input.deviceId, payload: payload(input.body) },
+        { actor: `device:${input.deviceId}`, action: 'device.renew', deviceId: input.deviceId },
+      ),
   };
 }

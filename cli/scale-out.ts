@@ -66,7 +66,7 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
     events,
     eventSubscriber: subscriber,
     pki,
-    certificateRequests: relayedCertificateRequests(relay, log.child({ component: 'relay' })),
+    certificateRequests: relayedCertificateRequests(relay, { log: log.child({ component: 'relay' }), audit: (entry) => registry.appendAudit(entry) }),
     metrics: prometheus.metrics,
     clock,
     log,

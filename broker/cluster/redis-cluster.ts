@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -34,6 +35,8 @@ export interface BrokerCluster {
   readonly sessions: RedisSessionRegistration;
   /** Why the cluster cannot be trusted right now, or undefined when every connection is ready. */
   unavailableReason(): string | undefined;
+  /** Resolves once every connection is ready: listen only then, or the first devices get CONNACK 3. */
+  whenReady(): Promise<void>;
   /** Called each time all connections are ready again after an outage (events may have been missed). */
   onRecovered(handler: () => void): void;
   close(): Promise<void>;
@@ -109,6 +112,9 @@ export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
     persistence,
     sessions,
     unavailableReason,
+    whenReady: async () => {
+      await Promise.all(watched.map(({ connection }) => (connection.status === 'ready' ? undefined : once(connection, 'ready'))));
+    },
     onRecovered: (handler) => void recoveredHandlers.push(handler),
     async close() {
       echo.close();

@@ -155,4 +155,23 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     expect(holders.sort()).toEqual(['w-1', 'w-2']);
     for (const client of clients) client.end(true);
   });
+
+  it('answers PROVISIONING_UNAVAILABLE, with an audit entry, when a broker cannot reach provisioning', async () => {
+    // Port 1 on loopback: nothing listens there. The later --provisioning-url wins over the helper's.
+    const stranded = await cluster.startBroker('stranded', ['--provisioning-url', 'https://localhost:1']);
+    const claim = await cluster.issueClaim();
+    const serial = 'sn-stranded-1';
+    const session = track(await cluster.connect(stranded, serial, claim));
+    await session.subscribeAsync(`$fleetgate/enroll/${serial}/rejected`, { qos: 1 });
+    const rejected = nextMessage(session, `$fleetgate/enroll/${serial}/rejected`, 10_000);
+    await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: (await deviceKeyAndCsr(serial)).csr }), { qos: 1 });
+    expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'PROVISIONING_UNAVAILABLE' });
+    session.end(true);
+
+    await until(async () => {
+      const audit = await cluster.api<{ items: { code: string | null; result: string }[] }>('GET', `/v1/audit?deviceId=${serial}&action=device.enroll`);
+      return audit.body.items.some((entry) => entry.result === 'refused' && entry.code === 'PROVISIONING_UNAVAILABLE');
+    }, 'the refusal in the audit trail');
+    await stranded.process.stop();
+  });
 });
