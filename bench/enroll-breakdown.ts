@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { checkCsr, type CheckedCsr, createCsr, generateKeyPair, issueCertificate, systemClock } from '../core/index.ts';
+import { X509Certificate } from 'node:crypto';
+import { checkCsr, type CheckedCsr, createCsr, credentialOf, generateKeyPair, issueCertificate, systemClock, trustedIssuers } from '../core/index.ts';
 import { createCertificateService, createClaim, createRateLimiter, loadOrCreatePki } from '../provisioning/index.ts';
 import { openSqliteRegistry, seedDefaults } from '../registry/index.ts';
 import { sampleCpu } from './process-cpu.ts';
@@ -106,7 +107,7 @@ try {
   const bodies: Uint8Array[] = [];
   for (let i = 0; i < n + 20; i++) bodies.push(new TextEncoder().encode(JSON.stringify({ csr: await createCsr(keys[nextKey++ % keys.length]!, 'x') })));
   await stage('certificateService.enroll: the whole use-case (reads, check, sign, transaction, reply)', n, async (i) => {
-    await service.enroll({ claimKey: claimSerial, serial: `uc-${i}`, body: bodies[i]!, transport: 'mqtt' });
+    await service.enroll({ claimKey: claimSerial, serial: `uc-${i}`, certificate: new Uint8Array(), body: bodies[i]!, transport: 'mqtt' });
   });
 
   // What the broker does on every TLS connection to learn who the peer is.
@@ -116,10 +117,8 @@ try {
   const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: pki.pem.root, cert: claim.certificate, key: claim.privateKey });
   const socket = await accepted;
   await stage('TLSSocket.getPeerCertificate(true): chain as JS objects (broker, every connection)', n, () => socket.getPeerCertificate(true));
-  await stage('TLSSocket.getPeerX509Certificate(): what credentialOf reads (serial, SAN, CN, validTo, issuer fingerprint)', n, () => {
-    const leaf = socket.getPeerX509Certificate();
-    return [leaf?.serialNumber, leaf?.subjectAltName, leaf?.subject, leaf?.validTo, leaf?.issuerCertificate?.fingerprint256];
-  });
+  const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: pki.pem.deviceCa, claim: [pki.pem.claimCa], manufacturer: [] });
+  await stage('credentialOf(socket): who the peer is (issuer found by signature among the known CAs)', n, () => credentialOf(socket, issuers));
   client.destroy();
   server.close();
   await registry.close();

@@ -2,6 +2,10 @@ import type { BrokerUnderTest, Pinning } from './broker-under-test.ts';
 import { freePort, launchPrefix } from './broker-under-test.ts';
 import { startGatewayProcess, type GatewayProcess } from './gateway-process.ts';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { apiRequest } from '../cli/api-client.ts';
 
 /**
  * The fleetgate side of the suite, in one of its deployment shapes:
@@ -73,10 +77,18 @@ async function startCluster(launch: FleetgateLaunch, workers: number): Promise<F
   const common = ['--data-dir', launch.dataDir, '--host', '127.0.0.1', '--hostname', 'localhost'];
   // Provisioning is not what is measured: it runs unpinned.
   const provisioning = await startGatewayProcess({ dataDir: launch.dataDir, env, command: ['provisioning', ...common, '--api-port', String(apiPort)] });
+  // Brokers relay enrollment with their own credential (role broker), never the admin token.
+  const created = await apiRequest<{ token: string }>(
+    { baseUrl: `https://127.0.0.1:${apiPort}`, ca: readFileSync(join(launch.dataDir, 'pki', 'ca.crt'), 'utf8'), token: readFileSync(join(launch.dataDir, 'admin.token'), 'utf8').trim() },
+    'POST',
+    '/v1/tokens',
+    { name: `bench-broker-${randomBytes(3).toString('hex')}`, role: 'broker' },
+  );
+  if (created.status !== 201) throw new Error(`could not create the broker token: ${created.status} ${JSON.stringify(created.body)}`);
   const startBrokers = () =>
     startGatewayProcess({
       dataDir: launch.dataDir,
-      env: { ...env, FLEETGATE_PROVISIONING_URL: `https://localhost:${apiPort}` },
+      env: { ...env, FLEETGATE_PROVISIONING_URL: `https://localhost:${apiPort}`, FLEETGATE_BROKER_TOKEN: created.body.token },
       // Both cores: that is the point of this shape (the load generator shares them).
       launchPrefix: launchPrefix({ ...launch.pinning, ...(launch.pinning.cpus !== undefined && workers > 1 ? { cpus: '0,1' } : {}) }),
       ...(process.env.FLEETGATE_BENCH_CPU_PROFILE ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${process.env.FLEETGATE_BENCH_CPU_PROFILE}`] } : {}),

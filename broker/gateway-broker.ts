@@ -1,4 +1,5 @@
 import { Aedes, type Client, type Subscription } from 'aedes';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
@@ -71,6 +72,12 @@ export interface GatewayBroker {
   close(): Promise<void>;
 }
 
+/**
+ * The id aedes knows a claim session by. Device ids cannot contain "/" or start with "$" (core/device-id.ts),
+ * so no device or service session can ever share it.
+ */
+const claimClientId = (serial: string) => `$claim/${serial}`;
+
 /** aedes keeps its client table untyped and null-prototyped. */
 type ClientTable = Record<string, Client | undefined>;
 
@@ -81,11 +88,14 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const metrics = deps.metrics ?? noMetrics;
   // Manufacturer CAs (birth certificates) live in the registry and can be added while running.
   let manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
-  let issuers = await trustedIssuers(config.issuers.device, config.issuers.claim, manufacturerPems);
+  const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: config.issuers.device, claim: config.issuers.claim, manufacturer: manufacturerPems });
+  let issuers = loadIssuers();
   const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
   const credentials = new WeakMap<object, PeerCredential>();
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
+  /** The client id a claim session asked for (its serial); aedes knows it under claimClientId(serial). */
+  const claimSerials = new WeakMap<Client, string>();
   /** Sessions counted as open in the metrics (a session kicked while registering never was). */
   const counted = new WeakSet<Client>();
   /** clientId → when it was last kicked, to catch a session admitted just before and registered just after. */
@@ -121,6 +131,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
 
     preConnect(client, packet, callback) {
       if (packet.will) willTopics.set(client, packet.will.topic);
+      if (credentials.get(client.conn)?.kind === 'claim') {
+        // A claim session lives in its own client-id namespace, so it can never take over, restore or clean
+        // the session of the device whose serial it enrolls (aedes keys sessions and takeovers by client id).
+        claimSerials.set(client, packet.clientId);
+        packet.clientId = claimClientId(packet.clientId);
+      }
       if (packet.protocolVersion !== 4 && packet.protocolVersion !== 3) {
         // aedes answers CONNACK 1 itself; we only record it.
         refuse(client, 'mqtt.connect', 'MQTT_PROTOCOL_UNSUPPORTED', { protocolVersion: packet.protocolVersion });
@@ -137,7 +153,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       const clusterDown = cluster?.unavailableReason();
       const admission = clusterDown
         ? Promise.resolve({ admitted: false as const, code: 'CLUSTER_UNAVAILABLE' as const, reason: clusterDown })
-        : admitSession({ credential, clientId: client.id, willTopic: willTopics.get(client), now }, registry);
+        : admitSession({ credential, clientId: claimSerials.get(client) ?? client.id, willTopic: willTopics.get(client), now, isConnected }, registry);
       admission
         .catch((error: unknown) => {
           // Fail closed: a registry we cannot read admits nobody.
@@ -151,14 +167,15 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
             return;
           }
           const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
+          const claimSerial = claimSerials.get(client);
           metrics.connectRefused(result.code);
           audit({
-            actor: deviceId !== undefined ? `device:${deviceId}` : credential.kind === 'claim' ? `claim:${client.id}` : `anonymous@${remoteOf(client) ?? '?'}`,
+            actor: deviceId !== undefined ? `device:${deviceId}` : claimSerial !== undefined ? `claim:${claimSerial.slice(0, 128)}` : `anonymous@${remoteOf(client) ?? '?'}`,
             action: 'mqtt.connect',
             result: 'refused',
             code: result.code,
             ...(deviceId !== undefined ? { deviceId } : {}),
-            detail: { remote: remoteOf(client), clientId: client.id.slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) },
+            detail: { remote: remoteOf(client), clientId: (claimSerial ?? client.id).slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) },
           });
           const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
           done(error, false);
@@ -197,7 +214,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       // (client is null for the broker's own publishes, such as the replies below.)
       if (packet.topic.charCodeAt(0) !== 0x24 || !client) return;
       const session = sessions.get(client);
-      if (session !== undefined) answerCertificateRequest(session, packet.topic, packet.payload);
+      if (session !== undefined) answerCertificateRequest(client, session, packet.topic, packet.payload);
     },
 
     authorizeForward(client, packet) {
@@ -229,7 +246,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     if (session !== undefined) {
       counted.add(client);
       metrics.sessionOpened(session.identity.kind);
-      cluster?.sessions.opened(summaryOf(client, session));
+      cluster?.sessions.opened(client.id, summaryOf(client, session));
     }
     audit({
       actor: actorOf(client),
@@ -250,19 +267,22 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   });
   aedes.on('clientError', (client, error) => log.debug({ clientId: client.id, err: error.message }, 'client error'));
 
-  function answerCertificateRequest(session: SessionContext, topic: string, payload: Buffer | string): void {
+  function answerCertificateRequest(client: Client, session: SessionContext, topic: string, payload: Buffer | string): void {
     const handler = deps.certificateRequests;
     if (handler === undefined) return;
+    // The certificate the session was admitted with, for a relay to forward (provisioning checks it itself).
+    const certificate = (client.conn as TLSSocket).getPeerX509Certificate?.()?.raw;
+    if (certificate === undefined) return;
     const body = typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload);
     let topics: { accepted: string; rejected: string };
     let work: Promise<unknown>;
     if (session.identity.kind === 'claim' && topic === enrollTopics(session.clientId).request) {
       topics = enrollTopics(session.clientId);
       // Admission already bound a birth certificate's session to the serial in its CN (client id).
-      work = handler.enroll({ claimKey: session.certificateSerial, serial: session.clientId, body, transport: 'mqtt' });
+      work = handler.enroll({ claimKey: session.certificateSerial, serial: session.clientId, certificate, body, transport: 'mqtt' });
     } else if (session.identity.kind === 'device' && topic === renewTopics(session.clientId).request) {
       topics = renewTopics(session.clientId);
-      work = handler.renew({ certificateSerial: session.certificateSerial, deviceId: session.clientId, body, transport: 'mqtt' });
+      work = handler.renew({ certificateSerial: session.certificateSerial, certificateFingerprint: session.certificateFingerprint, deviceId: session.clientId, certificate, body, transport: 'mqtt' });
     } else {
       return;
     }
@@ -342,7 +362,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   /** New handshakes use the new CA list at once; established sessions are not affected. */
   async function reloadTrust(): Promise<void> {
     manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
-    issuers = await trustedIssuers(config.issuers.device, config.issuers.claim, manufacturerPems);
+    issuers = loadIssuers();
     server.setSecureContext(secureContextOptions());
     log.info({ manufacturerCas: manufacturerPems.length }, 'claim issuers reloaded');
   }
@@ -418,8 +438,15 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     for (const name of policies) applyPolicyChange(name).catch((error: unknown) => log.error({ err: error, policy: name }, 'could not re-apply the policy'));
   });
 
+  /** A device or service session with this id is open here or, in a cluster, on any broker. */
+  async function isConnected(clientId: string): Promise<boolean> {
+    const local = (aedes as unknown as { clients: ClientTable }).clients[clientId];
+    if (local !== undefined) return true;
+    return cluster === undefined ? false : cluster.sessions.isOpen(clientId);
+  }
+
   function summaryOf(client: Client, session: SessionContext): SessionSummary {
-    return { clientId: client.id, kind: session.identity.kind, certificateSerial: session.certificateSerial, remoteAddress: remoteOf(client), connectedAt: new Date(session.admittedAt) };
+    return { clientId: session.clientId, kind: session.identity.kind, certificateSerial: session.certificateSerial, remoteAddress: remoteOf(client), connectedAt: new Date(session.admittedAt) };
   }
 
   server.listen(config.port, config.host);

@@ -1,5 +1,5 @@
 import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity, type TemplateLimits } from '../core/index.ts';
-import type { Registry } from '../registry/index.ts';
+import type { ClaimRecord, Registry } from '../registry/index.ts';
 import type { AdmissionRefusal } from './connack-codes.ts';
 
 /** What a session was admitted as; kept for its lifetime and consulted on every packet. */
@@ -8,6 +8,8 @@ export interface SessionContext {
   /** Device (or service) id, or the serial a claim session enrolls for. */
   readonly clientId: string;
   readonly certificateSerial: string;
+  /** SHA-256 of the certificate the session was admitted with, lower-case hex (renewal checks it again). */
+  readonly certificateFingerprint: string;
   /** Policy name and subject of device sessions, to recompile when the policy changes. */
   readonly policyName: string | undefined;
   readonly subject: PolicySubject | undefined;
@@ -27,6 +29,8 @@ export interface AdmissionRequest {
   readonly clientId: string;
   readonly willTopic: string | undefined;
   readonly now: Date;
+  /** Whether a device or service session with this client id is open now, on this broker or any other. */
+  readonly isConnected: (clientId: string) => Promise<boolean>;
 }
 
 const refuse = (code: AdmissionRefusal, reason: string): AdmissionResult => ({ admitted: false, code, reason });
@@ -54,11 +58,16 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
       return refuse('AUTH_CLIENT_ID_MISMATCH', 'a birth certificate session must use the serial in its CN as client id');
     }
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, undefined, undefined, null, now, {});
+    const refusal = await claimSessionRefusal(claim, clientId, registry, request.isConnected);
+    if (refusal !== undefined) return refuse('AUTH_CLAIM_INVALID', refusal);
+    return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, credential.fingerprint, undefined, undefined, null, now, {});
   }
 
   const admission = await registry.getAdmission(credential.serial);
-  if (admission === undefined || admission.device.id !== credential.deviceId) return refuse('AUTH_CERT_UNKNOWN', 'certificate serial not in registry');
+  // The registry row for this exact certificate: same serial, same holder, same SHA-256 fingerprint.
+  if (admission === undefined || admission.device.id !== credential.deviceId || admission.certificate.fingerprint !== credential.fingerprint) {
+    return refuse('AUTH_CERT_UNKNOWN', 'certificate not in registry');
+  }
   const { certificate, device, policy } = admission;
   // The device's status first: "device revoked" says more than "certificate revoked" (revoking does both).
   if (device.status === 'suspended') return refuse('AUTH_DEVICE_SUSPENDED', device.statusReason ?? 'suspended');
@@ -75,20 +84,49 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (request.willTopic !== undefined && !decideInScope(identity, 'publish', request.willTopic).allowed) {
     return refuse('MQTT_WILL_DENIED', 'will topic not allowed by policy');
   }
-  return admitted(identity, clientId, credential.serial, policy.name, subject, certificate.replaces, now, admission.limits);
+  return admitted(identity, clientId, credential.serial, credential.fingerprint, policy.name, subject, certificate.replaces, now, admission.limits);
+}
+
+/**
+ * A claim session speaks for a serial only while enrolling it could still succeed: the claim has uses left
+ * (or the serial is already enrolled, for an idempotent retry), and an enrolled serial is a device of the
+ * claim's own template that may be re-enrolled (or was enrolled by this claim and retries), never a service
+ * and never while that identity has a session open. The claim session then lives in its own client-id
+ * namespace in the broker (gateway-broker.ts), so it cannot take over or clean the device's session anyway;
+ * this refuses at CONNECT what enrollment would refuse later, and keeps a stolen claim key from probing.
+ */
+async function claimSessionRefusal(claim: ClaimRecord, serial: string, registry: Registry, isConnected: (clientId: string) => Promise<boolean>): Promise<string | undefined> {
+  const device = await registry.getDevice(serial);
+  if (device === undefined) {
+    return claim.maxUses !== null && claim.uses >= claim.maxUses ? 'claim exhausted' : undefined;
+  }
+  if (device.kind !== 'device') return `serial ${serial} is a ${device.kind} identity`;
+  if (device.status !== 'active') return `serial ${serial} is ${device.status}`;
+  if (device.template !== claim.template) return `serial ${serial} belongs to another template`;
+  if (await isConnected(serial)) return `serial ${serial} is connected`;
+  const template = await registry.getTemplate(claim.template);
+  if (template?.allowReenroll === true) return claim.maxUses !== null && claim.uses >= claim.maxUses ? 'claim exhausted' : undefined;
+  return (await enrolledByClaim(registry, serial, claim.id)) ? undefined : `serial ${serial} is enrolled and its template does not allow re-enrollment`;
+}
+
+/** The last enrollment of `serial` used `claimId` (the audit trail records the claim of every enrollment). */
+async function enrolledByClaim(registry: Registry, serial: string, claimId: string): Promise<boolean> {
+  const [last] = await registry.queryAudit({ deviceId: serial, action: 'device.enroll', result: 'ok', limit: 20 }).then((entries) => entries.filter((entry) => entry.detail?.claimId !== undefined));
+  return last?.detail?.claimId === claimId;
 }
 
 function admitted(
   identity: SessionIdentity,
   clientId: string,
   certificateSerial: string,
+  certificateFingerprint: string,
   policyName: string | undefined,
   subject: PolicySubject | undefined,
   replaces: string | null,
   now: Date,
   limits: TemplateLimits,
 ): AdmissionResult {
-  return { admitted: true, session: { identity, clientId, certificateSerial, policyName, subject, replaces, admittedAt: now.getTime(), limits } };
+  return { admitted: true, session: { identity, clientId, certificateSerial, certificateFingerprint, policyName, subject, replaces, admittedAt: now.getTime(), limits } };
 }
 
 /**

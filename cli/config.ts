@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,6 +91,18 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     }
     return parsed;
   };
+  /** `*_FILE` variables name a file holding a secret (Docker and Kubernetes secrets), read once here. */
+  const secretFile = (name: string, path: string | undefined) => {
+    if (path === undefined || path === '') return undefined;
+    try {
+      const secret = readFileSync(path, 'utf8').trim();
+      if (secret !== '') return secret;
+      problems.push(`${name}: ${path} is empty`);
+    } catch (error) {
+      problems.push(`${name}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    return undefined;
+  };
   const hostname = flags.hostname ?? env.FLEETGATE_HOSTNAME ?? osHostname();
   if (!/^[A-Za-z0-9.:-]+$/.test(hostname)) problems.push(`--hostname must be a DNS name or IP address, got "${hostname}"`);
   const logLevel = env.FLEETGATE_LOG_LEVEL ?? 'info';
@@ -141,7 +154,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     clusterName,
     brokerId,
     provisioningUrl: url('--provisioning-url', flags.provisioningUrl ?? env.FLEETGATE_PROVISIONING_URL, ['https:']),
-    brokerToken: env.FLEETGATE_BROKER_TOKEN || undefined,
+    brokerToken: env.FLEETGATE_BROKER_TOKEN || secretFile('FLEETGATE_BROKER_TOKEN_FILE', env.FLEETGATE_BROKER_TOKEN_FILE),
     workers: positive('--workers', flags.workers ?? env.FLEETGATE_BROKER_WORKERS, 1),
     metricsPort: metricsPortOf(port, flags.metricsPort ?? env.FLEETGATE_METRICS_PORT, worker),
   };

@@ -57,7 +57,7 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
           events,
           metricsText: () => prometheus.registry.metrics(),
           revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-          auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaFingerprint: await tlsFingerprint(pki.pem.deviceCa) }),
+          auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
           claimCa: pki.claimCa,
           deviceCa: pki.deviceCa,
           revocationUrls,

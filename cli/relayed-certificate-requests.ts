@@ -28,7 +28,7 @@ export function relayedCertificateRequests(api: ApiClientOptions, deps: { log: L
     if (typeof refusal.code === 'string' && knownCodes.has(refusal.code) && !refusal.code.startsWith('API_') && response.status < 500) {
       throw new FleetgateError(refusal.code as ErrorCode, refusal.message ? { message: refusal.message } : {});
     }
-    log.error({ status: response.status, code: refusal.code }, 'provisioning API refused the relay; check FLEETGATE_BROKER_TOKEN (role admin or station)');
+    log.error({ status: response.status, code: refusal.code }, 'provisioning API refused the relay; check FLEETGATE_BROKER_TOKEN (a token of role broker)');
     throw new FleetgateError('PROVISIONING_UNAVAILABLE', { detail: { status: response.status, code: refusal.code } });
   };
   /**
@@ -48,15 +48,17 @@ export function relayedCertificateRequests(api: ApiClientOptions, deps: { log: L
     }
   };
   const payload = (body: Uint8Array | unknown) => Buffer.from(body instanceof Uint8Array ? body : new TextEncoder().encode(JSON.stringify(body))).toString('base64');
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
   return {
+    // The session's certificate goes along: provisioning decides who it speaks for, not this broker.
     enroll: (input) =>
       relay(
-        { kind: 'enroll', claimKey: input.claimKey, serial: input.serial, ...(input.boundSerial ? { boundSerial: input.boundSerial } : {}), payload: payload(input.body) },
+        { kind: 'enroll', certificate: base64(input.certificate), serial: input.serial ?? input.boundSerial ?? '', payload: payload(input.body) },
         { actor: `claim:${input.boundSerial ?? input.claimKey}`, action: 'device.enroll', deviceId: input.serial ?? input.boundSerial ?? 'unknown' },
       ),
     renew: (input) =>
       relay(
-        { kind: 'renew', certificateSerial: input.certificateSerial, deviceId: input.deviceId, payload: payload(input.body) },
+        { kind: 'renew', certificate: base64(input.certificate), payload: payload(input.body) },
         { actor: `device:${input.deviceId}`, action: 'device.renew', deviceId: input.deviceId },
       ),
   };

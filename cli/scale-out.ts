@@ -1,5 +1,3 @@
-import { join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { type GatewayBroker } from '../broker/index.ts';
 import { createPrometheusMetrics, loadBrokerPki } from '../provisioning/index.ts';
@@ -51,8 +49,9 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
   const problems: string[] = [];
   if (config.redisUrl === undefined) problems.push('fleetgate broker needs FLEETGATE_REDIS_URL (--redis-url): brokers share state and revocations through Redis');
   if (config.provisioningUrl === undefined) problems.push('fleetgate broker needs FLEETGATE_PROVISIONING_URL (--provisioning-url), the HTTPS API that issues certificates');
-  const token = config.brokerToken ?? readAdminToken(config.dataDir);
-  if (token === undefined) problems.push(`fleetgate broker needs FLEETGATE_BROKER_TOKEN (a token of role station or admin: \`fleetgate token create --role station --name ${config.brokerId}\`)`);
+  // Its own credential, never the admin token: a broker host holds no key to the rest of the fleet.
+  const token = config.brokerToken;
+  if (token === undefined) problems.push(`fleetgate broker needs FLEETGATE_BROKER_TOKEN, its own token of role broker: \`fleetgate token create --role broker --name ${config.brokerId}\``);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const clock = systemClock;
@@ -90,9 +89,4 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
       await registry.close();
     },
   };
-}
-
-function readAdminToken(dataDir: string): string | undefined {
-  const path = join(dataDir, 'admin.token');
-  return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
 }

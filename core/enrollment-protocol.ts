@@ -66,6 +66,8 @@ export interface EnrollInput {
   readonly serial: string | undefined;
   /** Set for birth certificates: the only serial this credential may enroll (its CN). */
   readonly boundSerial?: string;
+  /** The claim certificate (DER) the request was authenticated with, which a relay forwards. */
+  readonly certificate: Uint8Array;
   /** Raw MQTT payload bytes, or the parsed HTTPS JSON body. */
   readonly body: Uint8Array | unknown;
   readonly transport: CertificateTransport;
@@ -76,6 +78,10 @@ export interface RenewInput {
   readonly certificateSerial: string;
   /** The device id that certificate proved. */
   readonly deviceId: string;
+  /** SHA-256 of that certificate, lower-case hex: renewal needs the registry row of this exact certificate. */
+  readonly certificateFingerprint: string;
+  /** That certificate (DER), which a relay forwards. */
+  readonly certificate: Uint8Array;
   readonly body: Uint8Array | unknown;
   readonly transport: CertificateTransport;
 }

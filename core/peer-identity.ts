@@ -15,32 +15,76 @@ export type PeerRefusal = Extract<
 >;
 
 export type PeerCredential =
-  | { readonly kind: 'device'; readonly deviceId: string; readonly serial: string; readonly notAfter: Date }
+  | {
+      readonly kind: 'device';
+      readonly deviceId: string;
+      readonly serial: string;
+      readonly notAfter: Date;
+      /** SHA-256 of the certificate, lower-case hex: admission and renewal compare it with the registry row. */
+      readonly fingerprint: string;
+    }
   | {
       readonly kind: 'claim';
       readonly serial: string;
       readonly notAfter: Date;
+      readonly fingerprint: string;
       /** Registry key of the claim: the certificate serial, or `issuer:<sha256>` for a birth certificate. */
       readonly claimKey: string;
       /** Birth certificates name their device: the serial (CN) this credential may enroll, and no other. */
       readonly boundSerial?: string;
     }
   /** Device-CA certificate of an operator: for the admin API only; brokers refuse it. */
-  | { readonly kind: 'operator'; readonly name: string; readonly serial: string; readonly notAfter: Date; readonly fingerprint256: string }
+  | { readonly kind: 'operator'; readonly name: string; readonly serial: string; readonly notAfter: Date; readonly fingerprint: string }
   | { readonly kind: 'refused'; readonly code: PeerRefusal; readonly reason: string; readonly serial?: string };
 
-/** SHA-256 fingerprints, in Node's "AB:CD:…" form, of the CAs whose leaves we accept, by role. */
+/**
+ * The parts of an X.509 certificate this needs, declared structurally so core stays free of Node types;
+ * Node's `crypto.X509Certificate` (what `TLSSocket.getPeerX509Certificate()` returns) fits it.
+ */
+export interface CertificateView {
+  readonly serialNumber: string;
+  /** One "KEY=value" per line. */
+  readonly subject: string;
+  readonly subjectAltName: string | undefined;
+  readonly validFrom: string;
+  readonly validTo: string;
+  /** "AB:CD:…" */
+  readonly fingerprint256: string;
+  /** DER. */
+  readonly raw: Uint8Array;
+  readonly publicKey: unknown;
+  /** Issuer name and key identifiers match `other` (OpenSSL X509_check_issued); says nothing of the signature. */
+  checkIssued(other: CertificateView): boolean;
+  /** The signature verifies under `publicKey`. */
+  verify(publicKey: never): boolean;
+}
+
+/** A CA whose leaves fleetgate accepts, with its role. */
+export interface KnownCa {
+  readonly role: 'device' | 'claim' | 'manufacturer';
+  readonly certificate: CertificateView;
+  /** SHA-256 of the CA certificate, lower-case hex. */
+  readonly fingerprint: string;
+}
+
+/** The CAs whose leaves we accept, by role; build it with `trustedIssuers` (core/pki/trusted-issuers.ts). */
 export interface TrustedIssuers {
-  readonly device: string;
+  /** Issues device, service and operator certificates. */
+  readonly device: KnownCa;
   /** Our claim CA: each claim certificate is its own claim, found by serial. */
-  readonly claim: readonly string[];
+  readonly claim: readonly KnownCa[];
   /** Manufacturer CAs registered as claim issuers: every birth certificate they sign shares one claim. */
-  readonly manufacturer: readonly string[];
+  readonly manufacturer: readonly KnownCa[];
 }
 
 /** The claim key of a manufacturer CA, from its SHA-256 fingerprint in any case, with or without colons. */
 export function claimKeyForIssuer(fingerprint256: string): string {
-  return `issuer:${fingerprint256.replaceAll(':', '').toLowerCase()}`;
+  return `issuer:${normaliseFingerprint(fingerprint256)}`;
+}
+
+/** SHA-256 fingerprints are compared as lower-case hex without colons, the form the registry stores. */
+export function normaliseFingerprint(fingerprint: string): string {
+  return fingerprint.replaceAll(':', '').toLowerCase();
 }
 
 /**
@@ -51,27 +95,21 @@ export function claimKeyForIssuer(fingerprint256: string): string {
 export interface TlsPeer {
   readonly authorized: boolean;
   readonly authorizationError?: Error | string | null | undefined;
-  getPeerX509Certificate():
-    | {
-        readonly serialNumber: string;
-        /** One "KEY=value" per line. */
-        readonly subject: string;
-        readonly subjectAltName: string | undefined;
-        readonly validTo: string;
-        readonly fingerprint256: string;
-        readonly issuerCertificate?: { readonly fingerprint256: string } | undefined;
-      }
-    | undefined;
-  /** The slow path, for the issuer when the fast one lacks it (see issuerFingerprint). */
-  getPeerCertificate(detailed: true): { readonly issuerCertificate?: { readonly fingerprint256?: string } };
+  getPeerX509Certificate(): CertificateView | undefined;
 }
 
 /**
- * The issuer's fingerprint. getPeerX509Certificate() knows the issuer only when the client sent its chain
- * on a full handshake; for a leaf-only client or a resumed TLS session, ask the verified chain instead.
+ * The CA among those we know that signed `leaf`: its issuer name and key identifier match, and the signature
+ * verifies under that CA's key. Never taken from the chain a peer sent: `issuerCertificate` of a peer
+ * certificate is merely the next certificate the peer put after its leaf, and OpenSSL accepts the chain
+ * if *any* trusted anchor verifies it. A leaf signed by a manufacturer CA, followed by a copy of the
+ * device CA certificate, must stay a manufacturer leaf.
  */
-function issuerFingerprint(peer: TlsPeer, fast: string | undefined): string | undefined {
-  return fast ?? peer.getPeerCertificate(true).issuerCertificate?.fingerprint256;
+export function issuingCaOf(leaf: CertificateView, issuers: TrustedIssuers): KnownCa | undefined {
+  for (const ca of [issuers.device, ...issuers.claim, ...issuers.manufacturer]) {
+    if (leaf.checkIssued(ca.certificate) && leaf.verify(ca.certificate.publicKey as never)) return ca;
+  }
+  return undefined;
 }
 
 /** OpenSSL verify errors (X509_V_ERR_*) as Node names them, mapped to the catalogue. */
@@ -86,23 +124,41 @@ const verifyErrors: Readonly<Record<string, PeerRefusal>> = {
   DEPTH_ZERO_SELF_SIGNED_CERT: 'AUTH_CERT_UNTRUSTED',
 };
 
+/** What the TLS handshake of `peer` proved: OpenSSL's verdict on the chain, then `credentialOfCertificate`. */
 export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCredential {
   const certificate = peer.getPeerX509Certificate();
   if (certificate === undefined) return { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no client certificate' };
-  const serial = normaliseSerial(certificate.serialNumber);
   if (!peer.authorized) {
     const error = String(peer.authorizationError ?? 'unknown');
-    return { kind: 'refused', code: verifyErrors[error] ?? 'AUTH_CERT_INVALID', reason: error, serial };
+    return { kind: 'refused', code: verifyErrors[error] ?? 'AUTH_CERT_INVALID', reason: error, serial: normaliseSerial(certificate.serialNumber) };
   }
+  return credentialOfCertificate(certificate, issuers);
+}
 
-  const issuer = issuerFingerprint(peer, certificate.issuerCertificate?.fingerprint256);
+/**
+ * Who a certificate speaks for, decided from the CA that signed it (found cryptographically among the CAs
+ * we know) and from the names that CA's role lets it assert:
+ * - the device CA: a device or service (URI SAN = CN) or an operator;
+ * - our claim CA: the claim registered under the certificate's serial;
+ * - a manufacturer CA: a claim for the serial in its CN, whatever else the certificate says.
+ * Also used where no TLS handshake vouches for the chain (a broker relaying a device's certificate), so the
+ * validity period is checked here too, against `now` when given.
+ */
+export function credentialOfCertificate(certificate: CertificateView, issuers: TrustedIssuers, now?: Date): PeerCredential {
+  const serial = normaliseSerial(certificate.serialNumber);
   const notAfter = new Date(certificate.validTo);
+  if (now !== undefined) {
+    if (now.getTime() < new Date(certificate.validFrom).getTime()) return { kind: 'refused', code: 'AUTH_CERT_NOT_YET_VALID', reason: 'certificate not yet valid', serial };
+    if (now.getTime() > notAfter.getTime()) return { kind: 'refused', code: 'AUTH_CERT_EXPIRED', reason: 'certificate expired', serial };
+  }
+  const issuer = issuingCaOf(certificate, issuers);
+  const fingerprint = normaliseFingerprint(certificate.fingerprint256);
   const commonName = commonNameOf(certificate.subject);
-  if (issuer === issuers.device) {
+  if (issuer?.role === 'device') {
     const operator = namesInSubjectAltName(certificate.subjectAltName, [operatorUriPrefix]);
     if (operator.length > 0) {
       if (operator.length === 1 && operator[0] !== undefined && isValidDeviceId(operator[0]) && commonName === operator[0]) {
-        return { kind: 'operator', name: operator[0], serial, notAfter, fingerprint256: certificate.fingerprint256 };
+        return { kind: 'operator', name: operator[0], serial, notAfter, fingerprint };
       }
       return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'operator certificate without a single matching operator URI SAN', serial };
     }
@@ -110,18 +166,17 @@ export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCreden
     if (deviceId === undefined || commonName !== deviceId) {
       return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'device certificate without a matching fleetgate URI SAN', serial };
     }
-    return { kind: 'device', deviceId, serial, notAfter };
+    return { kind: 'device', deviceId, serial, notAfter, fingerprint };
   }
-  if (issuer !== undefined && issuers.claim.includes(issuer)) return { kind: 'claim', serial, notAfter, claimKey: serial };
-  if (issuer !== undefined && issuers.manufacturer.includes(issuer)) {
-    const cn = commonName;
-    if (cn === undefined || !isValidDeviceId(cn)) {
+  if (issuer?.role === 'claim') return { kind: 'claim', serial, notAfter, fingerprint, claimKey: serial };
+  if (issuer?.role === 'manufacturer') {
+    if (commonName === undefined || !isValidDeviceId(commonName)) {
       return { kind: 'refused', code: 'AUTH_CERT_INVALID', reason: 'birth certificate CN is not a valid device serial', serial };
     }
-    return { kind: 'claim', serial, notAfter, claimKey: claimKeyForIssuer(issuer), boundSerial: cn };
+    return { kind: 'claim', serial, notAfter, fingerprint, claimKey: claimKeyForIssuer(issuer.fingerprint), boundSerial: commonName };
   }
-  // Chains to our root, but through a CA that does not issue client identities (e.g. the server certificate).
-  return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'issuer is not a device or claim CA', serial };
+  // Chains to a trusted anchor, but no CA that issues client identities signed it (e.g. the server certificate).
+  return { kind: 'refused', code: 'AUTH_CERT_UNTRUSTED', reason: 'not signed by a device or claim CA', serial };
 }
 
 /** Only these name an MQTT identity; operator certificates share the device CA but are classified apart. */

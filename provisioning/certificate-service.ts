@@ -111,7 +111,10 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
       const context = { actor: `device:${input.deviceId}`, action: 'device.renew', detail: { transport: input.transport, currentSerial: input.certificateSerial } };
       return auditRefusals(registry, { ...context, deviceId: input.deviceId }, async () => {
         const admission = await registry.getAdmission(input.certificateSerial);
-        if (admission === undefined || admission.device.id !== input.deviceId) throw new FleetgateError('AUTH_CERT_UNKNOWN');
+        // The registry row for this exact certificate: same serial, same holder, same SHA-256 fingerprint.
+        if (admission === undefined || admission.device.id !== input.deviceId || admission.certificate.fingerprint !== input.certificateFingerprint) {
+          throw new FleetgateError('AUTH_CERT_UNKNOWN');
+        }
         const { device, certificate: current } = admission;
         if (device.status === 'suspended') throw new FleetgateError('AUTH_DEVICE_SUSPENDED');
         if (device.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED');

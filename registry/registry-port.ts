@@ -137,7 +137,11 @@ export interface AuditAnchor {
   readonly hash: string;
 }
 
-export const operatorRoles = ['admin', 'operator', 'station', 'viewer'] as const;
+/**
+ * `broker`: the credential of one `fleetgate broker` process, for the enrollment relay only (issued per
+ * broker, revocable like any token); no other route accepts it, and no other role reaches the relay.
+ */
+export const operatorRoles = ['admin', 'operator', 'station', 'viewer', 'broker'] as const;
 /** admin: everything; operator: revoke/suspend/resume and read; station: claims and allow-lists; viewer: read. */
 export type OperatorRole = (typeof operatorRoles)[number];
 

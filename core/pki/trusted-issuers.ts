@@ -1,8 +1,8 @@
-import type { TrustedIssuers } from '../peer-identity.ts';
+import { type CertificateView, type KnownCa, normaliseFingerprint, type TrustedIssuers } from '../peer-identity.ts';
 import { pemBlocks, toHex } from './encoding.ts';
 import { x509 } from './x509.ts';
 
-/** SHA-256 fingerprint in the form Node's TLS reports a peer's issuer: "AB:CD:…". */
+/** SHA-256 fingerprint in the form Node's TLS reports a certificate's: "AB:CD:…". */
 export async function tlsFingerprint(pem: string): Promise<string> {
   const [der] = pemBlocks(pem, ['CERTIFICATE']);
   if (der === undefined) throw new RangeError('no CERTIFICATE block');
@@ -10,14 +10,21 @@ export async function tlsFingerprint(pem: string): Promise<string> {
   return hex.replace(/(..)(?!$)/g, '$1:');
 }
 
+/** Parses the first certificate of a PEM bundle: Node's `(pem) => new X509Certificate(pem)` at the edges. */
+export type ParseCertificate = (pem: string) => CertificateView;
+
 /**
  * The issuers every mTLS edge accepts, by role. For manufacturer bundles the first certificate is the CA
  * that signs birth certificates; any others in the bundle are its chain, trusted for path building only.
  */
-export async function trustedIssuers(devicePem: string, claimPems: readonly string[], manufacturerPems: readonly string[]): Promise<TrustedIssuers> {
+export function trustedIssuers(parse: ParseCertificate, pems: { device: string; claim: readonly string[]; manufacturer: readonly string[] }): TrustedIssuers {
+  const known = (role: KnownCa['role'], pem: string): KnownCa => {
+    const certificate = parse(pem);
+    return { role, certificate, fingerprint: normaliseFingerprint(certificate.fingerprint256) };
+  };
   return {
-    device: await tlsFingerprint(devicePem),
-    claim: await Promise.all(claimPems.map(tlsFingerprint)),
-    manufacturer: await Promise.all(manufacturerPems.map(tlsFingerprint)),
+    device: known('device', pems.device),
+    claim: pems.claim.map((pem) => known('claim', pem)),
+    manufacturer: pems.manufacturer.map((pem) => known('manufacturer', pem)),
   };
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -57,7 +58,8 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   // Manufacturer CAs (birth certificates) come from the registry and may change while running.
   const loadManufacturerPems = async () => (await deps.registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
   let manufacturerPems = await loadManufacturerPems();
-  let issuers = await trustedIssuers(deps.pem.deviceCa, [deps.pem.claimCa], manufacturerPems);
+  const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: deps.pem.deviceCa, claim: [deps.pem.claimCa], manufacturer: manufacturerPems });
+  let issuers = loadIssuers();
   const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
 
   const app = Fastify({
@@ -135,7 +137,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
 
   const currentIssuers = () => issuers;
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
-  registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth });
+  registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth, issuers: currentIssuers, clock: deps.clock });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
   registerSecurityRoutes(app, {
@@ -161,7 +163,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     if (event.type !== 'trust.changed') return;
     (async () => {
       manufacturerPems = await loadManufacturerPems();
-      issuers = await trustedIssuers(deps.pem.deviceCa, [deps.pem.claimCa], manufacturerPems);
+      issuers = loadIssuers();
       app.server.setSecureContext(secureContextOptions());
     })().catch((error: unknown) => app.log.error({ err: error }, 'could not reload claim issuers'));
   });

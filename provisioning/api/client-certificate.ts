@@ -2,12 +2,15 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { credentialOf, FleetgateError, type PeerCredential, type TrustedIssuers } from '../../core/index.ts';
 
+/** A verified client credential of one kind, with the certificate (DER) it was read from. */
+export type ClientCredentialOf<K extends 'claim' | 'device'> = Extract<PeerCredential, { kind: K }> & { readonly certificate: Uint8Array };
+
 /**
  * The TLS client certificate of an HTTPS request, classified exactly as the broker does. The API server
  * asks for a certificate but does not require one (health checks and operators with tokens have none), so
  * routes that need one call this and refuse with a coded error.
  */
-export function requireClientCredential<K extends 'claim' | 'device'>(request: FastifyRequest, issuers: TrustedIssuers, kind: K): Extract<PeerCredential, { kind: K }> {
+export function requireClientCredential<K extends 'claim' | 'device'>(request: FastifyRequest, issuers: TrustedIssuers, kind: K): ClientCredentialOf<K> {
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerX509Certificate !== 'function') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
   const credential = credentialOf(socket, issuers);
@@ -18,5 +21,7 @@ export function requireClientCredential<K extends 'claim' | 'device'>(request: F
   if (credential.kind !== kind) {
     throw new FleetgateError(kind === 'claim' ? 'ENROLL_CLAIM_UNKNOWN' : 'AUTH_CERT_UNTRUSTED', { detail: { presented: credential.kind } });
   }
-  return credential as Extract<PeerCredential, { kind: K }>;
+  const certificate = socket.getPeerX509Certificate()?.raw;
+  if (certificate === undefined) throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
+  return { ...(credential as Extract<PeerCredential, { kind: K }>), certificate };
 }

@@ -39,7 +39,7 @@ export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentR
     },
     async (request, reply) => {
       const claim = requireClientCredential(request, deps.issuers(), 'claim');
-      const answer = await deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), body: request.body, transport: 'https' });
+      const answer = await deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), certificate: claim.certificate, body: request.body, transport: 'https' });
       return reply.status(201).send(answer);
     },
   );
@@ -56,7 +56,7 @@ export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentR
     },
     async (request, reply) => {
       const device = requireClientCredential(request, deps.issuers(), 'device');
-      const answer = await deps.certificates.renew({ certificateSerial: device.serial, deviceId: device.deviceId, body: request.body, transport: 'https' });
+      const answer = await deps.certificates.renew({ certificateSerial: device.serial, certificateFingerprint: device.fingerprint, deviceId: device.deviceId, certificate: device.certificate, body: request.body, transport: 'https' });
       return reply.status(201).send(answer);
     },
   );

@@ -40,14 +40,14 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
   app.post('/.well-known/est/simpleenroll', { schema: { tags: ['est'], summary: 'Enroll with the claim certificate (TLS client certificate)' } }, async (request, reply) =>
     respond(reply, async () => {
       const claim = requireClientCredential(request, deps.issuers(), 'claim');
-      return deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), body: { csr: csrOf(request.body) }, transport: 'est' });
+      return deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), certificate: claim.certificate, body: { csr: csrOf(request.body) }, transport: 'est' });
     }),
   );
 
   app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate)' } }, async (request, reply) =>
     respond(reply, async () => {
       const device = requireClientCredential(request, deps.issuers(), 'device');
-      return deps.certificates.renew({ certificateSerial: device.serial, deviceId: device.deviceId, body: { csr: csrOf(request.body) }, transport: 'est' });
+      return deps.certificates.renew({ certificateSerial: device.serial, certificateFingerprint: device.fingerprint, deviceId: device.deviceId, certificate: device.certificate, body: { csr: csrOf(request.body) }, transport: 'est' });
     }),
   );
 }

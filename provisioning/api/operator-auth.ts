@@ -1,7 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { credentialOf, FleetgateError } from '../../core/index.ts';
+import { credentialOf, FleetgateError, type TrustedIssuers, trustedIssuers } from '../../core/index.ts';
 import type { OperatorRole, Registry } from '../../registry/index.ts';
 
 export type { OperatorRole } from '../../registry/index.ts';
@@ -57,26 +57,28 @@ function bearerToken(request: FastifyRequest): string | undefined {
  * The operator name and certificate hash of a verified TLS client certificate, classified by core's
  * credentialOf exactly as the broker classifies its peers; undefined for anything else.
  */
-function operatorCertificate(request: FastifyRequest, deviceCaFingerprint: string | undefined): { name: string; hash: string } | undefined {
-  if (deviceCaFingerprint === undefined) return undefined;
+function operatorCertificate(request: FastifyRequest, deviceCa: TrustedIssuers | undefined): { name: string; hash: string } | undefined {
+  if (deviceCa === undefined) return undefined;
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerX509Certificate !== 'function') return undefined;
-  const credential = credentialOf(socket, { device: deviceCaFingerprint, claim: [], manufacturer: [] });
-  return credential.kind === 'operator' ? { name: credential.name, hash: operatorCertificateHash(credential.fingerprint256) } : undefined;
+  const credential = credentialOf(socket, deviceCa);
+  return credential.kind === 'operator' ? { name: credential.name, hash: operatorCertificateHash(credential.fingerprint) } : undefined;
 }
 
 /**
  * Bearer-token authentication: the bootstrap token from `admin.token` (role admin, actor operator:admin),
  * or a personal token stored by the registry and not revoked (its role, actor `operator:<name>`).
  * Without an Authorization header, an operator certificate presented as TLS client certificate (issued by
- * the device CA whose fingerprint is `deviceCaFingerprint`, see operatorCertificateHash) stands for the
+ * the device CA `deviceCaPem`, see operatorCertificateHash) stands for the
  * stored, non-revoked record of the same name. A Bearer header, when present, always wins.
  * The bootstrap token is compared as SHA-256 digests with timingSafeEqual, so neither its length nor its
  * prefix leaks through timing. Stored tokens are found by their hash through a unique index: the timing
  * of that lookup depends on the hash of what the caller sent, which tells nothing about any stored token.
  */
-export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'>; deviceCaFingerprint?: string }): OperatorAuth {
+export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'>; deviceCaPem?: string }): OperatorAuth {
   const expected = digest(deps.adminToken);
+  // Operator certificates come from the device CA only: no claim or manufacturer CA can vouch for one.
+  const deviceCa = deps.deviceCaPem === undefined ? undefined : trustedIssuers((pem) => new X509Certificate(pem), { device: deps.deviceCaPem, claim: [], manufacturer: [] });
   return {
     async authenticate(request) {
       const bearer = bearerToken(request);
@@ -92,7 +94,7 @@ export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, '
   };
 
   async function certificateOperator(request: FastifyRequest): Promise<Operator> {
-    const presented = operatorCertificate(request, deps.deviceCaFingerprint);
+    const presented = operatorCertificate(request, deviceCa);
     if (presented === undefined) throw new FleetgateError('API_UNAUTHENTICATED');
     const stored = await deps.registry.findOperatorToken(presented.hash);
     if (stored === undefined || stored.name !== presented.name) {

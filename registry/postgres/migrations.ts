@@ -163,6 +163,14 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'broker role',
+    sql: `
+      ALTER TABLE operator_tokens DROP CONSTRAINT operator_tokens_role_check;
+      ALTER TABLE operator_tokens ADD CONSTRAINT operator_tokens_role_check CHECK (role IN ('admin', 'operator', 'station', 'viewer', 'broker'));
+    `,
+  },
 ];
 
 /** Quoted for SQL; callers pass names checked by assertSchemaName. */

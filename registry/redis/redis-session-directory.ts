@@ -7,8 +7,11 @@ import { withTimeout } from './redis-connection.ts';
  * the broker refreshes it, so a crashed broker's sessions disappear from listings within `ttlMs`.
  */
 export interface RedisSessionRegistration {
-  opened(session: SessionSummary): void;
-  closed(clientId: string): void;
+  /** `key`: the client id the broker knows the session by (claim sessions have their own namespace). */
+  opened(key: string, session: SessionSummary): void;
+  closed(key: string): void;
+  /** Whether any broker of the cluster lists a session with this client id now. */
+  isOpen(clientId: string): Promise<boolean>;
   /** Forgets this broker's sessions (clean shutdown). */
   close(): Promise<void>;
 }
@@ -16,6 +19,8 @@ export interface RedisSessionRegistration {
 const keyOf = (prefix: string, brokerId: string) => `${prefix}:sessions:${brokerId}`;
 
 interface StoredSession {
+  /** As shown to operators; absent in entries written before it was stored (the key was the client id). */
+  readonly clientId?: string;
   readonly kind: SessionSummary['kind'];
   readonly certificateSerial: string;
   readonly remoteAddress: string | null;
@@ -31,8 +36,9 @@ export function registerBrokerSessions(redis: Redis, options: { prefix: string; 
   const refresh = setInterval(() => redis.pexpire(key, ttlMs).catch(report), Math.max(1_000, ttlMs / 3));
   refresh.unref();
   return {
-    opened(session) {
+    opened(sessionKey, session) {
       const stored: StoredSession = {
+        clientId: session.clientId,
         kind: session.kind,
         certificateSerial: session.certificateSerial,
         remoteAddress: session.remoteAddress ?? null,
@@ -40,13 +46,25 @@ export function registerBrokerSessions(redis: Redis, options: { prefix: string; 
       };
       redis
         .multi()
-        .hset(key, session.clientId, JSON.stringify(stored))
+        .hset(key, sessionKey, JSON.stringify(stored))
         .pexpire(key, ttlMs)
         .exec()
         .catch(report);
     },
-    closed(clientId) {
-      redis.hdel(key, clientId).catch(report);
+    closed(sessionKey) {
+      redis.hdel(key, sessionKey).catch(report);
+    },
+    async isOpen(clientId) {
+      const look = async () => {
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${options.prefix}:sessions:*`, 'COUNT', 100);
+          cursor = next;
+          for (const brokerKey of keys) if ((await redis.hexists(brokerKey, clientId)) === 1) return true;
+        } while (cursor !== '0');
+        return false;
+      };
+      return withTimeout(look(), 3_000, 'looking up a session');
     },
     async close() {
       clearInterval(refresh);
@@ -68,8 +86,9 @@ export function redisSessionDirectory(redis: Redis, options: { prefix: string; t
           for (const key of keys) {
             const broker = key.slice(`${options.prefix}:sessions:`.length);
             const entries = await redis.hgetall(key);
-            for (const [clientId, text] of Object.entries(entries)) {
+            for (const [sessionKey, text] of Object.entries(entries)) {
               const stored = JSON.parse(text) as StoredSession;
+              const clientId = stored.clientId ?? sessionKey;
               const session: SessionSummary = {
                 clientId,
                 kind: stored.kind,
@@ -78,8 +97,8 @@ export function redisSessionDirectory(redis: Redis, options: { prefix: string; t
                 connectedAt: new Date(stored.connectedAt),
                 broker,
               };
-              const known = sessions.get(clientId);
-              if (known === undefined || known.connectedAt < session.connectedAt) sessions.set(clientId, session);
+              const known = sessions.get(sessionKey);
+              if (known === undefined || known.connectedAt < session.connectedAt) sessions.set(sessionKey, session);
             }
           }
         } while (cursor !== '0');

@@ -139,6 +139,23 @@ export const migrations: readonly Migration[] = [
     name: 'template traffic limits',
     sql: `ALTER TABLE templates ADD COLUMN limits TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(limits));`,
   },
+  {
+    version: 3,
+    name: 'broker role',
+    // SQLite cannot change a CHECK constraint in place: the table is rebuilt with the same rows.
+    sql: `
+      CREATE TABLE operator_tokens_v3 (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'station', 'viewer', 'broker')),
+        token_hash TEXT NOT NULL UNIQUE CHECK (length(token_hash) = 64),
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+      ) STRICT;
+      INSERT INTO operator_tokens_v3 (name, role, token_hash, created_at, revoked_at) SELECT name, role, token_hash, created_at, revoked_at FROM operator_tokens;
+      DROP TABLE operator_tokens;
+      ALTER TABLE operator_tokens_v3 RENAME TO operator_tokens;
+    `,
+  },
 ];
 
 /**

@@ -24,8 +24,10 @@ const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { 
 const { services } = compose;
 const fleetgateServices = Object.entries(services).filter(([, service]) => service.image === 'fleetgate:latest');
 
-/** The fleetgate arguments of a service: its command, or what its `sh -c` wrapper execs. */
+/** The fleetgate arguments of a service: its command, what its `sh -c` wrapper execs, or what its deploy/ script runs. */
 function fleetgateArgs(service: Service): string[] {
+  const script = /^\/deploy\/(.+\.sh)$/.exec(service.entrypoint?.[1] ?? '')?.[1];
+  if (script !== undefined) return (/node bin\/fleetgate\.js ([^\\|]*)/.exec(readFileSync(join(root, 'deploy', script), 'utf8'))?.[1] ?? '').trim().split(/\s+/);
   if (service.entrypoint?.[0] === 'sh') return (/exec node bin\/fleetgate\.js (.*)$/.exec(service.command?.[0] ?? '')?.[1] ?? '').split(' ');
   return service.command ?? ['serve'];
 }
@@ -44,6 +46,20 @@ describe('docker-compose.yml', () => {
     expect(fleetgateArgs(services['sim'] as Service)[0]).toBe('sim');
   });
 
+  it('gives CA keys and the admin token to provisioning only: brokers and the fleet mount their own volumes', () => {
+    const holdsSecrets = Object.entries(services).filter(([, service]) => (service.volumes ?? []).some((volume) => volume.startsWith('data:')));
+    // The one-shot jobs that read the admin token mount it read-only; only provisioning writes it.
+    expect(holdsSecrets.map(([name]) => name).sort()).toEqual(['broker-credentials', 'claim', 'provisioning']);
+    for (const [name, service] of holdsSecrets) if (name !== 'provisioning') expect(service.volumes).toContain('data:/data:ro');
+    for (const name of ['broker-a', 'broker-b']) {
+      const broker = services[name] as Service;
+      expect(broker.volumes).toEqual([`${name}:/broker:ro`]);
+      expect(broker.environment?.FLEETGATE_BROKER_TOKEN_FILE).toBe('/broker/broker.token');
+      expect(broker.environment?.FLEETGATE_DATA_DIR).toBe('/broker');
+    }
+    expect(services['sim']?.volumes).toEqual(['claims:/claims:ro']);
+  });
+
   it('only names services, volumes and files that exist', () => {
     for (const [name, service] of Object.entries(services)) {
       const dependencies = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
@@ -59,7 +75,7 @@ describe('docker-compose.yml', () => {
   });
 
   it.each(fleetgateServices.map(([name, service]) => [name, fleetgateArgs(service)] as const))('%s: every fleetgate flag it uses exists', async (_name, args) => {
-    const subcommand = args.slice(0, args[0] === 'claim' ? 2 : 1);
+    const subcommand = args.slice(0, ['claim', 'token'].includes(args[0] ?? '') ? 2 : 1);
     const help = await runCli([...subcommand, '--help']);
     expect(help.code).toBe(0);
     for (const flag of args.filter((arg) => arg.startsWith('--'))) expect(help.stdout, `${subcommand.join(' ')} ${flag}`).toContain(flag);

@@ -133,15 +133,15 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     device.end(true);
   });
 
-  it('relays a coded refusal from provisioning unchanged (a clone of an enrolled serial)', async () => {
-    const serial = 'sn-cluster-clone';
-    await cluster.enrollDevice(serial); // over HTTPS, with another key
+  it('relays a coded refusal from provisioning unchanged (a CSR that is no CSR)', async () => {
+    // (A clone of an enrolled serial no longer gets this far: its claim session is refused at CONNECT.)
+    const serial = 'sn-cluster-bad-csr';
     const claim = await cluster.issueClaim();
     const session = track(await cluster.connect(b, serial, claim));
     await session.subscribeAsync(`$fleetgate/enroll/${serial}/rejected`, { qos: 1 });
     const rejected = nextMessage(session, `$fleetgate/enroll/${serial}/rejected`, 10_000);
-    await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: (await deviceKeyAndCsr(serial)).csr }), { qos: 1 });
-    expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'ENROLL_CLONE_SUSPECTED' });
+    await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: '-----BEGIN CERTIFICATE REQUEST-----\n@@@\n-----END CERTIFICATE REQUEST-----\n' }), { qos: 1 });
+    expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'PKI_CSR_MALFORMED' });
     session.end(true);
   });
 

@@ -78,8 +78,9 @@ describe('enrollment over MQTT', () => {
   it('stops at max-uses', async () => {
     const claim = await gw.issueClaim({ maxUses: 1 });
     expect((await enroll(claim, 'sn-1004', JSON.stringify({ csr: (await deviceKeyAndCsr('x')).csr }))).topic).toMatch(/accepted$/);
-    const second = await enroll(claim, 'sn-1005', JSON.stringify({ csr: (await deviceKeyAndCsr('x')).csr }));
-    expect(second.body.code).toBe('ENROLL_CLAIM_EXHAUSTED');
+    // An exhausted claim is refused at CONNECT already (CONNACK 5, audited): it can enroll nothing more.
+    await expect(gw.connect('sn-1005', claim)).rejects.toMatchObject({ code: 5 });
+    await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (entry) => entry.code === 'AUTH_CLAIM_INVALID' && entry.detail?.clientId === 'sn-1005');
     expect(await gw.gateway.dataDir.registry.getDevice('sn-1005')).toBeUndefined();
   });
 

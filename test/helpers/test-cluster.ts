@@ -72,9 +72,12 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
     const adminToken = readFileSync(join(dir.path, 'admin.token'), 'utf8').trim();
 
     const startBroker = async (id: string, extraArgs: readonly string[] = []): Promise<ClusterBroker> => {
+      // Each broker relays with its own credential (role broker), as in production: never the admin token.
+      const created = await apiRequest<{ token: string }>({ baseUrl: `https://127.0.0.1:${apiPort}`, ca, token: adminToken }, 'POST', '/v1/tokens', { name: `broker-${id}-${randomBytes(3).toString('hex')}`, role: 'broker' });
+      if (created.status !== 201) throw new Error(`broker token: ${created.status} ${JSON.stringify(created.body)}`);
       const started = await startFleetgateProcess(
         ['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--metrics-port', '0', '--provisioning-url', `https://localhost:${apiPort}`, ...extraArgs],
-        env,
+        { ...env, FLEETGATE_BROKER_TOKEN: created.body.token },
       );
       processes.push(started);
       const port = (pattern: RegExp) => Number(pattern.exec(started.readyLine)?.[1]);

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CaCredential, createRootCa, deviceUri, ecdsaSha256, generateKeyPair, privateKeyToPem, serviceUri, systemClock, x509 } from '../../core/index.ts';
+import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { type ClientCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+
+/**
+ * An attacker holding a registered manufacturer CA's key (birth certificates) forges a leaf that copies
+ * everything a victim's certificate shows: its serial, CN and fleetgate URI SAN, and sends it followed by
+ * the device CA certificate. OpenSSL verifies the chain through the manufacturer CA (which is trusted);
+ * who issued the leaf must then be decided by signature against the CAs fleetgate knows, never by the
+ * certificates the peer sent, and the registry row must be for this exact certificate (fingerprint).
+ */
+let gw: TestGateway;
+let manufacturer: CaCredential;
+
+async function forgedLeaf(options: { serial: string; commonName: string; uri: string; chain: string }): Promise<ClientCredential> {
+  const keys = await generateKeyPair();
+  const now = Date.now();
+  const leaf = await x509.X509CertificateGenerator.create({
+    serialNumber: options.serial,
+    subject: [{ CN: [options.commonName] }],
+    issuer: manufacturer.certificate.subjectName,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 86_400_000),
+    signingAlgorithm: ecdsaSha256,
+    publicKey: keys.publicKey,
+    signingKey: manufacturer.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: options.uri }]),
+      await x509.AuthorityKeyIdentifierExtension.create(manufacturer.certificate),
+    ],
+  });
+  return { key: await privateKeyToPem(keys.privateKey), cert: leaf.toString('pem') + '\n' + options.chain };
+}
+
+beforeAll(async () => {
+  gw = await startTestGateway();
+  manufacturer = await createRootCa({ commonName: 'Acme Devices Birth CA', clock: systemClock });
+  const registered = await gw.api('POST', '/v1/claim-issuers', { body: { name: 'acme', template: 'default', certificate: manufacturer.certificate.toString('pem') }, token: true });
+  expect(registered.status).toBe(201);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // trust reload is asynchronous to the API answer
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+describe('a leaf signed by a manufacturer CA that copies a device certificate', () => {
+  it('does not open a session as that device (CONNECT refused, audited)', async () => {
+    const victim = await gw.createDevice('dev-b');
+    const forged = await forgedLeaf({ serial: victim.serial, commonName: 'dev-b', uri: deviceUri('dev-b'), chain: gw.gateway.dataDir.pki.pem.deviceCa });
+    await expect(gw.connect('dev-b', forged)).rejects.toMatchObject({ code: expect.any(Number) });
+    // The victim still gets in with its own certificate.
+    const genuine = await gw.connect('dev-b', victim);
+    await genuine.endAsync();
+  });
+
+  it('is not renewed into a genuine device certificate over HTTPS or EST', async () => {
+    const victim = await gw.createDevice('dev-c');
+    const forged = await forgedLeaf({ serial: victim.serial, commonName: 'dev-c', uri: deviceUri('dev-c'), chain: gw.gateway.dataDir.pki.pem.deviceCa });
+    const { csr } = await deviceKeyAndCsr('dev-c');
+    const before = await gw.gateway.dataDir.registry.listCertificates('dev-c');
+    const renewed = await gw.api('POST', '/v1/renew', { body: { csr }, credential: forged });
+    expect(renewed.status, JSON.stringify(renewed.body)).toBeGreaterThanOrEqual(400);
+    const est = await gw.api('POST', '/.well-known/est/simplereenroll', { body: csr.replace(/-----[^-]+-----|\n/g, ''), contentType: 'application/pkcs10', credential: forged });
+    expect(est.status).toBeGreaterThanOrEqual(400);
+    expect(await gw.gateway.dataDir.registry.listCertificates('dev-c')).toEqual(before);
+  });
+
+  it('does not open a session as a service', async () => {
+    const service = await gw.api<{ serial: string }>('POST', '/v1/services', { body: { name: 'svc-1', csr: (await deviceKeyAndCsr('svc-1')).csr }, token: true });
+    expect(service.status, JSON.stringify(service.body)).toBe(201);
+    const forged = await forgedLeaf({ serial: service.body.serial, commonName: 'svc-1', uri: serviceUri('svc-1'), chain: gw.gateway.dataDir.pki.pem.deviceCa });
+    await expect(gw.connect('svc-1', forged)).rejects.toMatchObject({ code: expect.any(Number) });
+  });
+
+  it('yields at most a claim session for the serial in its CN, never the identity in its SAN', async () => {
+    // CN names a fresh serial: the manufacturer CA may enroll it, but the SAN claims a registered device.
+    await gw.createDevice('dev-d');
+    const forged = await forgedLeaf({ serial: '0badc0de01', commonName: 'ACME-7', uri: deviceUri('dev-d'), chain: gw.gateway.dataDir.pki.pem.deviceCa });
+    await expect(gw.connect('dev-d', forged)).rejects.toMatchObject({ code: 2 });
+    const claim = await gw.connect('ACME-7', forged);
+    // Its scope is enrollment for ACME-7 only.
+    await expect(claim.subscribeAsync('devices/dev-d/#')).rejects.toThrow();
+    claim.end(true);
+  });
+});
