@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, tlsFingerprint } from '../core/index.ts';
+import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory } from '../core/index.ts';
 import {
   type ApiApp,
   createCertificateService,

@@ -19,6 +19,8 @@ for broker in "$@"; do
     node bin/fleetgate.js token create --name "$broker" --role broker --json --api "$api" --data-dir "$data" \
       | node -e 'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).token))' \
       | (umask 077 && cat > "$out/broker.token.tmp")
+    # sh has no pipefail: an empty file means `token create` failed (it printed why).
+    [ -s "$out/broker.token.tmp" ] || { echo "could not create the broker token of $broker" >&2; exit 1; }
     mv "$out/broker.token.tmp" "$out/broker.token"
   fi
 done
