@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +16,8 @@ import { closed, nextMessage, type ClientCredential } from '../helpers/test-gate
  * sees must not depend on which broker the load balancer picked.
  */
 const redisDb = 11;
+const repoRoot = join(import.meta.dirname, '..', '..');
+const execFileAsync = promisify(execFile);
 let cluster: TestCluster;
 let a: ClusterBroker;
 let b: ClusterBroker;
@@ -143,6 +150,36 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: '-----BEGIN CERTIFICATE REQUEST-----\n@@@\n-----END CERTIFICATE REQUEST-----\n' }), { qos: 1 });
     expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'PKI_CSR_MALFORMED' });
     session.end(true);
+  });
+
+  it('runs a broker from what deploy/broker-credentials.sh gives it: no CA key, no admin token, its own broker token', async () => {
+    const brokers = mkdtempSync(join(tmpdir(), 'fleetgate-brokers-'));
+    try {
+      // Asynchronously: this process runs the PostgreSQL and Redis proxies the cluster talks through.
+      await execFileAsync('sh', [join(repoRoot, 'deploy', 'broker-credentials.sh'), 'iso'], {
+        cwd: repoRoot,
+        env: { ...process.env, FLEETGATE_DATA_DIR: cluster.dataDir, BROKERS_DIR: brokers, FLEETGATE_API: `https://127.0.0.1:${cluster.apiPort}` },
+      });
+      const own = join(brokers, 'iso');
+      expect(readdirSync(join(own, 'pki')).sort()).toEqual(['ca.crt', 'claim-ca.crt', 'device-ca.crt', 'server.crt', 'server.key']);
+      expect(readdirSync(own).sort()).toEqual(['broker.token', 'pki']);
+      expect(statSync(join(own, 'broker.token')).mode & 0o777).toBe(0o600);
+      expect(statSync(join(own, 'pki', 'server.key')).mode & 0o777).toBe(0o600);
+      const tokens = await cluster.api<{ items: { name: string; role: string }[] }>('GET', '/v1/tokens');
+      expect(tokens.body.items).toContainEqual(expect.objectContaining({ name: 'iso', role: 'broker' }));
+
+      const isolated = await cluster.startBroker('iso', ['--data-dir', own], { FLEETGATE_BROKER_TOKEN_FILE: join(own, 'broker.token') });
+      // Relayed enrollment works with that token, from a broker that holds nothing else.
+      const serial = 'sn-isolated-1';
+      const session = track(await cluster.connect(isolated, serial, await cluster.issueClaim()));
+      await session.subscribeAsync(`$fleetgate/enroll/${serial}/accepted`, { qos: 1 });
+      const accepted = nextMessage(session, `$fleetgate/enroll/${serial}/accepted`, 10_000);
+      await session.publishAsync(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr: (await deviceKeyAndCsr(serial)).csr }), { qos: 1 });
+      expect(JSON.parse((await accepted) ?? '{}')).toMatchObject({ deviceId: serial });
+      session.end(true);
+    } finally {
+      rmSync(brokers, { recursive: true, force: true });
+    }
   });
 
   it('spreads connections over the workers of `fleetgate broker --workers 2`, which share one port', async () => {

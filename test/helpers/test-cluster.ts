@@ -23,6 +23,8 @@ export interface TestCluster {
   readonly dataDir: string;
   readonly apiPort: number;
   readonly brokers: readonly ClusterBroker[];
+  /** The `fleetgate provisioning` process (its output, when a test needs to show why something failed). */
+  readonly provisioning: FleetgateProcess;
   /** Root CA PEM. */
   readonly ca: string;
   /** Every process reaches Redis through this proxy: stop it to take Redis away. */
@@ -37,8 +39,11 @@ export interface TestCluster {
   /** A backend service identity (policy `backend`: devices/#). */
   createService(name: string): Promise<ClientCredential>;
   connect(broker: ClusterBroker, clientId: string, credential: ClientCredential, extra?: Partial<IClientOptions>): Promise<MqttClient>;
-  /** Starts another broker process, with extra `fleetgate broker` flags (e.g. --workers). */
-  startBroker(id: string, extraArgs?: readonly string[]): Promise<ClusterBroker>;
+  /**
+   * Starts another broker process, with extra `fleetgate broker` flags (e.g. --workers). With `env`, the
+   * broker gets exactly those variables (e.g. its own FLEETGATE_BROKER_TOKEN_FILE) instead of a token made here.
+   */
+  startBroker(id: string, extraArgs?: readonly string[], env?: Record<string, string>): Promise<ClusterBroker>;
   close(): Promise<void>;
 }
 
@@ -71,13 +76,16 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
     const ca = readFileSync(join(dir.path, 'pki', 'ca.crt'), 'utf8');
     const adminToken = readFileSync(join(dir.path, 'admin.token'), 'utf8').trim();
 
-    const startBroker = async (id: string, extraArgs: readonly string[] = []): Promise<ClusterBroker> => {
+    const brokerToken = async (id: string) => {
       // Each broker relays with its own credential (role broker), as in production: never the admin token.
       const created = await apiRequest<{ token: string }>({ baseUrl: `https://127.0.0.1:${apiPort}`, ca, token: adminToken }, 'POST', '/v1/tokens', { name: `broker-${id}-${randomBytes(3).toString('hex')}`, role: 'broker' });
       if (created.status !== 201) throw new Error(`broker token: ${created.status} ${JSON.stringify(created.body)}`);
+      return created.body.token;
+    };
+    const startBroker = async (id: string, extraArgs: readonly string[] = [], brokerEnv?: Record<string, string>): Promise<ClusterBroker> => {
       const started = await startFleetgateProcess(
         ['broker', ...common, '--mqtt-port', '0', '--broker-id', id, '--metrics-port', '0', '--provisioning-url', `https://localhost:${apiPort}`, ...extraArgs],
-        { ...env, FLEETGATE_BROKER_TOKEN: created.body.token },
+        { ...env, ...(brokerEnv ?? { FLEETGATE_BROKER_TOKEN: await brokerToken(id) }) },
       );
       processes.push(started);
       const port = (pattern: RegExp) => Number(pattern.exec(started.readyLine)?.[1]);
@@ -104,6 +112,7 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
       dataDir: dir.path,
       apiPort,
       brokers,
+      provisioning,
       ca,
       redisProxy,
       postgresProxy,
@@ -122,8 +131,8 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
       },
       // Generous: these brokers share two cores with the whole test suite.
       connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, { connectTimeout: 15_000, ...extra }),
-      async startBroker(id, extraArgs) {
-        const broker = await startBroker(id, extraArgs);
+      async startBroker(id, extraArgs, brokerEnv) {
+        const broker = await startBroker(id, extraArgs, brokerEnv);
         brokers.push(broker);
         return broker;
       },
