@@ -569,7 +569,7 @@ class PostgresRegistry implements Registry {
         await sql(statements.updateAllowlistAttributes, [template, serials, rows.map((row) => (row.attributes === undefined ? null : JSON.stringify(row.attributes)))]);
       }
       const total = (await sql<{ total: number }>(statements.countAllowlist, [template])).rows[0]?.total ?? 0;
-      await record({ ...audit, detail: { ...audit.detail, template, added, total } });
+      await record({ ...audit, detail: { ...audit.detail, template, added, total, withAttributes: rows.filter((row) => row.attributes !== undefined).length } });
       return { added, total };
     });
   }

@@ -547,7 +547,7 @@ class SqliteRegistry implements Registry {
         if (inserted === 0 && json !== null) this.#sql.updateAllowlistAttributes.run({ template, serial, attributes: json });
       }
       const total = this.#sql.countAllowlist.get(template) ?? 0;
-      this.#insertAudit({ ...audit, detail: { ...audit.detail, template, added, total } });
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, template, added, total, withAttributes: rows.filter((row) => row.attributes !== undefined).length } });
       return { added, total };
     });
   }

@@ -516,6 +516,8 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
       it("gives a new device the trusted attributes of its allow-list row; a re-import with attributes replaces them", async () => {
         await givenClaim();
         expect(await registry.importAllowlist('t1', ['sn-1', { serial: 'sn-2', attributes: { tenant: 'acme' } }, { serial: 'sn-3' }], audit('allowlist.import'))).toEqual({ added: 3, total: 3 });
+        // Attributes widen policies: the audit trail says how many entries set some.
+        expect((await registry.queryAudit({ action: 'allowlist.import' }))[0]).toMatchObject({ detail: { template: 't1', added: 3, total: 3, withAttributes: 1 } });
         expect(await registry.importAllowlist('t1', [{ serial: 'sn-2', attributes: { tenant: 'globex', site: 'x' } }, 'sn-3', 'sn-4'], audit('allowlist.import'))).toEqual({ added: 1, total: 4 });
         // A serial listed without attributes keeps the ones it has.
         await registry.importAllowlist('t1', ['sn-2'], audit('allowlist.import'));
