@@ -60,14 +60,14 @@ afterAll(async () => {
 });
 
 describe('re-enrollment is limited to active devices of the claim template', () => {
-  it("refuses to re-key a service, over HTTPS and MQTT, leaving its certificate and policy as they were", async () => {
+  it('refuses to re-key a service, over HTTPS and MQTT, leaving its certificate and policy as they were', async () => {
     const before = await stateOf('svc-1', claimT1.claimId);
     expect(before.device).toMatchObject({ kind: 'service', policy: 'backend' });
 
     const https = await enrollHttps(claimT1, 'svc-1', (await deviceKeyAndCsr('svc-1')).csr);
     expect(https).toMatchObject({ status: 409, body: { code: 'ENROLL_IDENTITY_NOT_REENROLLABLE' } });
-    const mqtt = await enrollMqtt(claimT1, 'svc-1', (await deviceKeyAndCsr('svc-1')).csr);
-    expect(mqtt).toMatchObject({ topic: '$fleetgate/enroll/svc-1/rejected', body: { code: 'ENROLL_IDENTITY_NOT_REENROLLABLE' } });
+    // Over MQTT the claim session is refused at CONNECT already (README "Enrollment and renewal"), before any request.
+    await expect(gw.connect('svc-1', claimT1)).rejects.toMatchObject({ code: 5 });
 
     expect(await stateOf('svc-1', claimT1.claimId)).toEqual(before);
     await gw.waitForAudit({ deviceId: 'svc-1', action: 'device.enroll', result: 'refused' }, (e) => e.code === 'ENROLL_IDENTITY_NOT_REENROLLABLE' && e.actor.startsWith('claim:'));

@@ -61,7 +61,7 @@ describe('postgres registry', () => {
   it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
     const schema = schemas.fresh();
     const db = await schemas.connect(schema);
-    await migrate(db as unknown as PoolClient, schema, systemClock, migrations.filter((step) => step.version <= 1));
+    await migrate(db as unknown as PoolClient, schema, systemClock, migrations.filter((step) => step.version <= 2));
     await db.query(`SET search_path TO "${schema}"`);
     const at = '2025-01-01T00:00:00.000Z';
     await db.query(`

@@ -79,7 +79,7 @@ describe('sqlite registry', () => {
   it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
     const path = freshPath();
     const old = inspect(path);
-    migrate(old, systemClock, migrations.filter((step) => step.version <= 2));
+    migrate(old, systemClock, migrations.filter((step) => step.version <= 3));
     const at = '2025-01-01T00:00:00.000Z';
     old.exec(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
