@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { FleetgateError } from '../core/index.ts';
 import { lifetimeFromText } from '../provisioning/index.ts';
+import type { AllowlistEntry } from '../registry/index.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
 import { formatTable } from './table.ts';
@@ -155,11 +156,14 @@ export function registerFactoryCommands(program: Command): void {
   withOperatorOptions(
     allowlist
       .command('import')
-      .description('add serial numbers (CSV: first column, one per line; a "serial" header and # comments are skipped)')
+      .description(
+        'add serial numbers (CSV: serial in the first column, one per line, # comments skipped; a header "serial,NAME,…" makes the other columns ' +
+          'attributes the device gets at enrollment; or a JSON array of serials or {"serial", "attributes"} objects)',
+      )
       .requiredOption('--template <name>', 'template whose allow-list to extend')
-      .argument('<file>', 'CSV or plain list of serials'),
+      .argument('<file>', 'CSV, plain list of serials, or JSON array'),
   ).action(async (file: string, options: OperatorOptions & { template: string }) => {
-    const serials = parseSerialList(readFileSync(file, 'utf8'));
+    const serials = parseAllowlist(readFileSync(file, 'utf8'));
     const client = operatorClient(options);
     const batch = 10_000;
     let result = { added: 0, total: 0 };
@@ -175,9 +179,27 @@ export function registerFactoryCommands(program: Command): void {
   });
 }
 
-export function parseSerialList(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.split(/[,;\t]/)[0]?.trim().replace(/^"(.*)"$/, '$1') ?? '')
-    .filter((serial, index) => serial !== '' && !serial.startsWith('#') && !(index === 0 && /^serial(_?number)?$/i.test(serial)));
+/**
+ * Allow-list entries from a file. A JSON array is sent as it is. Otherwise CSV (`,`, `;` or tab): the serial
+ * is the first column; a first line whose first cell is `serial` is a header, and its further cells name
+ * attributes, which every row then carries (empty cells left out) and which policies trust (README
+ * "Enrollment and renewal"). Without such a header, further columns are ignored.
+ */
+export function parseAllowlist(text: string): AllowlistEntry[] {
+  if (text.trimStart().startsWith('[')) return JSON.parse(text) as AllowlistEntry[];
+  const cells = (line: string) => line.split(/[,;\t]/).map((cell) => cell.trim().replace(/^"(.*)"$/, '$1'));
+  const entries: AllowlistEntry[] = [];
+  let names: string[] | undefined;
+  text.split(/\r?\n/).forEach((line, index) => {
+    const [serial = '', ...rest] = cells(line);
+    if (serial === '' || serial.startsWith('#')) return;
+    if (index === 0 && /^serial(_?number)?$/i.test(serial)) {
+      names = rest;
+      return;
+    }
+    if (names === undefined || names.every((name) => name === '')) return void entries.push(serial);
+    const attributes = Object.fromEntries(names.flatMap((name, column) => (name !== '' && rest[column] ? [[name, rest[column]]] : [])));
+    entries.push({ serial, attributes });
+  });
+  return entries;
 }

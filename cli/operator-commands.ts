@@ -17,6 +17,8 @@ interface DeviceJson {
   template: string;
   policy: string | null;
   attributes: Record<string, string>;
+  /** Absent from gateways older than the trusted/reported split. */
+  reportedAttributes?: Record<string, string>;
   statusReason: string | null;
   createdAt: string;
   updatedAt: string;
@@ -346,12 +348,16 @@ export function registerOperatorCommands(program: Command, commands: { device: C
 
 function deviceDetailText(detail: DeviceDetailJson): string {
   const { device, session, certificates } = detail;
-  const attributes = Object.entries(device.attributes).map(([key, value]) => `${key}=${value}`).join(', ');
+  const pairs = (values: Record<string, string>) => Object.entries(values).map(([key, value]) => `${key}=${value}`).join(', ');
+  const attributes = pairs(device.attributes);
+  const reported = pairs(device.reportedAttributes ?? {});
   const lines = [
     `${device.kind === 'service' ? 'Service' : 'Device'} ${device.id}: ${device.status}${device.statusReason ? ` (${device.statusReason})` : ''}`,
     `  template    ${device.template}`,
     `  policy      ${detail.effectivePolicy ?? '(missing)'}${device.policy === null ? ' (from the template)' : ' (override)'}`,
     ...(attributes ? [`  attributes  ${attributes}`] : []),
+    // Never read by a policy: only what the device said about itself when it enrolled.
+    ...(reported ? [`  reported    ${reported}`] : []),
     `  created     ${device.createdAt}`,
     `  updated     ${device.updatedAt}`,
     `  session     ${session ? `connected since ${session.connectedAt} from ${session.remoteAddress ?? '?'} (certificate ${session.certificateSerial})` : 'not connected'}`,

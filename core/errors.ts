@@ -73,6 +73,7 @@ export const errorCatalogue = {
   ENROLL_CLAIM_EXHAUSTED: { http: 403, message: 'The claim credential has no enrollments left (max-uses reached); ask the factory for a new claim certificate.' },
   ENROLL_SERIAL_NOT_ALLOWED: { http: 403, message: 'This device serial is not on the allow-list of the template; import it with `fleetgate allowlist import`.' },
   ENROLL_CLONE_SUSPECTED: { http: 409, message: 'This serial is already enrolled with a different key (a possible clone); an operator must revoke the old device or allow re-enrollment in the template.' },
+  ENROLL_IDENTITY_NOT_REENROLLABLE: { http: 409, message: 'This serial names an identity a claim of this template may not enroll: a service, or a device registered under another template. Enroll with a claim of the template the device belongs to, or use another serial.' },
   ENROLL_SERIAL_MISMATCH: { http: 403, message: 'A birth certificate enrolls only the serial in its CN; use that serial as the MQTT client id and in the request.' },
   ENROLL_RATE_LIMITED: { http: 429, message: 'Too many enrollments with this claim right now; retry after a short backoff.' },
   ENROLL_REQUEST_INVALID: { http: 400, message: 'The enrollment request must be JSON {"csr": "<PEM>", "attributes": {...}?} with no other fields.' },

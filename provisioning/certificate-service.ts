@@ -1,9 +1,11 @@
 import {
   assertAttributes,
   assertDeviceId,
+  assertEnrollment,
   type CertificateReply,
   type CertificateRequestHandler,
   checkCsr,
+  claimRefusal,
   FleetgateError,
   type GatewayMetrics,
   isFleetgateError,
@@ -68,8 +70,8 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
       return auditRefusals(registry, context, async () => {
         const claim = await registry.getClaimByCertificateSerial(input.claimKey);
         if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN');
-        if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId: claim.id } });
-        if (claim.expiresAt.getTime() <= clock.now().getTime()) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId: claim.id } });
+        const unusable = claimRefusal(claim, clock.now());
+        if (unusable !== undefined) throw new FleetgateError(unusable.code, { detail: { claimId: claim.id, reason: unusable.reason } });
         if (!deps.claimRateLimiter.tryTake(claim.id)) throw new FleetgateError('ENROLL_RATE_LIMITED', { detail: { claimId: claim.id } });
 
         const request = readCertificateRequest(input.body, input.transport);
@@ -78,21 +80,37 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
         if ((input.boundSerial !== undefined && id !== input.boundSerial) || (request.serial !== undefined && request.serial !== id)) {
           throw new FleetgateError('ENROLL_SERIAL_MISMATCH', { detail: { serial: id, requested: request.serial, bound: input.boundSerial } });
         }
-        const attributes = assertAttributes(request.attributes);
+        // What the device says about itself is kept, but never as the attributes a policy reads (README
+        // "Enrollment and renewal"): those come from the allow-list row, which the registry applies.
+        const reportedAttributes = assertAttributes(request.attributes);
         const template = await registry.getTemplate(claim.template);
         if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
 
+        // Decided before signing, on the registry as it is now; enrollWithClaim decides again, by the same
+        // rule, inside its transaction, where racing requests are serialised.
+        const existing = await registry.getDevice(id);
+        const same = existing === undefined ? undefined : (await registry.findCertificatesByPublicKey(csr.publicKeyHash)).find((c) => c.deviceId === id && c.status === 'active');
+        const decision = assertEnrollment(
+          {
+            claim,
+            template,
+            serialAllowed: !template.requireAllowlist || (await registry.isSerialAllowed(template.name, id)),
+            existing,
+            holdsSameKey: same !== undefined,
+            now: clock.now(),
+          },
+          { claimId: claim.id, id, template: template.name },
+        );
         // A device that lost the reply asks again with the same key: answer with what it already has.
-        const existing = (await registry.findCertificatesByPublicKey(csr.publicKeyHash)).find((c) => c.deviceId === id && c.status === 'active');
-        if (existing !== undefined) {
-          await registry.appendAudit({ ...context, result: 'ok', deviceId: id, detail: { ...context.detail, serial: existing.serial, repeated: true } });
-          return reply(existing);
+        if (decision.outcome === 'repeat' && same !== undefined) {
+          await registry.appendAudit({ ...context, result: 'ok', deviceId: id, detail: { ...context.detail, serial: same.serial, repeated: true } });
+          return reply(same);
         }
 
         const { issued } = await issueForTemplate(deps, { id, kind: 'device', template, csr });
         const { certificate } = await registry.enrollWithClaim({
           claimId: claim.id,
-          device: { id, kind: 'device', template: template.name, attributes },
+          device: { id, kind: 'device', template: template.name, reportedAttributes },
           certificate: toNewCertificate(issued),
           requireAllowlist: template.requireAllowlist,
           allowReenroll: template.allowReenroll,

@@ -1,5 +1,5 @@
-import { allowedKeyTypes, FleetgateError } from '../core/index.ts';
-import type { AuditEntry, AuditInput, NewTemplate } from './registry-port.ts';
+import { allowedKeyTypes, assertAttributes, assertDeviceId, type DeviceAttributes, FleetgateError } from '../core/index.ts';
+import type { AllowlistEntry, AuditEntry, AuditInput, NewTemplate } from './registry-port.ts';
 import { operatorRoles } from './registry-port.ts';
 
 /**
@@ -49,4 +49,22 @@ export function toAuditEntry(entry: AuditInput & { id: number; at: Date }): Audi
     ...(entry.deviceId === undefined ? {} : { deviceId: entry.deviceId }),
     ...(entry.detail === undefined ? {} : { detail: entry.detail }),
   };
+}
+
+/**
+ * Allow-list entries checked and shaped before a write, so a bad one refuses the whole import. `attributes`
+ * is undefined for an entry that carries none, which leaves a listed serial's attributes as they are. A
+ * serial given twice keeps its last entry.
+ */
+export function allowlistRows(entries: readonly AllowlistEntry[]): { serial: string; attributes: DeviceAttributes | undefined }[] {
+  const rows = new Map<string, DeviceAttributes | undefined>();
+  for (const entry of entries) {
+    if (typeof entry === 'string') {
+      const serial = assertDeviceId(entry);
+      rows.set(serial, rows.get(serial));
+    } else {
+      rows.set(assertDeviceId(entry.serial), entry.attributes === undefined ? rows.get(entry.serial) : assertAttributes(entry.attributes));
+    }
+  }
+  return [...rows].map(([serial, attributes]) => ({ serial, attributes }));
 }

@@ -19,7 +19,13 @@ export interface DeviceRecord {
   readonly template: string;
   /** Overrides the template's policy when set (service identities, one-off devices). */
   readonly policy: string | null;
+  /**
+   * Trusted attributes, the only ones `${device.attributes.NAME}` in a policy reads: set by an operator at
+   * registration or taken from the serial's allow-list row at enrollment (README "Enrollment and renewal").
+   */
   readonly attributes: Readonly<Record<string, string>>;
+  /** What the device said about itself in its enrollment request: shown to operators, never in a policy. */
+  readonly reportedAttributes: Readonly<Record<string, string>>;
   readonly statusReason: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
@@ -170,8 +176,13 @@ export interface NewDevice {
   readonly kind: IdentityKind;
   readonly template: string;
   readonly policy?: string | null;
+  /** Trusted attributes (see DeviceRecord); for a claim enrollment the allow-list row's replace these. */
   readonly attributes?: Readonly<Record<string, string>>;
+  readonly reportedAttributes?: Readonly<Record<string, string>>;
 }
+
+/** An allow-list entry: a serial, or a serial with the trusted attributes its device will get when it enrolls. */
+export type AllowlistEntry = string | { readonly serial: string; readonly attributes?: Readonly<Record<string, string>> };
 
 export interface NewCertificate {
   readonly serial: string;
@@ -232,13 +243,15 @@ export interface Registry {
   /** Every revoked or superseded certificate still within its validity (what a CRL must list), oldest first. */
   listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]>;
   /**
-   * Claim-certificate enrollment, in one transaction with its audit entry: the claim must be active, not
-   * expired and have uses left (ENROLL_CLAIM_REVOKED / _EXPIRED / _EXHAUSTED / _UNKNOWN); the serial must
-   * be on the template's allow-list when required (ENROLL_SERIAL_NOT_ALLOWED); an enrolled serial is
-   * refused as a possible clone (ENROLL_CLONE_SUSPECTED) unless `allowReenroll`, in which case its active
-   * certificates become superseded; a revoked device stays revoked (AUTH_DEVICE_REVOKED). One use is
-   * consumed. If the device already holds an active certificate for the same public key (a concurrent
-   * duplicate request), that certificate is returned with `repeated: true` and nothing is written.
+   * Claim-certificate enrollment, in one transaction with its audit entry. Whether the claim may enroll the
+   * serial is decided by core decideEnrollment on the rows read in that transaction (claim, identity under
+   * the serial, allow-list row, same-key certificate): ENROLL_CLAIM_UNKNOWN when the claim row is gone,
+   * otherwise that function's refusal. On `enroll` the device is created under the claim's template; on
+   * `reenroll` (an active device of that template, template allows it) its active certificates become
+   * superseded. One use is consumed. On `repeat` (the device already holds an active certificate for the
+   * same public key) that certificate is returned with `repeated: true` and nothing is written.
+   * The device's trusted `attributes` are those of its allow-list row (a new device; none without a row);
+   * `device.attributes` from the caller is ignored. `device.reportedAttributes` is stored as reported.
    */
   enrollWithClaim(input: {
     claimId: string;
@@ -275,8 +288,12 @@ export interface Registry {
   revokeClaim(id: string, audit: AuditInput): Promise<ClaimRecord>;
 
   // serial allow-lists, per template
-  /** Adds serials (duplicates ignored), with the audit entry; TEMPLATE_NOT_FOUND if the template is unknown. */
-  importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }>;
+  /**
+   * Adds serials, with the audit entry; TEMPLATE_NOT_FOUND if the template is unknown, DEVICE_ID_INVALID or
+   * ATTRIBUTE_INVALID (nothing imported) for a bad entry. A serial already listed is not added again; if the
+   * entry carries attributes they replace the row's. `added` counts new serials only.
+   */
+  importAllowlist(template: string, entries: readonly AllowlistEntry[], audit: AuditInput): Promise<{ added: number; total: number }>;
   isSerialAllowed(template: string, serial: string): Promise<boolean>;
 
   // operator tokens

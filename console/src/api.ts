@@ -19,6 +19,8 @@ export interface Device {
   readonly template: string;
   readonly policy: string | null;
   readonly attributes: Record<string, string>;
+  /** What the device reported at enrollment; never read by a policy. */
+  readonly reportedAttributes?: Record<string, string>;
   readonly statusReason: string | null;
   readonly createdAt: string;
   readonly updatedAt: string;

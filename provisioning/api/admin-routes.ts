@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { type CaCredential, type Clock, type EventBus, FleetgateError, type TemplateLimits } from '../../core/index.ts';
-import type { ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
+import type { AllowlistEntry, ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
 import { createClaim } from '../create-claim.ts';
 import { registerClaimIssuer } from '../register-claim-issuer.ts';
 import { type OperatorAuth, routeGuard } from './operator-auth.ts';
@@ -139,16 +139,38 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     },
   );
 
-  app.post<{ Params: { name: string }; Body: { serials: string[] } }>(
+  app.post<{ Params: { name: string }; Body: { serials: AllowlistEntry[] } }>(
     '/v1/templates/:name/allowlist',
     {
       onRequest: allow(['admin', 'station']),
       schema: {
         tags: ['admin'],
-        summary: 'Add device serials to the template allow-list',
+        summary: 'Add device serials to the template allow-list, each optionally with the attributes its device gets at enrollment',
         security,
         params: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] },
-        body: { type: 'object', required: ['serials'], additionalProperties: false, properties: { serials: { type: 'array', items: { type: 'string', maxLength: 128 }, maxItems: 100_000 } } },
+        body: {
+          type: 'object',
+          required: ['serials'],
+          additionalProperties: false,
+          properties: {
+            serials: {
+              type: 'array',
+              maxItems: 100_000,
+              // Attributes given here are trusted: they fill ${device.attributes.NAME} in policies (README "Enrollment and renewal").
+              items: {
+                anyOf: [
+                  { type: 'string', maxLength: 128 },
+                  {
+                    type: 'object',
+                    required: ['serial'],
+                    additionalProperties: false,
+                    properties: { serial: { type: 'string', maxLength: 128 }, attributes: { type: 'object', additionalProperties: { type: 'string' } } },
+                  },
+                ],
+              },
+            },
+          },
+        },
         response: { 200: { type: 'object', properties: { added: { type: 'integer' }, total: { type: 'integer' } } } },
       },
       bodyLimit: 8 * 1024 * 1024,

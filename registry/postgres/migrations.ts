@@ -171,6 +171,19 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE operator_tokens ADD CONSTRAINT operator_tokens_role_check CHECK (role IN ('admin', 'operator', 'station', 'viewer', 'broker'));
     `,
   },
+  {
+    version: 3,
+    name: 'trusted and reported device attributes',
+    // As SQLite step 4 (registry/sqlite/migrations.ts): policies read only the trusted devices.attributes;
+    // what devices report moves to reported_attributes, also for devices enrolled before this step.
+    sql: `
+      ALTER TABLE devices ADD COLUMN reported_attributes JSON NOT NULL DEFAULT '{}' CHECK (json_typeof(reported_attributes) = 'object');
+      ALTER TABLE allowlist ADD COLUMN attributes JSON NOT NULL DEFAULT '{}' CHECK (json_typeof(attributes) = 'object');
+      UPDATE devices SET reported_attributes = attributes, attributes = '{}'
+        WHERE kind = 'device' AND attributes::text <> '{}'
+          AND NOT EXISTS (SELECT 1 FROM audit_log WHERE audit_log.device_id = devices.id AND action = 'device.register' AND result = 'ok');
+    `,
+  },
 ];
 
 /** Quoted for SQL; callers pass names checked by assertSchemaName. */

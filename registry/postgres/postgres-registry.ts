@@ -3,6 +3,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import {
   assertAttributes,
   assertDeviceId,
+  assertEnrollment,
   type Clock,
   FleetgateError,
   parsePolicyDocument,
@@ -12,6 +13,7 @@ import {
 } from '../../core/index.ts';
 import type {
   Admission,
+  AllowlistEntry,
   AuditAnchor,
   AuditEntry,
   AuditInput,
@@ -36,7 +38,7 @@ import type {
   TemplateRecord,
 } from '../registry-port.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields, storableText } from '../audit-chain.ts';
-import { assertOperatorToken, assertTemplate, clampLimit, toAuditEntry } from '../registry-input.ts';
+import { allowlistRows, assertOperatorToken, assertTemplate, clampLimit, toAuditEntry } from '../registry-input.ts';
 import { advisoryLockKey } from './advisory-lock.ts';
 import { parsePostgresUrl } from './connection-url.ts';
 import { migrate } from './migrations.ts';
@@ -125,6 +127,7 @@ interface DeviceRow {
   template: string;
   policy: string | null;
   attributes: Record<string, string>;
+  reported_attributes: Record<string, string>;
   status_reason: string | null;
   created_at: Date;
   updated_at: Date;
@@ -206,7 +209,7 @@ interface OperatorTokenRow {
   revoked_at: Date | null;
 }
 
-const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'status_reason', 'created_at', 'updated_at'] as const;
+const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'reported_attributes', 'status_reason', 'created_at', 'updated_at'] as const;
 const certificateColumns = [
   'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason', 'replaces',
 ] as const;
@@ -233,7 +236,8 @@ type Sql = <R extends QueryResultRow>(text: string, values?: readonly unknown[])
 
 const statements = {
   getDevice: `SELECT ${list(deviceColumns)} FROM devices WHERE id = $1`,
-  insertDevice: `INSERT INTO devices (${list(deviceColumns)}) VALUES ($1, $2, 'active', $3, $4, $5, NULL, $6, $6)`,
+  insertDevice: `INSERT INTO devices (${list(deviceColumns)}) VALUES ($1, $2, 'active', $3, $4, $5, $7, NULL, $6, $6)`,
+  updateReportedAttributes: 'UPDATE devices SET reported_attributes = $2, updated_at = $3 WHERE id = $1',
   updateDeviceStatus: `UPDATE devices SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1 RETURNING ${list(deviceColumns)}`,
 
   getCertificate: `SELECT ${list(certificateColumns)} FROM certificates WHERE serial = $1`,
@@ -287,9 +291,14 @@ const statements = {
   consumeClaimUse: `UPDATE claims SET uses = uses + 1
     WHERE id = $1 AND status = 'active' AND expires_at > $2 AND (max_uses IS NULL OR uses < max_uses)`,
   allowlisted: 'SELECT 1 FROM allowlist WHERE template = $1 AND serial = $2',
-  // One statement for the whole list; DISTINCT because one INSERT must not meet the same key twice.
+  allowlistAttributes: 'SELECT attributes FROM allowlist WHERE template = $1 AND serial = $2',
+  // One statement for the whole list (allowlistRows made the serials distinct: one INSERT must not meet the
+  // same key twice); then the attributes of the entries that carry some, new rows and listed ones alike.
   insertAllowlist: `INSERT INTO allowlist (template, serial, added_at)
-    SELECT $1, serial, $3 FROM (SELECT DISTINCT unnest($2::text[]) AS serial) AS input ON CONFLICT DO NOTHING`,
+    SELECT $1, serial, $3 FROM unnest($2::text[]) AS input (serial) ON CONFLICT DO NOTHING`,
+  updateAllowlistAttributes: `UPDATE allowlist SET attributes = input.attributes::json
+    FROM unnest($2::text[], $3::text[]) AS input (serial, attributes)
+    WHERE allowlist.template = $1 AND allowlist.serial = input.serial AND input.attributes IS NOT NULL`,
   countAllowlist: 'SELECT count(*)::integer AS total FROM allowlist WHERE template = $1',
   insertClaim: `INSERT INTO claims (${list(claimColumns)}) VALUES ($1, $2, $3, $4, 0, $5, 'active', $6, $7) RETURNING ${list(claimColumns)}`,
 
@@ -478,7 +487,7 @@ class PostgresRegistry implements Registry {
 
       const now = this.#now();
       if (existing === undefined) {
-        await sql(statements.insertDevice, [id, device.kind, device.template, device.policy ?? null, JSON.stringify(attributes), now]);
+        await sql(statements.insertDevice, [id, device.kind, device.template, device.policy ?? null, JSON.stringify(attributes), now, JSON.stringify(assertAttributes(device.reportedAttributes))]);
       }
       const row = (await sql<CertificateRow>(statements.insertCertificate, certificateValues(id, certificate, certificate.replaces ?? null, now))).rows[0];
       await record({ ...audit, deviceId: audit.deviceId ?? id });
@@ -496,40 +505,44 @@ class PostgresRegistry implements Registry {
   }): Promise<{ certificate: CertificateRecord; repeated: boolean }> {
     const { claimId, device, certificate, audit } = input;
     const id = assertDeviceId(device.id);
-    const attributes = assertAttributes(device.attributes);
+    const trusted = assertAttributes(device.attributes);
+    const reported = JSON.stringify(assertAttributes(device.reportedAttributes));
     return this.#write(async (sql, record) => {
       const now = this.#clock.now();
       // Read under the write lock: a racing enrollment with the same claim either committed before
       // (its use is counted here) or waits until this one commits.
-      const claim = (await sql<ClaimRow>(statements.getClaim, [claimId])).rows[0];
-      if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
-      if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId } });
-      if (claim.expires_at.getTime() <= now.getTime()) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId, expiresAt: claim.expires_at.toISOString() } });
-
+      const claimRow = (await sql<ClaimRow>(statements.getClaim, [claimId])).rows[0];
+      if (claimRow === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
+      const claim = toClaim(claimRow);
       const existing = (await sql<DeviceRow>(statements.getDevice, [id])).rows[0];
-      if (existing !== undefined) {
-        if (existing.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED', { detail: { id } });
-        const same = (await sql<CertificateRow>(statements.activeCertificateForKey, [id, certificate.publicKeyHash])).rows[0];
-        if (same !== undefined) return { certificate: toCertificate(same), repeated: true };
-        if (!input.allowReenroll) throw new FleetgateError('ENROLL_CLONE_SUSPECTED', { detail: { id } });
-      }
-      if (claim.max_uses !== null && claim.uses >= claim.max_uses) {
-        throw new FleetgateError('ENROLL_CLAIM_EXHAUSTED', { detail: { claimId, maxUses: claim.max_uses } });
-      }
-      if (input.requireAllowlist && (await sql(statements.allowlisted, [claim.template, id])).rowCount === 0) {
-        throw new FleetgateError('ENROLL_SERIAL_NOT_ALLOWED', { detail: { serial: id, template: claim.template } });
-      }
+      const listed = (await sql<{ attributes: Record<string, string> }>(statements.allowlistAttributes, [claim.template, id])).rows[0];
+      const same = existing === undefined ? undefined : (await sql<CertificateRow>(statements.activeCertificateForKey, [id, certificate.publicKeyHash])).rows[0];
+      // The rule is core's (decideEnrollment); this adapter only supplies the rows it read under the write lock.
+      const decision = assertEnrollment(
+        {
+          claim,
+          template: { requireAllowlist: input.requireAllowlist, allowReenroll: input.allowReenroll },
+          serialAllowed: listed !== undefined,
+          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template },
+          holdsSameKey: same !== undefined,
+          now,
+        },
+        { claimId, id, template: claim.template },
+      );
+      if (decision.outcome === 'repeat' && same !== undefined) return { certificate: toCertificate(same), repeated: true };
       await assertKeyFree(sql, certificate.publicKeyHash, id);
 
       const stamp = now.toISOString();
-      if (existing === undefined) {
-        await sql(statements.insertDevice, [id, 'device', claim.template, null, JSON.stringify(attributes), stamp]);
+      if (decision.outcome === 'enroll') {
+        const attributes = { ...trusted, ...(listed?.attributes ?? {}) };
+        await sql(statements.insertDevice, [id, 'device', claim.template, null, JSON.stringify(attributes), stamp, reported]);
       } else {
         await sql(statements.supersedeDeviceCertificates, [id, stamp]);
+        await sql(statements.updateReportedAttributes, [id, reported, stamp]);
       }
       await sql(statements.consumeClaimUse, [claimId, stamp]);
       const row = (await sql<CertificateRow>(statements.insertCertificate, certificateValues(id, certificate, null, stamp))).rows[0];
-      await record({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: existing !== undefined } });
+      await record({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: decision.outcome === 'reenroll' } });
       return { certificate: toCertificate(expectRow(row)), repeated: false };
     });
   }
@@ -546,13 +559,17 @@ class PostgresRegistry implements Registry {
     });
   }
 
-  async importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }> {
-    const checked = serials.map((serial) => assertDeviceId(serial));
+  async importAllowlist(template: string, entries: readonly AllowlistEntry[], audit: AuditInput): Promise<{ added: number; total: number }> {
+    const rows = allowlistRows(entries);
+    const serials = rows.map((row) => row.serial);
     return this.#write(async (sql, record) => {
       if ((await sql(statements.templateExists, [template])).rowCount === 0) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template } });
-      const added = (await sql(statements.insertAllowlist, [template, checked, this.#now()])).rowCount ?? 0;
+      const added = (await sql(statements.insertAllowlist, [template, serials, this.#now()])).rowCount ?? 0;
+      if (rows.some((row) => row.attributes !== undefined)) {
+        await sql(statements.updateAllowlistAttributes, [template, serials, rows.map((row) => (row.attributes === undefined ? null : JSON.stringify(row.attributes)))]);
+      }
       const total = (await sql<{ total: number }>(statements.countAllowlist, [template])).rows[0]?.total ?? 0;
-      await record({ ...audit, detail: { ...audit.detail, template, added, total } });
+      await record({ ...audit, detail: { ...audit.detail, template, added, total, withAttributes: rows.filter((row) => row.attributes !== undefined).length } });
       return { added, total };
     });
   }
@@ -884,6 +901,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     template: row.template,
     policy: row.policy,
     attributes: row.attributes,
+    reportedAttributes: row.reported_attributes,
     statusReason: row.status_reason,
     createdAt: row.created_at,
     updatedAt: row.updated_at,

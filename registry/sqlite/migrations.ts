@@ -156,6 +156,23 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE operator_tokens_v3 RENAME TO operator_tokens;
     `,
   },
+  {
+    version: 4,
+    name: 'trusted and reported device attributes',
+    // Policies read only devices.attributes, which now holds trusted values alone (an operator's, or the
+    // allow-list row's); what a device says about itself goes to reported_attributes. Before this step a
+    // claim enrollment stored the device's own claims in attributes: a device no operator registered
+    // (no device.register in the audit trail) has them moved over, so they stop widening its policy.
+    sql: `
+      ALTER TABLE devices ADD COLUMN reported_attributes TEXT NOT NULL DEFAULT '{}'
+        CHECK (json_valid(reported_attributes) AND json_type(reported_attributes) = 'object');
+      ALTER TABLE allowlist ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}'
+        CHECK (json_valid(attributes) AND json_type(attributes) = 'object');
+      UPDATE devices SET reported_attributes = attributes, attributes = '{}'
+        WHERE kind = 'device' AND attributes <> '{}'
+          AND NOT EXISTS (SELECT 1 FROM audit_log WHERE audit_log.device_id = devices.id AND action = 'device.register' AND result = 'ok');
+    `,
+  },
 ];
 
 /**

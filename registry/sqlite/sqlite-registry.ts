@@ -4,6 +4,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   assertAttributes,
   assertDeviceId,
+  assertEnrollment,
   type Clock,
   FleetgateError,
   parsePolicyDocument,
@@ -13,6 +14,7 @@ import {
 } from '../../core/index.ts';
 import type {
   Admission,
+  AllowlistEntry,
   AuditAnchor,
   AuditEntry,
   AuditInput,
@@ -36,7 +38,7 @@ import type {
   Registry,
   TemplateRecord,
 } from '../registry-port.ts';
-import { assertOperatorToken, assertTemplate, clampLimit, toAuditEntry } from '../registry-input.ts';
+import { allowlistRows, assertOperatorToken, assertTemplate, clampLimit, toAuditEntry } from '../registry-input.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields, storableText } from '../audit-chain.ts';
 import { migrate } from './migrations.ts';
 
@@ -80,6 +82,7 @@ interface DeviceRow {
   template: string;
   policy: string | null;
   attributes: string;
+  reported_attributes: string;
   status_reason: string | null;
   created_at: string;
   updated_at: string;
@@ -154,7 +157,7 @@ interface OperatorTokenRow {
   revoked_at: string | null;
 }
 
-const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'status_reason', 'created_at', 'updated_at'] as const;
+const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'attributes', 'reported_attributes', 'status_reason', 'created_at', 'updated_at'] as const;
 const certificateColumns = [
   'serial', 'device_id', 'fingerprint', 'public_key_hash', 'not_before', 'not_after', 'status', 'pem', 'issued_at', 'revoked_at', 'revocation_reason', 'replaces',
 ] as const;
@@ -181,8 +184,9 @@ function prepareStatements(db: Database.Database) {
     getDevice: db.prepare<[string], DeviceRow>(`SELECT ${list(deviceColumns)} FROM devices WHERE id = ?`),
     insertDevice: db.prepare<[Record<string, unknown>], void>(
       `INSERT INTO devices (${list(deviceColumns)})
-       VALUES (@id, @kind, 'active', @template, @policy, @attributes, NULL, @now, @now)`,
+       VALUES (@id, @kind, 'active', @template, @policy, @attributes, @reportedAttributes, NULL, @now, @now)`,
     ),
+    updateReportedAttributes: db.prepare<[Record<string, unknown>], void>('UPDATE devices SET reported_attributes = @reportedAttributes, updated_at = @now WHERE id = @id'),
     updateDeviceStatus: db.prepare<[Record<string, unknown>], DeviceRow>(
       `UPDATE devices SET status = @status, status_reason = @reason, updated_at = @now WHERE id = @id RETURNING ${list(deviceColumns)}`,
     ),
@@ -267,9 +271,11 @@ function prepareStatements(db: Database.Database) {
        WHERE id = @id AND status = 'active' AND expires_at > @now AND (max_uses IS NULL OR uses < max_uses)`,
     ),
     allowlisted: db.prepare<[string, string], number>('SELECT 1 FROM allowlist WHERE template = ? AND serial = ?').pluck(),
+    allowlistAttributes: db.prepare<[string, string], string>('SELECT attributes FROM allowlist WHERE template = ? AND serial = ?').pluck(),
     insertAllowlist: db.prepare<[Record<string, unknown>], void>(
-      'INSERT INTO allowlist (template, serial, added_at) VALUES (@template, @serial, @now) ON CONFLICT DO NOTHING',
+      `INSERT INTO allowlist (template, serial, added_at, attributes) VALUES (@template, @serial, @now, coalesce(@attributes, '{}')) ON CONFLICT DO NOTHING`,
     ),
+    updateAllowlistAttributes: db.prepare<[Record<string, unknown>], void>('UPDATE allowlist SET attributes = @attributes WHERE template = @template AND serial = @serial'),
     countAllowlist: db.prepare<[string], number>('SELECT count(*) FROM allowlist WHERE template = ?').pluck(),
     insertClaim: db.prepare<[Record<string, unknown>], ClaimRow>(
       `INSERT INTO claims (${list(claimColumns)}) VALUES (@id, @template, @certificateSerial, @maxUses, 0, @expiresAt, 'active', @now, @issuerPem)
@@ -431,6 +437,7 @@ class SqliteRegistry implements Registry {
           template: device.template,
           policy: device.policy ?? null,
           attributes: JSON.stringify(attributes),
+          reportedAttributes: JSON.stringify(assertAttributes(device.reportedAttributes)),
           now,
         });
       }
@@ -466,33 +473,37 @@ class SqliteRegistry implements Registry {
   }): Promise<{ certificate: CertificateRecord; repeated: boolean }> {
     const { claimId, device, certificate, audit } = input;
     const id = assertDeviceId(device.id);
-    const attributes = assertAttributes(device.attributes);
+    const trusted = assertAttributes(device.attributes);
+    const reported = JSON.stringify(assertAttributes(device.reportedAttributes));
     return this.#write(() => {
       const now = this.#now();
-      const claim = this.#sql.getClaim.get(claimId);
-      if (claim === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
-      if (claim.status !== 'active') throw new FleetgateError('ENROLL_CLAIM_REVOKED', { detail: { claimId } });
-      if (claim.expires_at <= now) throw new FleetgateError('ENROLL_CLAIM_EXPIRED', { detail: { claimId, expiresAt: claim.expires_at } });
-
+      const claimRow = this.#sql.getClaim.get(claimId);
+      if (claimRow === undefined) throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
+      const claim = toClaim(claimRow);
       const existing = this.#sql.getDevice.get(id);
-      if (existing !== undefined) {
-        if (existing.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED', { detail: { id } });
-        const same = this.#sql.activeCertificateForKey.get(id, certificate.publicKeyHash);
-        if (same !== undefined) return { certificate: toCertificate(same), repeated: true };
-        if (!input.allowReenroll) throw new FleetgateError('ENROLL_CLONE_SUSPECTED', { detail: { id } });
-      }
-      if (claim.max_uses !== null && claim.uses >= claim.max_uses) {
-        throw new FleetgateError('ENROLL_CLAIM_EXHAUSTED', { detail: { claimId, maxUses: claim.max_uses } });
-      }
-      if (input.requireAllowlist && this.#sql.allowlisted.get(claim.template, id) === undefined) {
-        throw new FleetgateError('ENROLL_SERIAL_NOT_ALLOWED', { detail: { serial: id, template: claim.template } });
-      }
+      const listed = this.#sql.allowlistAttributes.get(claim.template, id);
+      const same = existing === undefined ? undefined : this.#sql.activeCertificateForKey.get(id, certificate.publicKeyHash);
+      // The rule is core's (decideEnrollment); this adapter only supplies the rows it read under the write lock.
+      const decision = assertEnrollment(
+        {
+          claim,
+          template: { requireAllowlist: input.requireAllowlist, allowReenroll: input.allowReenroll },
+          serialAllowed: listed !== undefined,
+          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template },
+          holdsSameKey: same !== undefined,
+          now: new Date(now),
+        },
+        { claimId, id, template: claim.template },
+      );
+      if (decision.outcome === 'repeat' && same !== undefined) return { certificate: toCertificate(same), repeated: true };
       this.#assertKeyFree(certificate.publicKeyHash, id);
 
-      if (existing === undefined) {
-        this.#sql.insertDevice.run({ id, kind: 'device', template: claim.template, policy: null, attributes: JSON.stringify(attributes), now });
+      if (decision.outcome === 'enroll') {
+        const attributes = { ...trusted, ...(listed === undefined ? {} : (JSON.parse(listed) as Record<string, string>)) };
+        this.#sql.insertDevice.run({ id, kind: 'device', template: claim.template, policy: null, attributes: JSON.stringify(attributes), reportedAttributes: reported, now });
       } else {
         this.#sql.supersedeDeviceCertificates.run({ deviceId: id, now });
+        this.#sql.updateReportedAttributes.run({ id, reportedAttributes: reported, now });
       }
       this.#sql.consumeClaimUse.run({ id: claimId, now });
       const row = this.#sql.insertCertificate.get({
@@ -506,7 +517,7 @@ class SqliteRegistry implements Registry {
         replaces: null,
         now,
       });
-      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: existing !== undefined } });
+      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: decision.outcome === 'reenroll' } });
       return { certificate: toCertificate(expectRow(row)), repeated: false };
     });
   }
@@ -523,15 +534,20 @@ class SqliteRegistry implements Registry {
     });
   }
 
-  async importAllowlist(template: string, serials: readonly string[], audit: AuditInput): Promise<{ added: number; total: number }> {
-    const checked = serials.map((serial) => assertDeviceId(serial));
+  async importAllowlist(template: string, entries: readonly AllowlistEntry[], audit: AuditInput): Promise<{ added: number; total: number }> {
+    const rows = allowlistRows(entries);
     return this.#write(() => {
       if (this.#sql.templateExists.get(template) === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template } });
       const now = this.#now();
       let added = 0;
-      for (const serial of checked) added += this.#sql.insertAllowlist.run({ template, serial, now }).changes;
+      for (const { serial, attributes } of rows) {
+        const json = attributes === undefined ? null : JSON.stringify(attributes);
+        const inserted = this.#sql.insertAllowlist.run({ template, serial, attributes: json, now }).changes;
+        added += inserted;
+        if (inserted === 0 && json !== null) this.#sql.updateAllowlistAttributes.run({ template, serial, attributes: json });
+      }
       const total = this.#sql.countAllowlist.get(template) ?? 0;
-      this.#insertAudit({ ...audit, detail: { ...audit.detail, template, added, total } });
+      this.#insertAudit({ ...audit, detail: { ...audit.detail, template, added, total, withAttributes: rows.filter((row) => row.attributes !== undefined).length } });
       return { added, total };
     });
   }
@@ -814,6 +830,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     template: row.template,
     policy: row.policy,
     attributes: JSON.parse(row.attributes) as Record<string, string>,
+    reportedAttributes: JSON.parse(row.reported_attributes) as Record<string, string>,
     statusReason: row.status_reason,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),

@@ -54,7 +54,8 @@ describe('enrollment over MQTT', () => {
     await session.publishAsync('devices/sn-1001/telemetry', 'first light');
     expect(await received).toBe('first light');
     await session.endAsync();
-    expect(await gw.gateway.dataDir.registry.getDevice('sn-1001')).toMatchObject({ status: 'active', attributes: { site: 'plant-7' } });
+    // What the device reports is kept apart from the attributes its policy reads (test/enrollment/attribute-trust.test.ts).
+    expect(await gw.gateway.dataDir.registry.getDevice('sn-1001')).toMatchObject({ status: 'active', attributes: {}, reportedAttributes: { site: 'plant-7' } });
     expect((await gw.gateway.dataDir.registry.getClaim(claim.claimId))?.uses).toBe(1);
   });
 

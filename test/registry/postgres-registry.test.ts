@@ -1,7 +1,8 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { type AuditInput, openPostgresRegistry, openRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
-import { migrations } from '../../registry/postgres/migrations.ts';
+import type { PoolClient } from 'pg';
+import { migrate, migrations } from '../../registry/postgres/migrations.ts';
 import { databaseUrlVia, startPostgresProxy, testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
@@ -55,6 +56,25 @@ describe('postgres registry', () => {
     const db = await schemas.connect(schema);
     const applied = await db.query<{ version: number; applied_at: Date }>('SELECT version, applied_at FROM schema_migrations ORDER BY version');
     expect(applied.rows).toEqual(migrations.map((step) => ({ version: step.version, applied_at: new Date('2025-01-01T00:00:00.000Z') })));
+  });
+
+  it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
+    const schema = schemas.fresh();
+    const db = await schemas.connect(schema);
+    await migrate(db as unknown as PoolClient, schema, systemClock, migrations.filter((step) => step.version <= 2));
+    await db.query(`SET search_path TO "${schema}"`);
+    const at = '2025-01-01T00:00:00.000Z';
+    await db.query(`
+      INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
+      INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', false, false, '{}', '${at}', '${at}');
+      INSERT INTO devices VALUES ('enrolled', 'device', 'active', 'default', NULL, '{"tenant":"victim"}', NULL, '${at}', '${at}');
+      INSERT INTO devices VALUES ('registered', 'device', 'active', 'default', NULL, '{"tenant":"acme"}', NULL, '${at}', '${at}');
+      INSERT INTO audit_log (id, at, actor, action, result, device_id, prev_hash, hash)
+        VALUES (1, '${at}', 'cli', 'device.register', 'ok', 'registered', '${'0'.repeat(64)}', '${'1'.repeat(64)}');
+    `);
+    const registry = await open(schema);
+    expect(await registry.getDevice('enrolled')).toMatchObject({ attributes: {}, reportedAttributes: { tenant: 'victim' } });
+    expect(await registry.getDevice('registered')).toMatchObject({ attributes: { tenant: 'acme' }, reportedAttributes: {} });
   });
 
   it('takes the schema from ?schema= in the URL, and openRegistry picks PostgreSQL for postgres:// and postgresql:// URLs', async () => {

@@ -172,6 +172,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           template: 'sensors',
           policy: null,
           attributes: { site: 'lyon', line: '4' },
+          reportedAttributes: {},
           statusReason: null,
           createdAt: issued.issuedAt,
           updatedAt: issued.issuedAt,
@@ -477,6 +478,154 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         );
         expect(await registry.getClaim('batch-8')).toBeUndefined();
         expect(await snapshot()).toEqual(before);
+      });
+    });
+
+    describe('claim enrollment', () => {
+      const expiresAt = new Date('2030-01-01T00:00:00.000Z');
+
+      /** Template t1 re-enrollable, a claim for it, a device of t1 and a service (default template sensors). */
+      async function givenClaim(options: { maxUses?: number | null } = {}): Promise<void> {
+        await givenBasics();
+        await registry.putTemplate({ ...template('t1'), allowReenroll: true }, audit('template.put'));
+        await registry.putTemplate({ ...template('t2'), allowReenroll: true }, audit('template.put'));
+        await registry.createClaim({ id: 'c1', template: 't1', certificateSerial: '7c01', maxUses: options.maxUses === undefined ? 10 : options.maxUses, expiresAt }, audit('claim.create'));
+      }
+
+      function enroll(id: string, n: number | string, options: { reportedAttributes?: Record<string, string>; allowReenroll?: boolean; requireAllowlist?: boolean } = {}) {
+        return registry.enrollWithClaim({
+          claimId: 'c1',
+          device: { id, kind: 'device', template: 't1', ...(options.reportedAttributes ? { reportedAttributes: options.reportedAttributes } : {}) },
+          certificate: certificate(n),
+          requireAllowlist: options.requireAllowlist ?? false,
+          allowReenroll: options.allowReenroll ?? true,
+          audit: audit('device.enroll', { actor: 'claim:c1' }),
+        });
+      }
+
+      it('creates a device of the claim template, keeps reported attributes apart and uses the claim once', async () => {
+        await givenClaim();
+        const { certificate: issued, repeated } = await enroll('sn-1', 1, { reportedAttributes: { tenant: 'victim' } });
+        expect(repeated).toBe(false);
+        expect(issued).toMatchObject({ deviceId: 'sn-1', status: 'active' });
+        expect(await registry.getDevice('sn-1')).toMatchObject({ kind: 'device', template: 't1', attributes: {}, reportedAttributes: { tenant: 'victim' } });
+        expect((await registry.getClaim('c1'))?.uses).toBe(1);
+        expect(await registry.queryAudit({ deviceId: 'sn-1', action: 'device.enroll' })).toMatchObject([{ result: 'ok', detail: { reenrolled: false } }]);
+      });
+
+      it("gives a new device the trusted attributes of its allow-list row; a re-import with attributes replaces them", async () => {
+        await givenClaim();
+        expect(await registry.importAllowlist('t1', ['sn-1', { serial: 'sn-2', attributes: { tenant: 'acme' } }, { serial: 'sn-3' }], audit('allowlist.import'))).toEqual({ added: 3, total: 3 });
+        // Attributes widen policies: the audit trail says how many entries set some.
+        expect((await registry.queryAudit({ action: 'allowlist.import' }))[0]).toMatchObject({ detail: { template: 't1', added: 3, total: 3, withAttributes: 1 } });
+        expect(await registry.importAllowlist('t1', [{ serial: 'sn-2', attributes: { tenant: 'globex', site: 'x' } }, 'sn-3', 'sn-4'], audit('allowlist.import'))).toEqual({ added: 1, total: 4 });
+        // A serial listed without attributes keeps the ones it has.
+        await registry.importAllowlist('t1', ['sn-2'], audit('allowlist.import'));
+
+        await enroll('sn-2', 2, { reportedAttributes: { tenant: 'victim' }, requireAllowlist: true });
+        expect(await registry.getDevice('sn-2')).toMatchObject({ attributes: { tenant: 'globex', site: 'x' }, reportedAttributes: { tenant: 'victim' } });
+        await enroll('sn-1', 1, { requireAllowlist: true });
+        expect(await registry.getDevice('sn-1')).toMatchObject({ attributes: {}, reportedAttributes: {} });
+        // Another template's row does not apply.
+        await registry.importAllowlist('t2', [{ serial: 'sn-9', attributes: { tenant: 'acme' } }], audit('allowlist.import'));
+        await enroll('sn-9', 9);
+        expect(await registry.getDevice('sn-9')).toMatchObject({ attributes: {} });
+      });
+
+      it('refuses a bad allow-list entry, importing none of the list', async () => {
+        await givenClaim();
+        const before = await snapshot();
+        await expectRefusal(registry.importAllowlist('t1', ['sn-1', { serial: 'sn-2', attributes: { tenant: 'a/#' } }], audit('allowlist.import')), 'ATTRIBUTE_INVALID');
+        await expectRefusal(registry.importAllowlist('t1', ['sn-1', { serial: 'a/b' }], audit('allowlist.import')), 'DEVICE_ID_INVALID');
+        expect(await registry.isSerialAllowed('t1', 'sn-1')).toBe(false);
+        expect(await snapshot()).toEqual(before);
+      });
+
+      it('re-enrolls an active device of its template: old certificates superseded, reported attributes replaced, trusted ones kept', async () => {
+        await givenClaim();
+        await registry.importAllowlist('t1', [{ serial: 'sn-1', attributes: { tenant: 'acme' } }], audit('allowlist.import'));
+        const first = await enroll('sn-1', 1, { reportedAttributes: { fw: '1.0' } });
+        const second = await enroll('sn-1', 2, { reportedAttributes: { fw: '2.0' } });
+        expect(second.repeated).toBe(false);
+        expect(await registry.getCertificate(first.certificate.serial)).toMatchObject({ status: 'superseded' });
+        expect(await registry.getDevice('sn-1')).toMatchObject({ attributes: { tenant: 'acme' }, reportedAttributes: { fw: '2.0' } });
+        expect((await registry.getClaim('c1'))?.uses).toBe(2);
+        expect((await registry.queryAudit({ deviceId: 'sn-1', action: 'device.enroll' }))[0]).toMatchObject({ detail: { reenrolled: true } });
+      });
+
+      it('answers the same key again with the certificate it has, writing nothing, even on an exhausted claim', async () => {
+        await givenClaim({ maxUses: 1 });
+        const first = await enroll('sn-1', 1);
+        const before = await snapshot();
+        const again = await registry.enrollWithClaim({
+          claimId: 'c1',
+          device: { id: 'sn-1', kind: 'device', template: 't1', reportedAttributes: { fw: 'other' } },
+          certificate: { ...certificate('again'), publicKeyHash: first.certificate.publicKeyHash },
+          requireAllowlist: false,
+          allowReenroll: false,
+          audit: audit('device.enroll'),
+        });
+        expect(again).toEqual({ certificate: first.certificate, repeated: true });
+        expect(await snapshot()).toEqual(before);
+        expect((await registry.getClaim('c1'))?.uses).toBe(1);
+      });
+
+      it.each([
+        ['a service', async () => register('svc-1', 'svc', { kind: 'service', policy: 'backend' }), 'svc-1', 'ENROLL_IDENTITY_NOT_REENROLLABLE'],
+        ['a device of another template', async () => register('dev-t2', 'dev', { template: 't2' }), 'dev-t2', 'ENROLL_IDENTITY_NOT_REENROLLABLE'],
+        [
+          'a suspended device',
+          async () => {
+            await enroll('dev-s', 'dev');
+            await registry.setDeviceStatus({ id: 'dev-s', status: 'suspended', reason: 'maintenance', audit: audit('device.suspend') });
+          },
+          'dev-s',
+          'AUTH_DEVICE_SUSPENDED',
+        ],
+        [
+          'a revoked device',
+          async () => {
+            await enroll('dev-r', 'dev');
+            await registry.setDeviceStatus({ id: 'dev-r', status: 'revoked', reason: 'keyCompromise', audit: audit('device.revoke') });
+          },
+          'dev-r',
+          'AUTH_DEVICE_REVOKED',
+        ],
+      ] as const)('never re-keys %s, not even for its own key, and writes nothing', async (_name, given, id, code) => {
+        await givenClaim();
+        await given();
+        const before = await snapshot();
+        const claimBefore = await registry.getClaim('c1');
+        await expectRefusal(enroll(id, 'new-key'), code);
+        // The identity's own key: a retry must not hand its certificate to a claim that may not enroll it.
+        const own = (await registry.listCertificates(id))[0];
+        await expectRefusal(
+          registry.enrollWithClaim({
+            claimId: 'c1',
+            device: { id, kind: 'device', template: 't1' },
+            certificate: { ...certificate('own-key'), publicKeyHash: own?.publicKeyHash ?? '' },
+            requireAllowlist: false,
+            allowReenroll: true,
+            audit: audit('device.enroll'),
+          }),
+          code,
+        );
+        expect(await snapshot()).toEqual(before);
+        expect(await registry.getClaim('c1')).toEqual(claimBefore);
+      });
+
+      it('refuses an unknown, revoked, expired or exhausted claim, and another key when the template does not allow re-enrollment', async () => {
+        await givenClaim({ maxUses: 1 });
+        await enroll('sn-1', 1);
+        await expectRefusal(enroll('sn-1', 2, { allowReenroll: false }), 'ENROLL_CLONE_SUSPECTED');
+        await expectRefusal(enroll('sn-2', 2), 'ENROLL_CLAIM_EXHAUSTED');
+        await expectRefusal(enroll('sn-2', 2, { requireAllowlist: true }), 'ENROLL_CLAIM_EXHAUSTED');
+        await registry.revokeClaim('c1', audit('claim.revoke'));
+        await expectRefusal(enroll('sn-3', 3), 'ENROLL_CLAIM_REVOKED');
+        await expectRefusal(registry.enrollWithClaim({ claimId: 'nope', device: { id: 'sn-4', kind: 'device', template: 't1' }, certificate: certificate(4), requireAllowlist: false, allowReenroll: true, audit: audit('device.enroll') }), 'ENROLL_CLAIM_UNKNOWN');
+        await registry.createClaim({ id: 'old', template: 't1', certificateSerial: '7c02', maxUses: null, expiresAt: new Date('2001-01-01T00:00:00Z') }, audit('claim.create'));
+        await expectRefusal(registry.enrollWithClaim({ claimId: 'old', device: { id: 'sn-5', kind: 'device', template: 't1' }, certificate: certificate(5), requireAllowlist: false, allowReenroll: true, audit: audit('device.enroll') }), 'ENROLL_CLAIM_EXPIRED');
+        expect(await registry.getDevice('sn-2')).toBeUndefined();
       });
     });
 

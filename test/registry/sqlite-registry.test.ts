@@ -76,6 +76,24 @@ describe('sqlite registry', () => {
     expect(migrate(db, systemClock)).toEqual([]);
   });
 
+  it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
+    const path = freshPath();
+    const old = inspect(path);
+    migrate(old, systemClock, migrations.filter((step) => step.version <= 3));
+    const at = '2025-01-01T00:00:00.000Z';
+    old.exec(`
+      INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
+      INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
+      INSERT INTO devices VALUES ('enrolled', 'device', 'active', 'default', NULL, '{"tenant":"victim"}', NULL, '${at}', '${at}');
+      INSERT INTO devices VALUES ('registered', 'device', 'active', 'default', NULL, '{"tenant":"acme"}', NULL, '${at}', '${at}');
+      INSERT INTO audit_log (id, at, actor, action, result, device_id, prev_hash, hash)
+        VALUES (1, '${at}', 'cli', 'device.register', 'ok', 'registered', '${'0'.repeat(64)}', '${'1'.repeat(64)}');
+    `);
+    const registry = await open(path);
+    expect(await registry.getDevice('enrolled')).toMatchObject({ attributes: {}, reportedAttributes: { tenant: 'victim' } });
+    expect(await registry.getDevice('registered')).toMatchObject({ attributes: { tenant: 'acme' }, reportedAttributes: {} });
+  });
+
   it('refuses a database written by a newer fleetgate', async () => {
     const path = freshPath();
     await (await open(path)).close();

@@ -67,6 +67,7 @@ export function DeviceDetailPage({ id, role }: { id: string; role: Role }) {
           <dt>created</dt><dd>${when(device.createdAt)}</dd>
           <dt>updated</dt><dd>${when(device.updatedAt)}</dd>
           ${Object.entries(device.attributes).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}
+          ${Object.entries(device.reportedAttributes ?? {}).map(([k, v]) => html`<dt>${k} (reported, not in policy)</dt><dd>${v}</dd>`)}
         </dl>
       </div>
       <div class="panel">
