@@ -26,6 +26,8 @@ export interface FlowControl {
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** First thing in authenticate: false means answer CONNACK 3 with MQTT_CONNECT_RATE_LIMITED (already counted and audited). */
   admitConnect(client: Client): boolean;
+  /** TLS handshakes in progress now (connection admission). */
+  pendingHandshakes(): number;
 }
 
 export function createFlowControl(aedes: Aedes, server: Server, config: FlowControlConfig, deps: FlowControlDeps): FlowControl {
@@ -79,5 +81,6 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),
     admitConnect: (client) => connections.admitConnect(remoteOf(client)),
+    pendingHandshakes: () => connections.pendingHandshakes(),
   };
 }

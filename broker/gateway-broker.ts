@@ -69,6 +69,8 @@ export interface GatewayBroker {
   /** Closes the live session of this client id now, and any that is being admitted; true if one was open. */
   disconnect(clientId: string, reason: string): boolean;
   sessions(): SessionSummary[];
+  /** TLS handshakes in progress now: each holds one of `flow.maxPendingHandshakes` slots. */
+  pendingHandshakes(): number;
   close(): Promise<void>;
 }
 
@@ -464,6 +466,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         return client && session ? [summaryOf(client, session)] : [];
       });
     },
+    pendingHandshakes: () => flow.pendingHandshakes(),
     async close() {
       unsubscribe();
       const closed = once(server, 'close');
