@@ -333,7 +333,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       flow.attach(aedes.handle(socket));
     },
   );
-  const flow: FlowControl = createFlowControl(aedes, server, config.flow ?? defaultFlowControl, {
+  const flow: FlowControl = createFlowControl(aedes, server, { ...(config.flow ?? defaultFlowControl), connectTimeoutMs: config.connectTimeoutMs }, {
     sessionLimits: (client) => sessions.get(client)?.limits,
     actorOf,
     deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined),
@@ -471,6 +471,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       unsubscribe();
       const closed = once(server, 'close');
       server.close();
+      flow.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await closed;
       await cluster?.close();
