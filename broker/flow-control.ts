@@ -8,7 +8,7 @@ import { effectiveLimits, type FlowControlConfig } from './flow-control-config.t
 import { createIngressFlowControl } from './ingress-flow-control.ts';
 import { limitOutboundQueue } from './outbound-queue-limit.ts';
 import { classifyClientError } from './protocol-refusals.ts';
-import { createRefusalSampler } from './refusal-sampler.ts';
+import { createRefusalSampler, type RefusalSample } from './refusal-sampler.ts';
 
 export interface FlowControlDeps {
   /** The template limits of the client's admitted session (undefined before CONNECT is admitted). */
@@ -28,6 +28,8 @@ export interface FlowControl {
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** First thing in authenticate: false means answer CONNACK 3 with MQTT_CONNECT_RATE_LIMITED (already counted and audited). */
   admitConnect(client: Client): boolean;
+  /** Audits a refusal that any peer can cause at will: sampled per code and second (broker/refusal-sampler.ts). */
+  sampleRefusal(code: ErrorCode, sample: RefusalSample): void;
   /** TLS handshakes in progress now (connection admission). */
   pendingHandshakes(): number;
   /** When the server closes: closes connections that are not sessions yet and writes the pending audit summaries. */
@@ -77,7 +79,7 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
   const sampled = createRefusalSampler<ErrorCode>((code, { refused, sample, remotes }) =>
     audit({
       actor: sample.actor ?? `anonymous@${sample.remote ?? '?'}`,
-      action: code === 'MQTT_CONNECT_RATE_LIMITED' ? 'mqtt.connect' : code === 'MQTT_PROTOCOL_VIOLATION' ? 'mqtt.packet' : 'mqtt.connection',
+      action: code === 'MQTT_CONNECT_RATE_LIMITED' ? 'mqtt.connect' : code === 'MQTT_PROTOCOL_VIOLATION' || code === 'MQTT_PACKET_TOO_LARGE' ? 'mqtt.packet' : 'mqtt.connection',
       result: 'refused',
       code,
       ...(sample.deviceId !== undefined ? { deviceId: sample.deviceId } : {}),
@@ -121,6 +123,7 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),
     admitConnect: (client) => connections.admitConnect(remoteOf(client)),
+    sampleRefusal: (code, sample) => sampled.record(code, sample),
     pendingHandshakes: () => connections.pendingHandshakes(),
     close() {
       connections.close();

@@ -320,13 +320,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       credentials.set(socket, credentialOf(socket, issuers));
       guardFrameSize(socket, config.maxPacketBytes, (announced) => {
         metrics.aclDenied('packet');
-        audit({
-          actor: `anonymous@${socket.remoteAddress ?? '?'}`,
-          action: 'mqtt.packet',
-          result: 'refused',
-          code: 'MQTT_PACKET_TOO_LARGE',
-          detail: { remote: socket.remoteAddress, announcedBytes: announced, maxPacketBytes: config.maxPacketBytes },
-        });
+        // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
+        flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote: socket.remoteAddress, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
         socket.destroy();
       });
       socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself

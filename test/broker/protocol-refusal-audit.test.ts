@@ -84,33 +84,55 @@ describe('protocol refusals through aedes clientError', () => {
   });
 });
 
-describe('a flood of protocol violations', () => {
-  it('writes at most one audit entry per second, and the entries count every refusal', async () => {
-    const flooded = await startTestGateway();
-    try {
-      const floods = 40;
-      const started = Date.now();
-      await Promise.all(
-        Array.from({ length: floods }, async () => {
-          const socket = tlsConnect({ host: '127.0.0.1', port: flooded.mqttPort, ca: flooded.ca, servername: 'localhost' });
-          socket.on('error', () => {});
-          await once(socket, 'secureConnect');
-          socket.write(encodePublish('devices/x/y', Buffer.from('early')));
-          await closedBy(socket);
-        }),
-      );
-      const elapsedSeconds = Math.ceil((Date.now() - started) / 1000);
-      const entries = async () => (await flooded.gateway.dataDir.registry.queryAudit({ action: 'mqtt.packet', limit: 1000 })).filter((e) => e.code === 'MQTT_PROTOCOL_VIOLATION');
-      const counted = async () => (await entries()).reduce((sum, entry) => sum + Number((entry.detail as { refused?: unknown }).refused), 0);
-      await until(async () => (await counted()) === floods, `audit entries standing for all ${floods} refusals`, 10_000);
-      // The first refusal is written at once, then one summary per second of flood, then the remainder.
-      expect((await entries()).length).toBeLessThanOrEqual(elapsedSeconds + 2);
-      expect((await entries()).length).toBeLessThan(floods);
+describe('floods from peers without a session', () => {
+  let flooded: TestGateway;
+  beforeAll(async () => {
+    flooded = await startTestGateway();
+  });
+  afterAll(async () => {
+    await flooded?.close();
+  });
 
-      const metrics = await flooded.api<string>('GET', '/metrics', { token: true });
-      expect(counterValue(metrics.body, 'fleetgate_mqtt_connection_refusals_total', 'code="MQTT_PROTOCOL_VIOLATION"')).toBe(floods);
-    } finally {
-      await flooded.close();
-    }
+  /** `count` TLS connections without a client certificate, each sending `bytes` and waiting to be closed. */
+  async function flood(count: number, bytes: Buffer): Promise<number> {
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: count }, async () => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: flooded.mqttPort, ca: flooded.ca, servername: 'localhost' });
+        socket.on('error', () => {});
+        await once(socket, 'secureConnect');
+        socket.write(bytes);
+        await closedBy(socket);
+      }),
+    );
+    return Math.ceil((Date.now() - started) / 1000);
+  }
+
+  /** Waits until the entries of `code` stand for `count` refusals; returns how many entries that took. */
+  async function sampledEntries(code: string, count: number): Promise<number> {
+    const entries = async () => (await flooded.gateway.dataDir.registry.queryAudit({ result: 'refused', limit: 1000 })).filter((e) => e.code === code);
+    const counted = async () => (await entries()).reduce((sum, entry) => sum + Number((entry.detail as { refused?: unknown }).refused), 0);
+    await until(async () => (await counted()) === count, `audit entries standing for all ${count} ${code} refusals`, 10_000);
+    return (await entries()).length;
+  }
+
+  it('writes at most one audit entry per second for protocol violations, and the entries count every refusal', async () => {
+    const floods = 40;
+    const seconds = await flood(floods, encodePublish('devices/x/y', Buffer.from('early')));
+    const entries = await sampledEntries('MQTT_PROTOCOL_VIOLATION', floods);
+    // The first refusal is written at once, then one summary per second of flood, then the remainder.
+    expect(entries).toBeLessThanOrEqual(seconds + 2);
+    expect(entries).toBeLessThan(floods);
+    const metrics = await flooded.api<string>('GET', '/metrics', { token: true });
+    expect(counterValue(metrics.body, 'fleetgate_mqtt_connection_refusals_total', 'code="MQTT_PROTOCOL_VIOLATION"')).toBe(floods);
+  });
+
+  it('samples oversized packets the same way', async () => {
+    const floods = 30;
+    // A PUBLISH header announcing 1 MiB: refused when the header arrives (MQTT_PACKET_TOO_LARGE).
+    const seconds = await flood(floods, Buffer.from([0x30, 0x80, 0x80, 0x40]));
+    const entries = await sampledEntries('MQTT_PACKET_TOO_LARGE', floods);
+    expect(entries).toBeLessThanOrEqual(seconds + 2);
+    expect(entries).toBeLessThan(floods);
   });
 });
