@@ -46,7 +46,10 @@ export async function startGatewayProcess(options: {
     'localhost',
   ];
   const argv = [...(options.launchPrefix ?? []), process.execPath, ...(options.nodeFlags ?? []), bin, ...command];
-  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { env: { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The load generators open every connection from 127.0.0.1: per-source limits (README "Flow control and
+  // admission limits") would shed the fleet they simulate, so they are raised to the global ones.
+  const env = { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE: '512', FLEETGATE_MAX_CONNECTIONS_PER_SOURCE: '100000', ...options.env };
+  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -1,86 +1,178 @@
 import type { Socket } from 'node:net';
 import type { Server, TLSSocket } from 'node:tls';
+import { sourceOf } from './source-address.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-export type ConnectionRefusal = 'MQTT_CONNECTION_LIMIT' | 'MQTT_HANDSHAKE_LIMIT' | 'MQTT_CONNECT_RATE_LIMITED';
+export type ConnectionRefusal =
+  | 'MQTT_CONNECTION_LIMIT'
+  | 'MQTT_HANDSHAKE_LIMIT'
+  | 'MQTT_SOURCE_LIMIT'
+  | 'MQTT_CONNECT_TIMEOUT'
+  | 'TLS_HANDSHAKE_FAILED'
+  | 'MQTT_CONNECT_RATE_LIMITED';
 
 export interface ConnectionAdmissionOptions {
   readonly maxConnections: number;
   readonly maxPendingHandshakes: number;
+  /** Handshakes in progress from one source (an IPv4 address or an IPv6 /64: broker/source-address.ts). */
+  readonly maxPendingHandshakesPerSource: number;
+  /** Open connections from one source, sessions included. */
+  readonly maxConnectionsPerSource: number;
+  /** From the TCP connection to an admitted MQTT session (TLS handshake and CONNECT); then the socket is closed. */
+  readonly connectTimeoutMs: number;
   readonly connectPerSecond: number;
-  /** Every refusal, for metrics. */
-  readonly onRefused: (code: ConnectionRefusal) => void;
-  /**
-   * At most one call per code and second, with how many refusals it stands for: in a reconnect storm an
-   * audit row per refused socket would turn the storm into a write storm on the registry.
-   */
-  readonly onRefusalSummary: (code: ConnectionRefusal, detail: { refused: number; remote: string | undefined }) => void;
+  /** Every refusal, once per socket: the caller counts it and audits it (sampled: broker/refusal-sampler.ts). */
+  readonly onRefused: (code: ConnectionRefusal, remote: string | undefined, detail: Record<string, unknown>) => void;
   readonly now?: () => number;
 }
 
 export interface ConnectionAdmission {
   /** In authenticate, before anything else: false means refuse with CONNACK 3 (MQTT_CONNECT_RATE_LIMITED). */
   admitConnect(remote: string | undefined): boolean;
+  /** The session on this TLS socket was admitted (aedes 'client'): its connect deadline no longer applies. */
+  sessionAdmitted(conn: TLSSocket): void;
   /** TLS handshakes in progress now. */
   pendingHandshakes(): number;
+  /** Closes every connection that is not a session yet and stops the timers (the server is closing). */
+  close(): void;
 }
 
+interface Tracked {
+  readonly source: string;
+  handshaking: boolean;
+  tls?: TLSSocket;
+  /** Until the session is admitted. */
+  deadline?: ReturnType<typeof setTimeout>;
+}
+
+/** The errors by which Node reports that the peer left during the handshake: not a refusal. */
+const peerLeft = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED']);
+
 /**
- * Load shedding in front of the broker, cheapest first, so that a reconnect storm after a restart degrades
- * into retries instead of a collapse:
+ * Load shedding and slot accounting in front of the broker, cheapest first, so that a reconnect storm
+ * degrades into retries instead of a collapse, and no one host can lock the fleet out:
  * - `server.maxConnections`: Node closes sockets beyond it as they are accepted (the 'drop' event).
  * - handshakes in progress: a TLS handshake is the expensive part of a connection (an ECDSA signature and
- *   a certificate chain check); a socket accepted while too many are under way is closed before its
- *   ClientHello is answered. Clients see a reset and retry with their backoff.
+ *   a certificate chain check); a socket accepted while too many are under way, in all or from its source,
+ *   is closed before its ClientHello is answered. Clients see a reset and retry with their backoff.
+ * - open connections per source: whatever the handshake state, so that one host cannot hold the process's
+ *   connection budget either.
+ * - a deadline per socket, from the TCP connection to an admitted session. Node's `handshakeTimeout` is not
+ *   enough: it is an idle timer that each byte resets, and on Node 20 it reports a socket that never sent a
+ *   ClientHello through 'tlsClientError' without closing it, so that socket held its handshake slot forever.
  * - CONNECT rate: a token bucket over every session admitted; the refusal is CONNACK 3 "server
  *   unavailable", which MQTT clients treat as "retry later" (unlike 5, after which mqtt.js stops).
+ * Every slot is released in the raw socket's 'close', the one event every path ends in.
  */
 export function createConnectionAdmission(server: Server, options: ConnectionAdmissionOptions): ConnectionAdmission {
   const now = options.now ?? (() => performance.now());
   const connects = new TokenBucket(options.connectPerSecond, options.connectPerSecond * 2, now());
-  const handshaking = new WeakSet<Socket>();
+  const tracked = new Map<Socket, Tracked>();
+  const sources = new Map<string, { handshakes: number; connections: number }>();
+  /** Raw sockets this module closed and reported: the 'tlsClientError' that follows is not another refusal. */
+  const reported = new WeakSet<Socket>();
   let pending = 0;
-  const summaries = new Map<ConnectionRefusal, { refused: number; lastAt: number }>();
+  let closing = false;
 
-  const refused = (code: ConnectionRefusal, remote: string | undefined) => {
-    options.onRefused(code);
-    const at = now();
-    const summary = summaries.get(code) ?? { refused: 0, lastAt: -Infinity };
-    summary.refused++;
-    summaries.set(code, summary);
-    if (at - summary.lastAt >= 1000) {
-      options.onRefusalSummary(code, { refused: summary.refused, remote });
-      summary.refused = 0;
-      summary.lastAt = at;
-    }
+  const report = (socket: Socket, code: ConnectionRefusal, remote: string | undefined, detail: Record<string, unknown>) => {
+    if (reported.has(socket)) return;
+    reported.add(socket);
+    options.onRefused(code, remote, detail);
   };
+  const refuse = (socket: Socket, code: ConnectionRefusal, detail: Record<string, unknown>) => {
+    report(socket, code, socket.remoteAddress, detail);
+    socket.destroy();
+  };
+  const handshakeOver = (entry: Tracked) => {
+    if (!entry.handshaking) return;
+    entry.handshaking = false;
+    pending--;
+    const counts = sources.get(entry.source);
+    if (counts) counts.handshakes--;
+  };
+  const release = (socket: Socket) => {
+    const entry = tracked.get(socket);
+    if (entry === undefined) return;
+    tracked.delete(socket);
+    clearTimeout(entry.deadline);
+    handshakeOver(entry);
+    const counts = sources.get(entry.source);
+    if (counts && --counts.connections <= 0) sources.delete(entry.source);
+  };
+  const expire = (socket: Socket) => {
+    const entry = tracked.get(socket);
+    if (entry === undefined) return;
+    refuse(socket, 'MQTT_CONNECT_TIMEOUT', { stage: entry.handshaking ? 'tls' : 'mqtt', connectTimeoutMs: options.connectTimeoutMs });
+    entry.tls?.destroy();
+  };
+  // Node keeps the raw socket a TLSSocket wraps in `_parent` (lib/_tls_wrap.js); it has no public accessor.
+  const rawOf = (tls: TLSSocket) => (tls as unknown as { _parent?: Socket })._parent;
 
   server.maxConnections = options.maxConnections;
-  server.on('drop', (data?: { remoteAddress?: string }) => refused('MQTT_CONNECTION_LIMIT', data?.remoteAddress));
+  server.on('drop', (data?: { remoteAddress?: string }) => options.onRefused('MQTT_CONNECTION_LIMIT', data?.remoteAddress, { max: options.maxConnections }));
   // tls.Server wraps the socket in its own 'connection' listener, registered before this one.
   server.on('connection', (socket: Socket) => {
-    if (pending >= options.maxPendingHandshakes) {
-      refused('MQTT_HANDSHAKE_LIMIT', socket.remoteAddress);
+    const source = sourceOf(socket.remoteAddress);
+    if (closing || source === undefined) {
+      // Already reset by the peer (no address left), or the broker is shutting down.
       socket.destroy();
       return;
     }
+    const counts = sources.get(source) ?? { handshakes: 0, connections: 0 };
+    if (pending >= options.maxPendingHandshakes) return refuse(socket, 'MQTT_HANDSHAKE_LIMIT', { max: options.maxPendingHandshakes });
+    if (counts.handshakes >= options.maxPendingHandshakesPerSource) return refuse(socket, 'MQTT_SOURCE_LIMIT', { source, limit: 'handshakes', max: options.maxPendingHandshakesPerSource });
+    if (counts.connections >= options.maxConnectionsPerSource) return refuse(socket, 'MQTT_SOURCE_LIMIT', { source, limit: 'connections', max: options.maxConnectionsPerSource });
+    sources.set(source, counts);
+    counts.handshakes++;
+    counts.connections++;
     pending++;
-    handshaking.add(socket);
-    socket.once('close', () => {
-      if (handshaking.delete(socket)) pending--;
-    });
+    const entry: Tracked = { source, handshaking: true };
+    tracked.set(socket, entry);
+    entry.deadline = setTimeout(() => expire(socket), options.connectTimeoutMs);
+    socket.once('close', () => release(socket));
   });
-  server.on('secureConnection', (tlsSocket: TLSSocket) => {
-    const raw = (tlsSocket as unknown as { _parent?: Socket })._parent;
-    if (raw !== undefined && handshaking.delete(raw)) pending--;
+  server.on('secureConnection', (tls: TLSSocket) => {
+    const raw = rawOf(tls);
+    const entry = raw && tracked.get(raw);
+    if (!entry) return;
+    handshakeOver(entry);
+    entry.tls = tls;
+  });
+  server.on('tlsClientError', (error: Error & { code?: string }, tls: TLSSocket) => {
+    const raw = rawOf(tls);
+    const remote = tls.remoteAddress ?? raw?.remoteAddress;
+    // Whatever went wrong, this socket will never be a session: close it (Node 20 leaves it open after a
+    // handshake timeout).
+    tls.destroy();
+    raw?.destroy();
+    if (raw === undefined || (error.code !== undefined && peerLeft.has(error.code))) return;
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') report(raw, 'MQTT_CONNECT_TIMEOUT', remote, { stage: 'tls', connectTimeoutMs: options.connectTimeoutMs });
+    else report(raw, 'TLS_HANDSHAKE_FAILED', remote, { reason: error.message.slice(0, 200), ...(error.code !== undefined ? { error: error.code } : {}) });
   });
 
   return {
     admitConnect(remote) {
       if (connects.tryTake(1, now())) return true;
-      refused('MQTT_CONNECT_RATE_LIMITED', remote);
+      options.onRefused('MQTT_CONNECT_RATE_LIMITED', remote, { perSecond: options.connectPerSecond });
       return false;
     },
+    sessionAdmitted(conn) {
+      const raw = rawOf(conn);
+      const entry = raw && tracked.get(raw);
+      if (!entry) return;
+      clearTimeout(entry.deadline);
+      entry.deadline = undefined;
+    },
     pendingHandshakes: () => pending,
+    close() {
+      closing = true;
+      for (const [socket, entry] of tracked) {
+        clearTimeout(entry.deadline);
+        if (entry.deadline === undefined) continue; // a session: aedes closes it
+        reported.add(socket);
+        entry.tls?.destroy();
+        socket.destroy();
+      }
+    },
   };
 }

@@ -13,6 +13,14 @@ export interface FlowControlConfig extends Required<TemplateLimits> {
   readonly maxConnections: number;
   /** TLS handshakes in progress at once; further connections are closed before their handshake. */
   readonly maxPendingHandshakes: number;
+  /**
+   * TLS handshakes in progress from one source (an IPv4 address or an IPv6 /64), so that one host cannot
+   * take the whole handshake budget. Behind a load balancer that hides client addresses, every connection
+   * comes from the balancer: raise this to `maxPendingHandshakes` there and limit per source at the balancer.
+   */
+  readonly maxPendingHandshakesPerSource: number;
+  /** Open connections from one source, handshaking or in session (devices behind one NAT share a source). */
+  readonly maxConnectionsPerSource: number;
   /** CONNECTs admitted per second across the gateway (burst: twice that); the rest get CONNACK 3. */
   readonly connectPerSecond: number;
 }
@@ -26,8 +34,17 @@ export const defaultFlowControl: FlowControlConfig = Object.freeze({
   maxInflightPublishes: 64,
   maxConnections: 100_000,
   maxPendingHandshakes: 512,
+  ...perSourceDefaults(512, 100_000),
   connectPerSecond: 1000,
 });
+
+/**
+ * The per-source defaults follow the global budgets they protect: an eighth of the handshakes (eight hosts
+ * must gang up to fill them) and a tenth of the connections (room for a NAT with many devices).
+ */
+export function perSourceDefaults(maxPendingHandshakes: number, maxConnections: number): Pick<FlowControlConfig, 'maxPendingHandshakesPerSource' | 'maxConnectionsPerSource'> {
+  return { maxPendingHandshakesPerSource: Math.max(1, Math.floor(maxPendingHandshakes / 8)), maxConnectionsPerSource: Math.max(1, Math.floor(maxConnections / 10)) };
+}
 
 /** A session's effective limits: its template's, else the gateway defaults. */
 export function effectiveLimits(template: TemplateLimits | undefined, defaults: FlowControlConfig): Required<TemplateLimits> {

@@ -1,12 +1,14 @@
 import type { Aedes, Client, PublishPacket } from 'aedes';
-import type { Server } from 'node:tls';
+import type { Server, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { GatewayMetrics, TemplateLimits } from '../core/index.ts';
+import type { ErrorCode, GatewayMetrics, TemplateLimits } from '../core/index.ts';
 import type { AuditInput } from '../registry/index.ts';
 import { createConnectionAdmission } from './connection-admission.ts';
 import { effectiveLimits, type FlowControlConfig } from './flow-control-config.ts';
 import { createIngressFlowControl } from './ingress-flow-control.ts';
 import { limitOutboundQueue } from './outbound-queue-limit.ts';
+import { classifyClientError } from './protocol-refusals.ts';
+import { createRefusalSampler, type RefusalSample } from './refusal-sampler.ts';
 
 export interface FlowControlDeps {
   /** The template limits of the client's admitted session (undefined before CONNECT is admitted). */
@@ -26,11 +28,20 @@ export interface FlowControl {
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** First thing in authenticate: false means answer CONNACK 3 with MQTT_CONNECT_RATE_LIMITED (already counted and audited). */
   admitConnect(client: Client): boolean;
+  /** Audits a refusal that any peer can cause at will: sampled per code and second (broker/refusal-sampler.ts). */
+  sampleRefusal(code: ErrorCode, sample: RefusalSample): void;
+  /** TLS handshakes in progress now (connection admission). */
+  pendingHandshakes(): number;
+  /** When the server closes: closes connections that are not sessions yet and writes the pending audit summaries. */
+  close(): void;
 }
 
-export function createFlowControl(aedes: Aedes, server: Server, config: FlowControlConfig, deps: FlowControlDeps): FlowControl {
+/** `connectTimeoutMs`: from the TCP connection to an admitted session; then the socket is closed (MQTT_CONNECT_TIMEOUT). */
+export function createFlowControl(aedes: Aedes, server: Server, config: FlowControlConfig & { readonly connectTimeoutMs: number }, deps: FlowControlDeps): FlowControl {
   const { metrics, audit, log } = deps;
-  const remoteOf = (client: Client) => (client.conn as { remoteAddress?: string }).remoteAddress;
+  // Kept from attach(): aedes reports a protocol error after it destroyed the socket, which forgets its address.
+  const remotes = new WeakMap<Client, string>();
+  const remoteOf = (client: Client) => remotes.get(client) ?? (client.conn as { remoteAddress?: string }).remoteAddress;
   // Sessions keep their limits for their lifetime: looked up on every delivery, so computed once.
   const resolved = new WeakMap<Client, Required<TemplateLimits>>();
   const limitsOf = (client: Client) => {
@@ -64,20 +75,59 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
     onDropped: (qos: 0 | 1 | 2) => metrics.deliveryDropped(qos),
     onTooSlow: (client: Client, detail: Record<string, unknown>) => cut(client, 'MQTT_SUBSCRIBER_TOO_SLOW', detail),
   };
+  // Refusals an unauthenticated peer can cause at will are audited per code and second, with a count.
+  const sampled = createRefusalSampler<ErrorCode>((code, { refused, sample, remotes }) =>
+    audit({
+      actor: sample.actor ?? `anonymous@${sample.remote ?? '?'}`,
+      action: code === 'MQTT_CONNECT_RATE_LIMITED' ? 'mqtt.connect' : code === 'MQTT_PROTOCOL_VIOLATION' || code === 'MQTT_PACKET_TOO_LARGE' ? 'mqtt.packet' : 'mqtt.connection',
+      result: 'refused',
+      code,
+      ...(sample.deviceId !== undefined ? { deviceId: sample.deviceId } : {}),
+      detail: { remote: sample.remote, ...sample.detail, refused, remotes },
+    }),
+  );
   const connections = createConnectionAdmission(server, {
     maxConnections: config.maxConnections,
     maxPendingHandshakes: config.maxPendingHandshakes,
+    maxPendingHandshakesPerSource: config.maxPendingHandshakesPerSource,
+    maxConnectionsPerSource: config.maxConnectionsPerSource,
+    connectTimeoutMs: config.connectTimeoutMs,
     connectPerSecond: config.connectPerSecond,
-    onRefused: (code) => (code === 'MQTT_CONNECT_RATE_LIMITED' ? metrics.connectRefused(code) : metrics.connectionRefused(code)),
-    onRefusalSummary: (code, detail) => audit({ actor: `anonymous@${detail.remote ?? '?'}`, action: code === 'MQTT_CONNECT_RATE_LIMITED' ? 'mqtt.connect' : 'mqtt.connection', result: 'refused', code, detail }),
+    onRefused: (code, remote, detail) => {
+      if (code === 'MQTT_CONNECT_RATE_LIMITED') metrics.connectRefused(code);
+      else metrics.connectionRefused(code);
+      sampled.record(code, { remote, detail });
+    },
   });
+  aedes.on('client', (client) => connections.sessionAdmitted(client.conn as TLSSocket));
+  // aedes closes the connection on these and reports them as 'clientError' once the client has an id (after
+  // CONNECT), as 'connectionError' before.
+  const onProtocolError = (client: Client, error: Error) => {
+    const refusal = classifyClientError(error);
+    if (refusal === undefined) return;
+    metrics.connectionRefused(refusal.code);
+    const deviceId = deps.deviceIdOf(client);
+    const actor = deps.actorOf(client);
+    // Without a session the sampler names the peer by the address kept here.
+    sampled.record(refusal.code, { remote: remoteOf(client), ...(actor.startsWith('anonymous@') ? {} : { actor }), ...(deviceId !== undefined ? { deviceId } : {}), detail: refusal.detail });
+  };
+  aedes.on('clientError', onProtocolError);
+  aedes.on('connectionError', onProtocolError);
 
   return {
     attach(client) {
+      const remote = (client.conn as { remoteAddress?: string }).remoteAddress;
+      if (remote !== undefined) remotes.set(client, remote);
       ingress.attach(client);
       limitOutboundQueue(client, outbound);
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),
     admitConnect: (client) => connections.admitConnect(remoteOf(client)),
+    sampleRefusal: (code, sample) => sampled.record(code, sample),
+    pendingHandshakes: () => connections.pendingHandshakes(),
+    close() {
+      connections.close();
+      sampled.flush();
+    },
   };
 }

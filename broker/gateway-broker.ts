@@ -69,6 +69,8 @@ export interface GatewayBroker {
   /** Closes the live session of this client id now, and any that is being admitted; true if one was open. */
   disconnect(clientId: string, reason: string): boolean;
   sessions(): SessionSummary[];
+  /** TLS handshakes in progress now: each holds one of `flow.maxPendingHandshakes` slots. */
+  pendingHandshakes(): number;
   close(): Promise<void>;
 }
 
@@ -318,20 +320,15 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       credentials.set(socket, credentialOf(socket, issuers));
       guardFrameSize(socket, config.maxPacketBytes, (announced) => {
         metrics.aclDenied('packet');
-        audit({
-          actor: `anonymous@${socket.remoteAddress ?? '?'}`,
-          action: 'mqtt.packet',
-          result: 'refused',
-          code: 'MQTT_PACKET_TOO_LARGE',
-          detail: { remote: socket.remoteAddress, announcedBytes: announced, maxPacketBytes: config.maxPacketBytes },
-        });
+        // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
+        flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote: socket.remoteAddress, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
         socket.destroy();
       });
       socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
       flow.attach(aedes.handle(socket));
     },
   );
-  const flow: FlowControl = createFlowControl(aedes, server, config.flow ?? defaultFlowControl, {
+  const flow: FlowControl = createFlowControl(aedes, server, { ...(config.flow ?? defaultFlowControl), connectTimeoutMs: config.connectTimeoutMs }, {
     sessionLimits: (client) => sessions.get(client)?.limits,
     actorOf,
     deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined),
@@ -464,10 +461,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         return client && session ? [summaryOf(client, session)] : [];
       });
     },
+    pendingHandshakes: () => flow.pendingHandshakes(),
     async close() {
       unsubscribe();
       const closed = once(server, 'close');
       server.close();
+      flow.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await closed;
       await cluster?.close();

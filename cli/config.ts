@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultBrokerLimits, defaultFlowControl, type FlowControlConfig } from '../broker/index.ts';
+import { defaultBrokerLimits, defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
 
 /**
  * Flags and environment are read here, once: validated together (every problem reported at once), then
@@ -126,6 +126,10 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
   const baseBrokerId = flags.brokerId ?? env.FLEETGATE_BROKER_ID ?? `${hostname.replaceAll(':', '-')}-${worker === undefined ? process.pid : process.ppid}`;
   const brokerId = name('--broker-id', worker === undefined ? baseBrokerId : `${baseBrokerId}-${worker}`);
 
+  const maxConnections = positive('FLEETGATE_MAX_CONNECTIONS', env.FLEETGATE_MAX_CONNECTIONS, defaultFlowControl.maxConnections);
+  const maxPendingHandshakes = positive('FLEETGATE_MAX_PENDING_HANDSHAKES', env.FLEETGATE_MAX_PENDING_HANDSHAKES, defaultFlowControl.maxPendingHandshakes);
+  const perSource = perSourceDefaults(maxPendingHandshakes, maxConnections);
+
   const config: ServeConfig = {
     dataDir: resolveDataDir(flags.dataDir, env),
     host: flags.host ?? env.FLEETGATE_HOST ?? '0.0.0.0',
@@ -144,8 +148,10 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
       outboundQueueBytes: positive('FLEETGATE_OUTBOUND_QUEUE_BYTES', env.FLEETGATE_OUTBOUND_QUEUE_BYTES, defaultFlowControl.outboundQueueBytes),
       overLimitGraceMs: positive('FLEETGATE_OVER_LIMIT_GRACE_MS', env.FLEETGATE_OVER_LIMIT_GRACE_MS, defaultFlowControl.overLimitGraceMs),
       maxInflightPublishes: defaultFlowControl.maxInflightPublishes,
-      maxConnections: positive('FLEETGATE_MAX_CONNECTIONS', env.FLEETGATE_MAX_CONNECTIONS, defaultFlowControl.maxConnections),
-      maxPendingHandshakes: positive('FLEETGATE_MAX_PENDING_HANDSHAKES', env.FLEETGATE_MAX_PENDING_HANDSHAKES, defaultFlowControl.maxPendingHandshakes),
+      maxConnections,
+      maxPendingHandshakes,
+      maxPendingHandshakesPerSource: positive('FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE', env.FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE, perSource.maxPendingHandshakesPerSource),
+      maxConnectionsPerSource: positive('FLEETGATE_MAX_CONNECTIONS_PER_SOURCE', env.FLEETGATE_MAX_CONNECTIONS_PER_SOURCE, perSource.maxConnectionsPerSource),
       connectPerSecond: positive('FLEETGATE_CONNECT_RATE', env.FLEETGATE_CONNECT_RATE, defaultFlowControl.connectPerSecond),
     }),
     consoleDir: fileURLToPath(new URL('../console/dist', import.meta.url)),

@@ -58,10 +58,14 @@ export const errorCatalogue = {
   MQTT_PACKET_TOO_LARGE: { http: 413, message: 'The MQTT packet exceeds the maximum packet size of this gateway.' },
   MQTT_PROTOCOL_UNSUPPORTED: { http: 400, message: 'Only MQTT 3.1.1 (protocol level 4) is supported; connect with protocolVersion 4.' },
   MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
+  MQTT_PROTOCOL_VIOLATION: { http: 400, message: 'The client broke the MQTT 3.1.1 protocol (a second CONNECT, a packet before CONNECT, a reserved or malformed packet) and the connection was closed; fix the client.' },
+  TLS_HANDSHAKE_FAILED: { http: 400, message: 'The TLS handshake failed (not TLS, or no common protocol version or cipher suite); connect with TLS 1.2 or later to the MQTTS port.' },
 
   // flow control and admission limits (README "Flow control and admission limits")
   MQTT_CONNECTION_LIMIT: { http: 503, message: 'The gateway holds its maximum number of connections; the connection was closed before the TLS handshake. Retry with backoff.' },
   MQTT_HANDSHAKE_LIMIT: { http: 503, message: 'Too many TLS handshakes are in progress; the connection was closed before its handshake. Retry with jittered backoff.' },
+  MQTT_SOURCE_LIMIT: { http: 429, message: 'Too many connections or TLS handshakes come from this network address; the connection was closed before its handshake. Retry with jittered backoff; for many devices behind one NAT, raise the per-source limits.' },
+  MQTT_CONNECT_TIMEOUT: { http: 408, message: 'The connection did not finish its TLS handshake and MQTT CONNECT within the connect timeout and was closed; send CONNECT right after the handshake.' },
   MQTT_CONNECT_RATE_LIMITED: { http: 503, message: 'The gateway admits new sessions at a bounded rate and refused this CONNECT with return code 3 (server unavailable); retry with jittered backoff.' },
   MQTT_PUBLISH_RATE_EXCEEDED: { http: 429, message: 'The device kept publishing above its template rate limit (messages or bytes per second) and was disconnected; publish less often or raise the template limits.' },
   MQTT_SUBSCRIBER_TOO_SLOW: { http: 429, message: 'The subscriber did not read its messages fast enough: its outbound queue stayed full and the session was closed. Read faster, subscribe to less, or raise the template queue limits.' },

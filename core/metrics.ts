@@ -21,7 +21,10 @@ export interface GatewayMetrics {
   deliveryDropped(qos: 0 | 1 | 2): void;
   /** A session closed by flow control (MQTT_PUBLISH_RATE_EXCEEDED, MQTT_SUBSCRIBER_TOO_SLOW). */
   flowDisconnect(code: string): void;
-  /** A connection closed before its TLS handshake (MQTT_CONNECTION_LIMIT, MQTT_HANDSHAKE_LIMIT). */
+  /**
+   * A connection closed before a session was admitted (MQTT_CONNECTION_LIMIT, MQTT_HANDSHAKE_LIMIT,
+   * MQTT_SOURCE_LIMIT, MQTT_CONNECT_TIMEOUT, TLS_HANDSHAKE_FAILED) or for a protocol violation.
+   */
   connectionRefused(code: string): void;
 }
 

@@ -21,7 +21,7 @@ export function createPrometheusMetrics(): { metrics: GatewayMetrics; registry: 
   const publishThrottles = new Counter({ name: 'fleetgate_mqtt_publish_throttled_total', help: 'QoS 1/2 PUBLISH packets held back until the device rate limit allowed them', registers: [registry] });
   const deliveryDrops = new Counter({ name: 'fleetgate_mqtt_deliveries_dropped_total', help: 'Messages not queued to a subscriber whose outbound queue was full', labelNames: ['qos'], registers: [registry] });
   const flowDisconnects = new Counter({ name: 'fleetgate_mqtt_flow_disconnects_total', help: 'Sessions closed by flow control, by code', labelNames: ['code'], registers: [registry] });
-  const connectionRefusals = new Counter({ name: 'fleetgate_mqtt_connection_refusals_total', help: 'Connections closed before the TLS handshake, by code', labelNames: ['code'], registers: [registry] });
+  const connectionRefusals = new Counter({ name: 'fleetgate_mqtt_connection_refusals_total', help: 'Connections closed before a session was admitted, or for a protocol violation, by code', labelNames: ['code'], registers: [registry] });
   return {
     registry,
     metrics: {

@@ -18,8 +18,9 @@ let gateway: ServeProcess;
 
 beforeAll(async () => {
   ids = await prepareIdentities(dir.path, { claim: true });
-  // Limits well below the storm, so that both kinds of shedding happen here.
-  gateway = await startServeProcess(dir.path, { FLEETGATE_CONNECT_RATE: '200', FLEETGATE_MAX_PENDING_HANDSHAKES: '128' });
+  // Limits well below the storm, so that both kinds of shedding happen here. The whole fleet connects from
+  // 127.0.0.1: the per-source handshake limit is raised to the global one, which is what is tested here.
+  gateway = await startServeProcess(dir.path, { FLEETGATE_CONNECT_RATE: '200', FLEETGATE_MAX_PENDING_HANDSHAKES: '128', FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE: '128' });
 }, 60_000);
 afterAll(async () => {
   await gateway?.stop();
