@@ -26,12 +26,14 @@ export interface FlowControl {
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** First thing in authenticate: false means answer CONNACK 3 with MQTT_CONNECT_RATE_LIMITED (already counted and audited). */
   admitConnect(client: Client): boolean;
+  /** The session's template limits changed: read them again from the next packet on. */
+  refreshLimits(client: Client): void;
 }
 
 export function createFlowControl(aedes: Aedes, server: Server, config: FlowControlConfig, deps: FlowControlDeps): FlowControl {
   const { metrics, audit, log } = deps;
   const remoteOf = (client: Client) => (client.conn as { remoteAddress?: string }).remoteAddress;
-  // Sessions keep their limits for their lifetime: looked up on every delivery, so computed once.
+  // Looked up on every delivery, so computed once per session (and again when its template changes).
   const resolved = new WeakMap<Client, Required<TemplateLimits>>();
   const limitsOf = (client: Client) => {
     let limits = resolved.get(client);
@@ -79,5 +81,9 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),
     admitConnect: (client) => connections.admitConnect(remoteOf(client)),
+    refreshLimits(client) {
+      resolved.delete(client);
+      ingress.resetLimits(client);
+    },
   };
 }

@@ -58,6 +58,7 @@ export const errorCatalogue = {
   MQTT_PACKET_TOO_LARGE: { http: 413, message: 'The MQTT packet exceeds the maximum packet size of this gateway.' },
   MQTT_PROTOCOL_UNSUPPORTED: { http: 400, message: 'Only MQTT 3.1.1 (protocol level 4) is supported; connect with protocolVersion 4.' },
   MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
+  MQTT_WILL_DISCARDED: { http: 403, message: 'The gateway closed this session (identity revoked or suspended, claim revoked, or a policy that no longer allows the session or its will topic), so its last will was discarded instead of published; the audit entry gives the reason.' },
 
   // flow control and admission limits (README "Flow control and admission limits")
   MQTT_CONNECTION_LIMIT: { http: 503, message: 'The gateway holds its maximum number of connections; the connection was closed before the TLS handshake. Retry with backoff.' },
