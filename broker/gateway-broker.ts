@@ -168,9 +168,10 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
 
     authorizePublish(client, packet, callback) {
-      // client is null only for wills of clients that died on another node; those were checked at CONNECT.
-      const session = client ? sessions.get(client) : undefined;
-      if (client === null || session === undefined) return callback(new Error('no session'));
+      // client is null only for wills of clients whose broker died: checked against the registry as it is now.
+      if (client === null) return wills.authorizeOrphan(packet, callback);
+      const session = sessions.get(client);
+      if (session === undefined) return callback(new Error('no session'));
       // A session the gateway cut publishes nothing more, its will included (broker/will-discard.ts).
       if (!wills.mayPublish(client, packet)) return callback(new Error('MQTT_WILL_DISCARDED'));
       const clusterDown = packet.qos > 0 ? cluster?.unavailableReason() : undefined;
@@ -215,7 +216,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   });
 
   preventEmitterRecursion((aedes as unknown as { mq: unknown }).mq);
-  const wills = createWillDiscard(aedes, { audit, actorOf, deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined), log });
+  const wills = createWillDiscard(aedes, { registry, audit, actorOf, deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined), log });
 
   aedes.on('client', (client) => {
     const session = sessions.get(client);

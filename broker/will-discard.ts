@@ -1,6 +1,7 @@
 import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
-import type { AuditInput } from '../registry/index.ts';
+import { compilePolicy, decideInScope } from '../core/index.ts';
+import type { AuditInput, Registry } from '../registry/index.ts';
 
 /**
  * The last will of a session the gateway cuts. A will is a publish made on the device's behalf when its
@@ -18,9 +19,24 @@ export interface WillDiscard {
   cut(client: Client, reason: string): void;
   /** For authorizePublish: false (audited) when the client's session was cut; nothing may go out for it. */
   mayPublish(client: Client, packet: { readonly topic: string; readonly retain?: boolean }): boolean;
+  /**
+   * For authorizePublish with no client: the stored will of a session whose broker died. Nobody can tell
+   * whether that session was about to be cut, so the will goes out only if the identity is still active
+   * and its policy, as it is now, allows the topic; otherwise it is discarded and audited.
+   */
+  authorizeOrphan(will: OrphanWill, callback: (error?: Error | null) => void): void;
+}
+
+/** A will as aedes-persistence stores it (`putWill` adds the client and broker ids). */
+export interface OrphanWill {
+  readonly topic: string;
+  readonly retain?: boolean;
+  readonly clientId?: string;
+  readonly brokerId?: string;
 }
 
 export interface WillDiscardDeps {
+  readonly registry: Registry;
   readonly audit: (entry: AuditInput) => void;
   readonly actorOf: (client: Client) => string;
   readonly deviceIdOf: (client: Client) => string | undefined;
@@ -70,5 +86,39 @@ export function createWillDiscard(aedes: Aedes, deps: WillDiscardDeps): WillDisc
       audit(client, packet, 'session cut by the gateway');
       return false;
     },
+
+    authorizeOrphan(will, callback) {
+      orphanWillRefusal(deps.registry, will)
+        .catch((error: unknown) => {
+          deps.log.error({ err: error, clientId: will.clientId }, 'could not check the will of a session of a dead broker; discarding it');
+          return 'registry unavailable';
+        })
+        .then((reason) => {
+          if (reason === undefined) return callback(null);
+          const deviceId = typeof will.clientId === 'string' ? will.clientId.slice(0, 128) : undefined;
+          deps.audit({
+            actor: deviceId !== undefined ? `device:${deviceId}` : 'anonymous',
+            action: 'mqtt.will',
+            result: 'refused',
+            code: 'MQTT_WILL_DISCARDED',
+            ...(deviceId !== undefined ? { deviceId } : {}),
+            detail: { topic: String(will.topic).slice(0, 256), retain: will.retain === true, brokerId: will.brokerId, reason },
+          });
+          callback(new Error('MQTT_WILL_DISCARDED'));
+        });
+    },
   };
+}
+
+/** Why the stored will of a session on a dead broker may not go out now, or undefined if it may. */
+async function orphanWillRefusal(registry: Registry, will: OrphanWill): Promise<string | undefined> {
+  const device = typeof will.clientId === 'string' ? await registry.getDevice(will.clientId) : undefined;
+  if (device === undefined) return 'identity unknown';
+  if (device.status !== 'active') return `device ${device.status}`;
+  // The effective policy: the device's own, else its template's (as admission finds it).
+  const policyName = device.policy ?? (await registry.getTemplate(device.template))?.policy;
+  const policy = policyName === undefined ? undefined : await registry.getPolicy(policyName);
+  if (policy === undefined) return 'policy deleted';
+  const identity = { kind: 'device' as const, id: device.id, policy: compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes }) };
+  return decideInScope(identity, 'publish', will.topic).allowed ? undefined : 'will topic no longer allowed by the policy';
 }

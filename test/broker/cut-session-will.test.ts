@@ -118,3 +118,35 @@ describe('the will of a session that ends abnormally', () => {
     expect(await statusMessagesUntilMarker('will-clean')).toEqual([`${statusTopic('will-clean')}=marker`]);
   });
 });
+
+describe('the stored will of a session whose broker died', () => {
+  /**
+   * aedes' dead-broker sweep (aedes.js `_clearWills`) calls authorizePublish with no client for every will
+   * stored by a broker that stopped sending heartbeats; the sweep runs every 40 s, so the test calls the
+   * same hook with the same arguments.
+   */
+  function sweep(will: { topic: string; clientId: string }): Promise<Error | null> {
+    const packet = { cmd: 'publish', topic: will.topic, payload: Buffer.from('offline'), qos: 1, retain: true, dup: false, clientId: will.clientId, brokerId: 'dead-broker' };
+    const aedes = gw.gateway.broker.aedes as unknown as { authorizePublish(client: null, packet: unknown, callback: (error?: Error | null) => void): void };
+    return new Promise((resolve) => aedes.authorizePublish(null, packet, (error) => resolve(error ?? null)));
+  }
+
+  it('goes out for an active device whose policy still allows the topic', async () => {
+    await gw.createDevice('will-orphan-ok');
+    expect(await sweep({ topic: statusTopic('will-orphan-ok'), clientId: 'will-orphan-ok' })).toBeNull();
+  });
+
+  it('is discarded and audited for a revoked device, an unknown one, or a topic the policy no longer allows', async () => {
+    await gw.createDevice('will-orphan-revoked');
+    expect(await gw.api('POST', '/v1/devices/will-orphan-revoked/revoke', { token: true, body: { reason: 'keyCompromise' } })).toMatchObject({ status: 200 });
+    expect(await sweep({ topic: statusTopic('will-orphan-revoked'), clientId: 'will-orphan-revoked' })).toMatchObject({ message: 'MQTT_WILL_DISCARDED' });
+    const revoked = await gw.waitForAudit({ deviceId: 'will-orphan-revoked', action: 'mqtt.will' });
+    expect(revoked).toMatchObject({ result: 'refused', code: 'MQTT_WILL_DISCARDED', detail: { reason: 'device revoked', brokerId: 'dead-broker' } });
+
+    expect(await sweep({ topic: statusTopic('will-orphan-nobody'), clientId: 'will-orphan-nobody' })).toMatchObject({ message: 'MQTT_WILL_DISCARDED' });
+    await gw.createDevice('will-orphan-other');
+    expect(await sweep({ topic: statusTopic('will-orphan-ok'), clientId: 'will-orphan-other' })).toMatchObject({ message: 'MQTT_WILL_DISCARDED' });
+    const forbidden = await gw.waitForAudit({ deviceId: 'will-orphan-other', action: 'mqtt.will' });
+    expect(forbidden.detail).toMatchObject({ reason: 'will topic no longer allowed by the policy' });
+  });
+});
