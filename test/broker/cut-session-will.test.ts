@@ -91,6 +91,12 @@ describe('the will of a session the gateway cuts', () => {
     await expect(gw.connect('will-policy-2', credential, will('will-policy-2'))).rejects.toMatchObject({ code: 5 });
   });
 
+  it('never exists for a claim session, so a claim revocation cannot leave one behind', async () => {
+    const claim = await gw.createClaim('will-claim');
+    await expect(gw.connect('will-claim-sn', claim, will('will-claim-sn'))).rejects.toMatchObject({ code: 5 });
+    await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'MQTT_WILL_DENIED' && e.actor === 'claim:will-claim-sn');
+  });
+
   it('keeps the will of a session whose policy changed but still allows the will topic', async () => {
     const own = { effect: 'allow', actions: ['publish', 'subscribe', 'receive'], topics: ['devices/${device.id}/#'] };
     expect(await gw.api('PUT', '/v1/policies/will-widening', { token: true, body: { statements: [own] } })).toMatchObject({ status: 200 });
