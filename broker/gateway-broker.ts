@@ -395,8 +395,9 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
           log.error({ err: error, clientId: client.id }, 'could not re-read the session; closing it');
           return { closeReason: 'session could not be re-checked' };
         });
-        // Gone meanwhile, or replaced by a newer session admitted from the registry as it is now.
-        if (client.closed || clients[client.id] !== client || sessions.get(client) !== session) return;
+        // Gone meanwhile, or replaced by a newer session admitted from the registry as it is now. (A policy
+        // change applied meanwhile is overwritten: both are registry reads made after their events.)
+        if (client.closed || clients[client.id] !== client) return;
         if ('closeReason' in update) return void disconnect(client.id, update.closeReason);
         if (!willStillAllowed(client, update.session.identity)) return;
         sessions.set(client, update.session);
