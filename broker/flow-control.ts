@@ -34,6 +34,8 @@ export interface FlowControl {
   pendingHandshakes(): number;
   /** When the server closes: closes connections that are not sessions yet and writes the pending audit summaries. */
   close(): void;
+  /** The session's template limits changed: read them again from the next packet on. */
+  refreshLimits(client: Client): void;
 }
 
 /** `connectTimeoutMs`: from the TCP connection to an admitted session; then the socket is closed (MQTT_CONNECT_TIMEOUT). */
@@ -42,7 +44,7 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
   // Kept from attach(): aedes reports a protocol error after it destroyed the socket, which forgets its address.
   const remotes = new WeakMap<Client, string>();
   const remoteOf = (client: Client) => remotes.get(client) ?? (client.conn as { remoteAddress?: string }).remoteAddress;
-  // Sessions keep their limits for their lifetime: looked up on every delivery, so computed once.
+  // Looked up on every delivery, so computed once per session (and again when its template changes).
   const resolved = new WeakMap<Client, Required<TemplateLimits>>();
   const limitsOf = (client: Client) => {
     let limits = resolved.get(client);
@@ -123,6 +125,10 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),
     admitConnect: (client) => connections.admitConnect(remoteOf(client)),
+    refreshLimits(client) {
+      resolved.delete(client);
+      ingress.resetLimits(client);
+    },
     sampleRefusal: (code, sample) => sampled.record(code, sample),
     pendingHandshakes: () => connections.pendingHandshakes(),
     close() {

@@ -31,6 +31,8 @@ import { createFlowControl, type FlowControl } from './flow-control.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
 import { admitSession, recheckSession, type SessionContext } from './session-admission.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
+import { refreshSession } from './live-session-updates.ts';
+import { createWillDiscard } from './will-discard.ts';
 
 export interface GatewayBrokerConfig {
   readonly host: string;
@@ -185,9 +187,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
 
     authorizePublish(client, packet, callback) {
-      // client is null only for wills of clients that died on another node; those were checked at CONNECT.
-      const session = client ? sessions.get(client) : undefined;
-      if (client === null || session === undefined) return callback(new Error('no session'));
+      // client is null only for wills of clients whose broker died: checked against the registry as it is now.
+      if (client === null) return wills.authorizeOrphan(packet, callback);
+      const session = sessions.get(client);
+      if (session === undefined) return callback(new Error('no session'));
+      // A session the gateway cut publishes nothing more, its will included (broker/will-discard.ts).
+      if (!wills.mayPublish(client, packet)) return callback(new Error('MQTT_WILL_DISCARDED'));
       const clusterDown = packet.qos > 0 ? cluster?.unavailableReason() : undefined;
       if (clusterDown !== undefined) {
         // aedes acknowledges QoS 1 before it stores or forwards (field notes #14): refuse instead, so the
@@ -230,11 +235,13 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   });
 
   preventEmitterRecursion((aedes as unknown as { mq: unknown }).mq);
+  const wills = createWillDiscard(aedes, { registry, audit, actorOf, deviceIdOf: (client) => (sessions.get(client)?.identity.kind === 'device' ? client.id : undefined), log });
 
   aedes.on('client', (client) => {
     const session = sessions.get(client);
     const kicked = kickedAt.get(client.id);
     if (session !== undefined && kicked !== undefined && kicked >= session.admittedAt) {
+      wills.cut(client, 'session closed by the gateway while it was being admitted');
       client.close();
       return;
     }
@@ -344,6 +351,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const unsubscribe = deps.events.subscribe((event: GatewayEvent) => {
     if (event.type === 'device.status' && event.status !== 'active') disconnect(event.deviceId, `device ${event.status}`, event.at);
     if (event.type === 'policy.changed') applyPolicyChange(event.policy).catch((error: unknown) => log.error({ err: error, policy: event.policy }, 'could not apply the policy change'));
+    if (event.type === 'template.changed') applyTemplateChange(event.template).catch((error: unknown) => log.error({ err: error, template: event.template }, 'could not apply the template change'));
     if (event.type === 'claim.revoked') disconnectClaimSessions(event.certificateSerial);
     if (event.type === 'trust.changed') reloadTrust().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers'));
   });
@@ -379,6 +387,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         continue;
       }
       const identity = { kind: 'device' as const, id: session.subject.id, policy: compilePolicy(policy.document, session.subject) };
+      if (!willStillAllowed(client, identity)) continue;
       sessions.set(client, { ...session, identity });
       dropForbiddenSubscriptions(client, identity);
     }
@@ -386,15 +395,57 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   }
 
   /**
+   * A changed template applies to the open sessions of its devices at once, as a policy change does (README
+   * "Enrollment and renewal", templates): each is read again from the registry (broker/live-session-updates.ts),
+   * recompiled against the policy it now gets, its subscriptions checked again, and the template's new traffic
+   * limits apply from its next packet. A session admission would now refuse is closed.
+   */
+  async function applyTemplateChange(name: string): Promise<void> {
+    const clients = (aedes as unknown as { clients: ClientTable }).clients;
+    const affected = Object.values(clients).flatMap((client) => {
+      const session = client && sessions.get(client);
+      return client && session?.subject?.template === name ? [{ client, session }] : [];
+    });
+    await Promise.all(
+      affected.map(async ({ client, session }) => {
+        const update = await refreshSession(session, registry).catch((error: unknown) => {
+          log.error({ err: error, clientId: client.id }, 'could not re-read the session; closing it');
+          return { closeReason: 'session could not be re-checked' };
+        });
+        // Gone meanwhile, or replaced by a newer session admitted from the registry as it is now. (A policy
+        // change applied meanwhile is overwritten: both are registry reads made after their events.)
+        if (client.closed || clients[client.id] !== client) return;
+        if ('closeReason' in update) return void disconnect(client.id, update.closeReason);
+        if (!willStillAllowed(client, update.session.identity)) return;
+        sessions.set(client, update.session);
+        flow.refreshLimits(client);
+        dropForbiddenSubscriptions(client, update.session.identity, 'template changed');
+      }),
+    );
+    log.info({ template: name, sessions: affected.length }, 'template applied to open sessions');
+  }
+
+  /**
+   * Admission refuses a will the policy does not allow (MQTT_WILL_DENIED), so a session whose new policy no
+   * longer allows its will topic is closed, its will discarded; the device learns why when it reconnects.
+   */
+  function willStillAllowed(client: Client, identity: SessionIdentity): boolean {
+    const topic = willTopics.get(client);
+    if (topic === undefined || decideInScope(identity, 'publish', topic).allowed) return true;
+    disconnect(client.id, 'will topic no longer allowed by the policy');
+    return false;
+  }
+
+  /**
    * Subscriptions the new policy no longer allows are removed from the session, as if the device had
    * unsubscribed (no UNSUBACK is sent: it did not ask). A persistent session's stored copy is refused again
    * when the session is restored, since aedes re-authorizes stored subscriptions at CONNECT.
    */
-  function dropForbiddenSubscriptions(client: Client, identity: SessionIdentity): void {
+  function dropForbiddenSubscriptions(client: Client, identity: SessionIdentity, reason = 'policy changed'): void {
     const filters = Object.keys((client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {});
     const forbidden = filters.filter((filter) => !decideInScope(identity, 'subscribe', filter).allowed);
     if (forbidden.length === 0) return;
-    for (const filter of forbidden) refuse(client, 'mqtt.subscribe', 'ACL_SUBSCRIBE_DENIED', { filter: filter.slice(0, 256), reason: 'policy changed' });
+    for (const filter of forbidden) refuse(client, 'mqtt.subscribe', 'ACL_SUBSCRIBE_DENIED', { filter: filter.slice(0, 256), reason });
     (client as unknown as { unsubscribe(filters: string[], done: (error?: Error) => void): void }).unsubscribe(forbidden, (error) => {
       if (error) log.warn({ err: error, clientId: client.id }, 'could not remove subscriptions the new policy forbids');
     });
@@ -407,6 +458,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     const client = (aedes as unknown as { clients: ClientTable }).clients[clientId];
     if (client === undefined) return false;
     log.info({ clientId, reason }, 'closing session');
+    wills.cut(client, reason);
     client.close(() => {
       if (changedAt !== undefined) metrics.revocationToDisconnect(Math.max(0, Date.now() - changedAt) / 1000);
     });
@@ -419,10 +471,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
    */
   cluster?.onRecovered(() => {
     const policies = new Set<string>();
+    const templates = new Set<string>();
     for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {
       const session = client && sessions.get(client);
       if (!client || session === undefined) continue;
       if (session.policyName !== undefined) policies.add(session.policyName);
+      if (session.subject !== undefined) templates.add(session.subject.template);
       recheckSession(session, registry, clock.now()).then(
         (reason) => reason !== undefined && disconnect(client.id, reason),
         (error: unknown) => {
@@ -433,6 +487,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     }
     // Policy changes made meanwhile were missed too: recompile every policy in use.
     for (const name of policies) applyPolicyChange(name).catch((error: unknown) => log.error({ err: error, policy: name }, 'could not re-apply the policy'));
+    for (const name of templates) applyTemplateChange(name).catch((error: unknown) => log.error({ err: error, template: name }, 'could not re-apply the template'));
   });
 
   /** A device or service session with this id is open here or, in a cluster, on any broker. */

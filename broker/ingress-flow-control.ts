@@ -21,6 +21,8 @@ export interface IngressFlowControl {
   attach(client: Client): void;
   /** In authorizePublish, once the ACL allowed the packet, instead of `callback(null)`. */
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
+  /** The session's limits changed: its token buckets are rebuilt from them at its next PUBLISH. */
+  resetLimits(client: Client): void;
 }
 
 export interface IngressOptions {
@@ -194,6 +196,13 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
         wake(client, state);
       }, waitMs);
       state.timers.add(timer);
+    },
+
+    resetLimits(client) {
+      const state = states.get(client);
+      if (state === undefined) return;
+      state.messages = undefined;
+      state.bytes = undefined;
     },
   };
 }

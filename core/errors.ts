@@ -60,6 +60,7 @@ export const errorCatalogue = {
   MQTT_WILL_DENIED: { http: 403, message: 'The last-will topic is not allowed by the device policy.' },
   MQTT_PROTOCOL_VIOLATION: { http: 400, message: 'The client broke the MQTT 3.1.1 protocol (a second CONNECT, a packet before CONNECT, a reserved or malformed packet) and the connection was closed; fix the client.' },
   TLS_HANDSHAKE_FAILED: { http: 400, message: 'The TLS handshake failed (not TLS, or no common protocol version or cipher suite); connect with TLS 1.2 or later to the MQTTS port.' },
+  MQTT_WILL_DISCARDED: { http: 403, message: 'The gateway closed this session (identity revoked or suspended, claim revoked, or a policy that no longer allows the session or its will topic), so its last will was discarded instead of published; the audit entry gives the reason.' },
 
   // flow control and admission limits (README "Flow control and admission limits")
   MQTT_CONNECTION_LIMIT: { http: 503, message: 'The gateway holds its maximum number of connections; the connection was closed before the TLS handshake. Retry with backoff.' },

@@ -13,6 +13,8 @@ export type GatewayEvent =
       readonly at?: number;
     }
   | { readonly type: 'policy.changed'; readonly policy: string }
+  /** A template changed (its policy or limits): the open sessions of its devices are re-evaluated. */
+  | { readonly type: 'template.changed'; readonly template: string }
   | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string }
   /** The set of trusted claim issuers (manufacturer CAs) changed: reload TLS trust. */
   | { readonly type: 'trust.changed' };

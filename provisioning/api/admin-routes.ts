@@ -135,6 +135,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
         },
         { actor: operator.actor, action: 'template.put', result: 'ok', detail: { template: request.body.name } },
       );
+      // After the write, as for policies: brokers re-read the sessions of the template's devices.
+      await deps.events.publish({ type: 'template.changed', template: template.name });
       return reply.status(201).send(templateJson(template));
     },
   );

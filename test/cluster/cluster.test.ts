@@ -121,6 +121,32 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     }
   });
 
+  it("discards a revoked device's will on its broker: never delivered on the other one, gone from the Redis will and retained stores", async () => {
+    const device = await cluster.enrollDevice('sensor-ab-5');
+    const watcher = track(await cluster.connect(a, 'backend-1', service));
+    await watcher.subscribeAsync('devices/sensor-ab-5/status', { qos: 1 });
+    const seen = collect(watcher);
+    const will = { topic: 'devices/sensor-ab-5/status', payload: Buffer.from('offline'), qos: 1 as const, retain: true };
+    const client = track(await cluster.connect(b, 'sensor-ab-5', device, { will }));
+    const redis = new Redis(`redis://127.0.0.1:6379/${redisDb}`);
+    try {
+      // aedes-persistence-redis keeps each will under will:<broker>:<client id> until it is published or deleted.
+      expect(await redis.exists('will:b:sensor-ab-5')).toBe(1);
+      const cut = closed(client, 5_000);
+      expect((await cluster.api('POST', '/v1/devices/sensor-ab-5/revoke', { body: { reason: 'keyCompromise' } })).status).toBe(200);
+      expect(await cut).toBe(true);
+      // Broker B hands a will to Redis before it closes the socket, so one would arrive before this marker.
+      const marker = track(await cluster.connect(b, 'backend-1-marker', await cluster.createService('backend-1-marker')));
+      await marker.publishAsync('devices/sensor-ab-5/status', 'marker', { qos: 1 });
+      await until(() => seen.includes('marker'), 'the marker on broker A');
+      expect(seen).toEqual(['marker']);
+      expect(await redis.exists('will:b:sensor-ab-5')).toBe(0);
+      expect(await redis.hexists('retained', 'devices/sensor-ab-5/status')).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it('enrolls a device over MQTT through broker B (relayed to provisioning) and admits it on broker A', async () => {
     const claim = await cluster.issueClaim();
     const serial = 'sn-cluster-1';
