@@ -21,3 +21,4 @@ export * from './pki/trusted-issuers.ts';
 export * from './metrics.ts';
 export * from './session-directory.ts';
 export * from './flow-limits.ts';
+export * from './tls-profile.ts';

@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, trustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, tls12CipherSuites, tlsMinVersion, trustedIssuers } from '../../core/index.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
@@ -58,14 +58,21 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   const loadManufacturerPems = async () => (await deps.registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
   let manufacturerPems = await loadManufacturerPems();
   let issuers = await trustedIssuers(deps.pem.deviceCa, [deps.pem.claimCa], manufacturerPems);
-  const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
+  // The protocol floor and the suites (core/tls-profile.ts, as on the MQTT listener) belong here: a
+  // setSecureContext without them falls back to Node's defaults (CBC and SHA-1 suites included).
+  const secureContextOptions = () => ({
+    cert: config.tls.cert,
+    key: config.tls.key,
+    ca: [...config.tls.ca, ...manufacturerPems],
+    minVersion: tlsMinVersion,
+    ciphers: tls12CipherSuites,
+  });
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
     loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     https: {
       ...secureContextOptions(),
-      minVersion: 'TLSv1.2',
       // Client certificates are optional here (operators use tokens, health checks nothing); the routes
       // that need one check it and refuse with a coded error.
       requestCert: true,
