@@ -1,6 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, tls12CipherSuites, tlsMinVersion, trustedIssuers } from '../../core/index.ts';
@@ -10,6 +9,7 @@ import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { registerConsoleRoutes } from './console-routes.ts';
+import { registerDocsRoutes } from './docs-routes.ts';
 import { registerRelayRoutes } from './relay-routes.ts';
 import { registerEnrollmentRoutes } from './enrollment-routes.ts';
 import { registerEstRoutes } from './est-routes.ts';
@@ -47,6 +47,9 @@ export interface ApiDeps {
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
 }
 
+/** One year, as the HSTS preload list and most deployments use (README "TLS and HTTP hardening"). */
+const hstsMaxAgeSeconds = 365 * 24 * 3600;
+
 /**
  * The HTTPS API (DESIGN.md "HTTPS API"). Bodies are validated against their JSON schemas with unknown
  * fields refused (Fastify's default would strip them silently). Every error answer is `{code, message}`
@@ -82,13 +85,21 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 
+  // First hook of all, so that every answer carries them: refusals, 404s and the rate limiter's 429 too.
+  app.addHook('onRequest', async (_request, reply) => {
+    // RFC 6797: browsers that once reached the API over HTTPS never try plain HTTP on this host for a year.
+    // No includeSubDomains: the gateway's hostname may share a parent domain with services it knows nothing of.
+    reply.header('strict-transport-security', `max-age=${hstsMaxAgeSeconds}`);
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
   await app.register(swagger, {
     openapi: {
       info: { title: 'fleetgate API', version: '1' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await registerDocsRoutes(app);
   await app.register(rateLimit, {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
