@@ -175,7 +175,8 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   if (config.consoleDir !== undefined) await registerConsoleRoutes(app, { distDir: config.consoleDir });
 
   const unsubscribe = deps.events.subscribe((event) => {
-    if (event.type === 'device.status' && event.status === 'revoked') deps.revocation.invalidate();
+    // Suspensions and resumes change the CRL too (certificateHold entries come and go).
+    if (event.type === 'device.status') deps.revocation.invalidate();
     if (event.type !== 'trust.changed') return;
     (async () => {
       manufacturerPems = await loadManufacturerPems();

@@ -216,9 +216,15 @@ function prepareStatements(db: Database.Database) {
       `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
        WHERE serial = @serial AND status = 'active' RETURNING serial, device_id`,
     ),
-    listRevoked: db.prepare<[string], { serial: string; revoked_at: string; revocation_reason: string | null }>(
+    // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
+    listRevoked: db.prepare<[{ now: string }], { serial: string; revoked_at: string; revocation_reason: string | null }>(
       `SELECT serial, revoked_at, revocation_reason FROM certificates
-       WHERE status IN ('revoked', 'superseded') AND not_after > ? ORDER BY revoked_at, serial`,
+       WHERE status IN ('revoked', 'superseded') AND not_after > @now
+       UNION ALL
+       SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+       FROM certificates c JOIN devices d ON d.id = c.device_id
+       WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > @now
+       ORDER BY revoked_at, serial`,
     ),
     activeCertificateForKey: db.prepare<[string, string], CertificateRow>(
       `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = ? AND public_key_hash = ? AND status = 'active'
@@ -575,7 +581,7 @@ class SqliteRegistry implements Registry {
   }
 
   async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
-    return this.#sql.listRevoked.all(now.toISOString()).map((row) => ({ serial: row.serial, revokedAt: new Date(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
+    return this.#sql.listRevoked.all({ now: now.toISOString() }).map((row) => ({ serial: row.serial, revokedAt: new Date(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
   }
 
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
