@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   assertAttributes,
@@ -53,9 +54,13 @@ export interface SqliteRegistryOptions {
  */
 export async function openSqliteRegistry(options: SqliteRegistryOptions): Promise<Registry> {
   const clock = options.clock ?? systemClock;
+  const onDisk = options.path !== ':memory:' && options.path !== '';
+  if (onDisk) ownerOnly(options.path, { create: true });
   const db = new Database(options.path);
   try {
     db.pragma('journal_mode = WAL');
+    // SQLite gives new -wal and -shm files the database file's mode; files left by a crash keep their own.
+    if (onDisk) for (const suffix of ['-wal', '-shm']) ownerOnly(options.path + suffix, { create: false });
     // Per connection and off by default in SQLite: without it the REFERENCES clauses are decoration.
     db.pragma('foreign_keys = ON');
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
@@ -66,6 +71,17 @@ export async function openSqliteRegistry(options: SqliteRegistryOptions): Promis
     db.close();
     throw error;
   }
+}
+
+/**
+ * The registry file holds every identity, token hash and the audit trail: owner read/write only (README
+ * "Data directory"), whatever the umask. SQLite would create it 0644; creating it first with 0600 and
+ * chmod-ing also tightens a database an older version left world-readable.
+ */
+function ownerOnly(path: string, options: { create: boolean }): void {
+  if (options.create) closeSync(openSync(path, 'a', 0o600));
+  else if (!existsSync(path)) return;
+  chmodSync(path, 0o600);
 }
 
 const busyTimeoutMs = 5_000;
