@@ -22,3 +22,4 @@ export * from './metrics.ts';
 export * from './session-directory.ts';
 export * from './flow-limits.ts';
 export * from './tls-profile.ts';
+export * from './audit-sampler.ts';

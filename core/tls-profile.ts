@@ -18,4 +18,4 @@ export const tls12CipherSuites = [
 ].join(':');
 
 /** The oldest protocol version either listener accepts. */
-export const tlsMinVersion = 'TLSv1.2';
+export const tlsMinVersion = 'TLSv1.2' as const; // `as const`: stays the literal type Node's SecureVersion needs

@@ -7,6 +7,7 @@ import { registerFleetRoutes } from './fleet-routes.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
+import { createEdgeRefusalAudit } from './edge-refusal-audit.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { registerConsoleRoutes } from './console-routes.ts';
 import { registerDocsRoutes } from './docs-routes.ts';
@@ -110,7 +111,15 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     }),
   });
 
-  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: errorCatalogue.API_NOT_FOUND.message }));
+  // Refusals anyone can cause at any rate (no credentials, unknown routes, malformed requests, the rate
+  // limit) are audited sampled per code and second; see edge-refusal-audit.ts.
+  const edgeRefusals = createEdgeRefusalAudit({ registry: deps.registry, log: deps.log, clock: deps.clock });
+  app.addHook('onClose', async () => edgeRefusals.close());
+
+  app.setNotFoundHandler(async (request, reply) => {
+    await edgeRefusals.record(request, 'API_NOT_FOUND', 404);
+    return reply.status(404).send({ code: 'API_NOT_FOUND', message: errorCatalogue.API_NOT_FOUND.message });
+  });
 
   app.setErrorHandler(async (error, request, reply) => {
     let code: ErrorCode | 'API_RATE_LIMITED';
@@ -122,6 +131,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
       status = error.httpStatus;
       message = error.message;
     } else if (statusCode === 429) {
+      await edgeRefusals.record(request, 'API_RATE_LIMITED', 429);
       return reply.status(429).send({ code: 'API_RATE_LIMITED', message: rawMessage ?? errorCatalogue.API_RATE_LIMITED.message });
     } else if (validation !== undefined || (statusCode !== undefined && statusCode >= 400 && statusCode < 500)) {
       code = 'REQUEST_INVALID';
@@ -133,11 +143,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
       status = 500;
       message = errorCatalogue.INTERNAL.message;
     }
-    if (!isAudited(error)) {
-      await deps.registry
-        .appendAudit({ actor: `api@${request.ip}`, action: `api ${request.method} ${request.routeOptions.url ?? request.url}`, result: 'refused', code: code as ErrorCode, detail: { status } })
-        .catch((auditError: unknown) => request.log.error({ err: auditError }, 'audit write failed'));
-    }
+    if (!isAudited(error)) await edgeRefusals.record(request, code as ErrorCode, status);
     return reply.status(status).send({ code, message });
   });
 
