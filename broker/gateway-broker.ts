@@ -21,6 +21,8 @@ import {
   compilePolicy,
   noMetrics,
   renewTopics,
+  tls12CipherSuites,
+  tlsMinVersion,
   trustedIssuers,
 } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
@@ -94,7 +96,15 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   let manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
   const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: config.issuers.device, claim: config.issuers.claim, manufacturer: manufacturerPems });
   let issuers = loadIssuers();
-  const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
+  // The protocol floor and the suites (core/tls-profile.ts) belong here, not only in createServer: a
+  // setSecureContext without them falls back to Node's defaults (CBC and SHA-1 suites included).
+  const secureContextOptions = () => ({
+    cert: config.tls.cert,
+    key: config.tls.key,
+    ca: [...config.tls.ca, ...manufacturerPems],
+    minVersion: tlsMinVersion,
+    ciphers: tls12CipherSuites,
+  });
   const credentials = new WeakMap<object, PeerCredential>();
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
@@ -313,7 +323,6 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const server: Server = createServer(
     {
       ...secureContextOptions(),
-      minVersion: 'TLSv1.2',
       requestCert: true,
       // Verify, but let the handshake finish: refusals are sent as CONNACK so devices can see them.
       rejectUnauthorized: false,

@@ -30,6 +30,7 @@ export const errorCatalogue = {
   PKI_PEM_MALFORMED: { http: 400, message: 'The PEM data could not be parsed; send a single PEM block with matching BEGIN/END lines.' },
   PKI_CSR_MALFORMED: { http: 400, message: 'The CSR could not be parsed as PKCS#10; send a PEM or base64 DER certificate request.' },
   PKI_CSR_SIGNATURE_INVALID: { http: 400, message: 'The CSR signature does not verify; sign the request with the private key it carries (proof of possession).' },
+  PKI_CSR_SIGNATURE_ALGORITHM_REFUSED: { http: 400, message: 'The CSR is signed with a weak or unsupported algorithm (SHA-1, MD5, ...); sign it with ECDSA or RSA (PKCS#1 v1.5 or PSS) over SHA-256, SHA-384 or SHA-512.' },
   PKI_KEY_TYPE_NOT_ALLOWED: { http: 400, message: 'The CSR key type or size is not allowed; use ECDSA P-256 or P-384, or RSA 2048/3072/4096.' },
   PKI_CSR_EXTENSION_REFUSED: { http: 400, message: 'The CSR asks for CA:TRUE; device certificates are never CA certificates. Remove the basicConstraints extension from the request.' },
   PKI_PUBLIC_KEY_IN_USE: { http: 409, message: 'This public key is already bound to another identity; generate a new key pair.' },

@@ -22,3 +22,5 @@ export * from './metrics.ts';
 export * from './session-directory.ts';
 export * from './flow-limits.ts';
 export * from './enrollment-rules.ts';
+export * from './tls-profile.ts';
+export * from './audit-sampler.ts';

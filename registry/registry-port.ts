@@ -240,7 +240,11 @@ export interface Registry {
   listCertificates(deviceId: string): Promise<CertificateRecord[]>;
   findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]>;
   getAdmission(certificateSerial: string): Promise<Admission | undefined>;
-  /** Every revoked or superseded certificate still within its validity (what a CRL must list), oldest first. */
+  /**
+   * What a CRL must list, oldest first: every revoked or superseded certificate still within its validity,
+   * and the active certificates of suspended devices with reason `certificateHold`, dated at the device's
+   * last status change (a resume removes them again).
+   */
   listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]>;
   /**
    * Claim-certificate enrollment, in one transaction with its audit entry. Whether the claim may enroll the

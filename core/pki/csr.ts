@@ -3,9 +3,9 @@ import { fromBase64, pemBlocks, sha256Hex } from './encoding.ts';
 import { x509 } from './x509.ts';
 
 /**
- * PKCS#10 checks before anything is issued: the request parses, its signature verifies with the key it
- * carries (proof of possession), and that key is of an allowed type and size. A request for CA:TRUE is
- * refused; the subject and other requested extensions are read for the audit trail only and never copied.
+ * PKCS#10 checks before anything is issued: the request parses, it is signed with an accepted scheme and
+ * hash (no SHA-1 or MD5), its signature verifies with the key it carries (proof of possession), and that key
+ * is of an allowed type and size. A request for CA:TRUE is refused; the subject and other requested extensions are read for the audit trail only and never copied.
  */
 export type KeyDescription = 'EC P-256' | 'EC P-384' | 'RSA 2048' | 'RSA 3072' | 'RSA 4096';
 export const allowedKeyTypes: readonly KeyDescription[] = ['EC P-256', 'EC P-384', 'RSA 2048', 'RSA 3072', 'RSA 4096'];
@@ -22,6 +22,14 @@ export interface CheckedCsr {
   /** OIDs of extensions the device asked for and did not get. */
   readonly ignoredExtensions: readonly string[];
 }
+
+/**
+ * Signature schemes a CSR may use: the proof of possession is the one signature a device makes for its
+ * identity, so it gets the same floor as the certificates fleetgate signs. SHA-1 is collision-broken
+ * (SHAttered, 2017) and refused like MD5; SHA-224 and anything WebCrypto cannot name are refused too.
+ */
+const acceptedSignatureSchemes: readonly string[] = ['ECDSA', 'RSASSA-PKCS1-v1_5', 'RSA-PSS'];
+const acceptedSignatureHashes: readonly string[] = ['SHA-256', 'SHA-384', 'SHA-512'];
 
 /** Bigger than any sane CSR (an RSA 4096 request is ~1.7 KB PEM); refuse before parsing. */
 const maxCsrChars = 16 * 1024;
@@ -57,6 +65,7 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
   let requestedCommonName: string | undefined;
   let ignoredExtensions: string[];
   let asksForCa: boolean;
+  let signatureAlgorithm: { name?: unknown; hash?: { name?: unknown } };
   try {
     // The getters parse lazily: read everything used below here, so a malformed part is refused with a code.
     csr = new x509.Pkcs10CertificateRequest(der);
@@ -65,11 +74,18 @@ export async function checkCsr(input: string): Promise<CheckedCsr> {
     requestedCommonName = csr.subjectName.getField('CN')[0];
     ignoredExtensions = csr.extensions.map((extension) => extension.type);
     asksForCa = csr.extensions.some((extension) => extension instanceof x509.BasicConstraintsExtension && extension.ca);
+    // @peculiar names what WebCrypto knows ({name, hash}) and leaves anything else as its OID.
+    signatureAlgorithm = csr.signatureAlgorithm as typeof signatureAlgorithm;
   } catch (cause) {
     throw new FleetgateError('PKI_CSR_MALFORMED', { detail: { reason: 'not a PKCS#10 structure' }, cause });
   }
 
   const keyType = await describeKey(csr.publicKey);
+  const scheme = String(signatureAlgorithm.name);
+  const hash = signatureAlgorithm.hash?.name === undefined ? undefined : String(signatureAlgorithm.hash.name);
+  if (!acceptedSignatureSchemes.includes(scheme) || hash === undefined || !acceptedSignatureHashes.includes(hash)) {
+    throw new FleetgateError('PKI_CSR_SIGNATURE_ALGORITHM_REFUSED', { detail: { algorithm: scheme, ...(hash === undefined ? {} : { hash }) } });
+  }
   let verified: boolean;
   try {
     verified = await csr.verify();

@@ -279,6 +279,27 @@ describe('checkCsr: proof of possession and allowed keys', () => {
     expect(await certificate.verify({ publicKey: deviceCa.certificate.publicKey, date: clock.now() })).toBe(true);
   });
 
+  it('refuses CSRs signed with SHA-1 (ECDSA, PKCS#1 v1.5, PSS) with PKI_CSR_SIGNATURE_ALGORITHM_REFUSED', async () => {
+    const rsa = (name: string) =>
+      globalThis.crypto.subtle.generateKey({ name, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-1' }, true, ['sign', 'verify']);
+    const cases: [string, CryptoKeyPair, Algorithm][] = [
+      ['ECDSA with SHA-1', deviceKeys, { name: 'ECDSA', hash: 'SHA-1' } as EcdsaParams],
+      ['RSASSA-PKCS1-v1_5 with SHA-1', await rsa('RSASSA-PKCS1-v1_5'), { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-1' } as RsaHashedImportParams],
+      ['RSA-PSS with SHA-1', await rsa('RSA-PSS'), { name: 'RSA-PSS', hash: 'SHA-1', saltLength: 20 } as RsaPssParams & { hash: string }],
+    ];
+    for (const [name, keys, algorithm] of cases) {
+      const csr = await csrFor(keys, algorithm);
+      expect(await csr.verify(), `${name} verifies: refused for its hash, not its signature`).toBe(true);
+      await expect(checkCsr(csr.toString('pem')), name).rejects.toMatchObject({ code: 'PKI_CSR_SIGNATURE_ALGORITHM_REFUSED', detail: { hash: 'SHA-1' } });
+    }
+  });
+
+  it('accepts RSA-PSS with SHA-256 and ECDSA with SHA-512', async () => {
+    const pss = await globalThis.crypto.subtle.generateKey({ name: 'RSA-PSS', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
+    expect((await checkCsr((await csrFor(pss, { name: 'RSA-PSS', hash: 'SHA-256', saltLength: 32 } as RsaPssParams & { hash: string })).toString('pem'))).keyType).toBe('RSA 2048');
+    expect((await checkCsr((await csrFor(deviceKeys, { name: 'ECDSA', hash: 'SHA-512' } as EcdsaParams)).toString('pem'))).keyType).toBe('EC P-256');
+  });
+
   it('refuses RSA 1024 with PKI_KEY_TYPE_NOT_ALLOWED', async () => {
     const keys = await globalThis.crypto.subtle.generateKey(
       { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },

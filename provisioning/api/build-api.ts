@@ -1,16 +1,17 @@
 import { X509Certificate } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, trustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, tls12CipherSuites, tlsMinVersion, trustedIssuers } from '../../core/index.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
+import { createEdgeRefusalAudit } from './edge-refusal-audit.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { registerConsoleRoutes } from './console-routes.ts';
+import { registerDocsRoutes } from './docs-routes.ts';
 import { registerRelayRoutes } from './relay-routes.ts';
 import { registerEnrollmentRoutes } from './enrollment-routes.ts';
 import { registerEstRoutes } from './est-routes.ts';
@@ -48,6 +49,9 @@ export interface ApiDeps {
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
 }
 
+/** One year, as the HSTS preload list and most deployments use (README "TLS and HTTP hardening"). */
+const hstsMaxAgeSeconds = 365 * 24 * 3600;
+
 /**
  * The HTTPS API (DESIGN.md "HTTPS API"). Bodies are validated against their JSON schemas with unknown
  * fields refused (Fastify's default would strip them silently). Every error answer is `{code, message}`
@@ -60,14 +64,21 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   let manufacturerPems = await loadManufacturerPems();
   const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: deps.pem.deviceCa, claim: [deps.pem.claimCa], manufacturer: manufacturerPems });
   let issuers = loadIssuers();
-  const secureContextOptions = () => ({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
+  // The protocol floor and the suites (core/tls-profile.ts, as on the MQTT listener) belong here: a
+  // setSecureContext without them falls back to Node's defaults (CBC and SHA-1 suites included).
+  const secureContextOptions = () => ({
+    cert: config.tls.cert,
+    key: config.tls.key,
+    ca: [...config.tls.ca, ...manufacturerPems],
+    minVersion: tlsMinVersion,
+    ciphers: tls12CipherSuites,
+  });
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
     loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     https: {
       ...secureContextOptions(),
-      minVersion: 'TLSv1.2',
       // Client certificates are optional here (operators use tokens, health checks nothing); the routes
       // that need one check it and refuse with a coded error.
       requestCert: true,
@@ -77,13 +88,21 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
 
+  // First hook of all, so that every answer carries them: refusals, 404s and the rate limiter's 429 too.
+  app.addHook('onRequest', async (_request, reply) => {
+    // RFC 6797: browsers that once reached the API over HTTPS never try plain HTTP on this host for a year.
+    // No includeSubDomains: the gateway's hostname may share a parent domain with services it knows nothing of.
+    reply.header('strict-transport-security', `max-age=${hstsMaxAgeSeconds}`);
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
   await app.register(swagger, {
     openapi: {
       info: { title: 'fleetgate API', version: '1' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await registerDocsRoutes(app);
   await app.register(rateLimit, {
     max: config.rateLimitPerMinute,
     timeWindow: 60_000,
@@ -94,7 +113,15 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     }),
   });
 
-  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'API_NOT_FOUND', message: errorCatalogue.API_NOT_FOUND.message }));
+  // Refusals anyone can cause at any rate (no credentials, unknown routes, malformed requests, the rate
+  // limit) are audited sampled per code and second; see edge-refusal-audit.ts.
+  const edgeRefusals = createEdgeRefusalAudit({ registry: deps.registry, log: deps.log, clock: deps.clock });
+  app.addHook('onClose', async () => edgeRefusals.close());
+
+  app.setNotFoundHandler(async (request, reply) => {
+    await edgeRefusals.record(request, 'API_NOT_FOUND', 404);
+    return reply.status(404).send({ code: 'API_NOT_FOUND', message: errorCatalogue.API_NOT_FOUND.message });
+  });
 
   app.setErrorHandler(async (error, request, reply) => {
     let code: ErrorCode | 'API_RATE_LIMITED';
@@ -106,6 +133,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
       status = error.httpStatus;
       message = error.message;
     } else if (statusCode === 429) {
+      await edgeRefusals.record(request, 'API_RATE_LIMITED', 429);
       return reply.status(429).send({ code: 'API_RATE_LIMITED', message: rawMessage ?? errorCatalogue.API_RATE_LIMITED.message });
     } else if (validation !== undefined || (statusCode !== undefined && statusCode >= 400 && statusCode < 500)) {
       code = 'REQUEST_INVALID';
@@ -117,11 +145,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
       status = 500;
       message = errorCatalogue.INTERNAL.message;
     }
-    if (!isAudited(error)) {
-      await deps.registry
-        .appendAudit({ actor: `api@${request.ip}`, action: `api ${request.method} ${request.routeOptions.url ?? request.url}`, result: 'refused', code: code as ErrorCode, detail: { status } })
-        .catch((auditError: unknown) => request.log.error({ err: auditError }, 'audit write failed'));
-    }
+    if (!isAudited(error)) await edgeRefusals.record(request, code as ErrorCode, status);
     return reply.status(status).send({ code, message });
   });
 
@@ -159,7 +183,8 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   if (config.consoleDir !== undefined) await registerConsoleRoutes(app, { distDir: config.consoleDir });
 
   const unsubscribe = deps.events.subscribe((event) => {
-    if (event.type === 'device.status' && event.status === 'revoked') deps.revocation.invalidate();
+    // Suspensions and resumes change the CRL too (certificateHold entries come and go).
+    if (event.type === 'device.status') deps.revocation.invalidate();
     if (event.type !== 'trust.changed') return;
     (async () => {
       manufacturerPems = await loadManufacturerPems();

@@ -252,8 +252,14 @@ const statements = {
   supersedeDeviceCertificates: `UPDATE certificates SET status = 'superseded', revoked_at = $2, revocation_reason = 'superseded' WHERE device_id = $1 AND status = 'active'`,
   supersedeCertificate: `UPDATE certificates SET status = 'superseded', revoked_at = $2, revocation_reason = 'superseded'
     WHERE serial = $1 AND status = 'active' RETURNING serial, device_id`,
+  // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
   listRevoked: `SELECT serial, revoked_at, revocation_reason FROM certificates
-    WHERE status IN ('revoked', 'superseded') AND not_after > $1 ORDER BY revoked_at, serial`,
+    WHERE status IN ('revoked', 'superseded') AND not_after > $1
+    UNION ALL
+    SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+    FROM certificates c JOIN devices d ON d.id = c.device_id
+    WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > $1
+    ORDER BY revoked_at, serial`,
   activeCertificateForKey: `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = $1 AND public_key_hash = $2 AND status = 'active'
     ORDER BY issued_at DESC, seq DESC LIMIT 1`,
   // The broker's hot path: one round trip for everything admission needs. LEFT JOINs so that a missing

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import type { Statement } from 'better-sqlite3';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   assertAttributes,
@@ -55,9 +56,13 @@ export interface SqliteRegistryOptions {
  */
 export async function openSqliteRegistry(options: SqliteRegistryOptions): Promise<Registry> {
   const clock = options.clock ?? systemClock;
+  const onDisk = options.path !== ':memory:' && options.path !== '';
+  if (onDisk) ownerOnly(options.path, { create: true });
   const db = new Database(options.path);
   try {
     db.pragma('journal_mode = WAL');
+    // SQLite gives new -wal and -shm files the database file's mode; files left by a crash keep their own.
+    if (onDisk) for (const suffix of ['-wal', '-shm']) ownerOnly(options.path + suffix, { create: false });
     // Per connection and off by default in SQLite: without it the REFERENCES clauses are decoration.
     db.pragma('foreign_keys = ON');
     db.pragma(`busy_timeout = ${busyTimeoutMs}`);
@@ -68,6 +73,17 @@ export async function openSqliteRegistry(options: SqliteRegistryOptions): Promis
     db.close();
     throw error;
   }
+}
+
+/**
+ * The registry file holds every identity, token hash and the audit trail: owner read/write only (README
+ * "Data directory"), whatever the umask. SQLite would create it 0644; creating it first with 0600 and
+ * chmod-ing also tightens a database an older version left world-readable.
+ */
+function ownerOnly(path: string, options: { create: boolean }): void {
+  if (options.create) closeSync(openSync(path, 'a', 0o600));
+  else if (!existsSync(path)) return;
+  chmodSync(path, 0o600);
 }
 
 const busyTimeoutMs = 5_000;
@@ -220,9 +236,15 @@ function prepareStatements(db: Database.Database) {
       `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
        WHERE serial = @serial AND status = 'active' RETURNING serial, device_id`,
     ),
-    listRevoked: db.prepare<[string], { serial: string; revoked_at: string; revocation_reason: string | null }>(
+    // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
+    listRevoked: db.prepare<[{ now: string }], { serial: string; revoked_at: string; revocation_reason: string | null }>(
       `SELECT serial, revoked_at, revocation_reason FROM certificates
-       WHERE status IN ('revoked', 'superseded') AND not_after > ? ORDER BY revoked_at, serial`,
+       WHERE status IN ('revoked', 'superseded') AND not_after > @now
+       UNION ALL
+       SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+       FROM certificates c JOIN devices d ON d.id = c.device_id
+       WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > @now
+       ORDER BY revoked_at, serial`,
     ),
     activeCertificateForKey: db.prepare<[string, string], CertificateRow>(
       `SELECT ${list(certificateColumns)} FROM certificates WHERE device_id = ? AND public_key_hash = ? AND status = 'active'
@@ -591,7 +613,7 @@ class SqliteRegistry implements Registry {
   }
 
   async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
-    return this.#sql.listRevoked.all(now.toISOString()).map((row) => ({ serial: row.serial, revokedAt: new Date(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
+    return this.#sql.listRevoked.all({ now: now.toISOString() }).map((row) => ({ serial: row.serial, revokedAt: new Date(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
   }
 
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {

@@ -370,6 +370,26 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect(await registry.getDevice('sensor-1')).toMatchObject({ status: 'revoked', statusReason: null });
       });
 
+      it('lists what a CRL carries: revoked certificates, and the certificates of suspended devices as holds until resumed', async () => {
+        await givenBasics();
+        await register('sensor-1', 1);
+        await register('sensor-2', 2);
+        await register('sensor-3', 3);
+        await register('sensor-4', 4, { certificate: { notAfter: new Date('2025-03-01T00:00:00.000Z') } });
+        const during = new Date('2025-06-01T00:00:00.000Z'); // sensor-4's certificate has expired by then
+        const suspended = await registry.setDeviceStatus({ id: 'sensor-1', status: 'suspended', reason: 'maintenance', audit: audit('device.suspend') });
+        await registry.setDeviceStatus({ id: 'sensor-4', status: 'suspended', reason: null, audit: audit('device.suspend') });
+        await registry.setDeviceStatus({ id: 'sensor-2', status: 'revoked', reason: 'keyCompromise', audit: audit('device.revoke') });
+        const revokedAt = (await registry.getCertificate(certificate(2).serial))?.revokedAt;
+
+        expect(await registry.listRevokedCertificates(during)).toEqual([
+          { serial: certificate(1).serial, revokedAt: suspended.updatedAt, reason: 'certificateHold' },
+          { serial: certificate(2).serial, revokedAt, reason: 'keyCompromise' },
+        ]);
+        await registry.setDeviceStatus({ id: 'sensor-1', status: 'active', reason: null, audit: audit('device.resume') });
+        expect(await registry.listRevokedCertificates(during)).toEqual([{ serial: certificate(2).serial, revokedAt, reason: 'keyCompromise' }]);
+      });
+
       it('treats revoked as final: no resume, no suspend, no new certificate; revoking again changes nothing', async () => {
         await givenBasics();
         await register('sensor-1', 1);

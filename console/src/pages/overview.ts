@@ -69,6 +69,12 @@ async function expiryOf(active: readonly Device[]): Promise<Pick<Overview, 'expi
   return expiryCache.value;
 }
 
+/**
+ * How many refusals an audit entry stands for: sampled entries (floods of unauthenticated requests, see the
+ * README "Revocation, audit and metrics") carry their count in `detail.refused`; any other entry is one.
+ */
+const refusalsIn = (entry: AuditEntry): number => (typeof entry.detail?.refused === 'number' ? entry.detail.refused : 1);
+
 /** Enrollments (first certificate or renewal) and refusals per five minutes over the last hour. */
 function activityBuckets(entries: readonly AuditEntry[], now = Date.now()) {
   const start = now - hourMs;
@@ -80,7 +86,7 @@ function activityBuckets(entries: readonly AuditEntry[], now = Date.now()) {
     const index = Math.floor((new Date(entry.at).getTime() - start) / bucketMs);
     const bucket = buckets[Math.min(buckets.length - 1, Math.max(0, index))];
     if (bucket === undefined) continue;
-    if (entry.result === 'refused') bucket.values[1] = (bucket.values[1] ?? 0) + 1;
+    if (entry.result === 'refused') bucket.values[1] = (bucket.values[1] ?? 0) + refusalsIn(entry);
     else if (entry.action === 'device.enroll' || entry.action === 'device.renew') bucket.values[0] = (bucket.values[0] ?? 0) + 1;
   }
   return buckets;
@@ -93,7 +99,7 @@ export function OverviewPage() {
   const connected = data.sessions.filter((s) => s.kind === 'device').length;
   const enrolling = data.sessions.filter((s) => s.kind === 'claim').length;
   const enrollments = data.lastHour.filter((e) => e.result === 'ok' && e.action === 'device.enroll').length;
-  const refusals = data.lastHour.filter((e) => e.result === 'refused').length;
+  const refusals = data.lastHour.filter((e) => e.result === 'refused').reduce((sum, e) => sum + refusalsIn(e), 0);
   // The audit answer is newest first.
   const recentRefusals = data.lastHour.filter((e) => e.result === 'refused').slice(0, 5);
   return html`<section>
