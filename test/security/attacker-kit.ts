@@ -261,11 +261,11 @@ export function snapshotChanges(before: Map<string, string>, after: Map<string, 
 /**
  * A refused audit entry written for a refusal that happened at `since` or later. Refusals an attacker could
  * repeat are audited sampled (one entry per code and second, with a count), so an entry written up to a
- * second before counts: it stands for this one too.
+ * second before counts: it stands for this one too. Without `sampled`, only entries from `since` on count.
  */
-export async function refusalAudited(registry: Registry, since: number, code?: string): Promise<AuditEntry | undefined> {
+export async function refusalAudited(registry: Registry, since: number, code?: string, sampled = true): Promise<AuditEntry | undefined> {
   for (let attempt = 0; attempt < 60; attempt++) {
-    const entries = await registry.queryAudit({ result: 'refused', since: new Date(since - 1100), limit: 1000 });
+    const entries = await registry.queryAudit({ result: 'refused', since: new Date(since - (sampled ? 1100 : 0)), limit: 1000 });
     const match = entries.find((entry) => code === undefined || entry.code === code);
     if (match) return match;
     await new Promise((resolve) => setTimeout(resolve, 50));
