@@ -183,6 +183,13 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'GET', url: '/v1/audit/verify', path: '/v1/audit/verify', module: security, access: roles(readers) },
 ];
 
+/** The roles that may call an operator route: the one role table the API tests read (test/api). */
+export function rolesOf(method: RouteRow['method'], url: string): readonly OperatorRoleName[] {
+  const route = routeTable.find((r) => r.method === method && r.url === url);
+  if (route?.access.kind !== 'roles') throw new Error(`${method} ${url} is not an operator route of the table`);
+  return route.access.roles;
+}
+
 export type EntryPoint = MqttEntry | `${RouteRow['method']} ${string}`;
 
 export const routeEntry = (route: Pick<RouteRow, 'method' | 'url'>): EntryPoint => `${route.method} ${route.url}`;

@@ -125,7 +125,7 @@ async function probePublish(kit: AttackerKit, cell: Cell): Promise<Observation> 
 }
 
 /** Subscribes to what the attacker may not read, then the backend writes there: nothing may reach it. */
-async function probeSubscribe(kit: AttackerKit, cell: Cell & { entry: 'mqtt-subscribe' | 'mqtt-delivery' }): Promise<Observation> {
+async function probeSubscribe(kit: AttackerKit, cell: Cell): Promise<Observation> {
   const target = targetOf(cell);
   const filters =
     cell.capability === 'legitimate'
@@ -179,7 +179,7 @@ async function probeWill(kit: AttackerKit, cell: Cell): Promise<Observation> {
 }
 
 /** Enrollment or renewal over MQTT, pipelined: reply topics, then the request with the attacker's key. */
-async function probeCertificateRequest(kit: AttackerKit, cell: Cell & { entry: 'mqtt-enroll' | 'mqtt-renew' }): Promise<Observation> {
+async function probeCertificateRequest(kit: AttackerKit, cell: Cell): Promise<Observation> {
   const isClaimSession = ['manufacturer-ca', 'batch-claim', 'exhausted-claim', 'revoked-claim'].includes(cell.capability) || cell.as.startsWith('SN-');
   const topics =
     cell.entry === 'mqtt-enroll'

@@ -148,7 +148,7 @@ export async function openRaw(target: RawTarget, credential?: ClientCredential):
         ...(target.localAddress ? { localAddress: target.localAddress } : {}),
       });
   socket.on('error', () => {});
-  let buffered = Buffer.alloc(0);
+  let buffered: Buffer = Buffer.alloc(0);
   const packets: ServerPacket[] = [];
   const waiters = new Set<() => void>();
   let closedFlag = false;
