@@ -1,5 +1,5 @@
 import { enrollTopics, fromBase64, pemBlocks, renewTopics, toBase64 } from '../../core/index.ts';
-import { apiRequest } from '../../cli/api-client.ts';
+import { request } from 'node:https';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { until } from '../helpers/until.ts';
 import { type Cell, forgedVictim, type MqttEntry, mqttEntryPoints, routeTable, victim } from './attack-table.ts';
@@ -229,17 +229,50 @@ export async function probeHttp(kit: AttackerKit, cell: Cell): Promise<Observati
     body = route.url === '/v1/pki/ocsp' ? 'not an OCSP request' : { bogus: true };
     if (route.url === '/v1/pki/ocsp') contentType = 'application/ocsp-request';
   }
-  const response = await apiRequest<{ code?: string } | string>(
-    { baseUrl: `https://127.0.0.1:${kit.gw.apiPort}`, ca: kit.gw.ca, ...(token ? { token } : {}), ...(credential ? { cert: credential.cert, key: credential.key } : {}) },
-    route.method,
-    route.path,
-    body,
-    contentType,
-  );
-  const code = typeof response.body === 'object' && response.body !== null ? response.body.code : undefined;
+  const response = await freshHttps(kit, route.method, route.path, { body, contentType, ...(token ? { token } : {}), ...(credential ? { credential } : {}) });
+  const code = response.body?.code;
   const ok = response.status >= 200 && response.status < 300;
   return { http: { status: response.status, ...(code ? { code } : {}) }, succeeded: ok };
 }
 
 export const isMqttEntry = (entry: string): entry is MqttEntry => entry in mqttEntryPoints;
 
+
+/**
+ * One HTTPS request on a connection of its own, never resuming a TLS session: a resumed session carries no
+ * certificate chain, and a cell must see what a first contact sees (the cache of Node's global agent would
+ * otherwise resume the session an earlier cell opened with the same certificate).
+ */
+function freshHttps(
+  kit: AttackerKit,
+  method: string,
+  path: string,
+  options: { body?: unknown; contentType: string; token?: string; credential?: { cert: string; key: string } },
+): Promise<{ status: number; body: { code?: string } | undefined }> {
+  const payload = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+  return new Promise((resolve, reject) => {
+    const headers = {
+      accept: 'application/json',
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...(payload === undefined ? {} : { 'content-type': options.contentType, 'content-length': Buffer.byteLength(payload) }),
+    };
+    const req = request(
+      { host: '127.0.0.1', port: kit.gw.apiPort, method, path, agent: false, ca: kit.gw.ca, servername: 'localhost', ...(options.credential ?? {}), headers },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => {
+          let body: { code?: string } | undefined;
+          try {
+            body = JSON.parse(text) as { code?: string };
+          } catch {
+            body = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, body: typeof body === 'object' && body !== null ? body : undefined });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
