@@ -18,6 +18,8 @@ import {
 } from './attack-table.ts';
 import { type AttackerKit, fixtureEnv, refusalAudited, registrySnapshot, snapshotChanges, startAttackerKit } from './attacker-kit.ts';
 import { isMqttEntry, type Observation, probeHttp, probeMqtt } from './cell-probes.ts';
+import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { subscribeGranted } from '../helpers/test-gateway.ts';
 
 /**
  * Plays every cell of the attacker table (test/security/attack-table.ts) against one real gateway: real TLS
@@ -227,6 +229,28 @@ for (const entry of entryOrder.filter((e) => e !== 'tls-handshake')) {
     it.for(attackTable.filter((cell) => cell.entry === entry))('$capability', async (cell, { skip }) => play(cell, skip));
   });
 }
+
+describe('variants', () => {
+  it('POST /v1/enroll × batch-claim with attributes: what a device reports never widens its policy (R4)', async () => {
+    const { csr, key } = await deviceKeyAndCsr('SN-attr-1');
+    const enrolled = await kit.gw.api<{ certificate: string; chain: string }>('POST', '/v1/enroll', { body: { csr, serial: 'SN-attr-1', attributes: { tenant: 'victim' } }, credential: kit.tenantClaim });
+    expect(enrolled.status, JSON.stringify(enrolled.body)).toBeLessThan(500);
+    if (enrolled.status === 201) {
+      const device = await kit.gw.connect('SN-attr-1', { key, cert: enrolled.body.certificate + enrolled.body.chain });
+      try {
+        expect(await subscribeGranted(device, ['groups/victim/#']), 'a reported attribute widened the policy').toEqual([0x80]);
+        await kit.gw.waitForAudit({ action: 'mqtt.subscribe', result: 'refused' }, (e) => e.detail?.filter === 'groups/victim/#');
+      } finally {
+        device.end(true);
+      }
+    }
+    // Control: the same attribute from a trusted source (an operator's registration) does widen it.
+    const trusted = await kit.gw.createDevice('dev-tenant', { template: 'tenant', attributes: { tenant: 'victim' } });
+    const control = await kit.gw.connect('dev-tenant', trusted);
+    expect(await subscribeGranted(control, ['groups/victim/#'])).toEqual([0]);
+    await control.endAsync();
+  });
+});
 
 describe('afterwards', () => {
   it('no unhandled rejection happened, and a legitimate device still gets in', async () => {

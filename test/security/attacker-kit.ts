@@ -37,6 +37,8 @@ export interface AttackerKit {
   /** A registered device of the default template (or with `policy`), for the legitimate control cells. */
   device(id: string, policy?: string): Promise<ClientCredential & { serial: string }>;
   readonly batchClaim: ClientCredential;
+  /** A batch claim of the `tenant` template, whose policy grants groups/${device.attributes.tenant}/#. */
+  readonly tenantClaim: ClientCredential;
   readonly serials: { readonly forgedVictim: string };
   /** Messages the backend watcher received (topic and payload), in order. */
   readonly watched: { topic: string; payload: string }[];
@@ -123,6 +125,12 @@ export async function startAttackerKit(): Promise<AttackerKit> {
     }
   }, 'the broker to trust the manufacturer CA');
 
+  // A template whose policy an attribute widens: what a device reports must never fill it.
+  const tenantPolicy = { statements: [{ effect: 'allow', actions: ['publish', 'subscribe', 'receive'], topics: ['devices/${device.id}/#', 'groups/${device.attributes.tenant}/#'] }] };
+  if ((await gw.api('PUT', '/v1/policies/tenant', { body: tenantPolicy, token: true })).status >= 300) throw new Error('could not create the tenant policy');
+  if ((await gw.api('POST', '/v1/templates', { body: { name: 'tenant', policy: 'tenant' }, token: true })).status !== 201) throw new Error('could not create the tenant template');
+  const tenantClaim = await gw.issueClaim({ template: 'tenant' });
+
   // Claims: one usable batch claim, one spent, one revoked.
   const batchClaim = await gw.issueClaim({});
   const exhaustedClaim = await gw.issueClaim({ maxUses: 1 });
@@ -166,6 +174,7 @@ export async function startAttackerKit(): Promise<AttackerKit> {
     gw,
     registry,
     batchClaim,
+    tenantClaim,
     watched,
     watcher,
     serials: { forgedVictim: forgedVictimDevice.serial },
