@@ -182,7 +182,6 @@ async function play(cell: Cell, skip: (note?: string) => void): Promise<void> {
   const before = await registrySnapshot(kit.registry);
   const started = Date.now();
   const seen = isMqttEntry(cell.entry) ? await probeMqtt(kit, cell as Cell & { entry: MqttEntry }) : await probeHttp(kit, cell);
-  const probed = Date.now();
   const victim = isMqttEntry(cell.entry) ? await kit.victimSession() : undefined;
   assertOutcome(cell, seen);
   if ('refused' in cell.expect) {
@@ -191,7 +190,6 @@ async function play(cell: Cell, skip: (note?: string) => void): Promise<void> {
     // Broker admission and packet refusals are audited one by one; with no code to match, count only entries
     // written since this cell started. The API's refusals may be sampled (see refusalAudited).
     expect(await refusalAudited(kit.registry, started, code, code !== undefined || !isMqttEntry(cell.entry)), `${cell.entry} × ${cell.capability}: a refused audit entry${code ? ` with ${code}` : ''}`).toBeDefined();
-    if (process.env.SECURITY_TIMING) console.log(cell.entry, cell.capability, 'probe', probed - started, 'checks', Date.now() - probed, JSON.stringify(seen));
     expect(victim?.wasClosed ?? false, `${cell.entry} × ${cell.capability}: the victim's session must survive`).toBe(false);
   } else if (cell.capability !== 'legitimate' || !isMqttEntry(cell.entry)) {
     // Allowed reads and guard checks with invalid bodies change nothing either.
