@@ -5,6 +5,7 @@ import { bootstrapTokenAuth, type OperatorRole } from '../../provisioning/index.
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { buildFleetApp, type FleetApi, roleAuth, startFleetApi } from './fleet-api.ts';
+import { rolesOf, routeTable } from '../security/attack-table.ts';
 
 /**
  * Fleet operations over the API: revocation and suspension cut live MQTT sessions at once and keep the
@@ -308,24 +309,11 @@ describe('audit', () => {
 });
 
 describe('authentication and roles on every fleet route', () => {
-  type Access = 'read' | 'act' | 'admin';
-  // Bodies are deliberately invalid: credentials and role are checked before the body is even read.
-  const routes: readonly { method: 'GET' | 'POST' | 'PUT'; url: string; path: string; access: Access }[] = [
-    { method: 'GET', url: '/v1/devices', path: '/v1/devices', access: 'read' },
-    { method: 'GET', url: '/v1/devices/:id', path: '/v1/devices/fleet-nobody', access: 'read' },
-    { method: 'POST', url: '/v1/devices/:id/revoke', path: '/v1/devices/fleet-nobody/revoke', access: 'act' },
-    { method: 'POST', url: '/v1/devices/:id/suspend', path: '/v1/devices/fleet-nobody/suspend', access: 'act' },
-    { method: 'POST', url: '/v1/devices/:id/resume', path: '/v1/devices/fleet-nobody/resume', access: 'act' },
-    { method: 'GET', url: '/v1/sessions', path: '/v1/sessions', access: 'read' },
-    { method: 'GET', url: '/v1/services', path: '/v1/services', access: 'read' },
-    { method: 'POST', url: '/v1/services', path: '/v1/services', access: 'admin' },
-    { method: 'GET', url: '/v1/policies', path: '/v1/policies', access: 'read' },
-    { method: 'GET', url: '/v1/policies/:name', path: '/v1/policies/default', access: 'read' },
-    { method: 'PUT', url: '/v1/policies/:name', path: '/v1/policies/default', access: 'admin' },
-    { method: 'POST', url: '/v1/policies/:name/explain', path: '/v1/policies/default/explain', access: 'read' },
-    { method: 'GET', url: '/v1/audit', path: '/v1/audit', access: 'read' },
-  ];
-  const allowed: Record<Access, readonly OperatorRole[]> = { read: ['admin', 'operator', 'viewer'], act: ['admin', 'operator'], admin: ['admin'] };
+  // The routes and their roles come from the one role table, test/security/attack-table.ts. Bodies are
+  // deliberately invalid: credentials and role are checked before the body is even read.
+  const routes = routeTable
+    .filter((route) => route.module === 'provisioning/api/fleet-routes.ts')
+    .map((route) => ({ method: route.method, url: route.url, path: route.path, allowed: rolesOf(route.method, route.url) }));
   const roles: readonly OperatorRole[] = ['admin', 'operator', 'station', 'viewer'];
   const invalidBody = { bogus: true };
 
@@ -388,7 +376,7 @@ describe('authentication and roles on every fleet route', () => {
   it.each(routes)('$method $url: 403 API_FORBIDDEN for every role not allowed, and no refusal for those allowed', async (route) => {
     for (const role of roles) {
       const response = await inject(roleApps.get(role) as FastifyInstance, route, 'Bearer any');
-      if (allowed[route.access].includes(role)) {
+      if (route.allowed.includes(role)) {
         expect([401, 403], `${role} ${route.method} ${route.path}`).not.toContain(response.statusCode);
       } else {
         expect([response.statusCode, response.json()], `${role} ${route.method} ${route.path}`).toEqual([403, expect.objectContaining({ code: 'API_FORBIDDEN' })]);

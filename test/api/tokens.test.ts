@@ -13,6 +13,7 @@ import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
 import { withOperatorOptions } from '../../cli/operator-context.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from '../../cli/token-commands.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { rolesOf } from '../security/attack-table.ts';
 
 /**
  * Personal operator tokens and the audit chain check over HTTPS, with the real registry of a running test
@@ -122,12 +123,13 @@ describe('operator tokens', () => {
     expect(bytes.includes(Buffer.from(token.slice(4), 'base64url'))).toBe(false);
   });
 
-  const routes: { method: string; path: string; body?: unknown; allowed: readonly OperatorRole[] }[] = [
-    { method: 'POST', path: '/v1/tokens', body: { name: 'made-by-role-test', role: 'viewer' }, allowed: ['admin'] },
-    { method: 'GET', path: '/v1/tokens', allowed: ['admin'] },
-    { method: 'POST', path: '/v1/tokens/nobody/revoke', allowed: ['admin'] },
-    { method: 'GET', path: '/v1/audit/verify', allowed: ['admin', 'operator', 'viewer'] },
-    { method: 'GET', path: '/v1/whoami', allowed: ['admin', 'operator', 'station', 'viewer'] },
+  // Who may call each route comes from the one role table, test/security/attack-table.ts.
+  const routes: { method: string; path: string; body?: unknown; allowed: readonly string[] }[] = [
+    { method: 'POST', path: '/v1/tokens', body: { name: 'made-by-role-test', role: 'viewer' }, allowed: rolesOf('POST', '/v1/tokens') },
+    { method: 'GET', path: '/v1/tokens', allowed: rolesOf('GET', '/v1/tokens') },
+    { method: 'POST', path: '/v1/tokens/nobody/revoke', allowed: rolesOf('POST', '/v1/tokens/:name/revoke') },
+    { method: 'GET', path: '/v1/audit/verify', allowed: rolesOf('GET', '/v1/audit/verify') },
+    { method: 'GET', path: '/v1/whoami', allowed: rolesOf('GET', '/v1/whoami') },
   ];
 
   describe.each(routes)('$method $path', (route) => {
