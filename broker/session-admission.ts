@@ -1,4 +1,4 @@
-import { compilePolicy, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity, type TemplateLimits } from '../core/index.ts';
+import { claimRefusal, compilePolicy, decideEnrollment, decideInScope, isValidDeviceId, type PeerCredential, type PolicySubject, type SessionIdentity, type TemplateLimits } from '../core/index.ts';
 import type { ClaimRecord, Registry } from '../registry/index.ts';
 import type { AdmissionRefusal } from './connack-codes.ts';
 
@@ -50,15 +50,15 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (credential.kind === 'claim') {
     const claim = await registry.getClaimByCertificateSerial(credential.claimKey);
     if (claim === undefined) return refuse('AUTH_CLAIM_INVALID', 'claim certificate not registered');
-    if (claim.status !== 'active') return refuse('AUTH_CLAIM_INVALID', `claim ${claim.status}`);
-    if (claim.expiresAt.getTime() <= now.getTime()) return refuse('AUTH_CLAIM_INVALID', 'claim expired');
+    const unusable = claimRefusal(claim, now);
+    if (unusable !== undefined) return refuse('AUTH_CLAIM_INVALID', unusable.reason);
     // A claim session speaks for the device serial in its client id, which must be usable as a device id.
     if (!isValidDeviceId(clientId)) return refuse('AUTH_CLIENT_ID_MISMATCH', 'claim session client id is not a valid device serial');
     if (credential.boundSerial !== undefined && clientId !== credential.boundSerial) {
       return refuse('AUTH_CLIENT_ID_MISMATCH', 'a birth certificate session must use the serial in its CN as client id');
     }
     if (request.willTopic !== undefined) return refuse('MQTT_WILL_DENIED', 'claim sessions may not set a will');
-    const refusal = await claimSessionRefusal(claim, clientId, registry, request.isConnected);
+    const refusal = await claimSessionRefusal(claim, clientId, registry, now, request.isConnected);
     if (refusal !== undefined) return refuse('AUTH_CLAIM_INVALID', refusal);
     return admitted({ kind: 'claim', serial: clientId }, clientId, credential.claimKey, credential.fingerprint, undefined, undefined, null, now, {});
   }
@@ -88,31 +88,39 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
 }
 
 /**
- * A claim session speaks for a serial only while enrolling it could still succeed: the claim has uses left
- * (or the serial is already enrolled, for an idempotent retry), and an enrolled serial is a device of the
- * claim's own template that may be re-enrolled (or was enrolled by this claim and retries), never a service
- * and never while that identity has a session open. The claim session then lives in its own client-id
- * namespace in the broker (gateway-broker.ts), so it cannot take over or clean the device's session anyway;
- * this refuses at CONNECT what enrollment would refuse later, and keeps a stolen claim key from probing.
+ * A claim session speaks for a serial only while enrolling it could still succeed, which core's one
+ * enrollment rule decides (core/enrollment-rules.ts): the claim has uses left, or the serial is a device
+ * of the claim's own template that may be re-enrolled, or that this same claim enrolled and that retries
+ * after a lost reply; never a service, and never while that identity has a session open. Allow-lists are
+ * left to the enrollment itself, whose rejected reply names the serial. The claim session then lives in
+ * its own client-id namespace in the broker (gateway-broker.ts), so it cannot take over or clean the
+ * device's session anyway; this refuses at CONNECT what enrollment would refuse, and keeps a stolen
+ * claim key from squatting on enrolled ids.
  */
-async function claimSessionRefusal(claim: ClaimRecord, serial: string, registry: Registry, isConnected: (clientId: string) => Promise<boolean>): Promise<string | undefined> {
-  const device = await registry.getDevice(serial);
-  if (device === undefined) {
-    return claim.maxUses !== null && claim.uses >= claim.maxUses ? 'claim exhausted' : undefined;
-  }
-  if (device.kind !== 'device') return `serial ${serial} is a ${device.kind} identity`;
-  if (device.status !== 'active') return `serial ${serial} is ${device.status}`;
-  if (device.template !== claim.template) return `serial ${serial} belongs to another template`;
-  if (await isConnected(serial)) return `serial ${serial} is connected`;
-  const template = await registry.getTemplate(claim.template);
-  if (template?.allowReenroll === true) return claim.maxUses !== null && claim.uses >= claim.maxUses ? 'claim exhausted' : undefined;
-  return (await enrolledByClaim(registry, serial, claim.id)) ? undefined : `serial ${serial} is enrolled and its template does not allow re-enrollment`;
+async function claimSessionRefusal(claim: ClaimRecord, serial: string, registry: Registry, now: Date, isConnected: (clientId: string) => Promise<boolean>): Promise<string | undefined> {
+  const [existing, template] = await Promise.all([registry.getDevice(serial), registry.getTemplate(claim.template)]);
+  if (template === undefined) return `template ${claim.template} does not exist`;
+  const decision = decideEnrollment({
+    claim,
+    template,
+    serialAllowed: true,
+    existing,
+    // At CONNECT there is no CSR yet: a retry can only be expected from the claim that enrolled the serial.
+    holdsSameKey: existing !== undefined && (await enrolledByClaim(registry, serial, claim.id)),
+    now,
+  });
+  if (decision.outcome === 'refused') return `${decision.code}: ${decision.reason}`;
+  if (existing !== undefined && (await isConnected(serial))) return `serial ${serial} is connected`;
+  return undefined;
 }
 
-/** The last enrollment of `serial` used `claimId` (the audit trail records the claim of every enrollment). */
+/**
+ * The last enrollment of `serial` used `claimId`. The registry keeps no claim on the device row; the audit
+ * trail (append-only, hash-chained) records the claim of every enrollment it accepted.
+ */
 async function enrolledByClaim(registry: Registry, serial: string, claimId: string): Promise<boolean> {
-  const [last] = await registry.queryAudit({ deviceId: serial, action: 'device.enroll', result: 'ok', limit: 20 }).then((entries) => entries.filter((entry) => entry.detail?.claimId !== undefined));
-  return last?.detail?.claimId === claimId;
+  const entries = await registry.queryAudit({ deviceId: serial, action: 'device.enroll', result: 'ok', limit: 20 });
+  return entries.find((entry) => entry.detail?.claimId !== undefined)?.detail?.claimId === claimId;
 }
 
 function admitted(
@@ -136,8 +144,7 @@ function admitted(
 export async function recheckSession(session: SessionContext, registry: Registry, now: Date): Promise<string | undefined> {
   if (session.identity.kind === 'claim') {
     const claim = await registry.getClaimByCertificateSerial(session.certificateSerial);
-    if (claim === undefined || claim.status !== 'active') return 'claim no longer active';
-    return claim.expiresAt.getTime() <= now.getTime() ? 'claim expired' : undefined;
+    return claim === undefined ? 'claim no longer registered' : claimRefusal(claim, now)?.reason;
   }
   const admission = await registry.getAdmission(session.certificateSerial);
   if (admission === undefined) return 'certificate no longer in registry';

@@ -19,7 +19,8 @@ describe('createRefusalSampler', () => {
     expect(written).toHaveLength(1);
     vi.advanceTimersByTime(1000);
     expect(written).toHaveLength(2);
-    expect(written[1]).toEqual(['A', { refused: 499, sample: { remote: '10.0.0.2', detail: { n: 2 } }, remotes: ['10.0.0.2', '10.0.0.0', '10.0.0.1'] }]);
+    // The summary's example is the last refusal it counts (core/audit-sampler.ts).
+    expect(written[1]).toEqual(['A', { refused: 499, sample: { remote: '10.0.0.2', detail: { n: 500 } }, remotes: ['10.0.0.2', '10.0.0.0', '10.0.0.1'] }]);
   });
 
   it('reports the tail of a flood when it stops, so the entries add up to every refusal', () => {
