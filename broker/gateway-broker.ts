@@ -106,6 +106,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     ciphers: tls12CipherSuites,
   });
   const credentials = new WeakMap<object, PeerCredential>();
+  /**
+   * The client certificate (DER) of each connection, read once at the handshake: a relay forwards it with
+   * an enrollment or renewal, and by the time aedes runs the `published` hook a client that sent its
+   * request and left has a closed socket that no longer answers getPeerX509Certificate().
+   */
+  const peerCertificates = new WeakMap<object, Uint8Array>();
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
   /** The client id a claim session asked for (its serial); aedes knows it under claimClientId(serial). */
@@ -290,7 +296,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     const handler = deps.certificateRequests;
     if (handler === undefined) return;
     // The certificate the session was admitted with, for a relay to forward (provisioning checks it itself).
-    const certificate = (client.conn as TLSSocket).getPeerX509Certificate?.()?.raw;
+    const certificate = peerCertificates.get(client.conn);
     if (certificate === undefined) return;
     const body = typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload);
     let topics: { accepted: string; rejected: string };
@@ -334,6 +340,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     (socket) => {
       metrics.tlsHandshake('ok');
       credentials.set(socket, credentialOf(socket, issuers));
+      const certificate = socket.getPeerX509Certificate()?.raw;
+      if (certificate !== undefined) peerCertificates.set(socket, certificate);
       guardFrameSize(socket, config.maxPacketBytes, (announced) => {
         metrics.aclDenied('packet');
         // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.

@@ -76,6 +76,23 @@ describe('enrollment over MQTT', () => {
     await gw.waitForAudit({ deviceId: 'sn-1003', action: 'device.enroll', result: 'refused' }, (e) => e.code === 'ENROLL_CLONE_SUSPECTED');
   });
 
+  it('answers a request whose sender left at once, on its persistent session (the mosquitto_pub pattern)', async () => {
+    const claim = await gw.issueClaim({ maxUses: 5 });
+    const serial = 'sn-1010';
+    const first = await gw.connect(serial, claim, { clean: false });
+    await first.subscribeAsync([`$fleetgate/enroll/${serial}/accepted`, `$fleetgate/enroll/${serial}/rejected`], { qos: 1 });
+    const { csr } = await deviceKeyAndCsr(serial);
+    // Publish and half-close at once: the request is read, the socket closes before it is answered.
+    first.publish(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr }), { qos: 0 });
+    first.stream.end();
+    await new Promise((resolve) => first.once('close', resolve));
+    first.end(true);
+    const again = await gw.connect(serial, claim, { clean: false });
+    const reply = await nextMessage(again, `$fleetgate/enroll/${serial}/accepted`, 5000);
+    again.end(true);
+    expect(JSON.parse(reply ?? '{}')).toMatchObject({ deviceId: serial });
+  });
+
   it('stops at max-uses', async () => {
     const claim = await gw.issueClaim({ maxUses: 1 });
     expect((await enroll(claim, 'sn-1004', JSON.stringify({ csr: (await deviceKeyAndCsr('x')).csr }))).topic).toMatch(/accepted$/);
