@@ -6,7 +6,7 @@ const hints: Record<string, string> = {
   ENROLL_CLONE_SUSPECTED: 'these serials are already enrolled with other keys; run again with another --serial-prefix',
   ENROLL_CLAIM_EXHAUSTED: 'the claim has no uses left; create a claim with a larger --max-uses',
   ENROLL_RATE_LIMITED: 'the per-claim enrollment rate was exceeded after every retry; lower --concurrency or raise FLEETGATE_ENROLL_RATE_PER_CLAIM',
-  CONNACK_NOT_AUTHORIZED: 'the gateway refused the certificate; `fleetgate audit` says why',
+  CONNACK_NOT_AUTHORIZED: 'the gateway refused the certificate or claim (a used-up claim is refused at CONNECT); `fleetgate audit` says why',
   CONNECTION_REFUSED: 'nothing listens at the --mqtt address',
   TLS_ERROR: 'the device does not trust the gateway: check --ca (or ca.crt in --claim-dir) and the host name',
 };

@@ -12,7 +12,7 @@ export const wireCodes = {
   CONNACK_IDENTIFIER_REJECTED: 'CONNACK 2: client id refused (it must equal the serial or device id)',
   CONNACK_SERVER_UNAVAILABLE: 'CONNACK 3: the gateway cannot check credentials right now',
   CONNACK_BAD_CREDENTIALS: 'CONNACK 4: bad user name or password',
-  CONNACK_NOT_AUTHORIZED: 'CONNACK 5: certificate refused (unknown, expired, revoked or suspended; see the audit log)',
+  CONNACK_NOT_AUTHORIZED: 'CONNACK 5: certificate refused (unknown, expired, revoked or suspended, or a claim used up or not allowed this serial; see the audit log)',
   CONNACK_REFUSED: 'CONNACK with a non-standard return code',
   SUBSCRIBE_REFUSED: 'SUBACK 0x80 for a reply topic',
   SESSION_CLOSED: 'the session closed while waiting for an answer',

@@ -130,7 +130,8 @@ describe('simulated devices against a real gateway', () => {
       device: { target: target(), claim, telemetryIntervalMs: 0, stopAfter: 'online' },
     });
     expect(summary).toMatchObject({ enrolled: 2, online: 2, failed: 2, retries: {} });
-    expect(summary.failures.ENROLL_CLAIM_EXHAUSTED).toMatchObject({ count: 2, stage: 'enroll' });
+    // A used-up claim is refused at CONNECT (CONNACK 5, AUTH_CLAIM_INVALID in the audit log).
+    expect(summary.failures.CONNACK_NOT_AUTHORIZED).toMatchObject({ count: 2, stage: 'enroll' });
     expect(await gw.gateway.dataDir.registry.getDevice('fleet-b-0004')).toBeUndefined();
   });
 
@@ -319,7 +320,7 @@ describe('fleetgate sim', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).toMatch(/^devices\s+2$/m);
     expect(result.stdout).toMatch(/^enrolled\s+1$/m);
-    expect(result.stdout).toMatch(/ENROLL_CLAIM_EXHAUSTED ×1 \(enroll\)/);
+    expect(result.stdout).toMatch(/CONNACK_NOT_AUTHORIZED ×1 \(enroll\)/);
     expect(result.stdout).toMatch(/enroll\s+1\s+[\d.]+/);
   });
 
