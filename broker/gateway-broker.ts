@@ -189,15 +189,21 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
           const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
           const claimSerial = claimSerials.get(client);
           metrics.connectRefused(result.code);
+          const detail = { remote: remoteOf(client), clientId: (claimSerial ?? client.id).slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) };
+          const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
+          if (credential.kind === 'refused') {
+            // No verified identity: anyone can send these at will, so they are sampled (counted, not one row each).
+            flow.sampleRefusal(result.code, { remote: remoteOf(client), action: 'mqtt.connect', detail });
+            return done(error, false);
+          }
           audit({
             actor: deviceId !== undefined ? `device:${deviceId}` : claimSerial !== undefined ? `claim:${claimSerial.slice(0, 128)}` : `anonymous@${remoteOf(client) ?? '?'}`,
             action: 'mqtt.connect',
             result: 'refused',
             code: result.code,
             ...(deviceId !== undefined ? { deviceId } : {}),
-            detail: { remote: remoteOf(client), clientId: (claimSerial ?? client.id).slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) },
+            detail,
           });
-          const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
           done(error, false);
         });
     },

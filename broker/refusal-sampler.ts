@@ -6,6 +6,8 @@ export interface RefusalSample {
   /** `device:<id>`, `claim:<serial>`; `anonymous@<remote>` when absent. */
   readonly actor?: string;
   readonly deviceId?: string;
+  /** The audit action; by default derived from the code (broker/flow-control.ts). */
+  readonly action?: string;
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 

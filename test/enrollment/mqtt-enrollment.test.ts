@@ -85,7 +85,7 @@ describe('enrollment over MQTT', () => {
     // Publish and half-close at once: the request is read, the socket closes before it is answered.
     first.publish(`$fleetgate/enroll/${serial}/request`, JSON.stringify({ csr }), { qos: 0 });
     first.stream.end();
-    await new Promise((resolve) => first.once('close', resolve));
+    await new Promise<void>((resolve) => first.once('close', () => resolve()));
     first.end(true);
     const again = await gw.connect(serial, claim, { clean: false });
     const reply = await nextMessage(again, `$fleetgate/enroll/${serial}/accepted`, 5000);
