@@ -100,6 +100,8 @@ describe('floods from peers without a session', () => {
       Array.from({ length: count }, async () => {
         const socket = tlsConnect({ host: '127.0.0.1', port: flooded.mqttPort, ca: flooded.ca, servername: 'localhost' });
         socket.on('error', () => {});
+        // Read what comes back (a CONNACK, say): a paused socket never sees the server's FIN.
+        socket.resume();
         await once(socket, 'secureConnect');
         socket.write(bytes);
         await closedBy(socket);
@@ -125,6 +127,16 @@ describe('floods from peers without a session', () => {
     expect(entries).toBeLessThan(floods);
     const metrics = await flooded.api<string>('GET', '/metrics', { token: true });
     expect(counterValue(metrics.body, 'fleetgate_mqtt_connection_refusals_total', 'code="MQTT_PROTOCOL_VIOLATION"')).toBe(floods);
+  });
+
+  it('samples CONNECTs refused before any identity is known (no client certificate) the same way', async () => {
+    const floods = 30;
+    const seconds = await flood(floods, encodeConnect('nobody', 30));
+    const entries = await sampledEntries('AUTH_NO_CLIENT_CERT', floods);
+    expect(entries).toBeLessThanOrEqual(seconds + 2);
+    expect(entries).toBeLessThan(floods);
+    const sample = (await flooded.gateway.dataDir.registry.queryAudit({ action: 'mqtt.connect', result: 'refused', limit: 1 }))[0];
+    expect(sample).toMatchObject({ actor: expect.stringMatching(/^anonymous@/), code: 'AUTH_NO_CLIENT_CERT' });
   });
 
   it('samples oversized packets the same way', async () => {
