@@ -1,3 +1,5 @@
+import { Agent, request } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CaCredential, createRootCa, deviceUri, ecdsaSha256, generateKeyPair, privateKeyToPem, serviceUri, systemClock, x509 } from '../../core/index.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
@@ -67,6 +69,39 @@ describe('a leaf signed by a manufacturer CA that copies a device certificate', 
     const est = await gw.api('POST', '/.well-known/est/simplereenroll', { body: csr.replace(/-----[^-]+-----|\n/g, ''), contentType: 'application/pkcs10', credential: forged });
     expect(est.status).toBeGreaterThanOrEqual(400);
     expect(await gw.gateway.dataDir.registry.listCertificates('dev-c')).toEqual(before);
+  });
+
+  it('gets the same answer on a resumed TLS session as on a fresh one', async () => {
+    // Resumption skips certificate verification; who the peer is must not depend on it.
+    const victim = await gw.createDevice('dev-e');
+    const forged = await forgedLeaf({ serial: victim.serial, commonName: 'dev-e', uri: deviceUri('dev-e'), chain: gw.gateway.dataDir.pki.pem.deviceCa });
+    const agent = new Agent({ keepAlive: false, maxCachedSessions: 4 });
+    const renew = (credential: ClientCredential, csr: string) =>
+      new Promise<{ status: number; code: string | undefined; reused: boolean }>((resolve, reject) => {
+        const body = JSON.stringify({ csr });
+        const req = request(
+          { host: '127.0.0.1', port: gw.apiPort, path: '/v1/renew', method: 'POST', agent, ca: gw.ca, servername: 'localhost', key: credential.key, cert: credential.cert, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(text) as { code?: string }).code, reused: (res.socket as TLSSocket).isSessionReused() }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    const { csr } = await deviceKeyAndCsr('dev-e');
+    const fresh = await renew(forged, csr);
+    const resumed = await renew(forged, csr);
+    expect(resumed.reused).toBe(true);
+    expect([fresh.status, fresh.code]).toEqual([401, 'AUTH_CERT_UNTRUSTED']);
+    expect([resumed.status, resumed.code]).toEqual([401, 'AUTH_CERT_UNTRUSTED']);
+    // And the genuine certificate is the device on both.
+    const nextCsr = (await deviceKeyAndCsr('dev-e')).csr;
+    expect((await renew(victim, nextCsr)).status).toBe(201);
+    const again = await renew(victim, nextCsr);
+    expect(again).toMatchObject({ status: 201, reused: true });
+    agent.destroy();
   });
 
   it('does not open a session as a service', async () => {
