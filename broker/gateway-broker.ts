@@ -21,8 +21,7 @@ import {
   compilePolicy,
   noMetrics,
   renewTopics,
-  tls12CipherSuites,
-  tlsMinVersion,
+  listenerSecureContext,
   trustedIssuers,
 } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
@@ -96,15 +95,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   let manufacturerPems = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
   const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: config.issuers.device, claim: config.issuers.claim, manufacturer: manufacturerPems });
   let issuers = loadIssuers();
-  // The protocol floor and the suites (core/tls-profile.ts) belong here, not only in createServer: a
-  // setSecureContext without them falls back to Node's defaults (CBC and SHA-1 suites included).
-  const secureContextOptions = () => ({
-    cert: config.tls.cert,
-    key: config.tls.key,
-    ca: [...config.tls.ca, ...manufacturerPems],
-    minVersion: tlsMinVersion,
-    ciphers: tls12CipherSuites,
-  });
+  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
   const credentials = new WeakMap<object, PeerCredential>();
   /**
    * The client certificate (DER) of each connection, read once at the handshake: a relay forwards it with

@@ -19,3 +19,11 @@ export const tls12CipherSuites = [
 
 /** The oldest protocol version either listener accepts. */
 export const tlsMinVersion = 'TLSv1.2' as const; // `as const`: stays the literal type Node's SecureVersion needs
+
+/**
+ * What both listeners pass to Node's TLS server, at start and on every reload of their trusted CAs (a
+ * `setSecureContext` without the floor and the suites falls back to Node's defaults, CBC and SHA-1 included).
+ */
+export function listenerSecureContext(material: { readonly cert: string; readonly key: string; readonly ca: readonly string[] }) {
+  return { cert: material.cert, key: material.key, ca: [...material.ca], minVersion: tlsMinVersion, ciphers: tls12CipherSuites };
+}

@@ -3,7 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, type SessionDirectory, tls12CipherSuites, tlsMinVersion, trustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, listenerSecureContext, type SessionDirectory, trustedIssuers } from '../../core/index.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
@@ -64,15 +64,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   let manufacturerPems = await loadManufacturerPems();
   const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: deps.pem.deviceCa, claim: [deps.pem.claimCa], manufacturer: manufacturerPems });
   let issuers = loadIssuers();
-  // The protocol floor and the suites (core/tls-profile.ts, as on the MQTT listener) belong here: a
-  // setSecureContext without them falls back to Node's defaults (CBC and SHA-1 suites included).
-  const secureContextOptions = () => ({
-    cert: config.tls.cert,
-    key: config.tls.key,
-    ca: [...config.tls.ca, ...manufacturerPems],
-    minVersion: tlsMinVersion,
-    ciphers: tls12CipherSuites,
-  });
+  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
