@@ -1,8 +1,9 @@
 import { Agent, request } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CaCredential, createRootCa, deviceUri, ecdsaSha256, generateKeyPair, privateKeyToPem, serviceUri, systemClock, x509 } from '../../core/index.ts';
+import { type CaCredential, createRootCa, deviceUri, serviceUri, systemClock } from '../../core/index.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { forgedLeaf as forgeLeaf } from '../helpers/forged-certificates.ts';
 import { type ClientCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
@@ -15,28 +16,7 @@ import { type ClientCredential, startTestGateway, type TestGateway } from '../he
 let gw: TestGateway;
 let manufacturer: CaCredential;
 
-async function forgedLeaf(options: { serial: string; commonName: string; uri: string; chain: string }): Promise<ClientCredential> {
-  const keys = await generateKeyPair();
-  const now = Date.now();
-  const leaf = await x509.X509CertificateGenerator.create({
-    serialNumber: options.serial,
-    subject: [{ CN: [options.commonName] }],
-    issuer: manufacturer.certificate.subjectName,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 86_400_000),
-    signingAlgorithm: ecdsaSha256,
-    publicKey: keys.publicKey,
-    signingKey: manufacturer.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: options.uri }]),
-      await x509.AuthorityKeyIdentifierExtension.create(manufacturer.certificate),
-    ],
-  });
-  return { key: await privateKeyToPem(keys.privateKey), cert: leaf.toString('pem') + '\n' + options.chain };
-}
+const forgedLeaf = (options: { serial: string; commonName: string; uri: string; chain: string }) => forgeLeaf(manufacturer, options);
 
 beforeAll(async () => {
   gw = await startTestGateway();

@@ -2,17 +2,15 @@ import type { MqttClient } from 'mqtt';
 import {
   type CaCredential,
   createRootCa,
-  dayMs,
   deviceUri,
-  ecdsaSha256,
   generateKeyPair,
   issueCertificate,
   privateKeyToPem,
   systemClock,
-  x509,
 } from '../../core/index.ts';
 import type { AuditEntry, Registry } from '../../registry/index.ts';
 import { operatorRoles } from '../../registry/index.ts';
+import { forgedLeaf } from '../helpers/forged-certificates.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { type ClientCredential, foreignDeviceCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { until } from '../helpers/until.ts';
@@ -65,34 +63,6 @@ async function birthCertificate(manufacturer: CaCredential, serial: string): Pro
   const keys = await generateKeyPair();
   const issued = await issueCertificate({ issuer: manufacturer, publicKey: keys.publicKey, profile: { kind: 'device', deviceId: serial, validityDays: 3650 }, clock: systemClock });
   return { key: await privateKeyToPem(keys.privateKey), cert: issued.pem };
-}
-
-/**
- * The finding-one forgery: a leaf signed by a CA the gateway trusts for something else (a manufacturer CA),
- * carrying the victim's serial, CN and device SAN, sent followed by the device CA certificate so that a
- * server reading the issuer from what the peer sent takes it for a device certificate.
- */
-async function forgedLeaf(signer: CaCredential, deviceCaPem: string, id: string, serialHex: string): Promise<ClientCredential> {
-  const keys = await generateKeyPair();
-  const now = Date.now();
-  const certificate = await x509.X509CertificateGenerator.create({
-    serialNumber: serialHex,
-    subject: `CN=${id}`,
-    issuer: signer.certificate.subjectName,
-    notBefore: new Date(now - 5 * 60_000),
-    notAfter: new Date(now + 30 * dayMs),
-    signingAlgorithm: ecdsaSha256,
-    publicKey: keys.publicKey,
-    signingKey: signer.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: deviceUri(id) }]),
-      await x509.AuthorityKeyIdentifierExtension.create(signer.certificate),
-    ],
-  });
-  return { key: await privateKeyToPem(keys.privateKey), cert: `${certificate.toString('pem')}\n${deviceCaPem}` };
 }
 
 export async function startAttackerKit(): Promise<AttackerKit> {
@@ -193,7 +163,7 @@ export async function startAttackerKit(): Promise<AttackerKit> {
         case 'revoked-claim':
           return revokedClaim;
         case 'forged-serial':
-          return once('forged', () => forgedLeaf(manufacturer, pki.pem.deviceCa, forgedVictim, forgedVictimDevice.serial));
+          return once('forged', () => forgedLeaf(manufacturer, { serial: forgedVictimDevice.serial, commonName: forgedVictim, uri: deviceUri(forgedVictim), chain: pki.pem.deviceCa }));
         case 'legitimate':
           return as.startsWith('SN-') ? batchClaim : kit.device(as);
         default:

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { encodeRemainingLength } from '../../bench/mqtt-wire.ts';
 import type { ClientCredential } from '../helpers/test-gateway.ts';
 
 /**
@@ -18,20 +19,8 @@ const utf8 = (text: string) => {
   return Buffer.concat([length, bytes]);
 };
 
-/** §2.2.3 Remaining Length: 7 bits per byte, high bit = more follows. */
-export function remainingLength(length: number): Buffer {
-  const bytes: number[] = [];
-  let value = length;
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (value > 0);
-  return Buffer.from(bytes);
-}
-
-const packet = (firstByte: number, body: Buffer) => Buffer.concat([Buffer.from([firstByte]), remainingLength(body.length), body]);
+// §2.2.3 Remaining Length: the one encoder the benches and test fixtures share.
+const packet = (firstByte: number, body: Buffer) => Buffer.concat([Buffer.from([firstByte]), encodeRemainingLength(body.length), body]);
 
 export interface ConnectOptions {
   readonly clientId: string;
