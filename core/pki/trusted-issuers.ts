@@ -26,5 +26,6 @@ export function trustedIssuers(parse: ParseCertificate, pems: { device: string; 
     device: known('device', pems.device),
     claim: pems.claim.map((pem) => known('claim', pem)),
     manufacturer: pems.manufacturer.map((pem) => known('manufacturer', pem)),
+    checkedLeaves: new Map(),
   };
 }
