@@ -1,7 +1,7 @@
 import type { Client } from 'aedes';
 import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { encodedStringViolation, packetViolation, parserErrorViolation, type ConformanceViolation, type ParsedPacket } from './mqtt-conformance.ts';
+import { encodedStringViolation, mayBreakStringRules, packetViolation, parserErrorViolation, type ConformanceViolation, type ParsedPacket } from './mqtt-conformance.ts';
 
 /**
  * Puts the MQTT 3.1.1 rules of broker/mqtt-conformance.ts between mqtt-packet and aedes, per connection:
@@ -63,7 +63,7 @@ export function createConformanceGuard(): ConformanceGuard {
       parser._parseString = function (this: ParserInternals) {
         const start = this._pos + 2; // after the two length bytes [MQTT-1.5.3]
         const text = parseString.call(this);
-        if (text !== null && encoding === undefined) encoding = encodedStringViolation(text, () => this._list.slice(start, this._pos));
+        if (text !== null && encoding === undefined && mayBreakStringRules(text)) encoding = encodedStringViolation(text, this._list.slice(start, this._pos));
         return text;
       };
 
@@ -79,7 +79,7 @@ export function createConformanceGuard(): ConformanceGuard {
         if (packet.cmd === 'connect') connected = true;
         // _emitError stops the parser's loop: no later packet of the same read is parsed.
         if (found !== undefined) return this._emitError(new ConformanceError(found));
-        for (const listener of aedesPacket) listener.call(this, packet);
+        for (let i = 0; i < aedesPacket.length; i++) aedesPacket[i]?.call(this, packet);
       });
 
       parser.on('error', function (this: ParserInternals, error: Error) {

@@ -107,7 +107,7 @@ function connectViolation(packet: ParsedPacket, encoding: ConformanceViolation |
   const { will } = packet;
   if (will) {
     if (will.qos === 3) return willQos3;
-    // The will is published to its topic: a topic name, not a filter [MQTT-3.1.3-10].
+    // The will is published to its topic, so it is a topic name, not a filter [MQTT-3.3.2-2].
     const topic = topicNameViolation(will.topic);
     if (topic !== undefined) return topic;
   }
@@ -156,14 +156,19 @@ function filtersViolation(filters: readonly (string | { readonly topic: string }
 const suspicious = /[\u0000\uFFFD]/;
 
 /**
- * A UTF-8 string field as mqtt-packet decoded it. Node's decoder turns every ill-formed sequence (invalid
- * bytes, overlong forms, surrogates, truncated sequences) into U+FFFD, so a string without U+FFFD was
- * well-formed; one with it is checked again on its raw bytes, since a well-formed U+FFFD is allowed.
+ * Whether a UTF-8 string field, as mqtt-packet decoded it, needs `encodedStringViolation`. Node's decoder
+ * turns every ill-formed sequence (invalid bytes, overlong forms, surrogates, truncated sequences) into
+ * U+FFFD, so a string with neither U+FFFD nor U+0000 is well-formed: the common case costs one scan.
  */
-export function encodedStringViolation(text: string, raw: () => Uint8Array): ConformanceViolation | undefined {
+export function mayBreakStringRules(text: string): boolean {
+  return suspicious.test(text);
+}
+
+/** A decoded string field and its raw bytes: a well-formed U+FFFD is allowed, only its raw bytes tell. */
+export function encodedStringViolation(text: string, raw: Uint8Array): ConformanceViolation | undefined {
   if (!suspicious.test(text)) return undefined;
   if (text.includes('\u0000')) return nullCharacter;
-  return isUtf8(raw()) ? undefined : illFormedUtf8;
+  return isUtf8(raw) ? undefined : illFormedUtf8;
 }
 
 /** mqtt-packet's own refusals (mqtt-packet/parser.js error messages), by the statement they enforce. */
