@@ -81,7 +81,7 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
   const sampled = createRefusalSampler<ErrorCode>((code, { refused, sample, remotes }) =>
     audit({
       actor: sample.actor ?? `anonymous@${sample.remote ?? '?'}`,
-      action: sample.action ?? (code === 'MQTT_CONNECT_RATE_LIMITED' ? 'mqtt.connect' : code === 'MQTT_PROTOCOL_VIOLATION' || code === 'MQTT_PACKET_TOO_LARGE' ? 'mqtt.packet' : 'mqtt.connection'),
+      action: sample.action ?? (code === 'MQTT_CONNECT_RATE_LIMITED' || code === 'MQTT_PROTOCOL_UNSUPPORTED' ? 'mqtt.connect' : code === 'MQTT_PROTOCOL_VIOLATION' || code === 'MQTT_PACKET_TOO_LARGE' ? 'mqtt.packet' : 'mqtt.connection'),
       result: 'refused',
       code,
       ...(sample.deviceId !== undefined ? { deviceId: sample.deviceId } : {}),

@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
  * MQTT 3.1.1 §2.2.3) and skips the body arithmetically, so a too-large packet is refused as soon as its
  * header arrives, before its body is buffered.
  */
-export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViolation: (announcedBytes: number) => void): void {
+export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViolation: (announcedBytes: number, malformedLength: boolean) => void): void {
   let state: 'type' | 'length' | 'body' = 'type';
   let remaining = 0; // body bytes still to skip
   let length = 0;
@@ -37,9 +37,11 @@ export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViol
       length += (byte & 0x7f) * multiplier;
       multiplier *= 128;
       const total = headerBytes + length;
-      if (total > maxPacketBytes || (byte & 0x80 && headerBytes >= 5)) {
+      // A fifth length byte is not a large packet but a malformed one (MQTT 3.1.1 §2.2.3: four bytes at most).
+      const malformedLength = (byte & 0x80) !== 0 && headerBytes >= 5;
+      if (total > maxPacketBytes || malformedLength) {
         tripped = true;
-        onViolation(total);
+        onViolation(total, malformedLength);
         return;
       }
       if ((byte & 0x80) === 0) {

@@ -27,6 +27,8 @@ import {
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import { guardFrameSize } from './frame-guard.ts';
+import { remainingLengthTooLong } from './mqtt-conformance.ts';
+import { createConformanceGuard } from './mqtt-conformance-guard.ts';
 import { preventEmitterRecursion } from './emitter-trampoline.ts';
 import { createFlowControl, type FlowControl } from './flow-control.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
@@ -141,16 +143,13 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     ...(cluster ? { id: cluster.brokerId, mq: cluster.mq, persistence: cluster.persistence, heartbeatInterval: 10_000 } : {}),
 
     preConnect(client, packet, callback) {
+      // Protocol level and MQTT 3.1.1 conformance were checked before aedes saw the packet (conformance below).
       if (packet.will) willTopics.set(client, packet.will.topic);
       if (credentials.get(client.conn)?.kind === 'claim') {
         // A claim session lives in its own client-id namespace, so it can never take over, restore or clean
         // the session of the device whose serial it enrolls (aedes keys sessions and takeovers by client id).
         claimSerials.set(client, packet.clientId);
         packet.clientId = claimClientId(packet.clientId);
-      }
-      if (packet.protocolVersion !== 4 && packet.protocolVersion !== 3) {
-        // aedes answers CONNACK 1 itself; we only record it.
-        refuse(client, 'mqtt.connect', 'MQTT_PROTOCOL_UNSUPPORTED', { protocolVersion: packet.protocolVersion });
       }
       callback(null, true);
     },
@@ -339,16 +338,22 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       credentials.set(socket, credentialOf(socket, issuers));
       const certificate = socket.getPeerX509Certificate()?.raw;
       if (certificate !== undefined) peerCertificates.set(socket, certificate);
-      guardFrameSize(socket, config.maxPacketBytes, (announced) => {
+      const client = aedes.handle(socket);
+      guardFrameSize(socket, config.maxPacketBytes, (announced, malformedLength) => {
+        if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);
         metrics.aclDenied('packet');
         // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
         flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote: socket.remoteAddress, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
         socket.destroy();
       });
       socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
-      flow.attach(aedes.handle(socket));
+      conformance.attach(client);
+      flow.attach(client);
     },
   );
+  // MQTT 3.1.1 rules whose breach must close the connection, checked between mqtt-packet and aedes (README
+  // "MQTT 3.1.1 strictness"); refusals reach aedes' error path, where flow control audits them (sampled).
+  const conformance = createConformanceGuard();
   const flow: FlowControl = createFlowControl(aedes, server, { ...(config.flow ?? defaultFlowControl), connectTimeoutMs: config.connectTimeoutMs }, {
     sessionLimits: (client) => sessions.get(client)?.limits,
     actorOf,

@@ -4,7 +4,7 @@ import { type ErrorCode, errorCatalogue } from '../core/index.ts';
 export interface ProtocolRefusal {
   readonly code: ErrorCode;
   /** `reason`, and `stage` for a connect timeout: what the audit entry records. */
-  readonly detail: { readonly reason: string; readonly stage?: 'tls' | 'mqtt' };
+  readonly detail: { readonly reason: string; readonly stage?: 'tls' | 'mqtt'; readonly statement?: string };
 }
 
 /** Errors aedes reports when a connection ends for reasons that are not a refusal of the peer. */
@@ -24,9 +24,10 @@ const routine = new Set([
  * is a protocol violation: aedes and mqtt-packet close the connection for them as MQTT 3.1.1 requires.
  */
 export function classifyClientError(error: Error): ProtocolRefusal | undefined {
-  const { code, errorCode, info } = error as Error & { code?: unknown; errorCode?: unknown; info?: { cmd?: unknown } };
+  const { code, errorCode, info, statement } = error as Error & { code?: unknown; errorCode?: unknown; info?: { cmd?: unknown }; statement?: unknown };
   const reason = error.message.slice(0, 200);
-  if (typeof code === 'string' && Object.hasOwn(errorCatalogue, code)) return { code: code as ErrorCode, detail: { reason } };
+  // The conformance guard (broker/mqtt-conformance-guard.ts) names the MQTT 3.1.1 statement that was broken.
+  if (typeof code === 'string' && Object.hasOwn(errorCatalogue, code)) return { code: code as ErrorCode, detail: { reason, ...(typeof statement === 'string' ? { statement } : {}) } };
   if (typeof code === 'string' && /^(E[A-Z]+|ERR_[A-Z_]+)$/.test(code)) return undefined;
   if (typeof errorCode === 'number' || Object.hasOwn(errorCatalogue, error.message) || routine.has(error.message)) return undefined;
   if (error.message === 'connect did not arrive in time') return { code: 'MQTT_CONNECT_TIMEOUT', detail: { reason: 'no CONNECT after the TLS handshake', stage: 'mqtt' } };
