@@ -89,7 +89,7 @@ export const settings = {
     parse: url('postgres:', 'postgresql:'),
     secret: 'url',
     defaultText: 'unset: SQLite in the data directory',
-    help: 'postgres://user@host:5432/db[?schema=S] registry instead of SQLite in the data dir',
+    help: '`postgres://user@host:5432/db[?schema=S]`: the registry in PostgreSQL instead of SQLite in the data dir',
   }),
   redisUrl: setting({
     flag: '--redis-url',
@@ -97,7 +97,7 @@ export const settings = {
     parse: url('redis:', 'rediss:'),
     secret: 'url',
     defaultText: 'unset: one process, state in memory',
-    help: 'redis://host:6379[/db] shared by a cluster of brokers',
+    help: '`redis://host:6379[/db]` shared by a cluster of brokers',
   }),
   clusterName: setting({ parse: name, fallback: 'fleetgate', help: "prefix of this installation's Redis channel and session keys" }),
   brokerId: setting({
@@ -181,4 +181,17 @@ export function flagAttribute(flag: string): string {
 export function defaultText(key: SettingKey): string {
   const definition: Setting<unknown> = settings[key];
   return definition.defaultText ?? `\`${String(definition.fallback)}\``;
+}
+
+/** The README configuration table, one row per setting (test/docs/config-table.test.ts compares). */
+export function settingsMarkdownTable(): string {
+  const rows = settingKeys.map((key) => {
+    const definition: Setting<unknown> = settings[key];
+    const secret = definition.secret !== undefined;
+    const fileKey = secret ? `\`${key}\` or \`${key}File\`` : `\`${key}\``;
+    const variable = secret ? `\`${envName(key)}\` or \`${envName(key)}_FILE\`` : `\`${envName(key)}\``;
+    const flag = definition.flag === undefined ? '' : `\`${definition.flag}\``;
+    return `| ${fileKey} | ${flag} | ${variable} | ${defaultText(key)} | ${definition.help} |`;
+  });
+  return ['| file key | flag | environment | default | what it is |', '|---|---|---|---|---|', ...rows].join('\n');
 }
