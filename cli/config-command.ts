@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { ConfigError, resolveSettings, type ServeFlags, type SettingSource } from './config.ts';
 import { emit } from './output.ts';
-import { envName, type ServerCommand, type Setting, type SettingKey, settingKeys, settings, withoutPassword } from './settings.ts';
+import { defaultText, envName, type ServerCommand, type Setting, type SettingKey, settingKeys, settings, withoutPassword } from './settings.ts';
 import { formatTable } from './table.ts';
 
 export const configOption = () => new Option('--config <file>', 'YAML file of settings, same keys as `fleetgate config print` lists (env FLEETGATE_CONFIG)');
@@ -11,7 +11,8 @@ export function addSettingOptions(command: Command, keep: (key: SettingKey, defi
   for (const key of settingKeys) {
     const definition: Setting<unknown> = settings[key];
     if (definition.flag === undefined || !keep(key, definition)) continue;
-    command.addOption(new Option(`${definition.flag} <${definition.arg ?? 'value'}>`, `${definition.help} (env ${envName(key)})`));
+    // No commander default: an absent flag must leave the environment and the file to apply.
+    command.addOption(new Option(`${definition.flag} <${definition.arg ?? 'value'}>`, `${definition.help} (env ${envName(key)}; default ${defaultText(key).replaceAll('`', '')})`));
   }
   return command;
 }
