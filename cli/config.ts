@@ -1,12 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultBrokerLimits, defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
+import { defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
+import { readConfigFile } from './config-file.ts';
+import { envName, flagAttribute, type Setting, type SettingKey, settingKeys, settings, type SettingValues } from './settings.ts';
 
 /**
- * Flags and environment are read here, once: validated together (every problem reported at once), then
- * frozen. Everything else receives a config object; tests build one directly.
+ * Flags, environment and the config file are read here, once (the settings are listed in cli/settings.ts):
+ * validated together (every problem reported at once), then frozen. Everything else receives a config
+ * object; tests build one directly.
  */
 export interface ServeConfig {
   readonly dataDir: string;
@@ -44,18 +47,10 @@ export interface ServeConfig {
   readonly brokerToken: string | undefined;
 }
 
+/** Commander's option values (`--mqtt-port` → mqttPort) and `--config`; tests pass the same shape. */
 export interface ServeFlags {
-  dataDir?: string;
-  host?: string;
-  mqttPort?: string;
-  apiPort?: string;
-  hostname?: string;
-  redisUrl?: string;
-  databaseUrl?: string;
-  provisioningUrl?: string;
-  brokerId?: string;
-  metricsPort?: string;
-  workers?: string;
+  readonly config?: string;
+  readonly [attribute: string]: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -65,112 +60,142 @@ export class ConfigError extends Error {
   }
 }
 
-const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export type SettingSource = 'flag' | 'env' | 'file' | 'default';
+
+export interface ResolvedSettings {
+  readonly values: SettingValues;
+  /** Per setting: which layer gave the value and exactly where (`--mqtt-port`, `FLEETGATE_MQTT_PORT`, `fleetgate.yaml:3`). */
+  readonly sources: { readonly [K in SettingKey]: { readonly source: SettingSource; readonly from?: string } };
+  /** The config file read, if any (`--config` or FLEETGATE_CONFIG). */
+  readonly configPath: string | undefined;
+}
+
+/** `*_FILE` variables and `<key>File` entries name a file holding a secret (Docker and Kubernetes secrets). */
+function readSecretFile(where: string, path: string, problems: string[]): string | undefined {
+  try {
+    const secret = readFileSync(path, 'utf8').trim();
+    if (secret !== '') return secret;
+    problems.push(`${where}: ${path} is empty`);
+  } catch (error) {
+    problems.push(`${where}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return undefined;
+}
+
+/**
+ * Layers flag > environment > config file > default for every setting of cli/settings.ts. Every value given is
+ * validated, even one a higher layer overrides (a broken file is reported before the day the flag goes away);
+ * every problem is pushed, none thrown.
+ */
+export function resolveSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, problems: string[], only: readonly SettingKey[] = settingKeys): ResolvedSettings {
+  const configFlag = flags.config === '' ? undefined : flags.config;
+  const configPath = configFlag ?? (env.FLEETGATE_CONFIG || undefined);
+  const file = configPath === undefined ? undefined : readConfigFile(resolve(configPath), problems);
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, { source: SettingSource; from?: string }> = {};
+  for (const key of only) {
+    const definition: Setting<unknown> = settings[key];
+    const layers: { source: SettingSource; from: string; raw: () => string | undefined }[] = [];
+    const flagValue = definition.flag === undefined ? undefined : flags[flagAttribute(definition.flag)];
+    if (definition.flag !== undefined && flagValue !== undefined && flagValue !== '') layers.push({ source: 'flag', from: definition.flag, raw: () => flagValue });
+    const variable = envName(key);
+    const envValue = env[variable];
+    if (envValue !== undefined && envValue !== '') layers.push({ source: 'env', from: variable, raw: () => envValue });
+    else if (definition.secret !== undefined && env[`${variable}_FILE`]) {
+      const secretPath = env[`${variable}_FILE`] ?? '';
+      layers.push({ source: 'env', from: `${variable}_FILE`, raw: () => readSecretFile(`${variable}_FILE`, secretPath, problems) });
+    }
+    const fileEntry = file?.entries.get(key);
+    const fileSecret = definition.secret === undefined ? undefined : file?.entries.get(`${key}File`);
+    if (fileEntry !== undefined) layers.push({ source: 'file', from: fileEntry.where, raw: () => fileEntry.raw });
+    else if (fileSecret !== undefined && file !== undefined) {
+      const secretPath = resolve(dirname(file.path), fileSecret.raw);
+      layers.push({ source: 'file', from: fileSecret.where, raw: () => readSecretFile(`${fileSecret.where}: ${key}File`, secretPath, problems) });
+    }
+    let chosen: { value: unknown; source: SettingSource; from?: string } | undefined;
+    for (const layer of layers) {
+      const raw = layer.raw();
+      if (raw === undefined) continue;
+      const parsed = definition.parse(raw);
+      if ('problem' in parsed) {
+        problems.push(`${layer.source === 'file' ? `${layer.from}: ${key}` : layer.from} ${parsed.problem}`);
+        continue;
+      }
+      const value = definition.path === true && typeof parsed.value === 'string' ? resolve(layer.source === 'file' && file ? dirname(file.path) : '.', parsed.value) : parsed.value;
+      chosen ??= { value, source: layer.source, from: layer.from };
+    }
+    const fallback = definition.path === true && typeof definition.fallback === 'string' ? resolve(definition.fallback) : definition.fallback;
+    values[key] = chosen === undefined ? fallback : chosen.value;
+    sources[key] = chosen === undefined ? { source: 'default' } : { source: chosen.source, ...(chosen.from === undefined ? {} : { from: chosen.from }) };
+  }
+  // Defaults computed from the machine or from other settings.
+  if (values.hostname === undefined && only.includes('hostname')) values.hostname = osHostname();
+  if (only.includes('maxPendingHandshakesPerSource') && only.includes('maxConnectionsPerSource')) {
+    const perSource = perSourceDefaults(
+      (values.maxPendingHandshakes as number | undefined) ?? defaultFlowControl.maxPendingHandshakes,
+      (values.maxConnections as number | undefined) ?? defaultFlowControl.maxConnections,
+    );
+    values.maxPendingHandshakesPerSource ??= perSource.maxPendingHandshakesPerSource;
+    values.maxConnectionsPerSource ??= perSource.maxConnectionsPerSource;
+  }
+  return { values: values as unknown as SettingValues, sources: sources as ResolvedSettings['sources'], configPath: file?.path };
+}
 
 export function resolveDataDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return resolve(flag ?? env.FLEETGATE_DATA_DIR ?? 'data');
+  const problems: string[] = [];
+  const { values } = resolveSettings(flag === undefined ? {} : { dataDir: flag }, env, problems, ['dataDir']);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return values.dataDir ?? resolve('data');
 }
 
 export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): ServeConfig {
   const problems: string[] = [];
-  const port = (name: string, value: string | undefined, fallback: number) => {
-    if (value === undefined || value === '') return fallback;
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) {
-      problems.push(`${name} must be a port number 0-65535 (0 picks a free port), got "${value}"`);
-      return fallback;
-    }
-    return parsed;
-  };
-  const positive = (name: string, value: string | undefined, fallback: number) => {
-    if (value === undefined || value === '') return fallback;
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed <= 0) {
-      problems.push(`${name} must be a positive integer, got "${value}"`);
-      return fallback;
-    }
-    return parsed;
-  };
-  /** `*_FILE` variables name a file holding a secret (Docker and Kubernetes secrets), read once here. */
-  const secretFile = (name: string, path: string | undefined) => {
-    if (path === undefined || path === '') return undefined;
-    try {
-      const secret = readFileSync(path, 'utf8').trim();
-      if (secret !== '') return secret;
-      problems.push(`${name}: ${path} is empty`);
-    } catch (error) {
-      problems.push(`${name}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    return undefined;
-  };
-  const hostname = flags.hostname ?? env.FLEETGATE_HOSTNAME ?? osHostname();
-  if (!/^[A-Za-z0-9.:-]+$/.test(hostname)) problems.push(`--hostname must be a DNS name or IP address, got "${hostname}"`);
-  const logLevel = env.FLEETGATE_LOG_LEVEL ?? 'info';
-  if (!logLevels.includes(logLevel)) problems.push(`FLEETGATE_LOG_LEVEL must be one of ${logLevels.join(', ')}, got "${logLevel}"`);
-
-  const url = (name: string, value: string | undefined, protocols: readonly string[]) => {
-    if (value === undefined || value === '') return undefined;
-    if (!URL.canParse(value) || !protocols.includes(new URL(value).protocol)) {
-      problems.push(`${name} must be a ${protocols.map((p) => p + '//').join(' or ')} URL, got "${value.replace(/\/\/[^@/]*@/, '//…@')}"`);
-      return undefined;
-    }
-    return value;
-  };
-  const name = (what: string, value: string) => {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) problems.push(`${what} must be 1-64 letters, digits, '.', '_' or '-', got "${value}"`);
-    return value;
-  };
-  const clusterName = name('FLEETGATE_CLUSTER_NAME', env.FLEETGATE_CLUSTER_NAME ?? 'fleetgate');
+  const { values } = resolveSettings(flags, env, problems);
+  const hostname = values.hostname ?? osHostname();
   // A --workers child names itself after the supervisor's id (passed down in the environment) and its index.
   const worker = env.FLEETGATE_BROKER_WORKER;
-  const baseBrokerId = flags.brokerId ?? env.FLEETGATE_BROKER_ID ?? `${hostname.replaceAll(':', '-')}-${worker === undefined ? process.pid : process.ppid}`;
-  const brokerId = name('--broker-id', worker === undefined ? baseBrokerId : `${baseBrokerId}-${worker}`);
-
-  const maxConnections = positive('FLEETGATE_MAX_CONNECTIONS', env.FLEETGATE_MAX_CONNECTIONS, defaultFlowControl.maxConnections);
-  const maxPendingHandshakes = positive('FLEETGATE_MAX_PENDING_HANDSHAKES', env.FLEETGATE_MAX_PENDING_HANDSHAKES, defaultFlowControl.maxPendingHandshakes);
-  const perSource = perSourceDefaults(maxPendingHandshakes, maxConnections);
+  const baseBrokerId = values.brokerId ?? `${hostname.replaceAll(':', '-')}-${worker === undefined ? process.pid : process.ppid}`;
+  const brokerId = worker === undefined ? baseBrokerId : `${baseBrokerId}-${worker}`;
+  const idCheck = settings.brokerId.parse(brokerId);
+  if ('problem' in idCheck) problems.push(`the broker id ${idCheck.problem} (set --broker-id)`);
+  if (problems.length > 0) throw new ConfigError(problems);
+  /** Settings with a fallback in cli/settings.ts always have a value. */
+  const need = <T>(value: T | undefined): T => value as T;
+  const metricsPort = values.metricsPort === undefined || values.metricsPort === 0 || worker === undefined ? values.metricsPort : values.metricsPort + Number(worker) - 1;
 
   const config: ServeConfig = {
-    dataDir: resolveDataDir(flags.dataDir, env),
-    host: flags.host ?? env.FLEETGATE_HOST ?? '0.0.0.0',
-    mqttPort: port('--mqtt-port', flags.mqttPort ?? env.FLEETGATE_MQTT_PORT, 8883),
-    apiPort: port('--api-port', flags.apiPort ?? env.FLEETGATE_API_PORT, 8443),
+    dataDir: need(values.dataDir),
+    host: need(values.host),
+    mqttPort: need(values.mqttPort),
+    apiPort: need(values.apiPort),
     hostname,
-    logLevel,
-    maxPacketBytes: positive('FLEETGATE_MAX_PACKET_BYTES', env.FLEETGATE_MAX_PACKET_BYTES, defaultBrokerLimits.maxPacketBytes),
-    connectTimeoutMs: positive('FLEETGATE_CONNECT_TIMEOUT_MS', env.FLEETGATE_CONNECT_TIMEOUT_MS, defaultBrokerLimits.connectTimeoutMs),
-    apiRateLimitPerMinute: positive('FLEETGATE_API_RATE_LIMIT_PER_MINUTE', env.FLEETGATE_API_RATE_LIMIT_PER_MINUTE, 6000),
-    enrollRatePerClaim: positive('FLEETGATE_ENROLL_RATE_PER_CLAIM', env.FLEETGATE_ENROLL_RATE_PER_CLAIM, 100),
+    logLevel: need(values.logLevel),
+    maxPacketBytes: need(values.maxPacketBytes),
+    connectTimeoutMs: need(values.connectTimeoutMs),
+    apiRateLimitPerMinute: need(values.apiRateLimitPerMinute),
+    enrollRatePerClaim: need(values.enrollRatePerClaim),
     flow: Object.freeze({
-      publishPerSecond: positive('FLEETGATE_PUBLISH_RATE', env.FLEETGATE_PUBLISH_RATE, defaultFlowControl.publishPerSecond),
-      publishBytesPerSecond: positive('FLEETGATE_PUBLISH_BYTES_RATE', env.FLEETGATE_PUBLISH_BYTES_RATE, defaultFlowControl.publishBytesPerSecond),
-      outboundQueueMessages: positive('FLEETGATE_OUTBOUND_QUEUE_MESSAGES', env.FLEETGATE_OUTBOUND_QUEUE_MESSAGES, defaultFlowControl.outboundQueueMessages),
-      outboundQueueBytes: positive('FLEETGATE_OUTBOUND_QUEUE_BYTES', env.FLEETGATE_OUTBOUND_QUEUE_BYTES, defaultFlowControl.outboundQueueBytes),
-      overLimitGraceMs: positive('FLEETGATE_OVER_LIMIT_GRACE_MS', env.FLEETGATE_OVER_LIMIT_GRACE_MS, defaultFlowControl.overLimitGraceMs),
+      publishPerSecond: need(values.publishRate),
+      publishBytesPerSecond: need(values.publishBytesRate),
+      outboundQueueMessages: need(values.outboundQueueMessages),
+      outboundQueueBytes: need(values.outboundQueueBytes),
+      overLimitGraceMs: need(values.overLimitGraceMs),
       maxInflightPublishes: defaultFlowControl.maxInflightPublishes,
-      maxConnections,
-      maxPendingHandshakes,
-      maxPendingHandshakesPerSource: positive('FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE', env.FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE, perSource.maxPendingHandshakesPerSource),
-      maxConnectionsPerSource: positive('FLEETGATE_MAX_CONNECTIONS_PER_SOURCE', env.FLEETGATE_MAX_CONNECTIONS_PER_SOURCE, perSource.maxConnectionsPerSource),
-      connectPerSecond: positive('FLEETGATE_CONNECT_RATE', env.FLEETGATE_CONNECT_RATE, defaultFlowControl.connectPerSecond),
+      maxConnections: need(values.maxConnections),
+      maxPendingHandshakes: need(values.maxPendingHandshakes),
+      maxPendingHandshakesPerSource: need(values.maxPendingHandshakesPerSource),
+      maxConnectionsPerSource: need(values.maxConnectionsPerSource),
+      connectPerSecond: need(values.connectRate),
     }),
     consoleDir: fileURLToPath(new URL('../console/dist', import.meta.url)),
-    databaseUrl: url('--database-url', flags.databaseUrl ?? env.FLEETGATE_DATABASE_URL, ['postgres:', 'postgresql:']),
-    redisUrl: url('--redis-url', flags.redisUrl ?? env.FLEETGATE_REDIS_URL, ['redis:', 'rediss:']),
-    clusterName,
+    databaseUrl: values.databaseUrl,
+    redisUrl: values.redisUrl,
+    clusterName: need(values.clusterName),
     brokerId,
-    provisioningUrl: url('--provisioning-url', flags.provisioningUrl ?? env.FLEETGATE_PROVISIONING_URL, ['https:']),
-    brokerToken: env.FLEETGATE_BROKER_TOKEN || secretFile('FLEETGATE_BROKER_TOKEN_FILE', env.FLEETGATE_BROKER_TOKEN_FILE),
-    workers: positive('--workers', flags.workers ?? env.FLEETGATE_BROKER_WORKERS, 1),
-    metricsPort: metricsPortOf(port, flags.metricsPort ?? env.FLEETGATE_METRICS_PORT, worker),
+    provisioningUrl: values.provisioningUrl,
+    brokerToken: values.brokerToken,
+    workers: need(values.brokerWorkers),
+    metricsPort,
   };
-  if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
-}
-
-/** `--workers` children each listen on their own metrics port: the given one plus (index - 1), or any free one. */
-function metricsPortOf(port: (name: string, value: string | undefined, fallback: number) => number, value: string | undefined, worker: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const base = port('--metrics-port', value, 0);
-  return base === 0 || worker === undefined ? base : base + Number(worker) - 1;
 }

@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
 import { resolveServeConfig, type ServeConfig, type ServeFlags } from './config.ts';
+import { addSettingOptions, configOption, registerConfigCommand, serverFlags } from './config-command.ts';
+import type { ServerCommand } from './settings.ts';
 import { createDevice } from './device-create.ts';
 import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
@@ -19,15 +21,17 @@ const program = new Command('fleetgate')
 const dataDirOption = () => new Option('--data-dir <dir>', 'data directory (env FLEETGATE_DATA_DIR)').default(undefined, './data');
 const jsonOption = () => new Option('--json', 'print one JSON document for scripts');
 
-program
-  .command('init')
-  .description('create the data directory: root, device and claim CAs, admin token and registry (serve does this on first start)')
-  .addOption(dataDirOption())
-  .option('--hostname <name>', 'name devices use to reach the gateway (env FLEETGATE_HOSTNAME)')
-  .option('--database-url <url>', 'postgres://… registry instead of SQLite in the data dir (env FLEETGATE_DATABASE_URL)')
+addSettingOptions(
+  program
+    .command('init')
+    .description('create the data directory: root, device and claim CAs, admin token and registry (serve does this on first start)')
+    .addOption(configOption()),
+  (key) => key === 'dataDir' || key === 'hostname' || key === 'databaseUrl',
+)
   .addOption(jsonOption())
-  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; json?: boolean }) => {
+  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; config?: string; json?: boolean }) => {
     const config = resolveServeConfig({
+      ...(options.config ? { config: options.config } : {}),
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       ...(options.hostname ? { hostname: options.hostname } : {}),
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
@@ -41,18 +45,8 @@ program
     );
   });
 
-/** Flags every long-running process shares; each also has an FLEETGATE_* environment variable. */
-const withServerOptions = (command: Command, ports: { mqtt: boolean; api: boolean }) => {
-  command
-    .addOption(dataDirOption())
-    .option('--host <address>', 'address to listen on (env FLEETGATE_HOST)', undefined)
-    .option('--hostname <name>', 'name devices use to reach the gateway (env FLEETGATE_HOSTNAME)', undefined)
-    .option('--database-url <url>', 'postgres://… registry instead of SQLite in the data dir (env FLEETGATE_DATABASE_URL)', undefined)
-    .option('--redis-url <url>', 'redis://… shared by a cluster of brokers (env FLEETGATE_REDIS_URL)', undefined);
-  if (ports.mqtt) command.option('--mqtt-port <port>', 'MQTTS port, 0 = any free port (env FLEETGATE_MQTT_PORT)', undefined);
-  if (ports.api) command.option('--api-port <port>', 'HTTPS API port, 0 = any free port (env FLEETGATE_API_PORT)', undefined);
-  return command;
-};
+/** The flags of a long-running process, from cli/settings.ts; each also has an FLEETGATE_* variable and a config file key. */
+const withServerOptions = (command: Command, name: ServerCommand) => addSettingOptions(command.addOption(configOption()), serverFlags(name));
 
 /** Runs a server until SIGINT/SIGTERM, then closes it cleanly; prints the "fleetgate ready" line scripts wait for. */
 async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Logger) => Promise<{ readyLine: string; firstStart?: string; close(): Promise<void> }>) {
@@ -79,7 +73,7 @@ async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Lo
   else process.stdout.write(`fleetgate ready ${server.readyLine}\n`);
 }
 
-withServerOptions(program.command('serve').description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API'), { mqtt: true, api: true }).action((flags: ServeFlags) =>
+withServerOptions(program.command('serve').description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API'), 'serve').action((flags: ServeFlags) =>
   runServer(flags, async (config, log) => {
     const gateway = await startGateway(config, log);
     const { created, path } = gateway.dataDir;
@@ -93,18 +87,12 @@ withServerOptions(program.command('serve').description('run the all-in-one gatew
 
 withServerOptions(
   program.command('provisioning').description('scale-out: run only the CA and HTTPS API (enrollment, EST, admin); brokers run as `fleetgate broker`'),
-  { mqtt: false, api: true },
+  'provisioning',
 ).action((flags: ServeFlags) => runServer(flags, startProvisioningProcess));
 
 withServerOptions(
-  program
-    .command('broker')
-    .description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)')
-    .option('--provisioning-url <url>', 'HTTPS API that answers enrollment and renewal (env FLEETGATE_PROVISIONING_URL)', undefined)
-    .option('--broker-id <name>', "this node's name in the cluster (env FLEETGATE_BROKER_ID; default host-pid)", undefined)
-    .option('--metrics-port <port>', 'plain-HTTP /metrics and /healthz (503 while cut off from Redis) (env FLEETGATE_METRICS_PORT)', undefined)
-    .option('--workers <n>', 'broker processes sharing the MQTTS port, e.g. one per core (env FLEETGATE_BROKER_WORKERS)', undefined),
-  { mqtt: true, api: false },
+  program.command('broker').description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)'),
+  'broker',
 ).action(async (flags: ServeFlags) => {
   const config = resolveServeConfig(flags);
   if (config.workers > 1 && !isBrokerWorker()) return superviseBrokerWorkers(config, createLogger(config.logLevel));
@@ -148,6 +136,7 @@ const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerTokenCommands(program);
 registerSimCommand(program);
+registerConfigCommand(program);
 
 function wantsJson(argv: readonly string[]): boolean {
   return argv.includes('--json');
