@@ -2,7 +2,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-/** Dependencies point one way (DESIGN.md). TypeScript project references enforce it at build time; this
+/** Dependencies point one way (docs/architecture.md). TypeScript project references enforce it at build time; this
  *  rule gives the same answer in the editor with a message that says why. */
 const layer = (files, forbidden, message) => ({
   files,

@@ -1,7 +1,7 @@
 import { formatTable } from '../cli/table.ts';
 
 /**
- * The shape of `bench/results.json` (issue 7) and the arithmetic behind it: medians over repetitions and the
+ * The shape of `bench/results.json` and the arithmetic behind it: medians over repetitions and the
  * fleetgate/Mosquitto ratio. Pure: unit-tested in test/bench/bench-report.test.ts.
  */
 export interface Metric {

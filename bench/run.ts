@@ -1,5 +1,5 @@
 /**
- * The side-by-side suite of issue 7: fleetgate and a private Eclipse Mosquitto, configured alike (mTLS with
+ * The side-by-side suite (README "Benchmarks"): fleetgate and a private Eclipse Mosquitto, configured alike (mTLS with
  * the same ECDSA P-256 certificates, CN as identity, per-device topic ACLs), measured on this machine in one
  * run by the same load generator (child processes with raw MQTT frames). Each scenario alternates the two
  * brokers and repeats; the table shows medians and the ratio fleetgate/Mosquitto, and bench/results.json

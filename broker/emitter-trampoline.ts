@@ -4,7 +4,7 @@
  * finishing call; when that one finishes synchronously too (no subscriber matched, or every listener
  * answered at once), it starts the next, and so on: one stack frame chain per queued message. After a
  * flood, with tens of thousands queued, that ends in `RangeError: Maximum call stack size exceeded` and the
- * process dies (the field notes' crash, and the one our benchmark hit after a QoS 0 run).
+ * process dies (as our flood and QoS 0 benchmark runs did: bench/RESULTS.md).
  *
  * This turns the recursion into a loop: a `_do` started while another `_do` is on the stack is queued and
  * run, in order, once the outer one returns. Order is kept (first in, first out), and nothing waits for

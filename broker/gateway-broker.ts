@@ -207,7 +207,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       if (!wills.mayPublish(client, packet)) return callback(new Error('MQTT_WILL_DISCARDED'));
       const clusterDown = packet.qos > 0 ? cluster?.unavailableReason() : undefined;
       if (clusterDown !== undefined) {
-        // aedes acknowledges QoS 1 before it stores or forwards (field notes #14): refuse instead, so the
+        // aedes acknowledges QoS 1 before it stores or forwards (docs/THREAT-MODEL.md, residual risks): refuse instead, so the
         // device keeps the message and sends it again once Redis is back.
         audit({ actor: actorOf(client), action: 'mqtt.publish', result: 'refused', code: 'CLUSTER_UNAVAILABLE', detail: { remote: remoteOf(client), reason: clusterDown } });
         return callback(new Error('CLUSTER_UNAVAILABLE'));

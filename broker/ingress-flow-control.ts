@@ -7,7 +7,7 @@ import { TokenBucket } from './token-bucket.ts';
  * Per-connection ingress flow control. Aedes reads a whole socket chunk, parses every packet in it and
  * handles them concurrently; its own batch accounting leaks (each 'readable' event counts as a finished
  * packet), and a packet finished synchronously reads and parses the next chunk *inside* the current parse.
- * Under a flood that is unbounded memory and, in the field notes, `Maximum call stack size exceeded`.
+ * Under a flood that is unbounded memory and, in our flood runs (bench/RESULTS.md), `Maximum call stack size exceeded`.
  *
  * Here the socket's `read` is gated: while a connection has `maxInflightPublishes` PUBLISH packets not yet
  * handled, or owes its rate limit tokens, or is already inside a parse, `read` answers null and the bytes

@@ -107,7 +107,7 @@ function statusLine(device: DeviceJson, verb: string): string {
 }
 
 /**
- * Fleet-operator subcommands (DESIGN.md "CLI"): devices, services, policies, sessions and the audit trail,
+ * Fleet-operator subcommands (README "Commands"): devices, services, policies, sessions and the audit trail,
  * all through the HTTPS API. `device` is the command that already holds `device create`, so the subcommands
  * join it rather than shadow it. Returns the `audit` command so `audit verify` can be added beside it.
  */

@@ -1,6 +1,6 @@
 import { FleetgateError } from './errors.ts';
 
-/** DESIGN.md: no "/", "+", "#", NUL or spaces, so an id can be substituted into a topic as one level. */
+/** README "How it decides": no "/", "+", "#", NUL or spaces, so an id can be substituted into a topic as one level. */
 const deviceIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 export function isValidDeviceId(id: unknown): id is string {

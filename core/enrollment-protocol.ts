@@ -2,7 +2,7 @@ import { FleetgateError } from './errors.ts';
 
 /**
  * Enrollment and renewal messages, the same on every transport (MQTT JSON payloads, POST /v1/enroll and
- * /v1/renew; EST carries the CSR alone). DESIGN.md "Identities and topics".
+ * /v1/renew; EST carries the CSR alone). README "Enrollment and renewal".
  */
 export interface CertificateRequest {
   readonly csr: string;

@@ -1,5 +1,5 @@
 /**
- * The gateway's own MQTT topics (DESIGN.md "Identities and topics"). Devices subscribe to the reply topics
+ * The gateway's own MQTT topics (README "Enrollment and renewal"). Devices subscribe to the reply topics
  * before publishing the request.
  */
 export const enrollTopics = (serial: string) =>

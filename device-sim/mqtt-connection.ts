@@ -107,7 +107,7 @@ export interface ReplyReceived {
 }
 
 /**
- * The request/reply exchange DESIGN.md prescribes for enrollment and renewal: subscribe to both reply topics
+ * The request/reply exchange the README prescribes for enrollment and renewal: subscribe to both reply topics
  * (QoS 1) before publishing the request, so the reply cannot be published before anyone listens. An
  * `accepted` reply resolves; a `rejected` one rejects with the gateway's code.
  */

@@ -6,7 +6,7 @@
 export const wireCodes = {
   CONNECT_TIMEOUT: 'no CONNACK before the connect timeout',
   CONNECTION_REFUSED: 'nothing listens at the MQTT address (ECONNREFUSED)',
-  CONNECTION_CLOSED: 'the connection closed before CONNACK (a TLS refusal sends no alert: FIELD-NOTES 6)',
+  CONNECTION_CLOSED: 'the connection closed before CONNACK (Node closes a refused TLS 1.3 peer without an alert)',
   TLS_ERROR: 'the TLS handshake failed on the device side (server certificate not trusted, wrong name)',
   CONNACK_PROTOCOL_REJECTED: 'CONNACK 1: unacceptable protocol version',
   CONNACK_IDENTIFIER_REJECTED: 'CONNACK 2: client id refused (it must equal the serial or device id)',
@@ -17,7 +17,7 @@ export const wireCodes = {
   SUBSCRIBE_REFUSED: 'SUBACK 0x80 for a reply topic',
   SESSION_CLOSED: 'the session closed while waiting for an answer',
   REPLY_TIMEOUT: 'no accepted/rejected reply before the reply timeout',
-  REPLY_INVALID: 'the reply is not the JSON shape DESIGN.md describes',
+  REPLY_INVALID: 'the reply is not the JSON shape the README describes (Enrollment and renewal)',
   STOPPED: 'the device was stopped',
   SIM_UNEXPECTED: 'the simulator itself failed (a bug, or a credential it cannot load)',
 } as const;

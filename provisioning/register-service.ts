@@ -13,7 +13,7 @@ export interface RegisterServiceRequest {
 }
 
 /**
- * A service identity for a backend application (DESIGN.md "Identities and topics"). It is a registry
+ * A service identity for a backend application (README "Commands": `service create`). It is a registry
  * identity of kind `service` with a policy override, issued under the default template's validity and key
  * rules, so it is listed, suspended and revoked exactly like a device and admitted by the same broker path.
  */

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { awaitLocalEcho } from './emit-backpressure.ts';
 import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
 
-// Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings (field notes #34).
+// Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings.
 const require = createRequire(import.meta.url);
 const createRedisEmitter = require('mqemitter-redis') as (options: { subConn: Redis; pubConn: Redis; concurrency: number }) => unknown;
 const createRedisPersistence = require('aedes-persistence-redis') as (options: { conn: Redis }) => unknown;

@@ -63,7 +63,7 @@ describe('createCrl', () => {
     // Extensions is SIZE (1..MAX): the entry is SEQUENCE { serial, date } (19 octets), not one with `30 00` (21).
     expect(toHex(der)).toContain('301302024a03170d');
     expect(toHex(der)).not.toContain('301502024a03170d');
-    // FIELD-NOTES pitfall 4: verify against the issuer's key, never the default.
+    // Verify against the issuer's public key, passed explicitly: that is what a relying party checks.
     expect(await crl.verify({ publicKey: deviceCa.certificate.publicKey })).toBe(true);
   });
 

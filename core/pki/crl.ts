@@ -7,7 +7,7 @@ import { ecdsaSha256 } from './keys.ts';
 import { x509 } from './x509.ts';
 
 /**
- * Certificate revocation lists for the device CA (DESIGN.md "HTTPS API": `GET /v1/pki/crl`). Pure: the
+ * Certificate revocation lists for the device CA (README "Revocation, audit and metrics": `GET /v1/pki/crl`). Pure: the
  * caller reads the revoked serials from the registry and keeps the CRL number; this file only encodes and
  * signs. OCSP (ocsp.ts) answers from the same data and uses the same reason names.
  */

@@ -25,7 +25,7 @@ import { ecdsaSha256 } from './keys.ts';
 import { x509 } from './x509.ts';
 
 /**
- * The core of an RFC 6960 OCSP responder for the device CA (DESIGN.md "HTTPS API": `POST /v1/pki/ocsp`).
+ * The core of an RFC 6960 OCSP responder for the device CA (README "Revocation, audit and metrics": `POST /v1/pki/ocsp`).
  * Pure: the caller reads the request body, looks serials up in the registry and writes the answer with
  * `Content-Type: application/ocsp-response` (RFC 6960 Appendix A.1). The device CA signs its own responses,
  * so no delegated responder certificate exists (RFC 6960 §4.2.2.2, first case).

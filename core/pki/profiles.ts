@@ -1,12 +1,12 @@
 /**
- * Certificate profiles (DESIGN.md "PKI profile"). The server chooses every field of an issued certificate;
+ * Certificate profiles (README "Certificates"). The server chooses every field of an issued certificate;
  * nothing in a CSR but its public key is ever copied.
  */
 export const deviceUriPrefix = 'urn:fleetgate:device:';
 export const claimUriPrefix = 'urn:fleetgate:claim:';
 export const serviceUriPrefix = 'urn:fleetgate:service:';
 /**
- * Operator certificates (issue 4): signed by the device CA so the API's TLS already verifies the chain,
+ * Operator certificates (README "HTTPS API"): signed by the device CA so the API's TLS already verifies the chain,
  * but never a device identity: the broker accepts only device and service URIs (peer-identity.ts).
  */
 export const operatorUriPrefix = 'urn:fleetgate:operator:';

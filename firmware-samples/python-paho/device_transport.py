@@ -107,7 +107,7 @@ class Session:
         self._pump_until(info.is_published, timeout, "PUBACK_TIMEOUT")
 
     def request(self, base, body, timeout):
-        """DESIGN.md's exchange: subscribe to `{base}/accepted` and `{base}/rejected` first, then publish
+        """The gateway's exchange (README "Enrollment and renewal"): subscribe to `{base}/accepted` and `{base}/rejected` first, then publish
         `{base}/request`. Returns (accepted_json, received_at_epoch) or raises Refused with the reply's code."""
         accepted, rejected = f"{base}/accepted", f"{base}/rejected"
         self._watched = {accepted, rejected}

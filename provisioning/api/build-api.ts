@@ -53,7 +53,7 @@ export interface ApiDeps {
 const hstsMaxAgeSeconds = 365 * 24 * 3600;
 
 /**
- * The HTTPS API (DESIGN.md "HTTPS API"). Bodies are validated against their JSON schemas with unknown
+ * The HTTPS API (README "HTTPS API"; docs/api-reference.md). Bodies are validated against their JSON schemas with unknown
  * fields refused (Fastify's default would strip them silently). Every error answer is `{code, message}`
  * from the catalogue; a 5xx never carries the internal cause; every refusal not already audited by its
  * use-case is audited here.

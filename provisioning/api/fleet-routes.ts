@@ -30,7 +30,7 @@ export interface FleetRouteDeps {
   readonly pem: { readonly root: string; readonly deviceCa: string };
 }
 
-// Who may call what (issue 4): operators act on identities and read; viewers only read; policies and new
+// Who may call what (docs/THREAT-MODEL.md R6): operators act on identities and read; viewers only read; policies and new
 // service identities are admin work. Stations have their own routes (claims, allow-lists) and none here.
 const readers: readonly OperatorRole[] = ['admin', 'operator', 'viewer'];
 const actors: readonly OperatorRole[] = ['admin', 'operator'];
@@ -190,7 +190,7 @@ const identityQueryProperties = {
 } as const;
 
 /**
- * Fleet operations (DESIGN.md "HTTPS API", issue 4): devices and services, live sessions, policies,
+ * Fleet operations (README "HTTPS API"): devices and services, live sessions, policies,
  * revoke/suspend/resume and the audit trail. Authentication and the role check run in `onRequest`, before
  * the body is read or validated, so a caller without the right credentials learns nothing about the route
  * but 401/403. Handlers stay thin: the use-cases audit and publish.

@@ -33,7 +33,7 @@ export function operatorTokenHash(token: string): string {
 }
 
 /**
- * Operator certificates (issue 4) live in the operator_tokens table too, so listing and revocation work
+ * Operator certificates (README "HTTPS API") live in the operator_tokens table too, so listing and revocation work
  * unchanged: their token_hash is the SHA-256 (lower-case hex) of `cert:` followed by the certificate's
  * SHA-256 fingerprint (lower-case hex, no colons). Accepts the fingerprint in Node's "AB:CD:…" form too.
  */

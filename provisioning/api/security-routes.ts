@@ -48,7 +48,7 @@ const verificationSchema = {
 } as const;
 
 /**
- * Who may use the API and whether the audit trail is intact: personal operator tokens with roles (issue 4)
+ * Who may use the API and whether the audit trail is intact: personal operator tokens with roles (R6)
  * and the audit chain check. As in the fleet routes, authentication and the role check run in `onRequest`,
  * before the body is read, so a caller without the right credentials learns nothing but 401/403.
  */

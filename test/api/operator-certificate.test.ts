@@ -10,7 +10,7 @@ import { type ClientCredential, startTestGateway, type TestGateway } from '../he
 import { makeTempDir } from '../helpers/temp-dir.ts';
 
 /**
- * Operator certificates (issue 4): a TLS client certificate from the device CA with an
+ * Operator certificates (README "HTTPS API"): a TLS client certificate from the device CA with an
  * urn:fleetgate:operator:<name> SAN stands for the operator token record of that name, on the admin API
  * only. Revoking the token record revokes the certificate; the broker never admits one.
  */

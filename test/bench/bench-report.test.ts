@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatCpuRange, formatMetricsTable, loaderSaturated, median, metric, missingMetrics, ratio, requiredMetricNames, round } from '../../bench/bench-report.ts';
 import { launchPrefix } from '../../bench/broker-under-test.ts';
 
-// The arithmetic behind bench/results.json (issue 7): no broker, no sockets, no timing.
+// The arithmetic behind bench/results.json: no broker, no sockets, no timing.
 
 describe('median', () => {
   it.each([

@@ -6,7 +6,7 @@ import { runCli } from '../helpers/fleetgate-process.ts';
 
 /**
  * No Docker engine runs here, so the compose file and the image are checked for what can be checked
- * without one: the topology DESIGN.md promises, that every command and flag exists in this CLI, that the
+ * without one: the topology the README promises ("Scale-out"), that every command and flag exists in this CLI, that the
  * build copies what the image needs, and that every file they reference is in the repository.
  */
 const root = join(import.meta.dirname, '..', '..');

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 /**
- * DESIGN.md's dependency rule is enforced by the compiler, not by review: each folder is a TypeScript
+ * The dependency rule (docs/architecture.md) is enforced by the compiler, not by review: each folder is a TypeScript
  * project that references only what it may import. These probes prove a forbidden import fails the build.
  */
 const root = join(import.meta.dirname, '..', '..');

@@ -16,7 +16,7 @@ afterAll(async () => {
 
 type Answer = { topic: string; body: Record<string, string> };
 
-/** Subscribes to both reply topics, then publishes the request, as DESIGN.md tells devices to. */
+/** Subscribes to both reply topics, then publishes the request, as the README ("Enrollment and renewal") tells devices to. */
 async function request(client: MqttClient, base: string, payload: string | Buffer): Promise<Answer> {
   await client.subscribeAsync([`${base}/accepted`, `${base}/rejected`], { qos: 1 });
   const answer = new Promise<Answer>((resolve) => {

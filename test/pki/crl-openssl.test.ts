@@ -10,7 +10,7 @@ import { createRevocationPki, issuedAt, type RevocationPki } from './revocation-
 
 /**
  * The device CA's CRL as relying parties read it: OpenSSL 3 (`openssl crl`, `openssl verify -crl_check`)
- * and Node's TLS (FIELD-NOTES pitfall 3: the PEM label must be `X509 CRL`).
+ * and Node's TLS (RFC 7468 §9: the PEM label must be `X509 CRL`).
  */
 const execFileAsync = promisify(execFile);
 const dayMs = 24 * 60 * 60 * 1000;
