@@ -15,6 +15,7 @@ import {
 } from '../../core/index.ts';
 import type { AuditEntry, CertificateRecord, DeviceRecord, DeviceStatus, IdentityKind, PolicyRecord, Registry } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
+import { registerDevice } from '../register-device.ts';
 import { registerService } from '../register-service.ts';
 import { changeDeviceStatus, operatorRevocationReasons, type StatusAction } from '../revoke-device.ts';
 import { type OperatorAuth, type OperatorRole, routeGuard } from './operator-auth.ts';
@@ -260,6 +261,66 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
       // A claim session's client id is a serial, which may equal the id of the device it enrolled: skip it.
       const session = (await listSessions(deps.sessions)).find((s) => s.clientId === id && s.kind === 'device');
       return { device: deviceJson(device), effectivePolicy, certificates: certificates.map(certificateJson), session: session ? sessionJson(session) : null };
+    },
+  );
+
+  // Manual registration (`fleetgate device create`): new identities are admin work, as for services below.
+  app.post<{ Body: { id: string; csr: string; template?: string; policy?: string; attributes?: Record<string, string> } }>(
+    '/v1/devices',
+    {
+      onRequest: allow(admins),
+      schema: {
+        tags: ['fleet'],
+        summary: 'Register a device from a CSR (the key stays with the caller), without a claim',
+        security,
+        body: {
+          type: 'object',
+          required: ['id', 'csr'],
+          additionalProperties: false,
+          properties: {
+            id: { type: 'string', maxLength: 128, description: 'device id: its MQTT client id (letters, digits, . _ : -)' },
+            csr: { type: 'string', maxLength: 16_384, description: 'PKCS#10, PEM' },
+            template: { type: 'string', maxLength: 128, description: 'registration template, default `default`' },
+            policy: { type: 'string', maxLength: 128, description: 'policy override; default: the template policy' },
+            attributes: { type: 'object', additionalProperties: { type: 'string' }, description: 'trusted attributes policies may read' },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              id: { type: 'string' },
+              template: { type: 'string' },
+              policy: nullable('string'),
+              serial: { type: 'string' },
+              notAfter: dateTime,
+              certificate: { type: 'string', description: 'the device certificate (PEM)' },
+              chain: { type: 'string', description: 'the issuing CA certificate (PEM), to send after the certificate' },
+              ca: { type: 'string', description: 'the root CA certificate (PEM), to verify the gateway with' },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const { id, csr, template, policy, attributes } = request.body;
+      const record = await registerDevice(
+        { registry, ...deps.issuing },
+        { id, csr, actor: operator.actor, ...(template === undefined ? {} : { template }), ...(policy === undefined ? {} : { policy }), ...(attributes === undefined ? {} : { attributes }) },
+      );
+      const device = await registry.getDevice(record.deviceId);
+      return reply.status(201).send({
+        id: record.deviceId,
+        template: device?.template ?? template ?? 'default',
+        policy: device?.policy ?? null,
+        serial: record.serial,
+        notAfter: iso(record.notAfter),
+        certificate: record.pem,
+        chain: deps.pem.deviceCa,
+        ca: deps.pem.root,
+      });
     },
   );
 

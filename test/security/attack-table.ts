@@ -154,6 +154,7 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'POST', url: '/v1/relay/certificate-requests', path: '/v1/relay/certificate-requests', module: 'provisioning/api/relay-routes.ts', access: roles(['broker']) },
   // fleet
   { method: 'GET', url: '/v1/devices', path: '/v1/devices', module: fleet, access: roles(readers) },
+  { method: 'POST', url: '/v1/devices', path: '/v1/devices', module: fleet, access: roles(admins) },
   { method: 'GET', url: '/v1/devices/:id', path: '/v1/devices/no-such-device', module: fleet, access: roles(readers) },
   { method: 'POST', url: '/v1/devices/:id/revoke', path: '/v1/devices/no-such-device/revoke', module: fleet, access: roles(actors) },
   { method: 'POST', url: '/v1/devices/:id/suspend', path: '/v1/devices/no-such-device/suspend', module: fleet, access: roles(actors) },
