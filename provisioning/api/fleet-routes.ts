@@ -135,7 +135,10 @@ const auditEntrySchema = {
 } as const;
 
 const page = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items }, next: { ...nullable('string'), description: 'pass as `after` for the next page' } } });
-const list = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items } } });
+// A list answered whole: the same `{items, next}` shape as a page, with `next` always null.
+const list = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items }, next: { type: 'null', description: 'always null: the whole list is in this answer' } } });
+// The audit trail is a feed, not a list: older entries are read with `until`, newer ones with `afterId`.
+const feed = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items } } });
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 const deviceJson = (d: DeviceRecord) => ({ ...d, createdAt: iso(d.createdAt), updatedAt: iso(d.updatedAt) });
@@ -434,7 +437,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
     async (request) => {
       const { kind } = request.query;
       const sessions = (await listSessions(deps.sessions)).filter((s) => kind === undefined || s.kind === kind);
-      return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson) };
+      return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson), next: null };
     },
   );
 
@@ -443,7 +446,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
   app.get(
     '/v1/policies',
     { onRequest: allow(readers), schema: { tags: ['policies'], summary: 'List policies', security, response: { 200: list(policySchema), ...errors } } },
-    async () => ({ items: (await registry.listPolicies()).map(policyJson) }),
+    async () => ({ items: (await registry.listPolicies()).map(policyJson), next: null }),
   );
 
   app.get<{ Params: { name: string } }>(
@@ -591,7 +594,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
             limit: limitParam,
           },
         },
-        response: { 200: list(auditEntrySchema), ...errors },
+        response: { 200: feed(auditEntrySchema), ...errors },
       },
     },
     async (request) => {

@@ -104,9 +104,9 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     '/v1/tokens',
     {
       onRequest: allow(admins),
-      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } }, ...errors } },
+      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema }, next: { type: 'null', description: 'always null: the whole list is in this answer' } } }, ...errors } },
     },
-    async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson) }),
+    async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson), next: null }),
   );
 
   app.post<{ Params: { name: string } }>(
