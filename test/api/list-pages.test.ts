@@ -11,7 +11,7 @@ let gw: TestGateway;
 beforeAll(async () => {
   gw = await startTestGateway();
   for (const name of ['page-a', 'page-b', 'page-c']) expect((await gw.api('POST', '/v1/templates', { body: { name }, token: true })).status).toBe(201);
-  for (let i = 0; i < 3; i += 1) await gw.issueClaim();
+  for (let i = 0; i < 3; i += 1) await gw.issueClaim({});
 });
 afterAll(async () => {
   await gw?.close();
