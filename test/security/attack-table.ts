@@ -178,6 +178,7 @@ export const routeTable: readonly RouteRow[] = [
   // operators
   { method: 'POST', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },
   { method: 'GET', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },
+  { method: 'POST', url: '/v1/tokens/admin/rotate', path: '/v1/tokens/admin/rotate', module: security, access: roles(admins) },
   { method: 'POST', url: '/v1/tokens/:name/revoke', path: '/v1/tokens/no-such-token/revoke', module: security, access: roles(admins) },
   { method: 'POST', url: '/v1/operators/certificates', path: '/v1/operators/certificates', module: security, access: roles(admins) },
   { method: 'GET', url: '/v1/whoami', path: '/v1/whoami', module: security, access: roles(everyone) },
