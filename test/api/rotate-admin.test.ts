@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { cpSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiRequest } from '../../cli/api-client.ts';
@@ -48,6 +48,11 @@ describe('token rotate-admin', () => {
     const original = tokenFile();
     for (const api of [first, second]) expect((await whoami(api.port, original)).body).toEqual({ name: 'admin', role: 'admin' });
 
+    // An operator's copy of the data directory, taken before the rotation.
+    const stale = join(dir.path, 'stale');
+    cpSync(join(dataDir, 'pki', 'ca.crt'), join(stale, 'pki', 'ca.crt'));
+    cpSync(join(dataDir, 'admin.token'), join(stale, 'admin.token'));
+
     const rotated = await rotate(first.port);
     expect(rotated.code, rotated.stderr).toBe(0);
     expect(JSON.parse(rotated.stdout)).toMatchObject({ name: expect.stringMatching(/^admin\./), file: join(dataDir, 'admin.token') });
@@ -60,6 +65,10 @@ describe('token rotate-admin', () => {
       expect(await whoami(api.port, original)).toMatchObject({ status: 401, body: { code: 'API_UNAUTHENTICATED' } });
       expect((await whoami(api.port, next)).body).toEqual({ name: 'admin', role: 'admin' });
     }
+    const refused = await runCli(['device', 'list', '--data-dir', stale, '--api', `https://localhost:${second.port}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`API_UNAUTHENTICATED`);
+    expect(refused.stderr).toContain(`The token came from ${join(stale, 'admin.token')}: it was rotated since`);
     const audit = await apiRequest<{ items: { actor: string; result: string }[] }>({ baseUrl: `https://127.0.0.1:${second.port}`, ca, token: next }, 'GET', '/v1/audit?action=token.rotate-admin');
     expect(audit.body.items[0]).toMatchObject({ actor: 'operator:admin', result: 'ok' });
   });
@@ -88,5 +97,13 @@ describe('token rotate-admin', () => {
     expect(await call('POST', '/v1/tokens', admin, { name: 'admin.sneaky', role: 'viewer' })).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
     expect(tokenFile()).toBe(admin);
     expect((await whoami(first.port, admin)).status).toBe(200);
+  });
+
+  it('says so when the local data directory belongs to another deployment than --api', async () => {
+    const other = join(dir.path, 'other');
+    expect((await runCli(['init', '--data-dir', other, '--hostname', 'localhost'], { FLEETGATE_DATABASE_URL: '' })).code).toBe(0);
+    const refused = await runCli(['device', 'list', '--data-dir', other, '--api', `https://localhost:${first.port}`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`is not signed by the CA in ${join(other, 'pki', 'ca.crt')}`);
   });
 });
