@@ -22,12 +22,13 @@ export interface OperatorAuth {
 }
 
 /**
- * Stored tokens named `admin.…` are the bootstrap token's later generations (`fleetgate token rotate-admin`,
- * README "Operator tokens"): they act as `operator:admin`, and no personal token or certificate may take
- * such a name.
+ * Stored tokens named `admin.<time>` (or `admin.file-<hash prefix>` for the admin.token a rotation retired)
+ * are the bootstrap token's generations (`fleetgate token rotate-admin`, README "HTTPS API"): they act as
+ * `operator:admin`. No personal token or certificate may take a name starting with `admin.`.
  */
 export const bootstrapGenerationPrefix = 'admin.';
-export const isBootstrapGeneration = (name: string) => name.toLowerCase().startsWith(bootstrapGenerationPrefix);
+export const isBootstrapGeneration = (name: string) => /^admin\.(?:\d{8}T\d{9}Z|file-[0-9a-f]{12})$/.test(name);
+export const isReservedTokenName = (name: string) => name.toLowerCase().startsWith(bootstrapGenerationPrefix);
 
 /** Personal tokens start with this, so that people and secret scanners recognise one in a paste or a log. */
 export const operatorTokenPrefix = 'fgt_';

@@ -6,6 +6,7 @@ import { auditRefusals } from '../audited.ts';
 import {
   bootstrapGenerationPrefix,
   isBootstrapGeneration,
+  isReservedTokenName,
   newOperatorToken,
   type OperatorAuth,
   operatorCertificateHash,
@@ -42,7 +43,7 @@ const tokenSchema = {
 
 /** `admin.…` names belong to the bootstrap token's generations (operator-auth.ts isBootstrapGeneration). */
 function refuseReservedName(name: string): void {
-  if (isBootstrapGeneration(name)) {
+  if (isReservedTokenName(name)) {
     throw new FleetgateError('REQUEST_INVALID', { message: `Token names starting with "${bootstrapGenerationPrefix}" are reserved for the bootstrap token; choose another name.` });
   }
 }
