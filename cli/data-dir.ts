@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../core/index.ts';
-import { loadOrCreateAdminToken, loadOrCreatePki, type Pki } from '../provisioning/index.ts';
+import { loadOrCreateAdminToken, loadOrCreatePki, type Pki, pkiDir } from '../provisioning/index.ts';
 import { openRegistry, type Registry, seedDefaults } from '../registry/index.ts';
+import { ConfigError } from './config.ts';
 
 export interface DataDir {
   readonly path: string;
@@ -27,6 +28,7 @@ export async function openDataDir(options: {
   onRegistryError?: (error: Error) => void;
 }): Promise<DataDir> {
   const clock = options.clock ?? systemClock;
+  await refuseForeignRegistry(options.path, options.databaseUrl, clock);
   mkdirSync(options.path, { recursive: true, mode: 0o700 });
   const pki = await loadOrCreatePki({ dataDir: options.path, hostnames: options.hostnames ?? [], clock });
   const token = loadOrCreateAdminToken(options.path);
@@ -39,6 +41,26 @@ export async function openDataDir(options: {
   await seedDefaults(registry);
   const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
   return { path: options.path, pki, registry, adminToken: token.token, created };
+}
+
+/**
+ * A data directory without CAs pointed at a PostgreSQL registry that already serves a deployment (it has
+ * templates, which the first start of any process seeds): new CAs made here would sign certificates that
+ * deployment's brokers do not trust, beside its devices. Refused before anything is written; the CAs and
+ * admin.token come from the deployment's own data directory (README "Scaling out").
+ */
+async function refuseForeignRegistry(path: string, databaseUrl: string | undefined, clock: Clock): Promise<void> {
+  if (databaseUrl === undefined || existsSync(join(pkiDir(path), 'root-ca.key'))) return;
+  const registry = await openConfiguredRegistry({ dataDir: path, databaseUrl, clock });
+  try {
+    if ((await registry.listTemplates()).length === 0) return;
+  } finally {
+    await registry.close();
+  }
+  throw new ConfigError([
+    `the PostgreSQL registry (FLEETGATE_DATABASE_URL / --database-url) already serves a fleetgate deployment, but ${path} has no CAs: ` +
+      'copy the data directory (pki/ and admin.token) of that deployment here, or use an empty database for a new one',
+  ]);
 }
 
 /**

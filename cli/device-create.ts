@@ -1,21 +1,22 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCsr, generateKeyPair, privateKeyToPem, systemClock } from '../core/index.ts';
-import { registerDevice, writeSecret } from '../provisioning/index.ts';
-import type { CertificateRecord } from '../registry/index.ts';
-import { openDataDir } from './data-dir.ts';
+import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
+import { writeSecret } from '../provisioning/index.ts';
+import type { ApiClientOptions } from './api-client.ts';
+import { callApi } from './operator-context.ts';
 
 export interface DeviceCreateOptions {
   readonly id: string;
   readonly out: string;
-  readonly dataDir: string;
   readonly template?: string;
-  /** Used for the CRL/OCSP URLs written into the certificate. */
-  readonly apiBaseUrl: string;
+  readonly policy?: string;
+  readonly attributes?: Readonly<Record<string, string>>;
 }
 
 export interface CreatedDevice {
   readonly id: string;
+  readonly template: string;
+  readonly policy: string | null;
   readonly serial: string;
   readonly notAfter: string;
   readonly files: { readonly certificate: string; readonly key: string; readonly ca: string };
@@ -24,40 +25,46 @@ export interface CreatedDevice {
 const fileNames = { certificate: 'device.crt', key: 'device.key', ca: 'ca.crt' } as const;
 
 /**
- * Manual registration for a lab or a handful of devices: a P-256 key made here, a CSR, a certificate from
- * the device CA in the data directory. Either all three files are written and the device is registered,
- * or nothing is: the key is written first (0600, never overwriting) and removed if registration fails.
+ * Manual registration for a lab or a handful of devices: a P-256 key made here, a CSR, and the certificate
+ * from the API (`POST /v1/devices`), so it lands in the deployment's registry, whatever that is (SQLite,
+ * PostgreSQL, a cluster), audited under the caller's token. Either all three files are written and the device
+ * is registered, or nothing is: the key is written first (0600, never overwriting) and removed if the API
+ * refuses.
  */
-export async function createDevice(options: DeviceCreateOptions): Promise<CreatedDevice> {
+export async function createDevice(client: ApiClientOptions, options: DeviceCreateOptions): Promise<CreatedDevice> {
   const files = { certificate: join(options.out, fileNames.certificate), key: join(options.out, fileNames.key), ca: join(options.out, fileNames.ca) };
   const existing = Object.values(files).filter((path) => existsSync(path));
   if (existing.length > 0) throw new Error(`${existing.join(', ')} already exist; choose an empty --out directory`);
 
-  const dataDir = await openDataDir({ path: options.dataDir });
+  const keys = await generateKeyPair();
+  mkdirSync(options.out, { recursive: true });
+  writeSecret(files.key, await privateKeyToPem(keys.privateKey));
+  chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
+  let created: { id: string; template: string; policy: string | null; serial: string; notAfter: string; certificate: string; chain: string; ca: string };
   try {
-    const keys = await generateKeyPair();
-    mkdirSync(options.out, { recursive: true });
-    writeSecret(files.key, await privateKeyToPem(keys.privateKey));
-    chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
-    let record: CertificateRecord;
-    try {
-      record = await registerDevice(
-        {
-          registry: dataDir.registry,
-          deviceCa: dataDir.pki.deviceCa,
-          clock: systemClock,
-          revocation: { crl: `${options.apiBaseUrl}/v1/pki/crl`, ocsp: `${options.apiBaseUrl}/v1/pki/ocsp` },
-        },
-        { id: options.id, csr: await createCsr(keys, options.id), actor: 'cli', ...(options.template ? { template: options.template } : {}) },
-      );
-    } catch (error) {
-      unlinkSync(files.key);
-      throw error;
-    }
-    writeFileSync(files.certificate, record.pem + dataDir.pki.pem.deviceCa, { mode: 0o644 });
-    writeFileSync(files.ca, dataDir.pki.pem.root, { mode: 0o644 });
-    return { id: options.id, serial: record.serial, notAfter: record.notAfter.toISOString(), files };
-  } finally {
-    await dataDir.registry.close();
+    created = await callApi(client, 'POST', '/v1/devices', {
+      id: options.id,
+      csr: await createCsr(keys, options.id),
+      ...(options.template ? { template: options.template } : {}),
+      ...(options.policy ? { policy: options.policy } : {}),
+      ...(options.attributes && Object.keys(options.attributes).length > 0 ? { attributes: options.attributes } : {}),
+    });
+  } catch (error) {
+    unlinkSync(files.key);
+    throw error;
   }
+  writeFileSync(files.certificate, created.certificate + created.chain, { mode: 0o644 });
+  writeFileSync(files.ca, created.ca, { mode: 0o644 });
+  return { id: created.id, template: created.template, policy: created.policy, serial: created.serial, notAfter: created.notAfter, files };
+}
+
+/** `--attribute site=lab --attribute floor=2` as a record; a value may contain `=`. */
+export function parseAttributes(pairs: readonly string[] | undefined): Record<string, string> {
+  const attributes: Record<string, string> = {};
+  for (const pair of pairs ?? []) {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`--attribute must be NAME=VALUE, got "${pair}"`);
+    attributes[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return attributes;
 }

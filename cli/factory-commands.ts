@@ -18,6 +18,22 @@ interface TemplateJson {
   limits?: { publishPerSecond?: number; publishBytesPerSecond?: number; outboundQueueMessages?: number; outboundQueueBytes?: number };
 }
 
+// Every list route answers one page, `{items, next}` (README "HTTPS API").
+interface Page<T> {
+  items: T[];
+  next: string | null;
+}
+interface PageOptions {
+  after?: string;
+  limit: string;
+}
+const pageOptions = (command: Command, key: string) => command.option('--after <key>', `start after this ${key} (paging)`).option('--limit <n>', 'at most this many (1-1000)', '100');
+const pageQuery = (options: PageOptions) => {
+  const search = new URLSearchParams({ ...(options.after ? { after: options.after } : {}), limit: options.limit });
+  return `?${search.toString()}`;
+};
+const moreHint = (next: string | null, command: string) => (next ? `\n(more: ${command} --after ${next})` : '');
+
 /** `--publish-rate 50` sets a limit, `--publish-rate default` removes it (the gateway default applies). */
 function limitOption(name: string, value: string | undefined): Record<string, number | null> {
   if (value === undefined) return {};
@@ -78,10 +94,15 @@ export function registerFactoryCommands(program: Command): void {
     );
   });
 
-  withOperatorOptions(claim.command('list').description('claims with their usage and limits')).action(async (options: OperatorOptions) => {
-    const claims = await callApi<{ claimId: string; template: string; kind: string; maxUses: number | null; uses: number; status: string; expiresAt: string }[]>(operatorClient(options), 'GET', '/v1/claims');
+  withOperatorOptions(pageOptions(claim.command('list').description('claims with their usage and limits, oldest first'), 'claim id')).action(async (options: OperatorOptions & PageOptions) => {
+    const claims = await callApi<Page<{ claimId: string; template: string; kind: string; maxUses: number | null; uses: number; status: string; expiresAt: string }>>(
+      operatorClient(options),
+      'GET',
+      `/v1/claims${pageQuery(options)}`,
+    );
     emit(Boolean(options.json), claims, () =>
-      formatTable(['CLAIM', 'KIND', 'TEMPLATE', 'USES', 'STATUS', 'EXPIRES'], claims.map((c) => [c.claimId, c.kind, c.template, `${c.uses}/${c.maxUses ?? '∞'}`, c.status, c.expiresAt])),
+      formatTable(['CLAIM', 'KIND', 'TEMPLATE', 'USES', 'STATUS', 'EXPIRES'], claims.items.map((c) => [c.claimId, c.kind, c.template, `${c.uses}/${c.maxUses ?? '∞'}`, c.status, c.expiresAt])) +
+        moreHint(claims.next, 'fleetgate claim list'),
     );
   });
   withOperatorOptions(claim.command('revoke').description('stop further enrollments with a claim (enrolled devices keep their identity)').argument('<claim-id>')).action(
@@ -104,13 +125,13 @@ export function registerFactoryCommands(program: Command): void {
   });
 
   const template = program.command('template').description('registration templates (policy, validity, key rules, allow-list)');
-  withOperatorOptions(template.command('list').description('list templates')).action(async (options: OperatorOptions) => {
-    const templates = await callApi<TemplateJson[]>(operatorClient(options), 'GET', '/v1/templates');
+  withOperatorOptions(pageOptions(template.command('list').description('list templates, by name'), 'name')).action(async (options: OperatorOptions & PageOptions) => {
+    const templates = await callApi<Page<TemplateJson>>(operatorClient(options), 'GET', `/v1/templates${pageQuery(options)}`);
     emit(Boolean(options.json), templates, () =>
       formatTable(
         ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES', 'LIMITS'],
-        templates.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', '), limitText(t.limits)]),
-      ),
+        templates.items.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', '), limitText(t.limits)]),
+      ) + moreHint(templates.next, 'fleetgate template list'),
     );
   });
   withOperatorOptions(

@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import { resolveServeConfig, type ServeConfig, type ServeFlags } from './config.ts';
 import { addSettingOptions, configOption, registerConfigCommand, serverFlags } from './config-command.ts';
 import type { ServerCommand } from './settings.ts';
-import { createDevice } from './device-create.ts';
+import { createDevice, parseAttributes } from './device-create.ts';
+import { operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
@@ -100,36 +101,37 @@ withServerOptions(
 });
 
 const device = program.command('device').description('manage devices');
-device
-  .command('create')
-  .description('register a device by hand (lab use): make a P-256 key and CSR here, issue its certificate, write device.crt, device.key and ca.crt')
-  .requiredOption('--id <id>', 'device id (letters, digits, . _ : -; at most 128)')
-  .requiredOption('--out <dir>', 'directory for device.crt, device.key (0600) and ca.crt')
-  .option('--template <name>', 'registration template', 'default')
-  .addOption(dataDirOption())
-  .option('--api <url>', 'public API base URL written into the certificate for CRL/OCSP', undefined)
-  .addOption(jsonOption())
-  .action(async (options: { id: string; out: string; template: string; dataDir?: string; api?: string; json?: boolean }) => {
-    const config = resolveServeConfig({ ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
-    const created = await createDevice({
-      id: options.id,
-      out: options.out,
-      dataDir: config.dataDir,
-      template: options.template,
-      apiBaseUrl: options.api ?? `https://${config.hostname}:${config.apiPort}`,
-    });
-    emit(Boolean(options.json), created, () =>
-      [
-        `Created device ${created.id} (certificate serial ${created.serial}, valid until ${created.notAfter})`,
-        `  certificate  ${created.files.certificate}`,
-        `  private key  ${created.files.key} (mode 0600)`,
-        `  CA           ${created.files.ca}`,
-        '',
-        'Try it:',
-        `  mosquitto_sub --cafile ${created.files.ca} --cert ${created.files.certificate} --key ${created.files.key} -h localhost -p ${config.mqttPort} -i ${created.id} -t 'devices/${created.id}/#' -v`,
-      ].join('\n'),
-    );
+withOperatorOptions(
+  device
+    .command('create')
+    .description('register a device by hand (lab use): make a P-256 key and CSR here, have the API issue its certificate, write device.crt, device.key and ca.crt')
+    .requiredOption('--id <id>', 'device id (letters, digits, . _ : -; at most 128)')
+    .requiredOption('--out <dir>', 'directory for device.crt, device.key (0600) and ca.crt')
+    .option('--template <name>', 'registration template', 'default')
+    .option('--policy <name>', 'policy override (default: the template policy)')
+    .option('--attribute <name=value...>', 'trusted attribute policies may read, e.g. site=lab (repeatable)'),
+).action(async (options: OperatorOptions & { id: string; out: string; template: string; policy?: string; attribute?: string[] }) => {
+  const client = operatorClient(options);
+  const created = await createDevice(client, {
+    id: options.id,
+    out: options.out,
+    template: options.template,
+    ...(options.policy ? { policy: options.policy } : {}),
+    attributes: parseAttributes(options.attribute),
   });
+  const mqttHost = new URL(client.baseUrl).hostname;
+  emit(Boolean(options.json), created, () =>
+    [
+      `Created device ${created.id} (template ${created.template}, certificate serial ${created.serial}, valid until ${created.notAfter})`,
+      `  certificate  ${created.files.certificate}`,
+      `  private key  ${created.files.key} (mode 0600)`,
+      `  CA           ${created.files.ca}`,
+      '',
+      'Try it:',
+      `  mosquitto_sub --cafile ${created.files.ca} --cert ${created.files.certificate} --key ${created.files.key} -h ${mqttHost} -p 8883 -i ${created.id} -t 'devices/${created.id}/#' -v`,
+    ].join('\n'),
+  );
+});
 
 registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });

@@ -32,8 +32,16 @@ export function operatorClient(options: OperatorOptions, env: NodeJS.ProcessEnv 
   const tokenPath = join(dataDir, 'admin.token');
   const token = env.FLEETGATE_TOKEN ?? (existsSync(tokenPath) ? readFileSync(tokenPath, 'utf8').trim() : undefined);
   if (!token) throw new Error(`no operator token: set FLEETGATE_TOKEN or pass --data-dir of the gateway (reads ${tokenPath})`);
-  return { baseUrl: options.api ?? env.FLEETGATE_API ?? 'https://localhost:8443', ca: readFileSync(caPath, 'utf8'), token };
+  const client = { baseUrl: options.api ?? env.FLEETGATE_API ?? 'https://localhost:8443', ca: readFileSync(caPath, 'utf8'), token };
+  sources.set(client, { caPath, ...(env.FLEETGATE_TOKEN === undefined ? { tokenPath } : {}) });
+  return client;
 }
+
+/** Where a client's CA and token came from, so a refusal can say which local file does not fit the API. */
+const sources = new WeakMap<ApiClientOptions, { caPath: string; tokenPath?: string }>();
+
+// Node's codes for a server certificate that does not chain to the CA we trust.
+const untrustedServer = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
 
 /** Calls the API and turns an error answer into the same coded error the server raised. */
 export async function callApi<T>(client: ApiClientOptions, method: string, path: string, body?: unknown): Promise<T> {
@@ -41,11 +49,18 @@ export async function callApi<T>(client: ApiClientOptions, method: string, path:
   try {
     response = await apiRequest<T | { code?: string; message?: string }>(client, method, path, body);
   } catch (error) {
+    const source = sources.get(client);
+    if (source !== undefined && untrustedServer.has(String((error as NodeJS.ErrnoException).code))) {
+      throw new Error(`the API at ${client.baseUrl} is not signed by the CA in ${source.caPath}: that data directory (or --ca) belongs to another deployment than --api`, { cause: error });
+    }
     throw new Error(`cannot reach the fleetgate API at ${client.baseUrl} (${(error as Error).message}); is \`fleetgate serve\` running? Use --api URL otherwise.`, { cause: error });
   }
   if (response.status >= 400) {
     const problem = response.body as { code?: string; message?: string };
-    throw new FleetgateError(isKnownCode(problem.code) ? problem.code : 'INTERNAL', { message: problem.message ?? `HTTP ${response.status}` });
+    const tokenPath = sources.get(client)?.tokenPath;
+    // The bootstrap token read from a local file: after a rotation elsewhere, or from another deployment's directory.
+    const hint = response.status === 401 && tokenPath !== undefined ? ` The token came from ${tokenPath}: it was rotated since, or belongs to another deployment; set FLEETGATE_TOKEN or --data-dir.` : '';
+    throw new FleetgateError(isKnownCode(problem.code) ? problem.code : 'INTERNAL', { message: (problem.message ?? `HTTP ${response.status}`) + hint });
   }
   return response.body as T;
 }

@@ -1,8 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
 import { operatorRoles } from '../registry/index.ts';
+import { resolveDataDir } from './config.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
 import { formatTable } from './table.ts';
@@ -95,6 +96,33 @@ export function registerTokenCommands(program: Command): void {
     );
   });
 
+  withOperatorOptions(
+    token
+      .command('rotate-admin')
+      .description('replace the bootstrap admin token: every API process refuses the old one at once; the new one is written to admin.token (0600)')
+      .option('--out <file>', 'where to write the new token (default <data-dir>/admin.token, replaced atomically)'),
+  ).action(async (options: OperatorOptions & { out?: string }) => {
+    const client = operatorClient(options);
+    const file = options.out ?? join(resolveDataDir(options.dataDir), 'admin.token');
+    const rotated = await callApi<{ name: string; token: string; rotatedAt: string; retired: string[] }>(client, 'POST', '/v1/tokens/admin/rotate');
+    try {
+      writeTokenFile(file, rotated.token);
+    } catch (error) {
+      // The old token no longer works: losing the new one here would leave only personal tokens.
+      process.stderr.write(`Could not write ${file} (${(error as Error).message}). The new bootstrap token is:\n\n  ${rotated.token}\n\nStore it now; it is not shown again.\n`);
+      throw error;
+    }
+    const summary = { name: rotated.name, rotatedAt: rotated.rotatedAt, retired: rotated.retired, file };
+    emit(Boolean(options.json), summary, () =>
+      [
+        `Rotated the bootstrap admin token at ${rotated.rotatedAt}; the new one is in ${file} (mode 0600).`,
+        'Every API process sharing this registry refuses the old token from now on; no restart is needed.',
+        'Copy the new admin.token to the other hosts that keep a copy of the data directory, and give brokers that',
+        'relayed with the old one a broker token of their own (`fleetgate token create --role broker`).',
+      ].join('\n'),
+    );
+  });
+
   withOperatorOptions(token.command('list').description('tokens and their roles (never the tokens themselves)')).action(async (options: OperatorOptions) => {
     const { items } = await callApi<{ items: TokenJson[] }>(operatorClient(options), 'GET', '/v1/tokens');
     emit(Boolean(options.json), items, () =>
@@ -156,4 +184,18 @@ function verificationText(verdict: AuditVerificationJson): string {
     `${verdict.entries} entries before it verified intact${head ? ` (last intact: ${head})` : ''}.`,
     'Entries from the break on cannot be trusted. Copy the database file for investigation before changing anything.',
   ].join('\n');
+}
+
+/** Replaces `file` atomically: a 0600 file beside it, then a rename, so no reader ever sees half a token. */
+function writeTokenFile(file: string, token: string): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, token + '\n', { flag: 'wx', mode: 0o600 });
+  try {
+    chmodSync(temporary, 0o600); // in case a umask or an odd filesystem widened it
+    renameSync(temporary, file);
+  } catch (error) {
+    unlinkSync(temporary);
+    throw error;
+  }
 }

@@ -7,7 +7,12 @@ import { writeSecret } from './pki-store.ts';
 export function loadOrCreateAdminToken(dataDir: string): { token: string; created: boolean } {
   const path = join(dataDir, 'admin.token');
   if (existsSync(path)) return { token: readFileSync(path, 'utf8').trim(), created: false };
-  const token = randomBytes(32).toString('base64url');
+  const token = newAdminToken();
   writeSecret(path, token + '\n');
   return { token, created: true };
+}
+
+/** A bootstrap token: 256 random bits, base64url (the first one, and each one a rotation makes). */
+export function newAdminToken(): string {
+  return randomBytes(32).toString('base64url');
 }

@@ -77,6 +77,44 @@ function mergeLimits(current: TemplateLimits, patch: LimitsPatch | undefined): T
 
 const templateJson = (t: TemplateRecord) => ({ ...t, createdAt: t.createdAt.toISOString(), updatedAt: t.updatedAt.toISOString() });
 
+interface PageQuery {
+  after?: string;
+  limit?: string;
+}
+
+// The same page shape as the fleet routes (provisioning/api/fleet-routes.ts): `{items, next}`, `next` passed
+// back as `after`. Query values arrive as strings (the API does not coerce), so the limit is a digit string.
+const pageQuery = (key: string) =>
+  ({
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      after: { type: 'string', maxLength: 128, description: `the ${key} the previous page ended with (its \`next\`)` },
+      limit: { type: 'string', pattern: '^[0-9]{1,4}$', description: '1 to 1000, default 100' },
+    },
+  }) as const;
+const page = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items }, next: { type: ['string', 'null'], description: 'pass as `after` for the next page' } } });
+
+/**
+ * One page of a list the registry returns whole, in its own order (templates by name, claims oldest first):
+ * both stay small (a template per product line, a claim per factory batch) and neither is ever deleted, so
+ * the key of the last item is a stable cursor. An `after` that names nothing is refused rather than
+ * silently restarting the list.
+ */
+function pageOf<T, J>(all: readonly T[], keyOf: (item: T) => string, query: PageQuery, toJson: (item: T) => J): { items: J[]; next: string | null } {
+  const limit = query.limit === undefined ? 100 : Number(query.limit);
+  if (limit < 1 || limit > 1000) throw new FleetgateError('REQUEST_INVALID', { message: 'limit must be between 1 and 1000.' });
+  let start = 0;
+  if (query.after !== undefined) {
+    const at = all.findIndex((item) => keyOf(item) === query.after);
+    if (at < 0) throw new FleetgateError('REQUEST_INVALID', { message: `after: ${query.after} is not in the list; pass the \`next\` of the previous page.` });
+    start = at + 1;
+  }
+  const items = all.slice(start, start + limit);
+  const last = items.at(-1);
+  return { items: items.map(toJson), next: start + limit < all.length && last !== undefined ? keyOf(last) : null };
+}
+
 /** Factory and fleet administration: templates, claims, allow-lists. */
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   const { registry, auth } = deps;
@@ -84,9 +122,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   // Authentication and role first, in onRequest: without the right credentials a caller learns only 401/403.
   const { allow, operatorOf } = routeGuard(auth);
 
-  app.get('/v1/templates', { onRequest: allow(['admin', 'operator', 'station', 'viewer']), schema: { tags: ['admin'], security, response: { 200: { type: 'array', items: templateSchema } } } }, async () => {
-    return (await registry.listTemplates()).map(templateJson);
-  });
+  app.get<{ Querystring: PageQuery }>(
+    '/v1/templates',
+    {
+      onRequest: allow(['admin', 'operator', 'station', 'viewer']),
+      schema: { tags: ['admin'], summary: 'Registration templates, by name, one page at a time', security, querystring: pageQuery('name'), response: { 200: page(templateSchema) } },
+    },
+    async (request) => pageOf(await registry.listTemplates(), (t) => t.name, request.query, templateJson),
+  );
 
   app.post<{ Body: { name: string; policy?: string; validityDays?: number; keyTypes?: string[]; requireAllowlist?: boolean; allowReenroll?: boolean; limits?: LimitsPatch } }>(
     '/v1/templates',
@@ -233,9 +276,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     },
   );
 
-  app.get('/v1/claims', { onRequest: allow(['admin', 'operator', 'station', 'viewer']), schema: { tags: ['admin'], summary: 'Claims and their usage', security, response: { 200: { type: 'array', items: claimSchema } } } }, async () => {
-    return (await registry.listClaims()).map(claimJson);
-  });
+  app.get<{ Querystring: PageQuery }>(
+    '/v1/claims',
+    {
+      onRequest: allow(['admin', 'operator', 'station', 'viewer']),
+      schema: { tags: ['admin'], summary: 'Claims and their usage, oldest first, one page at a time', security, querystring: pageQuery('claim id'), response: { 200: page(claimSchema) } },
+    },
+    async (request) => pageOf(await registry.listClaims(), (c) => c.id, request.query, claimJson),
+  );
 
   app.post<{ Params: { id: string } }>(
     '/v1/claims/:id/revoke',

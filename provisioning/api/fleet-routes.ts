@@ -15,6 +15,7 @@ import {
 } from '../../core/index.ts';
 import type { AuditEntry, CertificateRecord, DeviceRecord, DeviceStatus, IdentityKind, PolicyRecord, Registry } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
+import { registerDevice } from '../register-device.ts';
 import { registerService } from '../register-service.ts';
 import { changeDeviceStatus, operatorRevocationReasons, type StatusAction } from '../revoke-device.ts';
 import { type OperatorAuth, type OperatorRole, routeGuard } from './operator-auth.ts';
@@ -134,7 +135,10 @@ const auditEntrySchema = {
 } as const;
 
 const page = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items }, next: { ...nullable('string'), description: 'pass as `after` for the next page' } } });
-const list = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items } } });
+// A list answered whole: the same `{items, next}` shape as a page, with `next` always null.
+const list = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items }, next: { type: 'null', description: 'always null: the whole list is in this answer' } } });
+// The audit trail is a feed, not a list: older entries are read with `until`, newer ones with `afterId`.
+const feed = (items: object) => ({ type: 'object', properties: { items: { type: 'array', items } } });
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
 const deviceJson = (d: DeviceRecord) => ({ ...d, createdAt: iso(d.createdAt), updatedAt: iso(d.updatedAt) });
@@ -263,6 +267,66 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
     },
   );
 
+  // Manual registration (`fleetgate device create`): new identities are admin work, as for services below.
+  app.post<{ Body: { id: string; csr: string; template?: string; policy?: string; attributes?: Record<string, string> } }>(
+    '/v1/devices',
+    {
+      onRequest: allow(admins),
+      schema: {
+        tags: ['fleet'],
+        summary: 'Register a device from a CSR (the key stays with the caller), without a claim',
+        security,
+        body: {
+          type: 'object',
+          required: ['id', 'csr'],
+          additionalProperties: false,
+          properties: {
+            id: { type: 'string', maxLength: 128, description: 'device id: its MQTT client id (letters, digits, . _ : -)' },
+            csr: { type: 'string', maxLength: 16_384, description: 'PKCS#10, PEM' },
+            template: { type: 'string', maxLength: 128, description: 'registration template, default `default`' },
+            policy: { type: 'string', maxLength: 128, description: 'policy override; default: the template policy' },
+            attributes: { type: 'object', additionalProperties: { type: 'string' }, description: 'trusted attributes policies may read' },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            properties: {
+              id: { type: 'string' },
+              template: { type: 'string' },
+              policy: nullable('string'),
+              serial: { type: 'string' },
+              notAfter: dateTime,
+              certificate: { type: 'string', description: 'the device certificate (PEM)' },
+              chain: { type: 'string', description: 'the issuing CA certificate (PEM), to send after the certificate' },
+              ca: { type: 'string', description: 'the root CA certificate (PEM), to verify the gateway with' },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const { id, csr, template, policy, attributes } = request.body;
+      const record = await registerDevice(
+        { registry, ...deps.issuing },
+        { id, csr, actor: operator.actor, ...(template === undefined ? {} : { template }), ...(policy === undefined ? {} : { policy }), ...(attributes === undefined ? {} : { attributes }) },
+      );
+      const device = await registry.getDevice(record.deviceId);
+      return reply.status(201).send({
+        id: record.deviceId,
+        template: device?.template ?? template ?? 'default',
+        policy: device?.policy ?? null,
+        serial: record.serial,
+        notAfter: iso(record.notAfter),
+        certificate: record.pem,
+        chain: deps.pem.deviceCa,
+        ca: deps.pem.root,
+      });
+    },
+  );
+
   const statusRoute = (action: StatusAction, summary: string, body: object) =>
     app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
       `/v1/devices/:id/${action}`,
@@ -373,7 +437,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
     async (request) => {
       const { kind } = request.query;
       const sessions = (await listSessions(deps.sessions)).filter((s) => kind === undefined || s.kind === kind);
-      return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson) };
+      return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson), next: null };
     },
   );
 
@@ -382,7 +446,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
   app.get(
     '/v1/policies',
     { onRequest: allow(readers), schema: { tags: ['policies'], summary: 'List policies', security, response: { 200: list(policySchema), ...errors } } },
-    async () => ({ items: (await registry.listPolicies()).map(policyJson) }),
+    async () => ({ items: (await registry.listPolicies()).map(policyJson), next: null }),
   );
 
   app.get<{ Params: { name: string } }>(
@@ -530,7 +594,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
             limit: limitParam,
           },
         },
-        response: { 200: list(auditEntrySchema), ...errors },
+        response: { 200: feed(auditEntrySchema), ...errors },
       },
     },
     async (request) => {

@@ -14,7 +14,21 @@ export interface Operator {
 
 export interface OperatorAuth {
   authenticate(request: FastifyRequest): Promise<Operator>;
+  /**
+   * SHA-256 (hex) of the bootstrap token this process read from `admin.token` at start, if it has one:
+   * what `POST /v1/tokens/admin/rotate` retires.
+   */
+  readonly bootstrapTokenHash?: string;
 }
+
+/**
+ * Stored tokens named `admin.<time>` (or `admin.file-<hash prefix>` for the admin.token a rotation retired)
+ * are the bootstrap token's generations (`fleetgate token rotate-admin`, README "HTTPS API"): they act as
+ * `operator:admin`. No personal token or certificate may take a name starting with `admin.`.
+ */
+export const bootstrapGenerationPrefix = 'admin.';
+export const isBootstrapGeneration = (name: string) => /^admin\.(?:\d{8}T\d{9}Z|file-[0-9a-f]{12})$/.test(name);
+export const isReservedTokenName = (name: string) => name.toLowerCase().startsWith(bootstrapGenerationPrefix);
 
 /** Personal tokens start with this, so that people and secret scanners recognise one in a paste or a log. */
 export const operatorTokenPrefix = 'fgt_';
@@ -66,8 +80,11 @@ function operatorCertificate(request: FastifyRequest, deviceCa: TrustedIssuers |
 }
 
 /**
- * Bearer-token authentication: the bootstrap token from `admin.token` (role admin, actor operator:admin),
- * or a personal token stored by the registry and not revoked (its role, actor `operator:<name>`).
+ * Bearer-token authentication: a token stored by the registry and not revoked (its role, actor
+ * `operator:<name>`; `operator:admin` for a generation of the bootstrap token), else the bootstrap token
+ * from `admin.token` (role admin, actor operator:admin). The registry is asked first, so a bootstrap token
+ * retired by a rotation (stored as revoked) is refused at once by every API process sharing the registry,
+ * even one that read it from its own `admin.token` at start.
  * Without an Authorization header, an operator certificate presented as TLS client certificate (issued by
  * the device CA `deviceCaPem`, see operatorCertificateHash) stands for the
  * stored, non-revoked record of the same name. A Bearer header, when present, always wins.
@@ -80,16 +97,19 @@ export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, '
   // Operator certificates come from the device CA only: no claim or manufacturer CA can vouch for one.
   const deviceCa = deps.deviceCaPem === undefined ? undefined : trustedIssuers((pem) => new X509Certificate(pem), { device: deps.deviceCaPem, claim: [], manufacturer: [] });
   return {
+    bootstrapTokenHash: expected.toString('hex'),
     async authenticate(request) {
       const bearer = bearerToken(request);
       if (bearer === undefined) return certificateOperator(request);
       const presented = digest(bearer);
-      if (timingSafeEqual(presented, expected)) return { actor: 'operator:admin', role: 'admin' };
       const stored = await deps.registry.findOperatorToken(presented.toString('hex'));
-      if (stored === undefined) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown token' } });
+      if (stored === undefined) {
+        if (timingSafeEqual(presented, expected)) return { actor: 'operator:admin', role: 'admin' };
+        throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'unknown token' } });
+      }
       // Same answer as an unknown token: a caller holding a leaked, revoked token learns nothing more.
       if (stored.revokedAt !== null) throw new FleetgateError('API_UNAUTHENTICATED', { detail: { reason: 'revoked token', name: stored.name } });
-      return { actor: `operator:${stored.name}`, role: stored.role };
+      return { actor: isBootstrapGeneration(stored.name) ? 'operator:admin' : `operator:${stored.name}`, role: stored.role };
     },
   };
 

@@ -1,8 +1,19 @@
 import type { FastifyInstance } from 'fastify';
-import { type CaCredential, checkCsr, type Clock, issueCertificate, operatorValidityDays } from '../../core/index.ts';
+import { type CaCredential, checkCsr, type Clock, FleetgateError, issueCertificate, operatorValidityDays, systemClock } from '../../core/index.ts';
 import { type OperatorTokenRecord, operatorRoles, type Registry } from '../../registry/index.ts';
+import { newAdminToken } from '../admin-token.ts';
 import { auditRefusals } from '../audited.ts';
-import { newOperatorToken, type OperatorAuth, operatorCertificateHash, type OperatorRole, operatorTokenHash, routeGuard } from './operator-auth.ts';
+import {
+  bootstrapGenerationPrefix,
+  isBootstrapGeneration,
+  isReservedTokenName,
+  newOperatorToken,
+  type OperatorAuth,
+  operatorCertificateHash,
+  type OperatorRole,
+  operatorTokenHash,
+  routeGuard,
+} from './operator-auth.ts';
 
 export interface SecurityRouteDeps {
   readonly registry: Registry;
@@ -29,6 +40,13 @@ const tokenSchema = {
   type: 'object',
   properties: { name: { type: 'string' }, role, createdAt: dateTime, revokedAt: { type: ['string', 'null'], format: 'date-time' } },
 } as const;
+
+/** `admin.…` names belong to the bootstrap token's generations (operator-auth.ts isBootstrapGeneration). */
+function refuseReservedName(name: string): void {
+  if (isReservedTokenName(name)) {
+    throw new FleetgateError('REQUEST_INVALID', { message: `Token names starting with "${bootstrapGenerationPrefix}" are reserved for the bootstrap token; choose another name.` });
+  }
+}
 
 const tokenJson = (t: OperatorTokenRecord) => ({ name: t.name, role: t.role, createdAt: t.createdAt.toISOString(), revokedAt: t.revokedAt?.toISOString() ?? null });
 
@@ -72,9 +90,10 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
       const operator = operatorOf(request);
       const { name, role: tokenRole } = request.body;
       const token = newOperatorToken();
-      const created = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail: { name, role: tokenRole } }, () =>
-        registry.createOperatorToken({ name, role: tokenRole, tokenHash: operatorTokenHash(token), audit: { actor: operator.actor, action: 'token.create', result: 'ok' } }),
-      );
+      const created = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail: { name, role: tokenRole } }, () => {
+        refuseReservedName(name);
+        return registry.createOperatorToken({ name, role: tokenRole, tokenHash: operatorTokenHash(token), audit: { actor: operator.actor, action: 'token.create', result: 'ok' } });
+      });
       // Like a claim key: no proxy or client cache may keep a copy.
       reply.header('cache-control', 'no-store');
       return reply.status(201).send({ name: created.name, role: created.role, token, createdAt: created.createdAt.toISOString() });
@@ -104,9 +123,9 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     '/v1/tokens',
     {
       onRequest: allow(admins),
-      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema } } }, ...errors } },
+      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema }, next: { type: 'null', description: 'always null: the whole list is in this answer' } } }, ...errors } },
     },
-    async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson) }),
+    async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson), next: null }),
   );
 
   app.post<{ Params: { name: string } }>(
@@ -128,6 +147,54 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
         registry.revokeOperatorToken(name, { actor: operator.actor, action: 'token.revoke', result: 'ok' }),
       );
       return tokenJson(revoked);
+    },
+  );
+
+  // The bootstrap token's rotation (README "Operator tokens"). The new generation is stored first (by its
+  // hash, under a reserved `admin.<time>` name), then every earlier one is stored as revoked: the token this
+  // process read from admin.token at start, and the generations earlier rotations stored. Every API process
+  // asks the registry before comparing with its own admin.token (operator-auth.ts tokenAuth), so the old
+  // token is refused at once everywhere and the new one works everywhere, without a restart.
+  app.post<{ Body: Record<string, never> }>(
+    '/v1/tokens/admin/rotate',
+    {
+      onRequest: allow(admins),
+      // No body, or `{}`: anything else is refused before anything changes.
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
+      schema: {
+        tags: ['admin'],
+        summary: 'Rotate the bootstrap admin token: the new token is in this answer only; the old one is refused from now on',
+        security,
+        body: { type: 'object', additionalProperties: false, properties: {} },
+        response: { 201: { type: 'object', properties: { name: { type: 'string' }, token: { type: 'string' }, rotatedAt: dateTime, retired: { type: 'array', items: { type: 'string' } } } }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const now = (deps.clock ?? systemClock).now();
+      const name = `${bootstrapGenerationPrefix}${now.toISOString().replace(/[-:.]/g, '')}`;
+      const token = newAdminToken();
+      const audit = { actor: operator.actor, action: 'token.rotate-admin', result: 'ok', detail: { name } } as const;
+      const retired = await auditRefusals(registry, { actor: operator.actor, action: 'token.rotate-admin', detail: { name } }, async () => {
+        await registry.createOperatorToken({ name, role: 'admin', tokenHash: operatorTokenHash(token), audit });
+        const names: string[] = [];
+        const { bootstrapTokenHash } = auth;
+        if (bootstrapTokenHash !== undefined && (await registry.findOperatorToken(bootstrapTokenHash)) === undefined) {
+          // The admin.token this process started with, never stored until now: stored so it can be revoked.
+          const first = `${bootstrapGenerationPrefix}file-${bootstrapTokenHash.slice(0, 12)}`;
+          await registry.createOperatorToken({ name: first, role: 'admin', tokenHash: bootstrapTokenHash, audit: { ...audit, detail: { name: first, retiring: true } } });
+        }
+        for (const stored of await registry.listOperatorTokens()) {
+          if (stored.name === name || stored.revokedAt !== null || !isBootstrapGeneration(stored.name)) continue;
+          await registry.revokeOperatorToken(stored.name, { actor: operator.actor, action: 'token.revoke', result: 'ok', detail: { reason: 'bootstrap token rotated', by: name } });
+          names.push(stored.name);
+        }
+        return names;
+      });
+      reply.header('cache-control', 'no-store');
+      return reply.status(201).send({ name, token, rotatedAt: now.toISOString(), retired });
     },
   );
 
@@ -166,6 +233,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
         const { name, role: certificateRole, csr } = request.body;
         const detail = { name, role: certificateRole, kind: 'certificate' };
         const issued = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail }, async () => {
+          refuseReservedName(name);
           const checked = await checkCsr(csr);
           const certificate = await issueCertificate({ issuer: deviceCa, publicKey: checked.publicKey, profile: { kind: 'operator', name, validityDays: operatorValidityDays }, clock });
           // The row is the credential: its hash binds the name to this one certificate (operatorCertificateHash).

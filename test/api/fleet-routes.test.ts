@@ -183,6 +183,28 @@ describe('devices, sessions and services', () => {
     await device.endAsync();
   });
 
+  it('registers a device from a CSR: the certificate connects, the key never travelled, the audit names the operator', async () => {
+    const { key, csr } = await deviceKeyAndCsr('fleet-reg-1');
+    const created = await call<{ id: string; template: string; policy: string | null; serial: string; certificate: string; chain: string; ca: string }>('POST', '/v1/devices', {
+      id: 'fleet-reg-1',
+      csr,
+      attributes: { site: 'lab' },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.body).toMatchObject({ id: 'fleet-reg-1', template: 'default', policy: null, ca: gw.ca });
+    expect(created.body).not.toHaveProperty('privateKey');
+    const device = await gw.connect('fleet-reg-1', { key, cert: created.body.certificate + created.body.chain });
+    await device.endAsync();
+    expect(await gw.gateway.dataDir.registry.getDevice('fleet-reg-1')).toMatchObject({ kind: 'device', attributes: { site: 'lab' } });
+    const audit = await call<{ items: AuditJson[] }>('GET', '/v1/audit?deviceId=fleet-reg-1&action=device.register');
+    expect(audit.body.items[0]).toMatchObject({ actor: 'operator:admin', result: 'ok', detail: expect.objectContaining({ serial: created.body.serial }) });
+
+    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-1', csr })).toMatchObject({ status: 409, body: { code: 'DEVICE_EXISTS' } });
+    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-2', csr, template: 'no-such-template' })).toMatchObject({ status: 404, body: { code: 'TEMPLATE_NOT_FOUND' } });
+    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-2', csr: 'not a csr' })).toMatchObject({ status: 400, body: { code: 'PKI_CSR_MALFORMED' } });
+    expect(await gw.gateway.dataDir.registry.getDevice('fleet-reg-2')).toBeUndefined();
+  });
+
   it('refuses a service with a taken name, an unknown policy, an invalid name or a bad CSR', async () => {
     await gw.createDevice('fleet-taken');
     const { csr } = await deviceKeyAndCsr('svc');

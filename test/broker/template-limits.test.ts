@@ -40,7 +40,7 @@ describe('template limits in the API and CLI', () => {
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout).toContain('7 msg/s');
     const listed = await runCli(['template', 'list', '--json', ...api]);
-    expect(JSON.parse(listed.stdout)).toContainEqual(expect.objectContaining({ name: 'trackers', limits: { publishPerSecond: 7, outboundQueueBytes: 65536 } }));
+    expect(JSON.parse(listed.stdout).items).toContainEqual(expect.objectContaining({ name: 'trackers', limits: { publishPerSecond: 7, outboundQueueBytes: 65536 } }));
     const reset = await runCli(['template', 'set', '--name', 'trackers', '--publish-rate', 'default', '--json', ...api]);
     expect(JSON.parse(reset.stdout).limits).toEqual({ outboundQueueBytes: 65536 });
     const bad = await runCli(['template', 'set', '--name', 'trackers', '--publish-rate', 'fast', ...api]);

@@ -11,6 +11,7 @@ describe('fleetgate serve + device create (real processes)', () => {
   const dir = makeTempDir();
   const dataDir = join(dir.path, 'data');
   let serve: ServeProcess;
+  const api = () => `https://localhost:${serve.apiPort}`;
 
   beforeAll(async () => {
     serve = await startServeProcess(dataDir);
@@ -30,7 +31,7 @@ describe('fleetgate serve + device create (real processes)', () => {
 
   it('registers a device whose files let it connect and use its topics', async () => {
     const out = join(dir.path, 'sensor-7');
-    const created = await runCli(['device', 'create', '--id', 'sensor-7', '--out', out, '--data-dir', dataDir, '--json']);
+    const created = await runCli(['device', 'create', '--id', 'sensor-7', '--out', out, '--data-dir', dataDir, '--api', api(), '--json']);
     expect(created.code, created.stderr).toBe(0);
     expect(JSON.parse(created.stdout)).toMatchObject({ id: 'sensor-7', serial: expect.stringMatching(/^[0-9a-f]{32}$/) });
     expect(mode(join(out, 'device.key'))).toBe(0o600);
@@ -45,10 +46,10 @@ describe('fleetgate serve + device create (real processes)', () => {
   });
 
   it('refuses a duplicate id or an invalid id with a coded error, leaving no key behind', async () => {
-    const again = await runCli(['device', 'create', '--id', 'sensor-7', '--out', join(dir.path, 'dup'), '--data-dir', dataDir, '--json']);
+    const again = await runCli(['device', 'create', '--id', 'sensor-7', '--out', join(dir.path, 'dup'), '--data-dir', dataDir, '--api', api(), '--json']);
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stderr)).toMatchObject({ code: 'DEVICE_EXISTS' });
-    const bad = await runCli(['device', 'create', '--id', 'bad/id', '--out', join(dir.path, 'bad'), '--data-dir', dataDir]);
+    const bad = await runCli(['device', 'create', '--id', 'bad/id', '--out', join(dir.path, 'bad'), '--data-dir', dataDir, '--api', api()]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/DEVICE_ID_INVALID/);
     expect(() => statSync(join(dir.path, 'dup', 'device.key'))).toThrow();

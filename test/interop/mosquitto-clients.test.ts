@@ -22,7 +22,7 @@ describe('mosquitto clients over mTLS', () => {
   beforeAll(async () => {
     serve = await startServeProcess(dataDir);
     for (const id of ['mosq-a', 'mosq-b']) {
-      const created = await runCli(['device', 'create', '--id', id, '--out', join(dir.path, id), '--data-dir', dataDir]);
+      const created = await runCli(['device', 'create', '--id', id, '--out', join(dir.path, id), '--data-dir', dataDir, '--api', `https://localhost:${serve.apiPort}`]);
       expect(created.code, created.stderr).toBe(0);
     }
   });
@@ -81,7 +81,7 @@ describe('mosquitto clients over mTLS', () => {
   });
 
   it('disconnects a connected mosquitto_sub when the device is revoked with the CLI, and refuses its reconnect', async () => {
-    const created = await runCli(['device', 'create', '--id', 'mosq-c', '--out', join(dir.path, 'mosq-c'), '--data-dir', dataDir]);
+    const created = await runCli(['device', 'create', '--id', 'mosq-c', '--out', join(dir.path, 'mosq-c'), '--data-dir', dataDir, '--api', `https://localhost:${serve.apiPort}`]);
     expect(created.code, created.stderr).toBe(0);
     const sub = spawn('mosquitto_sub', [...tls('mosq-c'), ...target(), '-i', 'mosq-c', '-t', 'devices/mosq-c/#']);
     let stderr = '';

@@ -154,6 +154,7 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'POST', url: '/v1/relay/certificate-requests', path: '/v1/relay/certificate-requests', module: 'provisioning/api/relay-routes.ts', access: roles(['broker']) },
   // fleet
   { method: 'GET', url: '/v1/devices', path: '/v1/devices', module: fleet, access: roles(readers) },
+  { method: 'POST', url: '/v1/devices', path: '/v1/devices', module: fleet, access: roles(admins) },
   { method: 'GET', url: '/v1/devices/:id', path: '/v1/devices/no-such-device', module: fleet, access: roles(readers) },
   { method: 'POST', url: '/v1/devices/:id/revoke', path: '/v1/devices/no-such-device/revoke', module: fleet, access: roles(actors) },
   { method: 'POST', url: '/v1/devices/:id/suspend', path: '/v1/devices/no-such-device/suspend', module: fleet, access: roles(actors) },
@@ -177,6 +178,7 @@ export const routeTable: readonly RouteRow[] = [
   // operators
   { method: 'POST', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },
   { method: 'GET', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },
+  { method: 'POST', url: '/v1/tokens/admin/rotate', path: '/v1/tokens/admin/rotate', module: security, access: roles(admins) },
   { method: 'POST', url: '/v1/tokens/:name/revoke', path: '/v1/tokens/no-such-token/revoke', module: security, access: roles(admins) },
   { method: 'POST', url: '/v1/operators/certificates', path: '/v1/operators/certificates', module: security, access: roles(admins) },
   { method: 'GET', url: '/v1/whoami', path: '/v1/whoami', module: security, access: roles(everyone) },

@@ -9,9 +9,10 @@ import { usePolled } from '../use-polled.ts';
 
 /** Claims (usage vs max-uses), templates, and for admins and stations: new claims and allow-list imports. */
 export function ClaimsPage({ role }: { role: Role }) {
-  const templates = usePolled(() => get<Template[]>('/v1/templates'), 0, []);
-  const claims = usePolled(() => get<Claim[]>('/v1/claims'), 5_000, []);
-  const names = (templates.data ?? []).map((t) => t.name);
+  // One page of up to 1000 each ({items, next}): more templates or claims than that do not fit a table anyway.
+  const templates = usePolled(() => get<{ items: Template[]; next: string | null }>('/v1/templates?limit=1000'), 0, []);
+  const claims = usePolled(() => get<{ items: Claim[]; next: string | null }>('/v1/claims?limit=1000'), 5_000, []);
+  const names = (templates.data?.items ?? []).map((t) => t.name);
 
   return html`<section>
     <h1>Claims and templates</h1>
@@ -27,7 +28,7 @@ export function ClaimsPage({ role }: { role: Role }) {
       <table class="list">
         <thead><tr><th>claim</th><th>kind</th><th>template</th><th>status</th><th>uses</th><th></th><th>expires</th><th></th></tr></thead>
         <tbody>
-          ${(claims.data ?? []).map(
+          ${(claims.data?.items ?? []).map(
             (c) => html`<tr data-claim=${c.claimId}>
               <td><code>${c.claimId}</code></td>
               <td>${c.kind}</td>
@@ -48,7 +49,7 @@ export function ClaimsPage({ role }: { role: Role }) {
       <table class="list">
         <thead><tr><th>name</th><th>policy</th><th>validity</th><th>key types</th><th>allow-list</th><th>re-enrollment</th></tr></thead>
         <tbody>
-          ${(templates.data ?? []).map(
+          ${(templates.data?.items ?? []).map(
             (t) => html`<tr>
               <td>${t.name}</td>
               <td><code>${t.policy}</code></td>
