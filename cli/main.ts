@@ -19,7 +19,6 @@ const program = new Command('fleetgate')
   .description('Self-hosted IoT trust plane: CA, device provisioning and an mTLS MQTT gateway with per-device topic ACLs.')
   .showHelpAfterError('(run with --help for usage)');
 
-const dataDirOption = () => new Option('--data-dir <dir>', 'data directory (env FLEETGATE_DATA_DIR)').default(undefined, './data');
 const jsonOption = () => new Option('--json', 'print one JSON document for scripts');
 
 addSettingOptions(
