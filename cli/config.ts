@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { packageRoot } from './package-root.ts';
 import { defaultBrokerLimits, defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
 
 /**
@@ -154,7 +154,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
       maxConnectionsPerSource: positive('FLEETGATE_MAX_CONNECTIONS_PER_SOURCE', env.FLEETGATE_MAX_CONNECTIONS_PER_SOURCE, perSource.maxConnectionsPerSource),
       connectPerSecond: positive('FLEETGATE_CONNECT_RATE', env.FLEETGATE_CONNECT_RATE, defaultFlowControl.connectPerSecond),
     }),
-    consoleDir: fileURLToPath(new URL('../console/dist', import.meta.url)),
+    consoleDir: join(packageRoot(), 'console', 'dist'),
     databaseUrl: url('--database-url', flags.databaseUrl ?? env.FLEETGATE_DATABASE_URL, ['postgres:', 'postgresql:']),
     redisUrl: url('--redis-url', flags.redisUrl ?? env.FLEETGATE_REDIS_URL, ['redis:', 'rediss:']),
     clusterName,
