@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, join, resolve } from 'node:path';
+import { packageRoot } from './package-root.ts';
 import { defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
 import { readConfigFile } from './config-file.ts';
 import { envName, flagAttribute, type Setting, type SettingKey, settingKeys, settings, type SettingValues } from './settings.ts';
@@ -187,7 +187,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
       maxConnectionsPerSource: need(values.maxConnectionsPerSource),
       connectPerSecond: need(values.connectRate),
     }),
-    consoleDir: fileURLToPath(new URL('../console/dist', import.meta.url)),
+    consoleDir: join(packageRoot(), 'console', 'dist'),
     databaseUrl: values.databaseUrl,
     redisUrl: values.redisUrl,
     clusterName: need(values.clusterName),

@@ -13,10 +13,12 @@ import { registerAuditVerifyCommand, registerTokenCommands } from './token-comma
 import { registerSimCommand } from './sim-command.ts';
 import { createLogger, startGateway } from './serve.ts';
 import { startBrokerProcess, startProvisioningProcess } from './scale-out.ts';
+import { packageVersion } from './package-root.ts';
 import { isBrokerWorker, reportWorkerReady, superviseBrokerWorkers } from './broker-workers.ts';
 
 const program = new Command('fleetgate')
   .description('Self-hosted IoT trust plane: CA, device provisioning and an mTLS MQTT gateway with per-device topic ACLs.')
+  .version(packageVersion(), '-V, --version', 'print the fleetgate version')
   .showHelpAfterError('(run with --help for usage)');
 
 const jsonOption = () => new Option('--json', 'print one JSON document for scripts');

@@ -84,18 +84,41 @@ describe('docker-compose.yml', () => {
 
 describe('Dockerfile', () => {
   const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const stages = dockerfile.split(/^(?=FROM )/m).filter((stage) => stage.startsWith('FROM '));
+  const runtime = stages.at(-1) ?? '';
+  const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string>; devDependencies: Record<string, string> };
 
-  it('copies every runtime folder and file it needs, and each exists', () => {
+  it('builds on Node 24 in a build stage that copies every source folder it compiles, and each exists', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    for (const stage of stages) expect(stage).toMatch(/^FROM node:24-bookworm-slim\b/);
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((match) => (match[1] as string).split(' '));
     for (const path of copied) expect(existsSync(join(root, path)), path).toBe(true);
-    for (const needed of ['bin', 'core', 'registry', 'broker', 'provisioning', 'cli', 'device-sim', 'console', 'package.json', 'package-lock.json']) expect(copied).toContain(needed);
+    for (const needed of ['bin', 'core', 'registry', 'broker', 'provisioning', 'cli', 'device-sim', 'console', 'package.json', 'package-lock.json', 'tsconfig.base.json']) expect(copied).toContain(needed);
+  });
+
+  it('ships a runtime stage with the compiled build and production dependencies only: no sources, no tsx, no compiler', () => {
+    // Everything in the runtime stage comes from the build stage, and only these paths: build/ holds JavaScript.
+    const runtimeCopies = [...runtime.matchAll(/^COPY (.+)$/gm)].map((match) => match[1] as string);
+    expect(runtimeCopies.length).toBeGreaterThan(0);
+    for (const line of runtimeCopies) {
+      const [from, source] = line.split(/\s+/);
+      expect(from, line).toBe('--from=build');
+      expect(['/app/package.json', '/app/node_modules', '/app/bin', '/app/build', '/app/console/dist'], line).toContain(source);
+    }
+    expect(runtime).not.toMatch(/\btsx\b|\.ts\b|g\+\+|gcc|apt-get install|npm (ci|install)\b/);
+    // node_modules is pruned of dev dependencies before it is copied, declarations are removed from build/.
+    expect(dockerfile).toMatch(/npm prune --omit=dev/);
+    expect(dockerfile).toMatch(/rm -rf build\/types/);
+    for (const devOnly of ['tsx', 'typescript', 'esbuild']) {
+      expect(Object.keys(packageJson.dependencies)).not.toContain(devOnly);
+      expect(Object.keys(packageJson.devDependencies)).toContain(devOnly);
+    }
+    expect(runtime).toMatch(/^ENTRYPOINT \["node", "bin\/fleetgate\.js"\]$/m);
   });
 
   it('runs the scripts it names and does not run as root', () => {
-    const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     for (const [, script] of dockerfile.matchAll(/npm run ([\w:-]+)/g)) expect(Object.keys(packageJson.scripts)).toContain(script);
-    expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/^FROM node:20/m);
+    expect(runtime).toMatch(/^USER node$/m);
   });
 
   it('keeps tests, data and local builds out of the build context', () => {

@@ -17,12 +17,21 @@ async function compileProbe(folder: string, source: string): Promise<{ ok: boole
   const tag = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const probe = join(root, folder, `layering-probe-${tag}.ts`);
   const config = join(root, folder, `tsconfig.probe-${tag}.json`);
+  const out = join(tmpdir(), `fleetgate-probe-${tag}`);
   const base = JSON.parse(readFileSync(join(root, folder, 'tsconfig.json'), 'utf8')) as { references?: unknown };
   writeFileSync(probe, source);
   writeFileSync(
     config,
     // Keep `composite`: it is what makes an import from outside the project's files an error (TS6307).
-    JSON.stringify({ extends: './tsconfig.json', compilerOptions: { outDir: join(tmpdir(), `fleetgate-probe-${tag}`) }, include: [], files: [probe], references: base.references ?? [] }),
+    // A type check only: nothing is emitted (a file outside the project would otherwise be compiled next to
+    // its source), and the build info goes to the temporary folder, never into build/.
+    JSON.stringify({
+      extends: './tsconfig.json',
+      compilerOptions: { noEmit: true, tsBuildInfoFile: join(out, 'probe.tsbuildinfo') },
+      include: [],
+      files: [probe],
+      references: base.references ?? [],
+    }),
   );
   try {
     await run(process.execPath, [tsc, '-p', config], { cwd: root });
@@ -32,7 +41,7 @@ async function compileProbe(folder: string, source: string): Promise<{ ok: boole
   } finally {
     rmSync(probe, { force: true });
     rmSync(config, { force: true });
-    rmSync(join(tmpdir(), `fleetgate-probe-${tag}`), { recursive: true, force: true });
+    rmSync(out, { recursive: true, force: true });
   }
 }
 
