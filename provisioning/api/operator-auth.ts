@@ -62,7 +62,10 @@ const digest = (value: string) => createHash('sha256').update(value).digest();
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (header === undefined) return undefined;
-  const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  // Every token fleetgate makes is base64url (the bootstrap token, `fgt_…` personal tokens). Anything else is
+  // refused before a lookup: operator certificates share the token table under `cert:<fingerprint>`, and a
+  // certificate's fingerprint is public, so it must never work as a Bearer token.
+  const match = typeof header === 'string' ? /^Bearer\s+([A-Za-z0-9_-]{16,512})$/i.exec(header) : null;
   if (!match?.[1]) throw new FleetgateError('API_UNAUTHENTICATED');
   return match[1];
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -94,6 +95,17 @@ describe('operator certificates', () => {
     const refused = await gw.api('GET', '/v1/devices', { credential: device });
     expect(refused.status).toBe(401);
     expect(refused.body).toMatchObject({ code: 'API_UNAUTHENTICATED' });
+  });
+
+  it('never accepts the public fingerprint of an operator certificate as a Bearer token', async () => {
+    const credential = await createOperatorCertificate('mallory-target', 'admin');
+    const fingerprint = new X509Certificate(credential.cert).fingerprint256.replaceAll(':', '').toLowerCase();
+    for (const bearer of [`cert:${fingerprint}`, fingerprint, `cert:${fingerprint.toUpperCase()}`]) {
+      const response = await gw.api<{ code: string }>('GET', '/v1/whoami', { token: bearer });
+      expect(response, bearer).toMatchObject({ status: 401, body: { code: 'API_UNAUTHENTICATED' } });
+    }
+    // The certificate itself (with its key, over TLS) still works.
+    expect(await gw.api('GET', '/v1/whoami', { credential })).toMatchObject({ status: 200, body: { name: 'mallory-target', role: 'admin' } });
   });
 
   it('lets a Bearer token win over a presented certificate', async () => {
