@@ -10,7 +10,7 @@ const base: EnrollmentFacts = {
   holdsSameKey: false,
   now,
 };
-const device = { kind: 'device', status: 'active', template: 't1' };
+const device = { kind: 'device', status: 'active', template: 't1', policy: null };
 
 /** Who a claim of a re-enrollable template may (re-)enroll, and in which order the refusals come. */
 describe('decideEnrollment', () => {
@@ -29,6 +29,8 @@ describe('decideEnrollment', () => {
     ['a revoked device, with its own key', { existing: { ...device, status: 'revoked' }, holdsSameKey: true }, 'AUTH_DEVICE_REVOKED'],
     ['a suspended device', { existing: { ...device, status: 'suspended' } }, 'AUTH_DEVICE_SUSPENDED'],
     ['a suspended device, with its own key', { existing: { ...device, status: 'suspended' }, holdsSameKey: true }, 'AUTH_DEVICE_SUSPENDED'],
+    ['a device an operator gave its own policy, with another key', { existing: { ...device, policy: 'backend' } }, 'ENROLL_IDENTITY_NOT_REENROLLABLE'],
+    ['a device an operator gave its own policy, with its own key (lost reply)', { existing: { ...device, policy: 'backend' }, holdsSameKey: true }, 'repeat'],
     ['another key when re-enrollment is off', { existing: device, template: { requireAllowlist: false, allowReenroll: false } }, 'ENROLL_CLONE_SUSPECTED'],
     ['a revoked claim', { claim: { ...base.claim, status: 'revoked' } }, 'ENROLL_CLAIM_REVOKED'],
     ['an expired claim', { claim: { ...base.claim, expiresAt: now } }, 'ENROLL_CLAIM_EXPIRED'],

@@ -22,6 +22,8 @@ export interface IdentityFacts {
   readonly kind: string;
   readonly status: string;
   readonly template: string;
+  /** A policy an operator set on this identity instead of its template's (null: the template's). */
+  readonly policy: string | null;
 }
 
 export interface EnrollmentFacts {
@@ -74,6 +76,9 @@ export function decideEnrollment(facts: EnrollmentFacts): EnrollmentDecision {
     if (existing.status === 'revoked') return refused('AUTH_DEVICE_REVOKED', 'the device is revoked');
     if (existing.status !== 'active') return refused('AUTH_DEVICE_SUSPENDED', `the device is ${existing.status}`);
     if (facts.holdsSameKey) return { outcome: 'repeat' };
+    // An operator gave this device a policy of its own (POST /v1/devices): a claim of its template must not
+    // hand that wider policy to a new key. Re-key such a device through the admin API.
+    if (existing.policy !== null) return refused('ENROLL_IDENTITY_NOT_REENROLLABLE', `the device has its own policy ${existing.policy}, set by an operator`);
     if (!facts.template.allowReenroll) return refused('ENROLL_CLONE_SUSPECTED', 'enrolled with another key and the template does not allow re-enrollment');
   }
   if (claim.maxUses !== null && claim.uses >= claim.maxUses) return refused('ENROLL_CLAIM_EXHAUSTED', `claim used ${claim.uses} of ${claim.maxUses} times`);

@@ -529,7 +529,7 @@ class PostgresRegistry implements Registry {
           claim,
           template: { requireAllowlist: input.requireAllowlist, allowReenroll: input.allowReenroll },
           serialAllowed: listed !== undefined,
-          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template },
+          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template, policy: existing.policy },
           holdsSameKey: same !== undefined,
           now,
         },

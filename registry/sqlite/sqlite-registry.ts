@@ -511,7 +511,7 @@ class SqliteRegistry implements Registry {
           claim,
           template: { requireAllowlist: input.requireAllowlist, allowReenroll: input.allowReenroll },
           serialAllowed: listed !== undefined,
-          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template },
+          existing: existing === undefined ? undefined : { kind: existing.kind, status: existing.status, template: existing.template, policy: existing.policy },
           holdsSameKey: same !== undefined,
           now: new Date(now),
         },

@@ -108,6 +108,19 @@ describe('a claim session using an enrolled identity as client id', () => {
   });
 });
 
+describe('a device an operator registered with a policy of its own', () => {
+  it('is never re-keyed by a claim of its template, over MQTT or HTTPS (it would inherit the wider policy)', async () => {
+    await gw.createDevice('gw-01', { template: 'resettable', policy: 'backend' });
+    const claim = await gw.issueClaim({ template: 'resettable', maxUses: 10 });
+    const before = await gw.gateway.dataDir.registry.listCertificates('gw-01');
+    await expect(gw.connect('gw-01', claim)).rejects.toMatchObject({ code: 5 });
+    const { csr } = await deviceKeyAndCsr('gw-01');
+    const https = await gw.api<{ code: string }>('POST', '/v1/enroll', { body: { csr, serial: 'gw-01' }, credential: claim });
+    expect(https).toMatchObject({ status: 409, body: { code: 'ENROLL_IDENTITY_NOT_REENROLLABLE' } });
+    expect(await gw.gateway.dataDir.registry.listCertificates('gw-01')).toEqual(before);
+  });
+});
+
 describe('claims that can enroll nothing more', () => {
   it('are refused at CONNECT when exhausted, revoked or expired', async () => {
     const exhausted = await gw.issueClaim({ maxUses: 1 });
