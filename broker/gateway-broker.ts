@@ -213,7 +213,12 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
         return callback(new Error('CLUSTER_UNAVAILABLE'));
       }
       const decision = decideInScope(session.identity, 'publish', packet.topic);
-      if (decision.allowed) return flow.admitPublish(client, packet, callback);
+      if (decision.allowed) {
+        // Requests on the gateway's own topics are answered, never kept: a retained request would let a
+        // claim key park payloads in the broker under as many serials as it likes.
+        if (packet.retain && packet.topic.charCodeAt(0) === 0x24) packet.retain = false;
+        return flow.admitPublish(client, packet, callback);
+      }
       refuse(client, 'mqtt.publish', decision.code ?? 'ACL_PUBLISH_DENIED', { topic: packet.topic.slice(0, 256), statement: decision.decision?.statementIndex });
       callback(new Error(decision.code)); // aedes closes the connection: MQTT 3.1.1 has no negative PUBACK
     },

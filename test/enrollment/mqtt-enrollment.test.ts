@@ -93,6 +93,19 @@ describe('enrollment over MQTT', () => {
     expect(JSON.parse(reply ?? '{}')).toMatchObject({ deviceId: serial });
   });
 
+  it('never keeps a request retained: a claim key cannot park payloads under made-up serials', async () => {
+    const claim = await gw.issueClaim({ maxUses: 1 });
+    for (const serial of ['sn-park-1', 'sn-park-2']) {
+      const client = await gw.connect(serial, claim);
+      await client.publishAsync(`$fleetgate/enroll/${serial}/request`, Buffer.alloc(100_000, 0x41), { qos: 1, retain: true });
+      client.end(true);
+    }
+    const persistence = (gw.gateway.broker.aedes as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<{ topic: string }> } }).persistence;
+    const retained: string[] = [];
+    for await (const packet of persistence.createRetainedStream('$fleetgate/#')) retained.push(packet.topic);
+    expect(retained).toEqual([]);
+  });
+
   it('stops at max-uses', async () => {
     const claim = await gw.issueClaim({ maxUses: 1 });
     expect((await enroll(claim, 'sn-1004', JSON.stringify({ csr: (await deviceKeyAndCsr('x')).csr }))).topic).toMatch(/accepted$/);
