@@ -155,9 +155,13 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
 
     authenticate(client, _username, _password, done) {
-      // Load shedding first, before any registry work; counted and audited (sampled) by flow control.
-      if (!flow.admitConnect(client)) return done(Object.assign(new Error('MQTT_CONNECT_RATE_LIMITED'), { returnCode: connackReturnCode.MQTT_CONNECT_RATE_LIMITED }), false);
       const credential = credentials.get(client.conn) ?? { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no TLS session' };
+      // Load shedding before any registry work; counted and audited (sampled) by flow control. A peer whose
+      // certificate proved nothing is refused below without drawing on the budget, so certificate-less
+      // floods cannot use up the CONNECT rate that devices need.
+      if (credential.kind !== 'refused' && !flow.admitConnect(client)) {
+        return done(Object.assign(new Error('MQTT_CONNECT_RATE_LIMITED'), { returnCode: connackReturnCode.MQTT_CONNECT_RATE_LIMITED }), false);
+      }
       const now = clock.now();
       // Cut off from Redis, this broker would miss revocations and could not share the session: fail closed.
       const clusterDown = cluster?.unavailableReason();
