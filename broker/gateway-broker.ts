@@ -498,6 +498,8 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
    * every open session is checked against the registry again and closed if it no longer passes.
    */
   cluster?.onRecovered(() => {
+    // A manufacturer CA registered or revoked meanwhile was missed too (trust.changed is pub/sub as well).
+    reloadTrust().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers after the outage'));
     const policies = new Set<string>();
     const templates = new Set<string>();
     for (const client of Object.values((aedes as unknown as { clients: ClientTable }).clients)) {

@@ -61,7 +61,8 @@ const oneOf =
 
 /** A URL's password never reaches a message or `config print`. */
 export function withoutPassword(url: string): string {
-  if (!URL.canParse(url)) return url.replace(/\/\/[^@/]*@/, '//…@');
+  // Unparseable: everything between "//" and the last "@" may be credentials (a password may contain "/").
+  if (!URL.canParse(url)) return url.replace(/\/\/.*@/, '//…@');
   const parsed = new URL(url);
   if (parsed.password === '') return url;
   parsed.password = '***';
