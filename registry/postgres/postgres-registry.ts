@@ -250,6 +250,9 @@ const statements = {
     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, NULL, NULL, $9) RETURNING ${list(certificateColumns)}`,
   revokeDeviceCertificates: `UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3 WHERE device_id = $1 AND status <> 'revoked'`,
   supersedeDeviceCertificates: `UPDATE certificates SET status = 'superseded', revoked_at = $2, revocation_reason = 'superseded' WHERE device_id = $1 AND status = 'active'`,
+  // Renewals of the same certificate that lost the race: the first one used retires the others.
+  supersedeSiblings: `UPDATE certificates SET status = 'superseded', revoked_at = $3, revocation_reason = 'superseded'
+    WHERE replaces = $1 AND serial <> $2 AND status = 'active' RETURNING serial, device_id`,
   supersedeCertificate: `UPDATE certificates SET status = 'superseded', revoked_at = $2, revocation_reason = 'superseded'
     WHERE serial = $1 AND status = 'active' RETURNING serial, device_id`,
   // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
@@ -558,10 +561,13 @@ class PostgresRegistry implements Registry {
     if (current?.replaces == null) return undefined;
     const replaces = current.replaces;
     return this.#write(async (sql, record) => {
-      const changed = (await sql<{ serial: string; device_id: string }>(statements.supersedeCertificate, [replaces, this.#now()])).rows[0];
-      if (changed === undefined) return undefined;
-      await record({ ...audit, deviceId: audit.deviceId ?? changed.device_id, detail: { ...audit.detail, superseded: replaces, by: serial } });
-      return replaces;
+      const now = this.#now();
+      const changed = (await sql<{ serial: string; device_id: string }>(statements.supersedeCertificate, [replaces, now])).rows[0];
+      const siblings = (await sql<{ serial: string; device_id: string }>(statements.supersedeSiblings, [replaces, serial, now])).rows;
+      if (changed === undefined && siblings.length === 0) return undefined;
+      const deviceId = audit.deviceId ?? changed?.device_id ?? siblings[0]?.device_id;
+      await record({ ...audit, ...(deviceId ? { deviceId } : {}), detail: { ...audit.detail, superseded: replaces, by: serial, ...(siblings.length > 0 ? { siblings: siblings.map((row) => row.serial) } : {}) } });
+      return changed === undefined ? undefined : replaces;
     });
   }
 

@@ -232,6 +232,11 @@ function prepareStatements(db: Database.Database) {
       `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
        WHERE device_id = @deviceId AND status = 'active'`,
     ),
+    // Renewals of the same certificate that lost the race: the first one used retires the others.
+    supersedeSiblings: db.prepare<[Record<string, unknown>], { serial: string; device_id: string }>(
+      `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
+       WHERE replaces = @replaces AND serial <> @serial AND status = 'active' RETURNING serial, device_id`,
+    ),
     supersedeCertificate: db.prepare<[Record<string, unknown>], { serial: string; device_id: string }>(
       `UPDATE certificates SET status = 'superseded', revoked_at = @now, revocation_reason = 'superseded'
        WHERE serial = @serial AND status = 'active' RETURNING serial, device_id`,
@@ -549,10 +554,13 @@ class SqliteRegistry implements Registry {
     if (current?.replaces == null) return undefined;
     const replaces = current.replaces;
     return this.#write(() => {
-      const changed = this.#sql.supersedeCertificate.get({ serial: replaces, now: this.#now() });
-      if (changed === undefined) return undefined;
-      this.#insertAudit({ ...audit, deviceId: audit.deviceId ?? changed.device_id, detail: { ...audit.detail, superseded: replaces, by: serial } });
-      return replaces;
+      const now = this.#now();
+      const changed = this.#sql.supersedeCertificate.get({ serial: replaces, now });
+      const siblings = this.#sql.supersedeSiblings.all({ replaces, serial, now });
+      if (changed === undefined && siblings.length === 0) return undefined;
+      const deviceId = audit.deviceId ?? changed?.device_id ?? siblings[0]?.device_id;
+      this.#insertAudit({ ...audit, ...(deviceId ? { deviceId } : {}), detail: { ...audit.detail, superseded: replaces, by: serial, ...(siblings.length > 0 ? { siblings: siblings.map((row) => row.serial) } : {}) } });
+      return changed === undefined ? undefined : replaces;
     });
   }
 

@@ -102,3 +102,25 @@ describe('a leaf signed by a manufacturer CA that copies a device certificate', 
     claim.end(true);
   });
 });
+
+describe('renewals of one certificate', () => {
+  it('leave one usable successor: the first used retires the others (a thief cannot keep a sibling)', async () => {
+    const device = await gw.createDevice('dev-twin');
+    const renew = async () => {
+      const next = await deviceKeyAndCsr('dev-twin');
+      const response = await gw.api<{ certificate: string; chain: string }>('POST', '/v1/renew', { body: { csr: next.csr }, credential: device });
+      expect(response.status).toBe(201);
+      return { key: next.key, cert: response.body.certificate + response.body.chain };
+    };
+    const owners = await renew();
+    const thiefs = await renew();
+    const session = await gw.connect('dev-twin', owners);
+    await session.endAsync();
+    // Superseding follows the first connection asynchronously; its audit entry says it is done.
+    await gw.waitForAudit({ action: 'certificate.supersede', deviceId: 'dev-twin' });
+    await expect(gw.connect('dev-twin', thiefs)).rejects.toMatchObject({ code: 5 });
+    await expect(gw.connect('dev-twin', device)).rejects.toMatchObject({ code: 5 });
+    const active = (await gw.gateway.dataDir.registry.listCertificates('dev-twin')).filter((c) => c.status === 'active');
+    expect(active).toHaveLength(1);
+  });
+});
