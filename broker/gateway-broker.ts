@@ -126,6 +126,19 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const refuse = (client: Client, action: string, code: ErrorCode, detail: Record<string, unknown>) => {
     const session = sessions.get(client);
     if (action !== 'mqtt.connect') metrics.aclDenied(action === 'mqtt.publish' ? 'publish' : action === 'mqtt.subscribe' ? 'subscribe' : 'receive');
+    if (action === 'mqtt.subscribe' || action === 'mqtt.receive') {
+      // A session keeps going after these (one SUBSCRIBE can carry thousands of filters; every delivery is
+      // checked): sampled per session and code, so one session cannot flood the audit trail.
+      flow.sampleRefusal(code, {
+        remote: remoteOf(client),
+        actor: actorOf(client),
+        action,
+        ...(session?.identity.kind === 'device' ? { deviceId: session.clientId } : {}),
+        detail,
+        perActor: true,
+      });
+      return;
+    }
     audit({
       actor: actorOf(client),
       action,

@@ -8,6 +8,8 @@ export interface RefusalSample {
   readonly deviceId?: string;
   /** The audit action; by default derived from the code (broker/flow-control.ts). */
   readonly action?: string;
+  /** Sample per actor and code rather than per code (refusals of an admitted session). */
+  readonly perActor?: boolean;
   readonly detail?: Readonly<Record<string, unknown>>;
 }
 
@@ -46,13 +48,16 @@ export function createRefusalSampler<Code extends string>(onSummary: (code: Code
       timer.unref();
       return () => clearTimeout(timer);
     },
-    emit: (summary) => onSummary(summary.key as Code, { refused: summary.refused, sample: summary.sample, remotes: summary.sources.filter((remote) => remote !== unknownRemote) }),
+    emit: (summary) => onSummary(summary.key.split(keySeparator)[0] as Code, { refused: summary.refused, sample: summary.sample, remotes: summary.sources.filter((remote) => remote !== unknownRemote) }),
   });
   return {
-    record: (code, sample) => sampler.record(code, sample.remote ?? unknownRemote, sample),
+    record: (code, sample) => sampler.record(sample.perActor && sample.actor !== undefined ? `${code}${keySeparator}${sample.actor}` : code, sample.remote ?? unknownRemote, sample),
     flush: () => sampler.flush(),
   };
 }
+
+/** Between the code and the actor in a per-actor key; codes and actors never contain NUL. */
+const keySeparator = '\u0000';
 
 /** Stands for a socket that no longer knows its address; never listed. */
 const unknownRemote = '';

@@ -3,6 +3,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeConnect } from '../../bench/mqtt-wire.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { until } from '../helpers/until.ts';
 
 /**
  * The CONNECT rate limit sheds load in a reconnect storm. Peers whose TLS handshake proved no identity
@@ -32,6 +33,21 @@ describe('the CONNECT budget', () => {
     for (let round = 0; round < 4; round++) await Promise.all(Array.from({ length: 10 }, connectWithoutCertificate));
     const device = await gw.createDevice('budget-1');
     const session = await gw.connect('budget-1', device);
+    expect(session.connected).toBe(true);
+    await session.endAsync();
+  });
+});
+
+describe('refusals of an admitted session', () => {
+  it('are sampled per session: a SUBSCRIBE with 500 forbidden filters leaves a few audit entries that count them all', async () => {
+    const device = await gw.createDevice('flooder-1');
+    const session = await gw.connect('flooder-1', device);
+    const filters = Array.from({ length: 500 }, (_, n) => `devices/other-${n}/#`);
+    await session.subscribeAsync(filters).catch(() => undefined); // every filter gets SUBACK 0x80
+    const { registry } = gw.gateway.dataDir;
+    const entries = async () => (await registry.queryAudit({ deviceId: 'flooder-1', action: 'mqtt.subscribe', result: 'refused', limit: 1000 })).filter((e) => e.code === 'ACL_SUBSCRIBE_DENIED');
+    await until(async () => (await entries()).reduce((sum, e) => sum + Number((e.detail as { refused?: unknown }).refused ?? 1), 0) === 500, 'entries counting all 500 refusals', 10_000);
+    expect((await entries()).length).toBeLessThanOrEqual(4);
     expect(session.connected).toBe(true);
     await session.endAsync();
   });
