@@ -42,6 +42,16 @@ const nullable = (type: string) => ({ type: [type, 'null'] });
 const dateTime = { type: 'string', format: 'date-time' } as const;
 const errorSchema = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
 const errors = { '4xx': errorSchema, '5xx': errorSchema } as const;
+
+/** What POST /v1/devices and POST /v1/services answer besides the identity's name: its certificate and how to use it. */
+const issuedIdentity = (kind: 'device' | 'service') => ({
+  policy: nullable('string'),
+  serial: { type: 'string' },
+  notAfter: dateTime,
+  certificate: { type: 'string', description: `the ${kind} certificate (PEM)` },
+  chain: { type: 'string', description: 'the issuing CA certificate (PEM), to send after the certificate' },
+  ca: { type: 'string', description: 'the root CA certificate (PEM), to verify the gateway with' },
+});
 // Query values arrive as strings and the API does not coerce types, so numbers are digit strings here.
 const limitParam = { type: 'string', pattern: '^[0-9]{1,4}$', description: '1 to 1000, default 100' } as const;
 const idParams = { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'string', maxLength: 128 } } } as const;
@@ -291,16 +301,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
         response: {
           201: {
             type: 'object',
-            properties: {
-              id: { type: 'string' },
-              template: { type: 'string' },
-              policy: nullable('string'),
-              serial: { type: 'string' },
-              notAfter: dateTime,
-              certificate: { type: 'string', description: 'the device certificate (PEM)' },
-              chain: { type: 'string', description: 'the issuing CA certificate (PEM), to send after the certificate' },
-              ca: { type: 'string', description: 'the root CA certificate (PEM), to verify the gateway with' },
-            },
+            properties: { id: { type: 'string' }, template: { type: 'string' }, ...issuedIdentity('device') },
           },
           ...errors,
         },
@@ -314,18 +315,19 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
         { id, csr, actor: operator.actor, ...(template === undefined ? {} : { template }), ...(policy === undefined ? {} : { policy }), ...(attributes === undefined ? {} : { attributes }) },
       );
       const device = await registry.getDevice(record.deviceId);
-      return reply.status(201).send({
-        id: record.deviceId,
-        template: device?.template ?? template ?? 'default',
-        policy: device?.policy ?? null,
-        serial: record.serial,
-        notAfter: iso(record.notAfter),
-        certificate: record.pem,
-        chain: deps.pem.deviceCa,
-        ca: deps.pem.root,
-      });
+      return reply.status(201).send({ id: record.deviceId, template: device?.template ?? template ?? 'default', ...issued(record, device) });
     },
   );
+
+  /** The issuedIdentity answer for a certificate just registered. */
+  const issued = (record: CertificateRecord, device: DeviceRecord | undefined) => ({
+    policy: device?.policy ?? null,
+    serial: record.serial,
+    notAfter: iso(record.notAfter),
+    certificate: record.pem,
+    chain: deps.pem.deviceCa,
+    ca: deps.pem.root,
+  });
 
   const statusRoute = (action: StatusAction, summary: string, body: object) =>
     app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
@@ -390,15 +392,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
         response: {
           201: {
             type: 'object',
-            properties: {
-              name: { type: 'string' },
-              policy: nullable('string'),
-              serial: { type: 'string' },
-              notAfter: dateTime,
-              certificate: { type: 'string', description: 'the service certificate (PEM)' },
-              chain: { type: 'string', description: 'the issuing CA certificate (PEM), to send after the certificate' },
-              ca: { type: 'string', description: 'the root CA certificate (PEM), to verify the gateway with' },
-            },
+            properties: { name: { type: 'string' }, ...issuedIdentity('service') },
           },
           ...errors,
         },
@@ -407,16 +401,7 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
     async (request, reply) => {
       const operator = operatorOf(request);
       const record = await registerService({ registry, ...deps.issuing }, { ...request.body, actor: operator.actor });
-      const device = await registry.getDevice(record.deviceId);
-      return reply.status(201).send({
-        name: record.deviceId,
-        policy: device?.policy ?? null,
-        serial: record.serial,
-        notAfter: iso(record.notAfter),
-        certificate: record.pem,
-        chain: deps.pem.deviceCa,
-        ca: deps.pem.root,
-      });
+      return reply.status(201).send({ name: record.deviceId, ...issued(record, await registry.getDevice(record.deviceId)) });
     },
   );
 
