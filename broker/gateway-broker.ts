@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import {
   type CertificateRequestHandler,
   type Clock,
-  credentialOf,
+  classifyPeer,
   decideInScope,
   enrollTopics,
   type ErrorCode,
@@ -98,13 +98,14 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: config.issuers.device, claim: config.issuers.claim, manufacturer: manufacturerPems });
   let issuers = loadIssuers();
   const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
-  const credentials = new WeakMap<object, PeerCredential>();
   /**
-   * The client certificate (DER) of each connection, read once at the handshake: a relay forwards it with
-   * an enrollment or renewal, and by the time aedes runs the `published` hook a client that sent its
-   * request and left has a closed socket that no longer answers getPeerX509Certificate().
+   * What each connection's handshake proved, read once: the credential, and the client certificate a relay
+   * forwards with an enrollment or renewal (by the time aedes runs the `published` hook, a client that sent
+   * its request and left has a closed socket that no longer answers getPeerX509Certificate()). The
+   * certificate object shares OpenSSL's copy; its DER is only made when a request is relayed.
    */
-  const peerCertificates = new WeakMap<object, Uint8Array>();
+  const peers = new WeakMap<object, { readonly credential: PeerCredential; readonly certificate: X509Certificate | undefined }>();
+  const credentialOfConnection = (conn: object): PeerCredential => peers.get(conn)?.credential ?? { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no TLS session' };
   const sessions = new WeakMap<Client, SessionContext>();
   const willTopics = new WeakMap<Client, string>();
   /** The client id a claim session asked for (its serial); aedes knows it under claimClientId(serial). */
@@ -158,7 +159,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     preConnect(client, packet, callback) {
       // Protocol level and MQTT 3.1.1 conformance were checked before aedes saw the packet (conformance below).
       if (packet.will) willTopics.set(client, packet.will.topic);
-      if (credentials.get(client.conn)?.kind === 'claim') {
+      if (credentialOfConnection(client.conn).kind === 'claim') {
         // A claim session lives in its own client-id namespace, so it can never take over, restore or clean
         // the session of the device whose serial it enrolls (aedes keys sessions and takeovers by client id).
         claimSerials.set(client, packet.clientId);
@@ -168,7 +169,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
 
     authenticate(client, _username, _password, done) {
-      const credential = credentials.get(client.conn) ?? { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no TLS session' };
+      const credential = credentialOfConnection(client.conn);
       // Load shedding before any registry work; counted and audited (sampled) by flow control. A peer whose
       // certificate proved nothing is refused below without drawing on the budget, so certificate-less
       // floods cannot use up the CONNECT rate that devices need.
@@ -314,7 +315,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     const handler = deps.certificateRequests;
     if (handler === undefined) return;
     // The certificate the session was admitted with, for a relay to forward (provisioning checks it itself).
-    const certificate = peerCertificates.get(client.conn);
+    const certificate = peers.get(client.conn)?.certificate?.raw;
     if (certificate === undefined) return;
     const body = typeof payload === 'string' ? new TextEncoder().encode(payload) : new Uint8Array(payload);
     let topics: { accepted: string; rejected: string };
@@ -357,9 +358,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     },
     (socket) => {
       metrics.tlsHandshake('ok');
-      credentials.set(socket, credentialOf(socket, issuers));
-      const certificate = socket.getPeerX509Certificate()?.raw;
-      if (certificate !== undefined) peerCertificates.set(socket, certificate);
+      peers.set(socket, classifyPeer(socket, issuers));
       const client = aedes.handle(socket);
       guardFrameSize(socket, config.maxPacketBytes, (announced, malformedLength) => {
         if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);

@@ -101,10 +101,10 @@ export function normaliseFingerprint(fingerprint: string): string {
  * `getPeerX509Certificate()` (undefined without a client certificate) costs ~0.01 ms where
  * `getPeerCertificate(true)` costs ~0.4 ms, on every connection (bench/RESULTS.md).
  */
-export interface TlsPeer {
+export interface TlsPeer<C extends CertificateView = CertificateView> {
   readonly authorized: boolean;
   readonly authorizationError?: Error | string | null | undefined;
-  getPeerX509Certificate(): CertificateView | undefined;
+  getPeerX509Certificate(): C | undefined;
 }
 
 /**
@@ -138,13 +138,21 @@ const verifyErrors: Readonly<Record<string, PeerRefusal>> = {
 
 /** What the TLS handshake of `peer` proved: OpenSSL's verdict on the chain, then `credentialOfCertificate`. */
 export function credentialOf(peer: TlsPeer, issuers: TrustedIssuers): PeerCredential {
+  return classifyPeer(peer, issuers).credential;
+}
+
+/**
+ * credentialOf, with the certificate it read: the edges keep it (a relay forwards it), and each read of
+ * `getPeerX509Certificate()` makes a new native object, so it is read once per handshake.
+ */
+export function classifyPeer<C extends CertificateView>(peer: TlsPeer<C>, issuers: TrustedIssuers): { readonly credential: PeerCredential; readonly certificate: C | undefined } {
   const certificate = peer.getPeerX509Certificate();
-  if (certificate === undefined) return { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no client certificate' };
+  if (certificate === undefined) return { credential: { kind: 'refused', code: 'AUTH_NO_CLIENT_CERT', reason: 'no client certificate' }, certificate };
   if (!peer.authorized) {
     const error = String(peer.authorizationError ?? 'unknown');
-    return { kind: 'refused', code: verifyErrors[error] ?? 'AUTH_CERT_INVALID', reason: error, serial: normaliseSerial(certificate.serialNumber) };
+    return { credential: { kind: 'refused', code: verifyErrors[error] ?? 'AUTH_CERT_INVALID', reason: error, serial: normaliseSerial(certificate.serialNumber) }, certificate };
   }
-  return credentialOfCertificate(certificate, issuers);
+  return { credential: credentialOfCertificate(certificate, issuers), certificate };
 }
 
 /**

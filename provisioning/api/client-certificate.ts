@@ -1,6 +1,6 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { credentialOf, FleetgateError, type PeerCredential, type TrustedIssuers } from '../../core/index.ts';
+import { classifyPeer, FleetgateError, type PeerCredential, type TrustedIssuers } from '../../core/index.ts';
 
 /** A verified client credential of one kind, with the certificate (DER) it was read from. */
 export type ClientCredentialOf<K extends 'claim' | 'device'> = Extract<PeerCredential, { kind: K }> & { readonly certificate: Uint8Array };
@@ -13,7 +13,7 @@ export type ClientCredentialOf<K extends 'claim' | 'device'> = Extract<PeerCrede
 export function requireClientCredential<K extends 'claim' | 'device'>(request: FastifyRequest, issuers: TrustedIssuers, kind: K): ClientCredentialOf<K> {
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerX509Certificate !== 'function') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
-  const credential = credentialOf(socket, issuers);
+  const { credential, certificate } = classifyPeer(socket, issuers);
   if (credential.kind === 'refused') {
     if (credential.code === 'AUTH_NO_CLIENT_CERT') throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
     throw new FleetgateError(credential.code, { detail: { reason: credential.reason } });
@@ -21,7 +21,6 @@ export function requireClientCredential<K extends 'claim' | 'device'>(request: F
   if (credential.kind !== kind) {
     throw new FleetgateError(kind === 'claim' ? 'ENROLL_CLAIM_UNKNOWN' : 'AUTH_CERT_UNTRUSTED', { detail: { presented: credential.kind } });
   }
-  const certificate = socket.getPeerX509Certificate()?.raw;
   if (certificate === undefined) throw new FleetgateError('API_CLIENT_CERT_REQUIRED');
-  return { ...(credential as Extract<PeerCredential, { kind: K }>), certificate };
+  return { ...(credential as Extract<PeerCredential, { kind: K }>), certificate: certificate.raw };
 }
