@@ -38,7 +38,7 @@ export interface RefusalSamplerOptions {
  * came from: core's audit sampler (core/audit-sampler.ts, shared with the API) on the broker's timers.
  */
 export function createRefusalSampler<Code extends string>(onSummary: (code: Code, summary: RefusalSummary) => void, options: RefusalSamplerOptions = {}): RefusalSampler<Code> {
-  const sampler = createAuditSampler<RefusalSample, void>({
+  const sampler = createAuditSampler<{ readonly code: Code; readonly sample: RefusalSample }, void>({
     windowMs: options.windowMs ?? 1000,
     maxSources: options.maxRemotes ?? 8,
     now: () => Date.now(),
@@ -48,16 +48,14 @@ export function createRefusalSampler<Code extends string>(onSummary: (code: Code
       timer.unref();
       return () => clearTimeout(timer);
     },
-    emit: (summary) => onSummary(summary.key.split(keySeparator)[0] as Code, { refused: summary.refused, sample: summary.sample, remotes: summary.sources.filter((remote) => remote !== unknownRemote) }),
+    emit: ({ sample: { code, sample }, refused, sources }) => onSummary(code, { refused, sample, remotes: sources.filter((remote) => remote !== unknownRemote) }),
   });
   return {
-    record: (code, sample) => sampler.record(sample.perActor && sample.actor !== undefined ? `${code}${keySeparator}${sample.actor}` : code, sample.remote ?? unknownRemote, sample),
+    // The window key: the code, or the code and the actor (any string works; it is never read back).
+    record: (code, sample) => sampler.record(sample.perActor && sample.actor !== undefined ? `${code} ${sample.actor}` : code, sample.remote ?? unknownRemote, { code, sample }),
     flush: () => sampler.flush(),
   };
 }
-
-/** Between the code and the actor in a per-actor key; codes and actors never contain NUL. */
-const keySeparator = '\u0000';
 
 /** Stands for a socket that no longer knows its address; never listed. */
 const unknownRemote = '';
