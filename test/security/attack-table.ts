@@ -318,48 +318,39 @@ const mqttRows: Record<MqttEntry, Row> = {
   },
 };
 
+/**
+ * An enrollment route (HTTPS or EST): every claim refusal must hold on both. `n` keeps each route's serials
+ * apart; `legitimate` is the serial its positive control enrolls.
+ */
+const enrollRow = (n: number, legitimate: string): Row => ({
+  ...noCertificate(`SN-none-${n}`, http(401, 'API_CLIENT_CERT_REQUIRED')),
+  'foreign-ca': { as: `SN-foreign-${n}`, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'manufacturer-ca': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
+  'batch-claim': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
+  'exhausted-claim': { as: `SN-exhausted-${n + 6}`, expect: http(403, 'ENROLL_CLAIM_EXHAUSTED') },
+  'revoked-claim': { as: `SN-revoked-${n + 6}`, expect: http(403, 'ENROLL_CLAIM_REVOKED') },
+  'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
+  legitimate: { as: legitimate, expect: allowed },
+});
+
+/** A renewal route (HTTPS or EST): only the current device certificate renews. */
+const renewRow = (legitimate: string): Row => ({
+  ...noCertificate(victim, http(401, 'API_CLIENT_CERT_REQUIRED')),
+  'foreign-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'manufacturer-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'batch-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'exhausted-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'revoked-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
+  'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
+  legitimate: { as: legitimate, expect: allowed },
+});
+
 /** Routes that take a client certificate. `as` is the serial the attacker tries to enroll or renew. */
 const certificateRows: Record<string, Row> = {
-  'POST /v1/enroll': {
-    ...noCertificate('SN-none-2', http(401, 'API_CLIENT_CERT_REQUIRED')),
-    'foreign-ca': { as: 'SN-foreign-2', expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'manufacturer-ca': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
-    'batch-claim': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
-    'exhausted-claim': { as: 'SN-exhausted-8', expect: http(403, 'ENROLL_CLAIM_EXHAUSTED') },
-    'revoked-claim': { as: 'SN-revoked-8', expect: http(403, 'ENROLL_CLAIM_REVOKED') },
-    'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
-    legitimate: { as: 'SN-https-ok', expect: allowed },
-  },
-  'POST /v1/renew': {
-    ...noCertificate(victim, http(401, 'API_CLIENT_CERT_REQUIRED')),
-    'foreign-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'manufacturer-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'batch-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'exhausted-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'revoked-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
-    legitimate: { as: 'dev-renew-https', expect: allowed },
-  },
-  'POST /.well-known/est/simpleenroll': {
-    ...noCertificate('SN-none-3', http(401, 'API_CLIENT_CERT_REQUIRED')),
-    'foreign-ca': { as: 'SN-foreign-3', expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'manufacturer-ca': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
-    'batch-claim': { as: enrolledOffline, expect: http(409, 'ENROLL_CLONE_SUSPECTED') },
-    'exhausted-claim': { as: 'SN-exhausted-9', expect: http(403, 'ENROLL_CLAIM_EXHAUSTED') },
-    'revoked-claim': { as: 'SN-revoked-9', expect: http(403, 'ENROLL_CLAIM_REVOKED') },
-    'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
-    legitimate: { as: 'SN-est-ok', expect: allowed },
-  },
-  'POST /.well-known/est/simplereenroll': {
-    ...noCertificate(victim, http(401, 'API_CLIENT_CERT_REQUIRED')),
-    'foreign-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'manufacturer-ca': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'batch-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'exhausted-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'revoked-claim': { as: victim, expect: http(401, 'AUTH_CERT_UNTRUSTED') },
-    'forged-serial': { as: forgedVictim, expect: { refused: 'http' } },
-    legitimate: { as: 'dev-renew-est', expect: allowed },
-  },
+  'POST /v1/enroll': enrollRow(2, 'SN-https-ok'),
+  'POST /v1/renew': renewRow('dev-renew-https'),
+  'POST /.well-known/est/simpleenroll': enrollRow(3, 'SN-est-ok'),
+  'POST /.well-known/est/simplereenroll': renewRow('dev-renew-est'),
 };
 
 const tokenRole: Partial<Record<Capability, OperatorRoleName>> = {
