@@ -1,4 +1,4 @@
-import type { ErrorCode, PolicyDocument, TemplateLimits } from '../core/index.ts';
+import type { ErrorCode, OperatorRole, PolicyDocument, TemplateLimits } from '../core/index.ts';
 
 /**
  * The device registry: the one source of truth for who may connect and what they may do. Every method is
@@ -143,13 +143,8 @@ export interface AuditAnchor {
   readonly hash: string;
 }
 
-/**
- * `broker`: the credential of one `fleetgate broker` process, for the enrollment relay only (issued per
- * broker, revocable like any token); no other route accepts it, and no other role reaches the relay.
- */
-export const operatorRoles = ['admin', 'operator', 'station', 'viewer', 'broker'] as const;
-/** admin: everything; operator: revoke/suspend/resume and read; station: claims and allow-lists; viewer: read. */
-export type OperatorRole = (typeof operatorRoles)[number];
+// The roles are core's (core/operator-roles.ts), published to the CLI and console by contract/constants.ts.
+export { operatorRoles, type OperatorRole } from '../core/index.ts';
 
 /** A personal operator token. The registry holds only its SHA-256; the token itself is shown once, at creation. */
 export interface OperatorTokenRecord {
