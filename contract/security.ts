@@ -82,7 +82,6 @@ export const securitySchemas = {
   rotateAdminToken: {
     ...admin,
     summary: 'Rotate the bootstrap admin token: the new token is in this answer only; the old one is refused from now on',
-    // No body, or `{}`: anything else is refused before anything changes.
     body: Type.Object({}, { additionalProperties: false }),
     response: { 201: RotatedAdminToken, ...problems },
   },

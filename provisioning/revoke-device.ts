@@ -1,15 +1,10 @@
-import { assertDeviceId, type EventBus, FleetgateError, isValidDeviceId, type RevocationReason } from '../core/index.ts';
+import { operatorRevocationReasons, type OperatorRevocationReason, statusNoteMaxLength } from '../contract/index.ts';
+import { assertDeviceId, type EventBus, FleetgateError, isValidDeviceId } from '../core/index.ts';
 import type { DeviceRecord, DeviceStatus, Registry } from '../registry/index.ts';
 import { auditRefusals } from './audited.ts';
 
-/**
- * The RFC 5280 §5.3.1 reason names (core's revocationReasons) an operator may give for a revocation.
- * `certificateHold` and `removeFromCRL` are left out on purpose: a hold is what `suspend` is for, and
- * revocation here is final, so nothing is ever removed from the CRL. `cACompromise` and `aACompromise`
- * concern authorities, not the leaves this revokes.
- */
-export const operatorRevocationReasons = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const satisfies readonly RevocationReason[];
-export type OperatorRevocationReason = (typeof operatorRevocationReasons)[number];
+// The reasons an operator may give are the API's (contract/constants.ts): the CLI and the console offer the same list.
+export { operatorRevocationReasons, type OperatorRevocationReason } from '../contract/index.ts';
 
 export type StatusAction = 'revoke' | 'suspend' | 'resume';
 
@@ -29,7 +24,6 @@ export interface ChangeStatusDeps {
 }
 
 const targetStatus: Record<StatusAction, DeviceStatus> = { revoke: 'revoked', suspend: 'suspended', resume: 'active' };
-const maxNoteLength = 256;
 
 /**
  * Revoke, suspend or resume a device or service identity. The registry is written first (status, the
@@ -55,7 +49,7 @@ export async function changeDeviceStatus(deps: ChangeStatusDeps, request: Change
       action,
       // Refusals are filed under the device too (an unknown id included), so `audit --device ID` shows them.
       ...(isValidDeviceId(request.id) ? { deviceId: request.id } : {}),
-      detail: { id: String(request.id).slice(0, 128), ...(reason === null ? {} : { reason: String(reason).slice(0, maxNoteLength) }) },
+      detail: { id: String(request.id).slice(0, 128), ...(reason === null ? {} : { reason: String(reason).slice(0, statusNoteMaxLength) }) },
     },
     async () => {
       const id = assertDeviceId(request.id);
@@ -106,8 +100,8 @@ function assertRevocationReason(reason: string | null): asserts reason is Operat
 
 function assertNote(note: string): void {
   // The note lands in audit entries, logs and terminal tables: keep it one printable line.
-  if (typeof note !== 'string' || note.length > maxNoteLength || /[\u0000-\u001f\u007f]/.test(note)) {
-    throw new FleetgateError('REQUEST_INVALID', { message: `The reason must be one line of at most ${maxNoteLength} printable characters.` });
+  if (typeof note !== 'string' || note.length > statusNoteMaxLength || /[\u0000-\u001f\u007f]/.test(note)) {
+    throw new FleetgateError('REQUEST_INVALID', { message: `The reason must be one line of at most ${statusNoteMaxLength} printable characters.` });
   }
 }
 

@@ -1,4 +1,6 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import { enrollmentSchemas as schemas } from '../../contract/index.ts';
 import type { CertificateRequestHandler, TrustedIssuers } from '../../core/index.ts';
 import { requireClientCredential } from './client-certificate.ts';
 
@@ -8,35 +10,12 @@ export interface EnrollmentRouteDeps {
   readonly issuers: () => TrustedIssuers;
 }
 
-const certificateReply = {
-  type: 'object',
-  properties: {
-    deviceId: { type: 'string' },
-    serial: { type: 'string' },
-    certificate: { type: 'string' },
-    chain: { type: 'string' },
-    notAfter: { type: 'string', format: 'date-time' },
-    serverTime: { type: 'string', format: 'date-time' },
-  },
-} as const;
-
-/** POST /v1/enroll (claim certificate) and POST /v1/renew (current device certificate). */
-export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentRouteDeps): void {
+/** POST /v1/enroll (claim certificate) and POST /v1/renew (current device certificate); schemas in contract/enrollment.ts. */
+export function registerEnrollmentRoutes(fastify: FastifyInstance, deps: EnrollmentRouteDeps): void {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.post(
     '/v1/enroll',
-    {
-      schema: {
-        tags: ['enrollment'],
-        summary: 'Enroll a device with a claim certificate (TLS client certificate)',
-        body: {
-          type: 'object',
-          required: ['csr'],
-          additionalProperties: false,
-          properties: { csr: { type: 'string', maxLength: 16384 }, serial: { type: 'string', maxLength: 128 }, attributes: { type: 'object', additionalProperties: { type: 'string' } } },
-        },
-        response: { 201: certificateReply },
-      },
-    },
+    { schema: schemas.enroll },
     async (request, reply) => {
       const claim = requireClientCredential(request, deps.issuers(), 'claim');
       const answer = await deps.certificates.enroll({ claimKey: claim.claimKey, serial: claim.boundSerial, ...(claim.boundSerial ? { boundSerial: claim.boundSerial } : {}), certificate: claim.certificate, body: request.body, transport: 'https' });
@@ -46,14 +25,7 @@ export function registerEnrollmentRoutes(app: FastifyInstance, deps: EnrollmentR
 
   app.post(
     '/v1/renew',
-    {
-      schema: {
-        tags: ['enrollment'],
-        summary: 'Renew the device certificate presented as TLS client certificate (new key or same key)',
-        body: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', maxLength: 16384 } } },
-        response: { 201: certificateReply },
-      },
-    },
+    { schema: schemas.renew },
     async (request, reply) => {
       const device = requireClientCredential(request, deps.issuers(), 'device');
       const answer = await deps.certificates.renew({ certificateSerial: device.serial, certificateFingerprint: device.fingerprint, deviceId: device.deviceId, certificate: device.certificate, body: request.body, transport: 'https' });

@@ -1,5 +1,7 @@
 import { X509Certificate } from 'node:crypto';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import { enrollmentSchemas as schemas } from '../../contract/index.ts';
 import { type CertificateRequestHandler, type Clock, credentialOfCertificate, FleetgateError, type PeerCredential, type TrustedIssuers } from '../../core/index.ts';
 import { type OperatorAuth, routeGuard } from './operator-auth.ts';
 
@@ -24,44 +26,12 @@ export interface RelayRouteDeps {
  * enrollment), exactly as for a request arriving over HTTPS. The only thing the broker states is the serial
  * of an enrollment: the client id it bound the claim session to, which the claim's own rules then limit.
  */
-export function registerRelayRoutes(app: FastifyInstance, deps: RelayRouteDeps): void {
+export function registerRelayRoutes(fastify: FastifyInstance, deps: RelayRouteDeps): void {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { allow } = routeGuard(deps.auth);
-  app.post<{ Body: { kind: 'enroll'; certificate: string; serial: string; payload: string } | { kind: 'renew'; certificate: string; payload: string } }>(
+  app.post(
     '/v1/relay/certificate-requests',
-    {
-      onRequest: allow(['broker']),
-      bodyLimit: 64 * 1024,
-      schema: {
-        tags: ['enrollment'],
-        summary: 'Relay an MQTT enrollment or renewal request from a broker process (broker token)',
-        security: [{ bearer: [] }],
-        body: {
-          oneOf: [
-            {
-              type: 'object',
-              additionalProperties: false,
-              required: ['kind', 'certificate', 'serial', 'payload'],
-              properties: {
-                kind: { const: 'enroll' },
-                certificate: { type: 'string', minLength: 1, maxLength: 16_384, contentEncoding: 'base64', description: "the claim session's certificate (DER)" },
-                serial: { type: 'string', minLength: 1, maxLength: 128, description: 'the client id the claim session was admitted with' },
-                payload: { type: 'string', maxLength: 44_000, contentEncoding: 'base64' },
-              },
-            },
-            {
-              type: 'object',
-              additionalProperties: false,
-              required: ['kind', 'certificate', 'payload'],
-              properties: {
-                kind: { const: 'renew' },
-                certificate: { type: 'string', minLength: 1, maxLength: 16_384, contentEncoding: 'base64', description: "the device session's certificate (DER)" },
-                payload: { type: 'string', maxLength: 44_000, contentEncoding: 'base64' },
-              },
-            },
-          ],
-        },
-      },
-    },
+    { onRequest: allow(['broker']), bodyLimit: 64 * 1024, schema: schemas.relay },
     async (request) => {
       const body = request.body;
       const der = new Uint8Array(Buffer.from(body.certificate, 'base64'));

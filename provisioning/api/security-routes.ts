@@ -1,6 +1,8 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
+import { operatorRoles, securitySchemas as schemas, type Token } from '../../contract/index.ts';
 import { type CaCredential, checkCsr, type Clock, FleetgateError, issueCertificate, operatorValidityDays, systemClock } from '../../core/index.ts';
-import { type OperatorTokenRecord, operatorRoles, type Registry } from '../../registry/index.ts';
+import type { OperatorTokenRecord, Registry } from '../../registry/index.ts';
 import { newAdminToken } from '../admin-token.ts';
 import { auditRefusals } from '../audited.ts';
 import {
@@ -29,18 +31,6 @@ const admins: readonly OperatorRole[] = ['admin'];
 // Checking the trail's integrity is a read; stations have no business with the audit trail.
 const auditReaders: readonly OperatorRole[] = ['admin', 'operator', 'viewer'];
 
-const security = [{ bearer: [] }];
-const dateTime = { type: 'string', format: 'date-time' } as const;
-const errorSchema = { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } as const;
-const errors = { '4xx': errorSchema, '5xx': errorSchema } as const;
-const tokenName = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' } as const;
-const role = { type: 'string', enum: [...operatorRoles] } as const;
-
-const tokenSchema = {
-  type: 'object',
-  properties: { name: { type: 'string' }, role, createdAt: dateTime, revokedAt: { type: ['string', 'null'], format: 'date-time' } },
-} as const;
-
 /** `admin.…` names belong to the bootstrap token's generations (operator-auth.ts isBootstrapGeneration). */
 function refuseReservedName(name: string): void {
   if (isReservedTokenName(name)) {
@@ -48,44 +38,21 @@ function refuseReservedName(name: string): void {
   }
 }
 
-const tokenJson = (t: OperatorTokenRecord) => ({ name: t.name, role: t.role, createdAt: t.createdAt.toISOString(), revokedAt: t.revokedAt?.toISOString() ?? null });
-
-const verificationSchema = {
-  type: 'object',
-  properties: {
-    ok: { type: 'boolean' },
-    entries: { type: 'integer', description: 'entries verified intact (all of them when ok)' },
-    firstBrokenId: { type: 'integer', description: 'lowest id where the log differs from what was written' },
-    reason: { type: 'string' },
-    head: {
-      type: 'object',
-      description: 'newest intact entry; keep its hash elsewhere to detect a later rewrite of the whole log',
-      properties: { id: { type: 'integer' }, hash: { type: 'string' } },
-    },
-  },
-} as const;
+const tokenJson = (t: OperatorTokenRecord): Token => ({ name: t.name, role: t.role, createdAt: t.createdAt.toISOString(), revokedAt: t.revokedAt?.toISOString() ?? null });
 
 /**
  * Who may use the API and whether the audit trail is intact: personal operator tokens with roles (R6)
  * and the audit chain check. As in the fleet routes, authentication and the role check run in `onRequest`,
  * before the body is read, so a caller without the right credentials learns nothing but 401/403.
  */
-export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRouteDeps): void {
+export function registerSecurityRoutes(fastify: FastifyInstance, deps: SecurityRouteDeps): void {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { registry, auth } = deps;
   const { allow, operatorOf } = routeGuard(auth);
 
-  app.post<{ Body: { name: string; role: OperatorRole } }>(
+  app.post(
     '/v1/tokens',
-    {
-      onRequest: allow(admins),
-      schema: {
-        tags: ['admin'],
-        summary: 'Create a personal operator token; the token is in this answer only',
-        security,
-        body: { type: 'object', required: ['name', 'role'], additionalProperties: false, properties: { name: tokenName, role } },
-        response: { 201: { type: 'object', properties: { name: { type: 'string' }, role, token: { type: 'string' }, createdAt: dateTime } }, ...errors },
-      },
-    },
+    { onRequest: allow(admins), schema: schemas.createToken },
     async (request, reply) => {
       const operator = operatorOf(request);
       const { name, role: tokenRole } = request.body;
@@ -104,15 +71,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   // themselves still refuse), and a script can check a token before using it.
   app.get(
     '/v1/whoami',
-    {
-      onRequest: allow(operatorRoles),
-      schema: {
-        tags: ['admin'],
-        summary: 'The operator behind these credentials: name and role',
-        security,
-        response: { 200: { type: 'object', properties: { name: { type: 'string' }, role } }, ...errors },
-      },
-    },
+    { onRequest: allow(operatorRoles), schema: schemas.whoami },
     async (request) => {
       const operator = operatorOf(request);
       return { name: operator.actor.replace(/^operator:/, ''), role: operator.role };
@@ -121,25 +80,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
 
   app.get(
     '/v1/tokens',
-    {
-      onRequest: allow(admins),
-      schema: { tags: ['admin'], summary: 'Personal operator tokens (never the tokens or their hashes)', security, response: { 200: { type: 'object', properties: { items: { type: 'array', items: tokenSchema }, next: { type: 'null', description: 'always null: the whole list is in this answer' } } }, ...errors } },
-    },
+    { onRequest: allow(admins), schema: schemas.listTokens },
     async () => ({ items: (await registry.listOperatorTokens()).map(tokenJson), next: null }),
   );
 
-  app.post<{ Params: { name: string } }>(
+  app.post(
     '/v1/tokens/:name/revoke',
-    {
-      onRequest: allow(admins),
-      schema: {
-        tags: ['admin'],
-        summary: 'Revoke a personal operator token at once (final)',
-        security,
-        params: { type: 'object', required: ['name'], additionalProperties: false, properties: { name: { type: 'string', maxLength: 64 } } },
-        response: { 200: tokenSchema, ...errors },
-      },
-    },
+    { onRequest: allow(admins), schema: schemas.revokeToken },
     async (request) => {
       const operator = operatorOf(request);
       const { name } = request.params;
@@ -155,7 +102,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   // process read from admin.token at start, and the generations earlier rotations stored. Every API process
   // asks the registry before comparing with its own admin.token (operator-auth.ts tokenAuth), so the old
   // token is refused at once everywhere and the new one works everywhere, without a restart.
-  app.post<{ Body: Record<string, never> }>(
+  app.post(
     '/v1/tokens/admin/rotate',
     {
       onRequest: allow(admins),
@@ -163,13 +110,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
       preValidation: async (request) => {
         if (request.body === undefined) request.body = {};
       },
-      schema: {
-        tags: ['admin'],
-        summary: 'Rotate the bootstrap admin token: the new token is in this answer only; the old one is refused from now on',
-        security,
-        body: { type: 'object', additionalProperties: false, properties: {} },
-        response: { 201: { type: 'object', properties: { name: { type: 'string' }, token: { type: 'string' }, rotatedAt: dateTime, retired: { type: 'array', items: { type: 'string' } } } }, ...errors },
-      },
+      schema: schemas.rotateAdminToken,
     },
     async (request, reply) => {
       const operator = operatorOf(request);
@@ -200,34 +141,9 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
 
   const { deviceCa, clock } = deps;
   if (deviceCa !== undefined && clock !== undefined) {
-    app.post<{ Body: { name: string; role: OperatorRole; csr: string } }>(
+    app.post(
       '/v1/operators/certificates',
-      {
-        onRequest: allow(admins),
-        schema: {
-          tags: ['admin'],
-          summary: 'Issue an operator certificate from a CSR (the key stays with the caller); revoke it as the token of the same name',
-          security,
-          body: {
-            type: 'object',
-            required: ['name', 'role', 'csr'],
-            additionalProperties: false,
-            properties: { name: tokenName, role, csr: { type: 'string', maxLength: 16_384, description: 'PKCS#10, PEM' } },
-          },
-          response: {
-            201: {
-              type: 'object',
-              properties: {
-                name: { type: 'string' },
-                role,
-                certificate: { type: 'string', description: 'the operator certificate (PEM)' },
-                chain: { type: 'string', description: 'the issuing CA certificate, then the root (PEM)' },
-              },
-            },
-            ...errors,
-          },
-        },
-      },
+      { onRequest: allow(admins), schema: schemas.createOperatorCertificate },
       async (request, reply) => {
         const operator = operatorOf(request);
         const { name, role: certificateRole, csr } = request.body;
@@ -250,23 +166,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     );
   }
 
-  app.get<{ Querystring: { anchor?: string } }>(
+  app.get(
     '/v1/audit/verify',
     {
       onRequest: allow(auditReaders),
       // Walks the whole log: one a second on average is plenty (route-level override of @fastify/rate-limit).
       config: { rateLimit: { max: 60, timeWindow: 60_000 } },
-      schema: {
-        tags: ['audit'],
-        summary: 'Check the audit hash chain from the first entry to the last',
-        security,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { anchor: { type: 'string', pattern: '^[1-9][0-9]{0,15}:[0-9a-f]{64}$', description: '`id:hash` of an earlier head; the log must still contain it' } },
-        },
-        response: { 200: verificationSchema, ...errors },
-      },
+      schema: schemas.verifyAudit,
     },
     async (request) => {
       const anchor = request.query.anchor?.split(':');
