@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { CreateDevice, CreatedDevice as CreatedDeviceAnswer } from '../contract/index.ts';
 import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
 import { writeSecret } from '../provisioning/index.ts';
 import type { ApiClientOptions } from './api-client.ts';
@@ -40,7 +41,7 @@ export async function createDevice(client: ApiClientOptions, options: DeviceCrea
   mkdirSync(options.out, { recursive: true });
   writeSecret(files.key, await privateKeyToPem(keys.privateKey));
   chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
-  let created: { id: string; template: string; policy: string | null; serial: string; notAfter: string; certificate: string; chain: string; ca: string };
+  let created: CreatedDeviceAnswer;
   try {
     created = await callApi(client, 'POST', '/v1/devices', {
       id: options.id,
@@ -48,7 +49,7 @@ export async function createDevice(client: ApiClientOptions, options: DeviceCrea
       ...(options.template ? { template: options.template } : {}),
       ...(options.policy ? { policy: options.policy } : {}),
       ...(options.attributes && Object.keys(options.attributes).length > 0 ? { attributes: options.attributes } : {}),
-    });
+    } satisfies CreateDevice);
   } catch (error) {
     unlinkSync(files.key);
     throw error;

@@ -1,33 +1,20 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import type { AllowlistBody, AllowlistImport, Claim, ClaimPage, CreateClaim, CreatedClaim, PutTemplate, RegisterClaimIssuer, Template, TemplatePage } from '../contract/index.ts';
+import { listLimit } from '../contract/index.ts';
 import { FleetgateError } from '../core/index.ts';
 import { lifetimeFromText } from '../provisioning/index.ts';
-import type { AllowlistEntry } from '../registry/index.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
 import { formatTable } from './table.ts';
 
-interface TemplateJson {
-  name: string;
-  policy: string;
-  validityDays: number;
-  keyTypes: string[];
-  requireAllowlist: boolean;
-  allowReenroll: boolean;
-  limits?: { publishPerSecond?: number; publishBytesPerSecond?: number; outboundQueueMessages?: number; outboundQueueBytes?: number };
-}
-
-// Every list route answers one page, `{items, next}` (README "HTTPS API").
-interface Page<T> {
-  items: T[];
-  next: string | null;
-}
 interface PageOptions {
   after?: string;
   limit: string;
 }
-const pageOptions = (command: Command, key: string) => command.option('--after <key>', `start after this ${key} (paging)`).option('--limit <n>', 'at most this many (1-1000)', '100');
+const pageOptions = (command: Command, key: string) =>
+  command.option('--after <key>', `start after this ${key} (paging)`).option('--limit <n>', `at most this many (${listLimit.min}-${listLimit.max})`, String(listLimit.default));
 const pageQuery = (options: PageOptions) => {
   const search = new URLSearchParams({ ...(options.after ? { after: options.after } : {}), limit: options.limit });
   return `?${search.toString()}`;
@@ -43,7 +30,7 @@ function limitOption(name: string, value: string | undefined): Record<string, nu
   return { [name]: parsed };
 }
 
-const limitText = (limits: TemplateJson['limits']) =>
+const limitText = (limits: Template['limits']) =>
   [
     limits?.publishPerSecond !== undefined ? `${limits.publishPerSecond} msg/s` : '',
     limits?.publishBytesPerSecond !== undefined ? `${limits.publishBytesPerSecond} B/s` : '',
@@ -70,12 +57,11 @@ export function registerFactoryCommands(program: Command): void {
     if (existing.length > 0) throw new Error(`${existing.join(', ')} already exist; choose an empty --out directory`);
     const maxUses = options.maxUses === undefined ? undefined : Number(options.maxUses);
     if (maxUses !== undefined && (!Number.isInteger(maxUses) || maxUses < 1)) throw new Error('--max-uses must be a positive integer');
-    const created = await callApi<{ claimId: string; template: string; maxUses: number | null; expiresAt: string; certificate: string; privateKey: string; ca: string }>(
-      operatorClient(options),
-      'POST',
-      '/v1/claims',
-      { template: options.template, ...(maxUses ? { maxUses } : {}), expiresInSeconds: lifetimeFromText(options.expires) },
-    );
+    const created = await callApi<CreatedClaim>(operatorClient(options), 'POST', '/v1/claims', {
+      template: options.template,
+      ...(maxUses ? { maxUses } : {}),
+      expiresInSeconds: lifetimeFromText(options.expires),
+    } satisfies CreateClaim);
     mkdirSync(options.out, { recursive: true });
     writeFileSync(files.key, created.privateKey, { flag: 'wx', mode: 0o600 });
     writeFileSync(files.certificate, created.certificate, { flag: 'wx', mode: 0o644 });
@@ -95,11 +81,7 @@ export function registerFactoryCommands(program: Command): void {
   });
 
   withOperatorOptions(pageOptions(claim.command('list').description('claims with their usage and limits, oldest first'), 'claim id')).action(async (options: OperatorOptions & PageOptions) => {
-    const claims = await callApi<Page<{ claimId: string; template: string; kind: string; maxUses: number | null; uses: number; status: string; expiresAt: string }>>(
-      operatorClient(options),
-      'GET',
-      `/v1/claims${pageQuery(options)}`,
-    );
+    const claims = await callApi<ClaimPage>(operatorClient(options), 'GET', `/v1/claims${pageQuery(options)}`);
     emit(Boolean(options.json), claims, () =>
       formatTable(['CLAIM', 'KIND', 'TEMPLATE', 'USES', 'STATUS', 'EXPIRES'], claims.items.map((c) => [c.claimId, c.kind, c.template, `${c.uses}/${c.maxUses ?? '∞'}`, c.status, c.expiresAt])) +
         moreHint(claims.next, 'fleetgate claim list'),
@@ -107,7 +89,7 @@ export function registerFactoryCommands(program: Command): void {
   });
   withOperatorOptions(claim.command('revoke').description('stop further enrollments with a claim (enrolled devices keep their identity)').argument('<claim-id>')).action(
     async (claimId: string, options: OperatorOptions) => {
-      const revoked = await callApi<{ claimId: string; uses: number }>(operatorClient(options), 'POST', `/v1/claims/${encodeURIComponent(claimId)}/revoke`);
+      const revoked = await callApi<Claim>(operatorClient(options), 'POST', `/v1/claims/${encodeURIComponent(claimId)}/revoke`);
       emit(Boolean(options.json), revoked, () => `Revoked claim ${revoked.claimId} (${revoked.uses} devices had enrolled with it).`);
     },
   );
@@ -120,13 +102,13 @@ export function registerFactoryCommands(program: Command): void {
       .requiredOption('--issuer-cert <file>', 'PEM: the CA that signs birth certificates, then its chain up to the root'),
   ).action(async (options: OperatorOptions & { name: string; template: string; issuerCert: string }) => {
     const certificate = readFileSync(options.issuerCert, 'utf8');
-    const registered = await callApi<{ claimId: string; expiresAt: string }>(operatorClient(options), 'POST', '/v1/claim-issuers', { name: options.name, template: options.template, certificate });
+    const registered = await callApi<Claim>(operatorClient(options), 'POST', '/v1/claim-issuers', { name: options.name, template: options.template, certificate } satisfies RegisterClaimIssuer);
     emit(Boolean(options.json), registered, () => `Registered manufacturer CA as claim ${registered.claimId} (trusted until ${registered.expiresAt}).`);
   });
 
   const template = program.command('template').description('registration templates (policy, validity, key rules, allow-list)');
   withOperatorOptions(pageOptions(template.command('list').description('list templates, by name'), 'name')).action(async (options: OperatorOptions & PageOptions) => {
-    const templates = await callApi<Page<TemplateJson>>(operatorClient(options), 'GET', `/v1/templates${pageQuery(options)}`);
+    const templates = await callApi<TemplatePage>(operatorClient(options), 'GET', `/v1/templates${pageQuery(options)}`);
     emit(Boolean(options.json), templates, () =>
       formatTable(
         ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES', 'LIMITS'],
@@ -157,7 +139,7 @@ export function registerFactoryCommands(program: Command): void {
       ...limitOption('outboundQueueMessages', options.queueMessages),
       ...limitOption('outboundQueueBytes', options.queueBytes),
     };
-    const saved = await callApi<TemplateJson>(operatorClient(options), 'POST', '/v1/templates', {
+    const saved = await callApi<Template>(operatorClient(options), 'POST', '/v1/templates', {
       name: options.name,
       ...(options.policy ? { policy: options.policy } : {}),
       ...(options.validityDays ? { validityDays: Number(options.validityDays) } : {}),
@@ -165,7 +147,7 @@ export function registerFactoryCommands(program: Command): void {
       ...(options.requireAllowlist === undefined ? {} : { requireAllowlist: options.requireAllowlist }),
       ...(options.allowReenroll === undefined ? {} : { allowReenroll: options.allowReenroll }),
       ...(Object.keys(limits).length > 0 ? { limits } : {}),
-    });
+    } satisfies PutTemplate);
     emit(
       Boolean(options.json),
       saved,
@@ -189,7 +171,7 @@ export function registerFactoryCommands(program: Command): void {
     const batch = 10_000;
     let result = { added: 0, total: 0 };
     for (let offset = 0; offset < serials.length; offset += batch) {
-      const part = await callApi<{ added: number; total: number }>(client, 'POST', `/v1/templates/${encodeURIComponent(options.template)}/allowlist`, { serials: serials.slice(offset, offset + batch) });
+      const part = await callApi<AllowlistImport>(client, 'POST', `/v1/templates/${encodeURIComponent(options.template)}/allowlist`, { serials: serials.slice(offset, offset + batch) } satisfies AllowlistBody);
       result = { added: result.added + part.added, total: part.total };
       if (!options.json && serials.length > batch && process.stderr.isTTY) process.stderr.write(`\r  ${Math.min(offset + batch, serials.length)}/${serials.length} serials sent`);
     }
@@ -206,6 +188,9 @@ export function registerFactoryCommands(program: Command): void {
  * attributes, which every row then carries (empty cells left out) and which policies trust (README
  * "Enrollment and renewal"). Without such a header, further columns are ignored.
  */
+/** One entry of an allow-list import (contract/admin.ts AllowlistBody). */
+type AllowlistEntry = AllowlistBody['serials'][number];
+
 export function parseAllowlist(text: string): AllowlistEntry[] {
   if (text.trimStart().startsWith('[')) return JSON.parse(text) as AllowlistEntry[];
   const cells = (line: string) => line.split(/[,;\t]/).map((cell) => cell.trim().replace(/^"(.*)"$/, '$1'));

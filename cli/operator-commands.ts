@@ -2,93 +2,43 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSy
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, policyActions, privateKeyToPem } from '../core/index.ts';
+import {
+  type AuditEntry,
+  type AuditFeed,
+  type CreatedService,
+  type CreateService,
+  type Device,
+  type DeviceDetail,
+  type DevicePage,
+  deviceStatuses,
+  type Explanation,
+  type ExplainRequest,
+  identityKinds,
+  listLimit,
+  type NoteBody,
+  operatorRevocationReasons,
+  type Policy,
+  type PolicyList,
+  type RevokeBody,
+  type SessionList,
+  sessionKinds,
+  auditResults,
+} from '../contract/index.ts';
 import { writeSecret } from '../provisioning/index.ts';
-import { operatorRevocationReasons } from '../provisioning/revoke-device.ts';
 import type { ApiClientOptions } from './api-client.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
 import { formatTable } from './table.ts';
-
-// The API's JSON shapes (provisioning/api/fleet-routes.ts), as the CLI reads them.
-interface DeviceJson {
-  id: string;
-  kind: 'device' | 'service';
-  status: 'active' | 'suspended' | 'revoked';
-  template: string;
-  policy: string | null;
-  attributes: Record<string, string>;
-  /** Absent from gateways older than the trusted/reported split. */
-  reportedAttributes?: Record<string, string>;
-  statusReason: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-interface CertificateJson {
-  serial: string;
-  status: string;
-  notBefore: string;
-  notAfter: string;
-  issuedAt: string;
-  revokedAt: string | null;
-  revocationReason: string | null;
-}
-interface SessionJson {
-  clientId: string;
-  kind: string;
-  certificateSerial: string;
-  remoteAddress: string | null;
-  connectedAt: string;
-}
-interface DeviceDetailJson {
-  device: DeviceJson;
-  effectivePolicy: string | null;
-  certificates: CertificateJson[];
-  session: SessionJson | null;
-}
-interface PolicyJson {
-  name: string;
-  version: number;
-  updatedAt: string;
-  document: { statements: unknown[] };
-}
-interface ExplainJson {
-  policy: string;
-  version: number;
-  deviceId: string;
-  deviceStatus: string;
-  effectivePolicy: string | null;
-  action: string;
-  topic: string;
-  allowed: boolean;
-  code: string | null;
-  effect: string | null;
-  statementIndex: number | null;
-  pattern: string | null;
-  statement: { sid?: string; effect: string; actions: string[]; topics: string[] } | null;
-}
-interface AuditJson {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  result: string;
-  code: string | null;
-  deviceId: string | null;
-  detail: Record<string, unknown> | null;
-}
-interface Page<T> {
-  items: T[];
-  next?: string | null;
-}
 
 const path = (...parts: string[]) => parts.map(encodeURIComponent).join('/');
 const query = (params: Record<string, string | number | undefined>) => {
   const search = new URLSearchParams(Object.entries(params).flatMap(([key, value]) => (value === undefined || value === '' ? [] : [[key, String(value)] as [string, string]])));
   return search.size === 0 ? '' : `?${search.toString()}`;
 };
+const limitHelp = `at most this many (${listLimit.min}-${listLimit.max})`;
 const reasonOption = () => new Option('--reason <reason>', 'RFC 5280 revocation reason').choices(operatorRevocationReasons).makeOptionMandatory();
 
-function identityTable(items: readonly DeviceJson[]): string {
+function identityTable(items: readonly Device[]): string {
   if (items.length === 0) return '(none)';
   return formatTable(
     ['ID', 'KIND', 'STATUS', 'TEMPLATE', 'POLICY', 'REASON', 'UPDATED'],
@@ -101,7 +51,7 @@ function moreHint(next: string | null | undefined, command: string): string {
 }
 
 /** The status line every revoke/suspend/resume prints. */
-function statusLine(device: DeviceJson, verb: string): string {
+function statusLine(device: Device, verb: string): string {
   const reason = device.statusReason ? ` (${device.statusReason})` : '';
   return `${device.kind === 'service' ? 'Service' : 'Device'} ${device.id} ${verb}: status ${device.status}${reason}. Live sessions are closed and reconnects refused while it is not active.`;
 }
@@ -120,14 +70,14 @@ export function registerOperatorCommands(program: Command, commands: { device: C
     device
       .command('list')
       .description('list devices (and services), by id')
-      .addOption(new Option('--status <status>', 'only this status').choices(['active', 'suspended', 'revoked']))
-      .addOption(new Option('--kind <kind>', 'only devices or only services').choices(['device', 'service']))
+      .addOption(new Option('--status <status>', 'only this status').choices(deviceStatuses))
+      .addOption(new Option('--kind <kind>', 'only devices or only services').choices(identityKinds))
       .option('--template <name>', 'only devices of this template')
       .option('--prefix <prefix>', 'only ids starting with this')
       .option('--after <id>', 'start after this id (paging)')
-      .option('--limit <n>', 'at most this many (1-1000)', '100'),
+      .option('--limit <n>', limitHelp, String(listLimit.default)),
   ).action(async (options: OperatorOptions & { status?: string; kind?: string; template?: string; prefix?: string; after?: string; limit: string }) => {
-    const page = await callApi<Page<DeviceJson>>(
+    const page = await callApi<DevicePage>(
       operatorClient(options),
       'GET',
       `/v1/devices${query({ status: options.status, kind: options.kind, template: options.template, prefix: options.prefix, after: options.after, limit: options.limit })}`,
@@ -137,7 +87,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
 
   withOperatorOptions(device.command('show').description('one device: status, policy, certificates and live session').argument('<id>', 'device id')).action(
     async (id: string, options: OperatorOptions) => {
-      const detail = await callApi<DeviceDetailJson>(operatorClient(options), 'GET', `/v1/devices/${path(id)}`);
+      const detail = await callApi<DeviceDetail>(operatorClient(options), 'GET', `/v1/devices/${path(id)}`);
       emit(Boolean(options.json), detail, () => deviceDetailText(detail));
     },
   );
@@ -149,7 +99,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
       .argument('<id>', 'device id')
       .addOption(reasonOption()),
   ).action(async (id: string, options: OperatorOptions & { reason: string }) => {
-    const revoked = await callApi<DeviceJson>(operatorClient(options), 'POST', `/v1/devices/${path(id)}/revoke`, { reason: options.reason });
+    const revoked = await callApi<Device>(operatorClient(options), 'POST', `/v1/devices/${path(id)}/revoke`, { reason: options.reason } satisfies RevokeBody);
     emit(Boolean(options.json), revoked, () => statusLine(revoked, 'revoked'));
   });
 
@@ -159,7 +109,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
   ] as const) {
     withOperatorOptions(device.command(action).description(description).argument('<id>', 'device id').option('--reason <text>', 'note for the audit trail')).action(
       async (id: string, options: OperatorOptions & { reason?: string }) => {
-        const changed = await callApi<DeviceJson>(operatorClient(options), 'POST', `/v1/devices/${path(id)}/${action}`, options.reason ? { reason: options.reason } : {});
+        const changed = await callApi<Device>(operatorClient(options), 'POST', `/v1/devices/${path(id)}/${action}`, (options.reason ? { reason: options.reason } : {}) satisfies NoteBody);
         emit(Boolean(options.json), changed, () => statusLine(changed, verb));
       },
     );
@@ -186,9 +136,9 @@ export function registerOperatorCommands(program: Command, commands: { device: C
     mkdirSync(options.out, { recursive: true });
     writeSecret(files.key, await privateKeyToPem(keys.privateKey));
     chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
-    let created: { name: string; policy: string | null; serial: string; notAfter: string; certificate: string; chain: string; ca: string };
+    let created: CreatedService;
     try {
-      created = await callApi(client, 'POST', '/v1/services', { name: options.name, csr: await createCsr(keys, options.name), ...(options.policy ? { policy: options.policy } : {}) });
+      created = await callApi(client, 'POST', '/v1/services', { name: options.name, csr: await createCsr(keys, options.name), ...(options.policy ? { policy: options.policy } : {}) } satisfies CreateService);
     } catch (error) {
       unlinkSync(files.key);
       throw error;
@@ -214,11 +164,11 @@ export function registerOperatorCommands(program: Command, commands: { device: C
     service
       .command('list')
       .description('list service identities')
-      .addOption(new Option('--status <status>', 'only this status').choices(['active', 'suspended', 'revoked']))
+      .addOption(new Option('--status <status>', 'only this status').choices(deviceStatuses))
       .option('--after <name>', 'start after this name (paging)')
-      .option('--limit <n>', 'at most this many (1-1000)', '100'),
+      .option('--limit <n>', limitHelp, String(listLimit.default)),
   ).action(async (options: OperatorOptions & { status?: string; after?: string; limit: string }) => {
-    const page = await callApi<Page<DeviceJson>>(operatorClient(options), 'GET', `/v1/services${query({ status: options.status, after: options.after, limit: options.limit })}`);
+    const page = await callApi<DevicePage>(operatorClient(options), 'GET', `/v1/services${query({ status: options.status, after: options.after, limit: options.limit })}`);
     emit(Boolean(options.json), page, () => identityTable(page.items) + moreHint(page.next, 'fleetgate service list'));
   });
 
@@ -231,9 +181,9 @@ export function registerOperatorCommands(program: Command, commands: { device: C
   ).action(async (name: string, options: OperatorOptions & { reason: string }) => {
     const client = operatorClient(options);
     // Services and devices share one namespace and one revoke route; make sure a typo cannot revoke a device.
-    const { device: found } = await callApi<DeviceDetailJson>(client, 'GET', `/v1/devices/${path(name)}`);
+    const { device: found } = await callApi<DeviceDetail>(client, 'GET', `/v1/devices/${path(name)}`);
     if (found.kind !== 'service') throw new Error(`${name} is a device, not a service; use \`fleetgate device revoke\` if that is what you mean`);
-    const revoked = await callApi<DeviceJson>(client, 'POST', `/v1/devices/${path(name)}/revoke`, { reason: options.reason });
+    const revoked = await callApi<Device>(client, 'POST', `/v1/devices/${path(name)}/revoke`, { reason: options.reason } satisfies RevokeBody);
     emit(Boolean(options.json), revoked, () => statusLine(revoked, 'revoked'));
   });
 
@@ -241,7 +191,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
 
   const policy = program.command('policy').description('topic ACL policies');
   withOperatorOptions(policy.command('list').description('list policies')).action(async (options: OperatorOptions) => {
-    const policies = await callApi<Page<PolicyJson>>(operatorClient(options), 'GET', '/v1/policies');
+    const policies = await callApi<PolicyList>(operatorClient(options), 'GET', '/v1/policies');
     emit(Boolean(options.json), policies, () =>
       formatTable(
         ['NAME', 'VERSION', 'STATEMENTS', 'UPDATED'],
@@ -253,7 +203,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
   withOperatorOptions(
     policy.command('get').description('print a policy document (edit it and load it back with `policy set`)').argument('<name>', 'policy name'),
   ).action(async (name: string, options: OperatorOptions) => {
-    const found = await callApi<PolicyJson>(operatorClient(options), 'GET', `/v1/policies/${path(name)}`);
+    const found = await callApi<Policy>(operatorClient(options), 'GET', `/v1/policies/${path(name)}`);
     // Text mode prints exactly the document, so `policy get P > p.json` round-trips; the version goes to stderr.
     if (!options.json) process.stderr.write(`# policy ${found.name}, version ${found.version}, updated ${found.updatedAt}\n`);
     emit(Boolean(options.json), found, () => JSON.stringify(found.document, null, 2));
@@ -267,7 +217,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
       .requiredOption('--file <file>', 'JSON policy document ("-" for stdin)'),
   ).action(async (name: string, options: OperatorOptions & { file: string }) => {
     const document = readPolicyFile(options.file);
-    const saved = await callApi<PolicyJson>(operatorClient(options), 'PUT', `/v1/policies/${path(name)}`, document);
+    const saved = await callApi<Policy>(operatorClient(options), 'PUT', `/v1/policies/${path(name)}`, document);
     emit(Boolean(options.json), saved, () => `Saved policy ${saved.name} version ${saved.version} (${saved.document.statements.length} statements); brokers apply it to live sessions now.`);
   });
 
@@ -279,11 +229,11 @@ export function registerOperatorCommands(program: Command, commands: { device: C
       .addOption(new Option('--action <action>', 'MQTT action').choices(policyActions).makeOptionMandatory())
       .requiredOption('--topic <topic>', 'topic name, or topic filter for subscribe')
       .option('--policy <name>', 'explain this policy instead of the device\'s own (e.g. a draft)'),
-  ).action(async (options: OperatorOptions & { device: string; action: string; topic: string; policy?: string }) => {
+  ).action(async (options: OperatorOptions & { device: string; action: ExplainRequest['action']; topic: string; policy?: string }) => {
     const client = operatorClient(options);
-    const policyName = options.policy ?? (await callApi<DeviceDetailJson>(client, 'GET', `/v1/devices/${path(options.device)}`)).effectivePolicy;
+    const policyName = options.policy ?? (await callApi<DeviceDetail>(client, 'GET', `/v1/devices/${path(options.device)}`)).effectivePolicy;
     if (policyName === null) throw new Error(`device ${options.device} has no effective policy (its template is gone); pass --policy NAME`);
-    const answer = await callApi<ExplainJson>(client, 'POST', `/v1/policies/${path(policyName)}/explain`, { deviceId: options.device, action: options.action, topic: options.topic });
+    const answer = await callApi<Explanation>(client, 'POST', `/v1/policies/${path(policyName)}/explain`, { deviceId: options.device, action: options.action, topic: options.topic } satisfies ExplainRequest);
     emit(Boolean(options.json), answer, () => explainText(answer));
   });
 
@@ -294,9 +244,9 @@ export function registerOperatorCommands(program: Command, commands: { device: C
     session
       .command('list')
       .description('list live sessions on the broker(s) the API runs with')
-      .addOption(new Option('--kind <kind>', 'only device or only claim (enrollment) sessions').choices(['device', 'claim'])),
+      .addOption(new Option('--kind <kind>', 'only device or only claim (enrollment) sessions').choices(sessionKinds)),
   ).action(async (options: OperatorOptions & { kind?: string }) => {
-    const sessions = await callApi<Page<SessionJson>>(operatorClient(options), 'GET', `/v1/sessions${query({ kind: options.kind })}`);
+    const sessions = await callApi<SessionList>(operatorClient(options), 'GET', `/v1/sessions${query({ kind: options.kind })}`);
     emit(Boolean(options.json), sessions, () =>
       sessions.items.length === 0
         ? '(no live sessions)'
@@ -316,16 +266,16 @@ export function registerOperatorCommands(program: Command, commands: { device: C
       .option('--device <id>', 'entries about this device')
       .option('--actor <actor>', 'entries by this actor (e.g. operator:admin, device:ID)')
       .option('--action <action>', 'entries of this action (e.g. device.revoke, mqtt.connect)')
-      .addOption(new Option('--result <result>', 'only successes or only refusals').choices(['ok', 'refused']))
+      .addOption(new Option('--result <result>', 'only successes or only refusals').choices(auditResults))
       .option('--since <time>', 'ISO 8601 time, inclusive')
       .option('--until <time>', 'ISO 8601 time, exclusive')
-      .option('--limit <n>', 'how many of the latest entries (1-1000)', '50')
+      .option('--limit <n>', `how many of the latest entries (${listLimit.min}-${listLimit.max})`, '50')
       .option('--follow', 'poll for new entries every second (with --json: one JSON object per line)'),
   ).action(async (options: OperatorOptions & { device?: string; actor?: string; action?: string; result?: string; since?: string; until?: string; limit: string; follow?: boolean }) => {
     const client = operatorClient(options);
     const filters = { deviceId: options.device, actor: options.actor, action: options.action, result: options.result, since: isoTime(options.since, '--since'), until: isoTime(options.until, '--until') };
     // The API answers newest first; a log reads oldest first.
-    const latest = (await callApi<Page<AuditJson>>(client, 'GET', `/v1/audit${query({ ...filters, limit: options.limit })}`)).items.reverse();
+    const latest = (await callApi<AuditFeed>(client, 'GET', `/v1/audit${query({ ...filters, limit: options.limit })}`)).items.reverse();
     if (!options.follow) {
       emit(Boolean(options.json), latest, () => (latest.length === 0 ? '(no entries)' : auditTable(latest)));
       return;
@@ -346,7 +296,7 @@ export function registerOperatorCommands(program: Command, commands: { device: C
   return { audit };
 }
 
-function deviceDetailText(detail: DeviceDetailJson): string {
+function deviceDetailText(detail: DeviceDetail): string {
   const { device, session, certificates } = detail;
   const pairs = (values: Record<string, string>) => Object.entries(values).map(([key, value]) => `${key}=${value}`).join(', ');
   const attributes = pairs(device.attributes);
@@ -373,7 +323,7 @@ function deviceDetailText(detail: DeviceDetailJson): string {
   return lines.join('\n');
 }
 
-function explainText(answer: ExplainJson): string {
+function explainText(answer: Explanation): string {
   const verdict = answer.allowed ? 'ALLOWED' : `DENIED (${answer.code ?? 'no code'})`;
   const lines = [`${verdict}: ${answer.deviceId} ${answer.action} ${answer.topic}`, `  policy     ${answer.policy} version ${answer.version}`];
   if (answer.statement !== null && answer.statementIndex !== null) {
@@ -391,9 +341,9 @@ function explainText(answer: ExplainJson): string {
 }
 
 const auditHeaders = ['ID', 'AT', 'ACTOR', 'ACTION', 'RESULT', 'DEVICE', 'DETAIL'] as const;
-const auditRow = (e: AuditJson) => [e.id, e.at, e.actor, e.action, e.result === 'ok' ? 'ok' : `refused ${e.code ?? ''}`.trim(), e.deviceId, summariseDetail(e.detail)];
+const auditRow = (e: AuditEntry) => [e.id, e.at, e.actor, e.action, e.result === 'ok' ? 'ok' : `refused ${e.code ?? ''}`.trim(), e.deviceId, summariseDetail(e.detail)];
 
-function auditTable(entries: readonly AuditJson[]): string {
+function auditTable(entries: readonly AuditEntry[]): string {
   return formatTable(auditHeaders, entries.map(auditRow));
 }
 
@@ -401,7 +351,7 @@ function auditTable(entries: readonly AuditJson[]): string {
  * Lines for a stream of entries: a table cannot be sized before its rows exist, so columns start at a
  * typical width and only ever grow; earlier lines are not re-aligned.
  */
-function auditStream(): (entries: readonly AuditJson[]) => string {
+function auditStream(): (entries: readonly AuditEntry[]) => string {
   const widths = [6, 24, 16, 16, 8, 16, 0];
   let headerShown = false;
   const line = (cells: readonly string[]) =>
@@ -433,13 +383,13 @@ function summariseDetail(detail: Record<string, unknown> | null): string {
 export async function followAudit(
   client: ApiClientOptions,
   filters: Record<string, string | undefined>,
-  initial: readonly AuditJson[],
+  initial: readonly AuditEntry[],
   json: boolean,
   signal: AbortSignal,
   intervalMs = 1000,
 ): Promise<void> {
   const table = auditStream();
-  const print = (entries: readonly AuditJson[]) => {
+  const print = (entries: readonly AuditEntry[]) => {
     if (entries.length === 0) return;
     process.stdout.write((json ? entries.map((e) => JSON.stringify(e)).join('\n') : table(entries)) + '\n');
   };
@@ -447,10 +397,10 @@ export async function followAudit(
   let afterId = initial.at(-1)?.id ?? (await latestId(client));
   while (!signal.aborted) {
     // `since`/`until` bound the first read only; following is by id, oldest first.
-    const { items } = await callApi<Page<AuditJson>>(client, 'GET', `/v1/audit${query({ ...filters, since: undefined, until: undefined, afterId, limit: 1000 })}`);
+    const { items } = await callApi<AuditFeed>(client, 'GET', `/v1/audit${query({ ...filters, since: undefined, until: undefined, afterId, limit: listLimit.max })}`);
     print(items);
     afterId = items.at(-1)?.id ?? afterId;
-    if (items.length === 1000) continue; // behind: catch up without waiting
+    if (items.length === listLimit.max) continue; // behind: catch up without waiting
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, intervalMs);
       signal.addEventListener('abort', done, { once: true });
@@ -465,7 +415,7 @@ export async function followAudit(
 
 /** The newest entry's id, so a follow that printed nothing starts from now rather than from the beginning. */
 async function latestId(client: ApiClientOptions): Promise<number> {
-  const { items } = await callApi<Page<AuditJson>>(client, 'GET', '/v1/audit?limit=1');
+  const { items } = await callApi<AuditFeed>(client, 'GET', '/v1/audit?limit=1');
   return items[0]?.id ?? 0;
 }
 

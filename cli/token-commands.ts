@@ -2,26 +2,12 @@ import { chmodSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
-import { operatorRoles } from '../registry/index.ts';
+import type { AuditVerification, CreatedToken, CreateOperatorCertificate, CreateToken, OperatorCertificate, RotatedAdminToken, Token, TokenList } from '../contract/index.ts';
+import { type OperatorRole, operatorRoles } from '../contract/index.ts';
 import { resolveDataDir } from './config.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
 import { formatTable } from './table.ts';
-
-interface TokenJson {
-  name: string;
-  role: string;
-  createdAt: string;
-  revokedAt: string | null;
-}
-
-interface AuditVerificationJson {
-  ok: boolean;
-  entries: number;
-  firstBrokenId?: number;
-  reason?: string;
-  head?: { id: number; hash: string };
-}
 
 /** Personal operator tokens: one per person or script, each with a role, revocable on its own. */
 export function registerTokenCommands(program: Command): void {
@@ -37,8 +23,8 @@ export function registerTokenCommands(program: Command): void {
           .choices(operatorRoles)
           .makeOptionMandatory(),
       ),
-  ).action(async (options: OperatorOptions & { name: string; role: string }) => {
-    const created = await callApi<{ name: string; role: string; token: string; createdAt: string }>(operatorClient(options), 'POST', '/v1/tokens', { name: options.name, role: options.role });
+  ).action(async (options: OperatorOptions & { name: string; role: OperatorRole }) => {
+    const created = await callApi<CreatedToken>(operatorClient(options), 'POST', '/v1/tokens', { name: options.name, role: options.role } satisfies CreateToken);
     emit(Boolean(options.json), created, () =>
       [
         `Created token ${created.name} with role ${created.role}:`,
@@ -62,7 +48,7 @@ export function registerTokenCommands(program: Command): void {
           .makeOptionMandatory(),
       )
       .requiredOption('--out <dir>', 'directory for operator.crt, operator.key (0600) and ca.crt'),
-  ).action(async (options: OperatorOptions & { name: string; role: string; out: string }) => {
+  ).action(async (options: OperatorOptions & { name: string; role: OperatorRole; out: string }) => {
     const client = operatorClient(options);
     const files = { certificate: join(options.out, 'operator.crt'), key: join(options.out, 'operator.key'), ca: join(options.out, 'ca.crt') };
     const existing = Object.values(files).filter((file) => existsSync(file));
@@ -72,9 +58,9 @@ export function registerTokenCommands(program: Command): void {
     mkdirSync(options.out, { recursive: true });
     writeFileSync(files.key, await privateKeyToPem(keys.privateKey), { flag: 'wx', mode: 0o600 });
     chmodSync(files.key, 0o600); // in case a umask or an odd filesystem widened it
-    let created: { name: string; role: string; certificate: string; chain: string };
+    let created: OperatorCertificate;
     try {
-      created = await callApi(client, 'POST', '/v1/operators/certificates', { name: options.name, role: options.role, csr: await createCsr(keys, options.name) });
+      created = await callApi(client, 'POST', '/v1/operators/certificates', { name: options.name, role: options.role, csr: await createCsr(keys, options.name) } satisfies CreateOperatorCertificate);
     } catch (error) {
       unlinkSync(files.key);
       throw error;
@@ -104,7 +90,7 @@ export function registerTokenCommands(program: Command): void {
   ).action(async (options: OperatorOptions & { out?: string }) => {
     const client = operatorClient(options);
     const file = options.out ?? join(resolveDataDir(options.dataDir), 'admin.token');
-    const rotated = await callApi<{ name: string; token: string; rotatedAt: string; retired: string[] }>(client, 'POST', '/v1/tokens/admin/rotate');
+    const rotated = await callApi<RotatedAdminToken>(client, 'POST', '/v1/tokens/admin/rotate');
     try {
       writeTokenFile(file, rotated.token);
     } catch (error) {
@@ -124,7 +110,7 @@ export function registerTokenCommands(program: Command): void {
   });
 
   withOperatorOptions(token.command('list').description('tokens and their roles (never the tokens themselves)')).action(async (options: OperatorOptions) => {
-    const { items } = await callApi<{ items: TokenJson[] }>(operatorClient(options), 'GET', '/v1/tokens');
+    const { items } = await callApi<TokenList>(operatorClient(options), 'GET', '/v1/tokens');
     emit(Boolean(options.json), items, () =>
       items.length === 0
         ? '(no personal tokens; only the bootstrap token in admin.token)'
@@ -134,7 +120,7 @@ export function registerTokenCommands(program: Command): void {
 
   withOperatorOptions(token.command('revoke').description('revoke a token at once; requests with it are refused from now on').argument('<name>', 'token name')).action(
     async (name: string, options: OperatorOptions) => {
-      const revoked = await callApi<TokenJson>(operatorClient(options), 'POST', `/v1/tokens/${encodeURIComponent(name)}/revoke`);
+      const revoked = await callApi<Token>(operatorClient(options), 'POST', `/v1/tokens/${encodeURIComponent(name)}/revoke`);
       emit(Boolean(options.json), revoked, () => `Revoked token ${revoked.name} (role ${revoked.role}) at ${revoked.revokedAt ?? '?'}.`);
     },
   );
@@ -154,7 +140,7 @@ export function registerAuditVerifyCommand(audit: Command): void {
     const options = inheritedOptions(command) as OperatorOptions & { anchor?: string };
     if (options.anchor !== undefined && !/^[1-9][0-9]{0,15}:[0-9a-f]{64}$/.test(options.anchor)) throw new Error('--anchor must be ID:HASH as printed by `fleetgate audit verify`');
     const path = options.anchor === undefined ? '/v1/audit/verify' : `/v1/audit/verify?anchor=${encodeURIComponent(options.anchor)}`;
-    const verdict = await callApi<AuditVerificationJson>(operatorClient(options), 'GET', path);
+    const verdict = await callApi<AuditVerification>(operatorClient(options), 'GET', path);
     emit(Boolean(options.json), verdict, () => verificationText(verdict));
     if (!verdict.ok) process.exitCode = 1;
   });
@@ -170,7 +156,7 @@ function inheritedOptions(command: Command): OperatorOptions {
   return { ...defined(command.parent?.opts() ?? {}), ...defined(command.opts()) } as OperatorOptions;
 }
 
-function verificationText(verdict: AuditVerificationJson): string {
+function verificationText(verdict: AuditVerification): string {
   const head = verdict.head ? `${verdict.head.id}:${verdict.head.hash}` : undefined;
   if (verdict.ok) {
     return [
