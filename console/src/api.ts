@@ -4,119 +4,37 @@
  * or reloading the tab signs out, and nothing the browser keeps on disk or sends by itself carries it.
  */
 
-export type Role = 'admin' | 'operator' | 'station' | 'viewer';
-export type DeviceStatus = 'active' | 'suspended' | 'revoked';
+// The API's shapes and values come from its contract (contract/, the schemas the routes validate with), so a
+// changed answer fails this build. Types only, erased by esbuild; the values come from one small module.
+import type { OperatorRole } from '../../contract/index.ts';
 
-export interface Whoami {
-  readonly name: string;
-  readonly role: Role;
-}
+export type {
+  AllowlistImport,
+  AuditEntry,
+  AuditFeed,
+  Claim,
+  ClaimPage,
+  CreateClaim,
+  CreatedClaim,
+  Device,
+  DeviceDetail,
+  DevicePage,
+  Explanation,
+  ExplainRequest,
+  NoteBody,
+  OperatorRole as Role,
+  Policy,
+  RevokeBody,
+  Session,
+  SessionList,
+  Statement,
+  Template,
+  TemplatePage,
+  Whoami,
+} from '../../contract/index.ts';
+export { listLimit, operatorRevocationReasons, statusNoteMaxLength } from '../../contract/constants.ts';
 
-export interface Device {
-  readonly id: string;
-  readonly kind: 'device' | 'service';
-  readonly status: DeviceStatus;
-  readonly template: string;
-  readonly policy: string | null;
-  readonly attributes: Record<string, string>;
-  /** What the device reported at enrollment; never read by a policy. */
-  readonly reportedAttributes?: Record<string, string>;
-  readonly statusReason: string | null;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-}
-
-export interface Certificate {
-  readonly serial: string;
-  readonly fingerprint: string;
-  readonly status: 'active' | 'superseded' | 'revoked';
-  readonly notBefore: string;
-  readonly notAfter: string;
-  readonly issuedAt: string;
-  readonly revokedAt: string | null;
-  readonly revocationReason: string | null;
-}
-
-export interface Session {
-  readonly clientId: string;
-  readonly kind: 'device' | 'claim';
-  readonly certificateSerial: string;
-  readonly remoteAddress: string | null;
-  readonly connectedAt: string;
-}
-
-export interface DeviceDetail {
-  readonly device: Device;
-  readonly effectivePolicy: string | null;
-  readonly certificates: Certificate[];
-  readonly session: Session | null;
-}
-
-export interface Statement {
-  readonly sid?: string;
-  readonly effect: 'allow' | 'deny';
-  readonly actions: string[];
-  readonly topics: string[];
-}
-
-export interface Policy {
-  readonly name: string;
-  readonly version: number;
-  readonly updatedAt: string;
-  readonly document: { statements: Statement[] };
-}
-
-export interface Explanation {
-  readonly allowed: boolean;
-  readonly code: string | null;
-  readonly effect: 'allow' | 'deny' | 'no-match' | null;
-  readonly statementIndex: number | null;
-  readonly pattern: string | null;
-  readonly statement: Statement | null;
-  readonly effectivePolicy: string | null;
-  readonly policy: string;
-}
-
-export interface AuditEntry {
-  readonly id: number;
-  readonly at: string;
-  readonly actor: string;
-  readonly action: string;
-  readonly result: 'ok' | 'refused';
-  readonly code: string | null;
-  readonly deviceId: string | null;
-  readonly detail: Record<string, unknown> | null;
-}
-
-export interface Template {
-  readonly name: string;
-  readonly policy: string;
-  readonly validityDays: number;
-  readonly keyTypes: string[];
-  readonly requireAllowlist: boolean;
-  readonly allowReenroll: boolean;
-}
-
-export interface Claim {
-  readonly claimId: string;
-  readonly template: string;
-  readonly kind: 'claim-certificate' | 'manufacturer-ca';
-  readonly maxUses: number | null;
-  readonly uses: number;
-  readonly status: string;
-  readonly expiresAt: string;
-  readonly createdAt: string;
-}
-
-export interface CreatedClaim {
-  readonly claimId: string;
-  readonly template: string;
-  readonly maxUses: number | null;
-  readonly expiresAt: string;
-  readonly certificate: string;
-  readonly privateKey: string;
-  readonly ca: string;
-}
+type Role = OperatorRole;
 
 /** An API refusal, with the stable code the README documents. */
 export class ApiError extends Error {
@@ -179,5 +97,3 @@ export const can = {
   revokeClaims: (role: Role) => role !== 'viewer',
 };
 
-/** RFC 5280 reasons an operator may give (provisioning/revoke-device.ts). */
-export const revocationReasons = ['keyCompromise', 'cessationOfOperation', 'affiliationChanged', 'superseded', 'privilegeWithdrawn', 'unspecified'] as const;

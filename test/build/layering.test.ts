@@ -46,7 +46,7 @@ async function compileProbe(folder: string, source: string): Promise<{ ok: boole
 }
 
 beforeAll(async () => {
-  await run(process.execPath, [tsc, '-b', 'core', 'registry'], { cwd: root }); // probes read their references' outputs
+  await run(process.execPath, [tsc, '-b', 'core', 'registry', 'contract'], { cwd: root }); // probes read their references' outputs
 }, 120_000);
 
 describe('layering', () => {
@@ -58,6 +58,24 @@ describe('layering', () => {
 
   it('fails the build when broker/ imports provisioning/', async () => {
     const result = await compileProbe('broker', "import { loadOrCreateAdminToken } from '../provisioning/index.ts';\nexport const probe = loadOrCreateAdminToken;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/TS6307|not listed within the file list/);
+  });
+
+  it('lets provisioning/ import the API contract (control)', async () => {
+    const result = await compileProbe('provisioning', "import { fleetSchemas } from '../contract/index.ts';\nexport const probe = fleetSchemas.getDevice;\n");
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  });
+
+  it('fails the build when contract/ imports registry/ (the console bundles the contract)', async () => {
+    const result = await compileProbe('contract', "import { operatorRoles } from '../registry/index.ts';\nexport const probe = operatorRoles;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/TS6307|not listed within the file list/);
+  });
+
+  it('fails the build when broker/ imports the API contract', async () => {
+    const result = await compileProbe('broker', "import { fleetSchemas } from '../contract/index.ts';\nexport const probe = fleetSchemas;\n");
     expect(result.ok).toBe(false);
     expect(result.output).toMatch(/TS6307|not listed within the file list/);
   });

@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type AuditEntry, get, query } from '../api.ts';
+import { type AuditEntry, type AuditFeed, get, listLimit, query } from '../api.ts';
 import { ErrorBox, when } from '../format.ts';
 
 const keep = 500;
@@ -44,12 +44,12 @@ export function AuditFeedPage() {
       try {
         if (!pausedRef.current) {
           if (newest.current === undefined) {
-            const first = await get<{ items: AuditEntry[] }>(`/v1/audit${query({ limit: 100 })}`);
+            const first = await get<AuditFeed>(`/v1/audit${query({ limit: 100 })}`);
             if (stopped) return;
             newest.current = first.items[0]?.id ?? 0;
             setEntries(first.items);
           } else {
-            const next = await get<{ items: AuditEntry[] }>(`/v1/audit${query({ afterId: newest.current, limit: 1000 })}`);
+            const next = await get<AuditFeed>(`/v1/audit${query({ afterId: newest.current, limit: listLimit.max })}`);
             if (stopped) return;
             const last = next.items.at(-1);
             if (last !== undefined) {

@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { can, type Claim, type CreatedClaim, get, post, type Role, type Template } from '../api.ts';
+import { type AllowlistImport, can, type Claim, type ClaimPage, type CreatedClaim, get, listLimit, post, type Role, type TemplatePage } from '../api.ts';
 import { UsageBar } from '../charts.ts';
 import { downloadText } from '../download.ts';
 import { ErrorBox, relative, StatusBadge } from '../format.ts';
@@ -9,9 +9,9 @@ import { usePolled } from '../use-polled.ts';
 
 /** Claims (usage vs max-uses), templates, and for admins and stations: new claims and allow-list imports. */
 export function ClaimsPage({ role }: { role: Role }) {
-  // One page of up to 1000 each ({items, next}): more templates or claims than that do not fit a table anyway.
-  const templates = usePolled(() => get<{ items: Template[]; next: string | null }>('/v1/templates?limit=1000'), 0, []);
-  const claims = usePolled(() => get<{ items: Claim[]; next: string | null }>('/v1/claims?limit=1000'), 5_000, []);
+  // One page of the most each ({items, next}): more templates or claims than that do not fit a table anyway.
+  const templates = usePolled(() => get<TemplatePage>(`/v1/templates?limit=${listLimit.max}`), 0, []);
+  const claims = usePolled(() => get<ClaimPage>(`/v1/claims?limit=${listLimit.max}`), 5_000, []);
   const names = (templates.data?.items ?? []).map((t) => t.name);
 
   return html`<section>
@@ -119,7 +119,7 @@ function ImportAllowlist({ templates, onImported }: { templates: string[]; onImp
     if (file === undefined) return;
     try {
       const serials = serialsFromCsv(await file.text());
-      const answer = await post<{ added: number; total: number }>(`/v1/templates/${encodeURIComponent(template)}/allowlist`, { serials });
+      const answer = await post<AllowlistImport>(`/v1/templates/${encodeURIComponent(template)}/allowlist`, { serials });
       setResult(`${serials.length} serials read, ${answer.added} new; the allow-list of ${template} now has ${answer.total}.`);
       onImported();
     } catch (caught) {

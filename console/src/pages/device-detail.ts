@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { type AuditEntry, can, type DeviceDetail, type Explanation, get, type Policy, post, query, revocationReasons, type Role } from '../api.ts';
+import { type AuditFeed, can, type DeviceDetail, type Explanation, get, operatorRevocationReasons, type Policy, post, query, type Role, statusNoteMaxLength } from '../api.ts';
 import { Connected, ErrorBox, relative, StatusBadge, when } from '../format.ts';
 import { usePolled } from '../use-polled.ts';
 import { AuditTable } from './audit-feed.ts';
@@ -17,7 +17,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export function DeviceDetailPage({ id, role }: { id: string; role: Role }) {
   const path = `/v1/devices/${encodeURIComponent(id)}`;
   const detail = usePolled(() => get<DeviceDetail>(path), 2_000, [id]);
-  const audit = usePolled(() => get<{ items: AuditEntry[] }>(`/v1/audit${query({ deviceId: id, limit: 50 })}`), 5_000, [id]);
+  const audit = usePolled(() => get<AuditFeed>(`/v1/audit${query({ deviceId: id, limit: 50 })}`), 5_000, [id]);
   const [pending, setPending] = useState<Action | undefined>(undefined);
   const [notice, setNotice] = useState<string | undefined>(undefined);
 
@@ -195,10 +195,10 @@ function ConfirmDialog({ action, id, hadSession, onCancel, onDone }: { action: A
             >Reason (RFC 5280)
             <select name="reason" required autofocus value=${reason} onChange=${(e: Event) => setReason((e.target as HTMLSelectElement).value)}>
               <option value="" disabled>choose…</option>
-              ${revocationReasons.map((r) => html`<option value=${r}>${r}</option>`)}
+              ${operatorRevocationReasons.map((r) => html`<option value=${r}>${r}</option>`)}
             </select></label
           >`
-        : html`<label>Note for the audit trail <input name="reason" maxlength="256" autofocus value=${reason} onInput=${(e: Event) => setReason((e.target as HTMLInputElement).value)} /></label>`}
+        : html`<label>Note for the audit trail <input name="reason" maxlength=${statusNoteMaxLength} autofocus value=${reason} onInput=${(e: Event) => setReason((e.target as HTMLInputElement).value)} /></label>`}
       <${ErrorBox} error=${error} />
       <div class="actions">
         <button type="button" onClick=${onCancel} disabled=${busy}>Cancel</button>

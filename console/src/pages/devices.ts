@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { type Device, get, query, type Session } from '../api.ts';
+import { type DevicePage, get, query, type SessionList } from '../api.ts';
 import { Connected, ErrorBox, StatusBadge, when } from '../format.ts';
 import { usePolled } from '../use-polled.ts';
 
@@ -19,8 +19,8 @@ export function DevicesPage() {
   const { data, error } = usePolled(
     async () => {
       const [devices, sessions] = await Promise.all([
-        get<{ items: Device[]; next: string | null }>(`/v1/devices${query({ prefix: filters.prefix.trim(), status: filters.status, kind: filters.kind, after, limit: 50 })}`),
-        get<{ items: Session[] }>('/v1/sessions'),
+        get<DevicePage>(`/v1/devices${query({ prefix: filters.prefix.trim(), status: filters.status, kind: filters.kind, after, limit: 50 })}`),
+        get<SessionList>('/v1/sessions'),
       ]);
       return { ...devices, connected: new Set(sessions.items.filter((s) => s.kind === 'device').map((s) => s.clientId)) };
     },

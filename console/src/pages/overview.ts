@@ -1,5 +1,5 @@
 import { html } from 'htm/preact';
-import { type AuditEntry, type Device, type DeviceDetail, get, query, type Session } from '../api.ts';
+import { type AuditEntry, type AuditFeed, type Device, type DevicePage, type DeviceDetail, get, listLimit, query, type Session, type SessionList } from '../api.ts';
 import { BarChart, ColumnChart } from '../charts.ts';
 import { ErrorBox, relative } from '../format.ts';
 import { usePolled } from '../use-polled.ts';
@@ -25,7 +25,7 @@ async function allDevices(): Promise<{ devices: Device[]; truncated: boolean }> 
   const devices: Device[] = [];
   let after: string | undefined;
   for (let page = 0; page < 10; page++) {
-    const answer = await get<{ items: Device[]; next: string | null }>(`/v1/devices${query({ limit: 1000, after })}`);
+    const answer = await get<DevicePage>(`/v1/devices${query({ limit: listLimit.max, after })}`);
     devices.push(...answer.items);
     if (answer.next === null) return { devices, truncated: false };
     after = answer.next;
@@ -37,8 +37,8 @@ async function loadOverview(): Promise<Overview> {
   const since = new Date(Date.now() - hourMs).toISOString();
   const [{ devices, truncated }, sessions, audit] = await Promise.all([
     allDevices(),
-    get<{ items: Session[] }>('/v1/sessions'),
-    get<{ items: AuditEntry[] }>(`/v1/audit${query({ since, limit: 1000 })}`),
+    get<SessionList>('/v1/sessions'),
+    get<AuditFeed>(`/v1/audit${query({ since, limit: listLimit.max })}`),
   ]);
   const active = devices.filter((d) => d.status === 'active').slice(0, expiryScanLimit);
   const expiry = await expiryOf(active);
