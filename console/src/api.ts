@@ -9,6 +9,7 @@
 import type { OperatorRole } from '../../contract/index.ts';
 
 export type {
+  AllowlistBody,
   AllowlistImport,
   AuditEntry,
   AuditFeed,

@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { type AllowlistImport, can, type Claim, type ClaimPage, type CreatedClaim, get, listLimit, post, type Role, type TemplatePage } from '../api.ts';
+import { type AllowlistBody, type AllowlistImport, can, type Claim, type ClaimPage, type CreateClaim as CreateClaimBody, type CreatedClaim, get, listLimit, post, type Role, type TemplatePage } from '../api.ts';
 import { UsageBar } from '../charts.ts';
 import { downloadText } from '../download.ts';
 import { ErrorBox, relative, StatusBadge } from '../format.ts';
@@ -75,7 +75,7 @@ function CreateClaim({ templates, onCreated }: { templates: string[]; onCreated:
     event.preventDefault();
     setError(undefined);
     try {
-      const body = { template, ...(maxUses.trim() === '' ? {} : { maxUses: Number(maxUses) }), expiresInSeconds: Math.round(Number(days) * 86_400) };
+      const body = { template, ...(maxUses.trim() === '' ? {} : { maxUses: Number(maxUses) }), expiresInSeconds: Math.round(Number(days) * 86_400) } satisfies CreateClaimBody;
       setCreated(await post<CreatedClaim>('/v1/claims', body));
       onCreated();
     } catch (caught) {
@@ -119,7 +119,7 @@ function ImportAllowlist({ templates, onImported }: { templates: string[]; onImp
     if (file === undefined) return;
     try {
       const serials = serialsFromCsv(await file.text());
-      const answer = await post<AllowlistImport>(`/v1/templates/${encodeURIComponent(template)}/allowlist`, { serials });
+      const answer = await post<AllowlistImport>(`/v1/templates/${encodeURIComponent(template)}/allowlist`, { serials } satisfies AllowlistBody);
       setResult(`${serials.length} serials read, ${answer.added} new; the allow-list of ${template} now has ${answer.total}.`);
       onImported();
     } catch (caught) {

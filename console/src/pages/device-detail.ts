@@ -1,6 +1,6 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { type AuditFeed, can, type DeviceDetail, type Explanation, get, operatorRevocationReasons, type Policy, post, query, type Role, statusNoteMaxLength } from '../api.ts';
+import { type AuditFeed, can, type ExplainRequest, type DeviceDetail, type Explanation, get, operatorRevocationReasons, type NoteBody, type Policy, post, query, type RevokeBody, type Role, statusNoteMaxLength } from '../api.ts';
 import { Connected, ErrorBox, relative, StatusBadge, when } from '../format.ts';
 import { usePolled } from '../use-polled.ts';
 import { AuditTable } from './audit-feed.ts';
@@ -110,7 +110,7 @@ export function DeviceDetailPage({ id, role }: { id: string; role: Role }) {
 
 function PolicyPanel({ name, deviceId }: { name: string; deviceId: string }) {
   const policy = usePolled(() => get<Policy>(`/v1/policies/${encodeURIComponent(name)}`), 0, [name]);
-  const [action, setAction] = useState('publish');
+  const [action, setAction] = useState<ExplainRequest['action']>('publish');
   const [topic, setTopic] = useState(`devices/${deviceId}/telemetry`);
   const [answer, setAnswer] = useState<Explanation | undefined>(undefined);
   const [error, setError] = useState<unknown>(undefined);
@@ -118,7 +118,7 @@ function PolicyPanel({ name, deviceId }: { name: string; deviceId: string }) {
     event.preventDefault();
     try {
       setError(undefined);
-      setAnswer(await post<Explanation>(`/v1/policies/${encodeURIComponent(name)}/explain`, { deviceId, action, topic }));
+      setAnswer(await post<Explanation>(`/v1/policies/${encodeURIComponent(name)}/explain`, { deviceId, action, topic } satisfies ExplainRequest));
     } catch (caught) {
       setAnswer(undefined);
       setError(caught);
@@ -142,7 +142,7 @@ function PolicyPanel({ name, deviceId }: { name: string; deviceId: string }) {
     </table>
     <form class="explain" onSubmit=${explain}>
       <strong>Explain:</strong>
-      <select name="action" value=${action} onChange=${(e: Event) => setAction((e.target as HTMLSelectElement).value)}>
+      <select name="action" value=${action} onChange=${(e: Event) => setAction((e.target as HTMLSelectElement).value as ExplainRequest['action'])}>
         <option>publish</option>
         <option>subscribe</option>
         <option>receive</option>
@@ -171,7 +171,7 @@ function ConfirmDialog({ action, id, hadSession, onCancel, onDone }: { action: A
     event.preventDefault();
     setBusy(true);
     try {
-      await post(`/v1/devices/${encodeURIComponent(id)}/${action}`, reason === '' && action !== 'revoke' ? {} : { reason });
+      await post(`/v1/devices/${encodeURIComponent(id)}/${action}`, (reason === '' && action !== 'revoke' ? {} : { reason }) satisfies NoteBody | RevokeBody);
       await onDone(action, hadSession);
     } catch (caught) {
       setError(caught);
