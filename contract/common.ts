@@ -20,8 +20,3 @@ export const List = <T extends TSchema>(items: T) => Answer({ items: Type.Array(
 /** The audit trail is a feed, not a list: older entries are read with `until`, newer ones with `afterId`. */
 export const Feed = <T extends TSchema>(items: T) => Answer({ items: Type.Array(items) });
 
-/** The `{items, next}` of any page, for clients that walk pages. */
-export interface PageOf<T> {
-  items: T[];
-  next: string | null;
-}
