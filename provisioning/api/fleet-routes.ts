@@ -117,27 +117,35 @@ export function registerFleetRoutes(fastify: FastifyInstance, deps: FleetRouteDe
 
   app.get('/v1/devices', { onRequest: allow(readers), schema: schemas.listDevices }, async (request) => listIdentities(request.query));
 
-  app.get('/v1/devices/:id', { onRequest: allow(readers), schema: schemas.getDevice }, async (request) => {
-    const id = assertDeviceId(request.params.id);
-    const device = await registry.getDevice(id);
-    if (device === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
-    const [certificates, effectivePolicy] = await Promise.all([registry.listCertificates(id), effectivePolicyOf(device)]);
-    // A claim session's client id is a serial, which may equal the id of the device it enrolled: skip it.
-    const session = (await listSessions(deps.sessions)).find((s) => s.clientId === id && s.kind === 'device');
-    return { device: deviceJson(device), effectivePolicy, certificates: certificates.map(certificateJson), session: session ? sessionJson(session) : null };
-  });
+  app.get(
+    '/v1/devices/:id',
+    { onRequest: allow(readers), schema: schemas.getDevice },
+    async (request) => {
+      const id = assertDeviceId(request.params.id);
+      const device = await registry.getDevice(id);
+      if (device === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
+      const [certificates, effectivePolicy] = await Promise.all([registry.listCertificates(id), effectivePolicyOf(device)]);
+      // A claim session's client id is a serial, which may equal the id of the device it enrolled: skip it.
+      const session = (await listSessions(deps.sessions)).find((s) => s.clientId === id && s.kind === 'device');
+      return { device: deviceJson(device), effectivePolicy, certificates: certificates.map(certificateJson), session: session ? sessionJson(session) : null };
+    },
+  );
 
   // Manual registration (`fleetgate device create`): new identities are admin work, as for services below.
-  app.post('/v1/devices', { onRequest: allow(admins), schema: schemas.createDevice }, async (request, reply) => {
-    const operator = operatorOf(request);
-    const { id, csr, template, policy, attributes } = request.body;
-    const record = await registerDevice(
-      { registry, ...deps.issuing },
-      { id, csr, actor: operator.actor, ...(template === undefined ? {} : { template }), ...(policy === undefined ? {} : { policy }), ...(attributes === undefined ? {} : { attributes }) },
-    );
-    const device = await registry.getDevice(record.deviceId);
-    return reply.status(201).send({ id: record.deviceId, template: device?.template ?? template ?? 'default', ...issued(record, device) });
-  });
+  app.post(
+    '/v1/devices',
+    { onRequest: allow(admins), schema: schemas.createDevice },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const { id, csr, template, policy, attributes } = request.body;
+      const record = await registerDevice(
+        { registry, ...deps.issuing },
+        { id, csr, actor: operator.actor, ...(template === undefined ? {} : { template }), ...(policy === undefined ? {} : { policy }), ...(attributes === undefined ? {} : { attributes }) },
+      );
+      const device = await registry.getDevice(record.deviceId);
+      return reply.status(201).send({ id: record.deviceId, template: device?.template ?? template ?? 'default', ...issued(record, device) });
+    },
+  );
 
   /** The issuedIdentity answer for a certificate just registered. */
   const issued = (record: CertificateRecord, device: DeviceRecord | undefined) => ({
@@ -172,19 +180,27 @@ export function registerFleetRoutes(fastify: FastifyInstance, deps: FleetRouteDe
 
   app.get('/v1/services', { onRequest: allow(readers), schema: schemas.listServices }, async (request) => listIdentities({ ...request.query, kind: 'service' }));
 
-  app.post('/v1/services', { onRequest: allow(admins), schema: schemas.createService }, async (request, reply) => {
-    const operator = operatorOf(request);
-    const record = await registerService({ registry, ...deps.issuing }, { ...request.body, actor: operator.actor });
-    return reply.status(201).send({ name: record.deviceId, ...issued(record, await registry.getDevice(record.deviceId)) });
-  });
+  app.post(
+    '/v1/services',
+    { onRequest: allow(admins), schema: schemas.createService },
+    async (request, reply) => {
+      const operator = operatorOf(request);
+      const record = await registerService({ registry, ...deps.issuing }, { ...request.body, actor: operator.actor });
+      return reply.status(201).send({ name: record.deviceId, ...issued(record, await registry.getDevice(record.deviceId)) });
+    },
+  );
 
   // ---- sessions --------------------------------------------------------------------------------------
 
-  app.get('/v1/sessions', { onRequest: allow(readers), schema: schemas.listSessions }, async (request) => {
-    const { kind } = request.query;
-    const sessions = (await listSessions(deps.sessions)).filter((s) => kind === undefined || s.kind === kind);
-    return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson), next: null };
-  });
+  app.get(
+    '/v1/sessions',
+    { onRequest: allow(readers), schema: schemas.listSessions },
+    async (request) => {
+      const { kind } = request.query;
+      const sessions = (await listSessions(deps.sessions)).filter((s) => kind === undefined || s.kind === kind);
+      return { items: sessions.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map(sessionJson), next: null };
+    },
+  );
 
   // ---- policies --------------------------------------------------------------------------------------
 
@@ -218,50 +234,58 @@ export function registerFleetRoutes(fastify: FastifyInstance, deps: FleetRouteDe
     },
   );
 
-  app.post('/v1/policies/:name/explain', { onRequest: allow(readers), schema: schemas.explainPolicy }, async (request) => {
-    const { deviceId, action, topic } = request.body;
-    const id = assertDeviceId(deviceId);
-    const [policy, device] = await Promise.all([getPolicy(request.params.name), registry.getDevice(id)]);
-    if (device === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
-    const compiled = compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes });
-    // decideInScope, not the bare policy: "$"-topics and invalid topics are refused before any policy, as
-    // the broker does, and explain must give the answer the broker would.
-    const scoped = decideInScope({ kind: 'device', id: device.id, policy: compiled }, action, topic);
-    const decision = scoped.decision;
-    const index = decision?.statementIndex;
-    return {
-      policy: policy.name,
-      version: policy.version,
-      deviceId: device.id,
-      deviceStatus: device.status,
-      effectivePolicy: await effectivePolicyOf(device),
-      action,
-      topic,
-      allowed: scoped.allowed,
-      code: scoped.code ?? null,
-      effect: decision?.effect ?? null,
-      statementIndex: index ?? null,
-      pattern: decision?.pattern ?? null,
-      statement: index === undefined ? null : (policy.document.statements[index] ?? null),
-    };
-  });
+  app.post(
+    '/v1/policies/:name/explain',
+    { onRequest: allow(readers), schema: schemas.explainPolicy },
+    async (request) => {
+      const { deviceId, action, topic } = request.body;
+      const id = assertDeviceId(deviceId);
+      const [policy, device] = await Promise.all([getPolicy(request.params.name), registry.getDevice(id)]);
+      if (device === undefined) throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
+      const compiled = compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes });
+      // decideInScope, not the bare policy: "$"-topics and invalid topics are refused before any policy, as
+      // the broker does, and explain must give the answer the broker would.
+      const scoped = decideInScope({ kind: 'device', id: device.id, policy: compiled }, action, topic);
+      const decision = scoped.decision;
+      const index = decision?.statementIndex;
+      return {
+        policy: policy.name,
+        version: policy.version,
+        deviceId: device.id,
+        deviceStatus: device.status,
+        effectivePolicy: await effectivePolicyOf(device),
+        action,
+        topic,
+        allowed: scoped.allowed,
+        code: scoped.code ?? null,
+        effect: decision?.effect ?? null,
+        statementIndex: index ?? null,
+        pattern: decision?.pattern ?? null,
+        statement: index === undefined ? null : (policy.document.statements[index] ?? null),
+      };
+    },
+  );
 
   // ---- audit -----------------------------------------------------------------------------------------
 
-  app.get('/v1/audit', { onRequest: allow(readers), schema: schemas.audit }, async (request) => {
-    const q = request.query;
-    const entries = await registry.queryAudit({
-      limit: limitFrom(q.limit),
-      ...(q.deviceId ? { deviceId: q.deviceId } : {}),
-      ...(q.actor ? { actor: q.actor } : {}),
-      ...(q.action ? { action: q.action } : {}),
-      ...(q.result ? { result: q.result } : {}),
-      ...(q.since ? { since: new Date(q.since) } : {}),
-      ...(q.until ? { until: new Date(q.until) } : {}),
-      ...(q.afterId ? { afterId: Number(q.afterId) } : {}),
-    });
-    return { items: entries.map(auditJson) };
-  });
+  app.get(
+    '/v1/audit',
+    { onRequest: allow(readers), schema: schemas.audit },
+    async (request) => {
+      const q = request.query;
+      const entries = await registry.queryAudit({
+        limit: limitFrom(q.limit),
+        ...(q.deviceId ? { deviceId: q.deviceId } : {}),
+        ...(q.actor ? { actor: q.actor } : {}),
+        ...(q.action ? { action: q.action } : {}),
+        ...(q.result ? { result: q.result } : {}),
+        ...(q.since ? { since: new Date(q.since) } : {}),
+        ...(q.until ? { until: new Date(q.until) } : {}),
+        ...(q.afterId ? { afterId: Number(q.afterId) } : {}),
+      });
+      return { items: entries.map(auditJson) };
+    },
+  );
 
   async function getPolicy(name: string): Promise<PolicyRecord> {
     const policy = await registry.getPolicy(name);
