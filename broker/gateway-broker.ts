@@ -1,9 +1,11 @@
-import { Aedes } from 'aedes';
+import { Aedes, type Client } from 'aedes';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { assertPinnedVersions, clientById, emitterOf, preventEmitterRecursion } from './aedes-internals.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
+import type { ConnectionAdmission } from './connection-admission.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
 import { createFlowControl, type FlowControl } from './flow-control.ts';
 import { guardFrameSize } from './frame-guard.ts';
@@ -12,7 +14,7 @@ import { remainingLengthTooLong } from './mqtt-conformance.ts';
 import { createConformanceGuard } from './mqtt-conformance-guard.ts';
 import { createMqttListener } from './mqtt-listener.ts';
 import { createSessionHooks, installSessionHooks } from './session-hooks.ts';
-import { SessionTable } from './session-table.ts';
+import { SessionTable, type VerifiedPeer } from './session-table.ts';
 import { createWillDiscard } from './will-discard.ts';
 
 export interface GatewayBrokerConfig {
@@ -57,17 +59,30 @@ export interface GatewayBroker {
   close(): Promise<void>;
 }
 
+/** The gateway without its TLS listener: aedes with the hooks, guards and flow control, over one session table. */
+export interface GatewayCore {
+  readonly aedes: Aedes;
+  readonly table: SessionTable;
+  /** A connection whose peer was verified (by the TLS listener, or directly by a test): hands it to aedes with every guard. */
+  attach(conn: Duplex, peer: VerifiedPeer): Client;
+  /** A connection the listener's budgets refused: counted, and audited sampled. */
+  readonly connectionRefused: FlowControl['connectionRefused'];
+  disconnect(clientId: string, reason: string): boolean;
+  sessions(): SessionSummary[];
+  /** Stops following events, writes the pending audit summaries, closes aedes and with it every session. */
+  close(): Promise<void>;
+}
+
 /**
- * The MQTT gateway, put together from its parts: the TLS listener (broker/mqtt-listener.ts), aedes with the
- * gateway's hooks (broker/session-hooks.ts) over one session table (broker/session-table.ts), the guards
- * and flow control that sit between the socket and aedes, and the live updates of open sessions
- * (broker/live-session-updates.ts). Everything that reaches into aedes' internals is in broker/aedes-internals.ts.
+ * Everything of the gateway below the socket: aedes with the gateway's hooks (broker/session-hooks.ts)
+ * over one session table (broker/session-table.ts), the guards and flow control that sit between the
+ * connection and aedes, and the live updates of open sessions (broker/live-session-updates.ts).
+ * `connections` are the listener's budgets (broker/mqtt-listener.ts), which also own the CONNECT rate.
  */
-export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
+export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host' | 'port' | 'tls'>, deps: GatewayBrokerDeps & { readonly connections: ConnectionAdmission }): Promise<GatewayCore> {
   assertPinnedVersions();
   const { registry, clock, log, cluster, trust } = deps;
   const metrics = deps.metrics ?? noMetrics;
-  const flowConfig = config.flow ?? defaultFlowControl;
   const table = new SessionTable();
   const audit = (entry: AuditInput) => {
     registry.appendAudit(entry).catch((error: unknown) => log.error({ err: error, action: entry.action }, 'audit write failed'));
@@ -83,30 +98,7 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
   // MQTT 3.1.1 rules whose breach must close the connection, checked between mqtt-packet and aedes (README
   // "MQTT 3.1.1 strictness"); refusals reach aedes' error path, where flow control audits them (sampled).
   const conformance = createConformanceGuard();
-  const listener = createMqttListener(
-    { tls: config.tls, connectTimeoutMs: config.connectTimeoutMs, budgets: flowConfig },
-    {
-      trust,
-      metrics,
-      log,
-      onRefused: (code, remote, detail) => flow.connectionRefused(code, remote, detail),
-      onConnection(socket, peer) {
-        const client = aedes.handle(socket);
-        table.open(client, peer);
-        guardFrameSize(socket, config.maxPacketBytes, (announced, malformedLength) => {
-          if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);
-          metrics.aclDenied('packet');
-          // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
-          flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote: socket.remoteAddress, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
-          socket.destroy();
-        });
-        socket.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
-        conformance.attach(client);
-        flow.attach(client);
-      },
-    },
-  );
-  const flow: FlowControl = createFlowControl(aedes, listener.connections, flowConfig, {
+  const flow: FlowControl = createFlowControl(aedes, deps.connections, config.flow ?? defaultFlowControl, {
     sessionLimits: (client) => table.sessionOf(client)?.limits,
     actorOf: (client) => table.actorOf(client),
     deviceIdOf: (client) => table.deviceIdOf(client),
@@ -143,20 +135,61 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
     live.recheckAll();
   });
 
+  return {
+    aedes,
+    table,
+    attach(conn, peer) {
+      const client = aedes.handle(conn);
+      table.open(client, peer);
+      const remote = (conn as { remoteAddress?: string }).remoteAddress;
+      guardFrameSize(conn, config.maxPacketBytes, (announced, malformedLength) => {
+        if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);
+        metrics.aclDenied('packet');
+        // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
+        flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
+        conn.destroy();
+      });
+      conn.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
+      conformance.attach(client);
+      flow.attach(client);
+      return client;
+    },
+    connectionRefused: (code, remote, detail) => flow.connectionRefused(code, remote, detail),
+    disconnect: (clientId, reason) => live.disconnect(clientId, reason),
+    sessions: () => live.sessions(),
+    async close() {
+      unsubscribe();
+      flow.close();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}
+
+/** The MQTT gateway: the TLS listener (broker/mqtt-listener.ts) in front of the gateway core. */
+export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
+  const listener = createMqttListener(
+    { tls: config.tls, connectTimeoutMs: config.connectTimeoutMs, budgets: config.flow ?? defaultFlowControl },
+    {
+      trust: deps.trust,
+      metrics: deps.metrics ?? noMetrics,
+      log: deps.log,
+      onRefused: (code, remote, detail) => core.connectionRefused(code, remote, detail),
+      onConnection: (socket, peer) => void core.attach(socket, peer),
+    },
+  );
+  const core = await createGatewayCore(config, { ...deps, connections: listener.connections });
   const port = await listener.listen(config.port, config.host);
   return {
     port,
-    aedes,
-    disconnect: (clientId, reason) => live.disconnect(clientId, reason),
-    sessions: () => live.sessions(),
+    aedes: core.aedes,
+    disconnect: (clientId, reason) => core.disconnect(clientId, reason),
+    sessions: () => core.sessions(),
     pendingHandshakes: () => listener.connections.pendingHandshakes(),
     async close() {
-      unsubscribe();
       const closed = listener.close();
-      flow.close();
-      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await core.close();
       await closed;
-      await cluster?.close();
+      await deps.cluster?.close();
     },
   };
 }
