@@ -167,6 +167,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
 
 /** The MQTT gateway: the TLS listener (broker/mqtt-listener.ts) in front of the gateway core. */
 export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
+  assertPinnedVersions(); // before anything is opened (createGatewayCore checks too, for its other callers)
   const listener = createMqttListener(
     { tls: config.tls, connectTimeoutMs: config.connectTimeoutMs, budgets: config.flow ?? defaultFlowControl },
     {
