@@ -106,7 +106,7 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
     entry.tls?.destroy();
   };
   // Node keeps the raw socket a TLSSocket wraps in `_parent` (lib/_tls_wrap.js); it has no public accessor.
-  const rawOf = (tls: TLSSocket) => (tls as unknown as { _parent?: Socket })._parent;
+  const rawOf = (tls: TLSSocket) => (tls as TLSSocket & { readonly _parent?: Socket })._parent;
 
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => options.onRefused('MQTT_CONNECTION_LIMIT', data?.remoteAddress, { max: options.maxConnections }));

@@ -1,9 +1,9 @@
 import type { Aedes, Client, PublishPacket } from 'aedes';
-import type { Server, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ErrorCode, GatewayMetrics, TemplateLimits } from '../core/index.ts';
 import type { AuditInput } from '../registry/index.ts';
-import { createConnectionAdmission } from './connection-admission.ts';
+import type { ConnectionAdmission, ConnectionAdmissionOptions } from './connection-admission.ts';
 import { effectiveLimits, type FlowControlConfig } from './flow-control-config.ts';
 import { createIngressFlowControl } from './ingress-flow-control.ts';
 import { limitOutboundQueue } from './outbound-queue-limit.ts';
@@ -30,16 +30,16 @@ export interface FlowControl {
   admitConnect(client: Client): boolean;
   /** Audits a refusal that any peer can cause at will: sampled per code and second (broker/refusal-sampler.ts). */
   sampleRefusal(code: ErrorCode, sample: RefusalSample): void;
-  /** TLS handshakes in progress now (connection admission). */
-  pendingHandshakes(): number;
-  /** When the server closes: closes connections that are not sessions yet and writes the pending audit summaries. */
+  /** A connection the listener's budgets refused (broker/mqtt-listener.ts): counted, and audited sampled. */
+  connectionRefused: ConnectionAdmissionOptions['onRefused'];
+  /** When the server closes: writes the pending audit summaries. */
   close(): void;
   /** The session's template limits changed: read them again from the next packet on. */
   refreshLimits(client: Client): void;
 }
 
-/** `connectTimeoutMs`: from the TCP connection to an admitted session; then the socket is closed (MQTT_CONNECT_TIMEOUT). */
-export function createFlowControl(aedes: Aedes, server: Server, config: FlowControlConfig & { readonly connectTimeoutMs: number }, deps: FlowControlDeps): FlowControl {
+/** `connections`: the listener's budgets (broker/mqtt-listener.ts), which own the CONNECT rate. */
+export function createFlowControl(aedes: Aedes, connections: ConnectionAdmission, config: FlowControlConfig, deps: FlowControlDeps): FlowControl {
   const { metrics, audit, log } = deps;
   // Kept from attach(): aedes reports a protocol error after it destroyed the socket, which forgets its address.
   const remotes = new WeakMap<Client, string>();
@@ -88,19 +88,6 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
       detail: { remote: sample.remote, ...sample.detail, refused, remotes },
     }),
   );
-  const connections = createConnectionAdmission(server, {
-    maxConnections: config.maxConnections,
-    maxPendingHandshakes: config.maxPendingHandshakes,
-    maxPendingHandshakesPerSource: config.maxPendingHandshakesPerSource,
-    maxConnectionsPerSource: config.maxConnectionsPerSource,
-    connectTimeoutMs: config.connectTimeoutMs,
-    connectPerSecond: config.connectPerSecond,
-    onRefused: (code, remote, detail) => {
-      if (code === 'MQTT_CONNECT_RATE_LIMITED') metrics.connectRefused(code);
-      else metrics.connectionRefused(code);
-      sampled.record(code, { remote, detail });
-    },
-  });
   aedes.on('client', (client) => connections.sessionAdmitted(client.conn as TLSSocket));
   // aedes closes the connection on these and reports them as 'clientError' once the client has an id (after
   // CONNECT), as 'connectionError' before.
@@ -130,9 +117,12 @@ export function createFlowControl(aedes: Aedes, server: Server, config: FlowCont
       ingress.resetLimits(client);
     },
     sampleRefusal: (code, sample) => sampled.record(code, sample),
-    pendingHandshakes: () => connections.pendingHandshakes(),
+    connectionRefused(code, remote, detail) {
+      if (code === 'MQTT_CONNECT_RATE_LIMITED') metrics.connectRefused(code);
+      else metrics.connectionRefused(code);
+      sampled.record(code, { remote, detail });
+    },
     close() {
-      connections.close();
       sampled.flush();
     },
   };

@@ -1,4 +1,5 @@
-import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { interceptReads } from './aedes-internals.ts';
 
 /**
  * Enforces a maximum MQTT packet size on a socket. Aedes hands whatever `conn.read()` returns to mqtt-packet,
@@ -7,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
  * MQTT 3.1.1 §2.2.3) and skips the body arithmetically, so a too-large packet is refused as soon as its
  * header arrives, before its body is buffered.
  */
-export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViolation: (announcedBytes: number, malformedLength: boolean) => void): void {
+export function guardFrameSize(socket: Duplex, maxPacketBytes: number, onViolation: (announcedBytes: number, malformedLength: boolean) => void): void {
   let state: 'type' | 'length' | 'body' = 'type';
   let remaining = 0; // body bytes still to skip
   let length = 0;
@@ -51,10 +52,9 @@ export function guardFrameSize(socket: TLSSocket, maxPacketBytes: number, onViol
     }
   };
 
-  const read = socket.read.bind(socket);
-  socket.read = (size?: number) => {
+  interceptReads(socket, (read) => (size) => {
     const chunk = read(size) as Buffer | string | null;
     if (chunk !== null && typeof chunk !== 'string') inspect(chunk);
     return tripped ? null : chunk;
-  };
+  });
 }

@@ -1,6 +1,6 @@
 import type { Aedes, Client, PublishPacket } from 'aedes';
-import type { Duplex } from 'node:stream';
 import type { TemplateLimits } from '../core/index.ts';
+import { interceptClientPublishes, interceptParse, interceptReads, readNextBatch } from './aedes-internals.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 /**
@@ -36,15 +36,6 @@ export interface IngressOptions {
   readonly now?: () => number;
 }
 
-/** The aedes internals the gate works with (lib/client.js). */
-interface AedesClientInternals {
-  conn: Duplex;
-  closed: boolean;
-  _parser: { parse(buffer: Buffer): unknown };
-  _parsingBatch: number;
-  _nextBatch: (error?: Error) => void;
-}
-
 interface IngressState {
   inflight: number;
   parsing: number;
@@ -72,12 +63,10 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
   /** QoS 0 packets over the limit: authorized (so the connection stays up) but never forwarded. */
   const dropped = new WeakSet<PublishPacket>();
 
-  // Every client PUBLISH ends in aedes.publish(packet, client, done), with the very packet object the
-  // authorizePublish hook saw (lib/handlers/publish.js). Dropped packets stop here; counted ones give
-  // their in-flight slot back when aedes is done with them.
-  const publish = aedes.publish.bind(aedes) as unknown as (packet: PublishPacket, client: Client | null, done: (error?: Error) => void) => void;
-  (aedes as unknown as { publish: typeof publish }).publish = (packet, client, done) => {
-    if (typeof client === 'function') return (publish as unknown as (p: PublishPacket, d: unknown) => void)(packet, client);
+  // Every client PUBLISH ends in aedes' publish with the very packet object the authorizePublish hook saw
+  // (broker/aedes-internals.ts). Dropped packets stop here; counted ones give their in-flight slot back when
+  // aedes is done with them.
+  interceptClientPublishes(aedes, (packet, client, done, publish) => {
     const state = counted.get(packet);
     if (state === undefined) return publish(packet, client, done);
     counted.delete(packet);
@@ -93,7 +82,7 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
       release(client, state);
       done?.(error);
     });
-  };
+  });
 
   const gated = (state: IngressState, at: number) =>
     state.inflight >= options.maxInflightPublishes || (state.messages?.waitMs(at) ?? 0) > 0 || (state.bytes?.waitMs(at) ?? 0) > 0;
@@ -103,12 +92,10 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
     state.wakeScheduled = true;
     setImmediate(() => {
       state.wakeScheduled = false;
-      const internals = client as unknown as AedesClientInternals;
-      if (internals.closed || !state.stalled) return;
+      if (client.closed || !state.stalled) return;
       state.stalled = false;
-      // Neutral for aedes' batch count: only reads if no packet of the last chunk is still being handled.
-      internals._parsingBatch++;
-      internals._nextBatch();
+      // Only reads if no packet of the last chunk is still being handled.
+      readNextBatch(client);
     });
   }
 
@@ -129,31 +116,26 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
 
   return {
     attach(client) {
-      const internals = client as unknown as AedesClientInternals;
       const state: IngressState = { inflight: 0, parsing: 0, stalled: false, wakeScheduled: false, overSince: undefined, lastViolation: 0, dropped: 0, throttled: 0, reported: false, timers: new Set() };
       states.set(client, state);
-      const socket = internals.conn;
-      const read = socket.read.bind(socket);
-      socket.read = (size?: number) => {
+      interceptReads(client.conn, (read) => (size) => {
         if (state.parsing > 0 || gated(state, now())) {
           state.stalled = true;
           // Inside a parse, the gate opens as soon as the stack unwinds.
           if (state.parsing > 0 && !gated(state, now())) wake(client, state);
           return null;
         }
-        return read(size) as unknown;
-      };
-      const parser = internals._parser;
-      const parse = parser.parse.bind(parser);
-      parser.parse = (buffer: Buffer) => {
+        return read(size);
+      });
+      interceptParse(client, (parse) => {
         state.parsing++;
         try {
-          return parse(buffer);
+          return parse();
         } finally {
           state.parsing--;
         }
-      };
-      socket.once('close', () => {
+      });
+      client.conn.once('close', () => {
         for (const timer of state.timers) clearTimeout(timer);
       });
     },
@@ -191,7 +173,7 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
       // held packet waits for its own reservation, so they are released in the order they came.
       const timer = setTimeout(() => {
         state.timers.delete(timer);
-        if ((client as unknown as AedesClientInternals).closed) return;
+        if (client.closed) return;
         callback(null);
         wake(client, state);
       }, waitMs);

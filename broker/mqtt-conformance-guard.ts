@@ -1,6 +1,5 @@
 import type { Client } from 'aedes';
-import type { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { failParser, interceptParser } from './aedes-internals.ts';
 import { encodedStringViolation, mayBreakStringRules, packetViolation, parserErrorViolation, type ConformanceViolation, type ParsedPacket } from './mqtt-conformance.ts';
 
 /**
@@ -18,16 +17,6 @@ export interface ConformanceGuard {
   /** A violation found outside the parser (broker/frame-guard.ts reads the fixed header first): refuse it the same way. */
   refuse(client: Client, violation: ConformanceViolation): void;
 }
-
-/** The mqtt-packet 9 parser internals the guard wraps (mqtt-packet/parser.js). */
-interface ParserInternals extends EventEmitter {
-  _pos: number;
-  _list: { slice(start: number, end: number): Buffer };
-  _parseString(): string | null;
-  _emitError(error: Error): void;
-}
-
-type Listener = (this: ParserInternals, value: unknown) => void;
 
 /**
  * What aedes is handed to close the connection with, and reports as 'clientError' / 'connectionError':
@@ -49,50 +38,37 @@ const connackUnacceptableProtocol = Buffer.from([0x20, 0x02, 0x00, 0x01]);
 export function createConformanceGuard(): ConformanceGuard {
   return {
     refuse(client, violation) {
-      (client as unknown as { _parser: ParserInternals })._parser._emitError(new ConformanceError(violation));
+      failParser(client, new ConformanceError(violation));
     },
 
     attach(client) {
-      const internals = client as unknown as { _parser: ParserInternals; conn: Duplex };
-      const parser = internals._parser;
       let connected = false;
       let encoding: ConformanceViolation | undefined;
       let refused = false;
 
-      const parseString = parser._parseString;
-      parser._parseString = function (this: ParserInternals) {
-        const start = this._pos + 2; // after the two length bytes [MQTT-1.5.3]
-        const text = parseString.call(this);
-        if (text !== null && encoding === undefined && mayBreakStringRules(text)) encoding = encodedStringViolation(text, this._list.slice(start, this._pos));
-        return text;
-      };
-
-      const aedesPacket = parser.listeners('packet') as Listener[];
-      const aedesError = parser.listeners('error') as Listener[];
-      parser.removeAllListeners('packet');
-      parser.removeAllListeners('error');
-
-      parser.on('packet', function (this: ParserInternals, packet: ParsedPacket) {
-        if (refused) return;
-        const found = packetViolation(packet, connected, encoding);
-        encoding = undefined;
-        if (packet.cmd === 'connect') connected = true;
-        // _emitError stops the parser's loop: no later packet of the same read is parsed.
-        if (found !== undefined) return this._emitError(new ConformanceError(found));
-        for (let i = 0; i < aedesPacket.length; i++) aedesPacket[i]?.call(this, packet);
-      });
-
-      parser.on('error', function (this: ParserInternals, error: Error) {
-        // Once refused, the connection is closing; what the parser still finds changes nothing.
-        if (refused) return;
-        refused = true;
-        // mqtt-packet's own refusals are named after the statement they enforce, like ours.
-        const refusal = error instanceof ConformanceError ? error : new ConformanceError(parserErrorViolation(error.message));
-        const close = () => {
-          for (const listener of aedesError) listener.call(this, refusal);
-        };
-        if (refusal.violation.unsupportedProtocol) internals.conn.write(connackUnacceptableProtocol, close);
-        else close();
+      interceptParser(client, {
+        string(text, bytes) {
+          if (encoding === undefined && mayBreakStringRules(text)) encoding = encodedStringViolation(text, bytes());
+        },
+        packet(value, pass, fail) {
+          if (refused) return;
+          const packet = value as ParsedPacket;
+          const found = packetViolation(packet, connected, encoding);
+          encoding = undefined;
+          if (packet.cmd === 'connect') connected = true;
+          // Failing stops the parser's loop: no later packet of the same read is parsed.
+          if (found !== undefined) return fail(new ConformanceError(found));
+          pass();
+        },
+        error(error, close) {
+          // Once refused, the connection is closing; what the parser still finds changes nothing.
+          if (refused) return;
+          refused = true;
+          // mqtt-packet's own refusals are named after the statement they enforce, like ours.
+          const refusal = error instanceof ConformanceError ? error : new ConformanceError(parserErrorViolation(error.message));
+          if (refusal.violation.unsupportedProtocol) client.conn.write(connackUnacceptableProtocol, () => close(refusal));
+          else close(refusal);
+        },
       });
     },
   };

@@ -1,4 +1,5 @@
 import type { AedesPublishPacket, Client } from 'aedes';
+import { type Deliver, isRetainedReplay, wrapDelivery } from './aedes-internals.ts';
 
 /**
  * Bounds what is queued towards one subscriber. Aedes hands each message to `client.deliver0` /
@@ -21,17 +22,12 @@ export interface OutboundQueueOptions {
   readonly now?: () => number;
 }
 
-type Deliver = (packet: AedesPublishPacket, callback: () => void) => void;
-
 /** Rough bytes a PUBLISH takes on the wire: enough to bound memory, cheaper than encoding it. */
 const sizeOf = (packet: AedesPublishPacket) => (packet.payload?.length ?? 0) + Buffer.byteLength(packet.topic) + 8;
 
 /** Right after `aedes.handle(socket)`, before any subscription captures the deliver functions. */
 export function limitOutboundQueue(client: Client, options: OutboundQueueOptions): void {
   const now = options.now ?? (() => performance.now());
-  const internals = client as unknown as { deliver0: Deliver; deliverQoS: Deliver };
-  const deliver0 = internals.deliver0;
-  const deliverQoS = internals.deliverQoS;
   let messages = 0;
   let bytes = 0;
   let dropped = 0;
@@ -64,32 +60,35 @@ export function limitOutboundQueue(client: Client, options: OutboundQueueOptions
     setImmediate(callback);
   };
 
-  internals.deliver0 = (packet, callback) => {
-    const size = sizeOf(packet);
-    if (overBy(1, size)) {
-      dropped++;
-      options.onDropped(0);
-      over();
-      setImmediate(callback);
-      return;
-    }
-    queue(deliver0, packet, size, callback);
-  };
-  internals.deliverQoS = (packet, callback) => {
-    // Retained messages sent on SUBSCRIBE (brokerId null, lib/handlers/subscribe.js) come one at a time from
-    // a stream that waits for each write: the socket already bounds them, and none may be lost to the limit.
-    if (packet.retain && (packet as { brokerId?: string | null }).brokerId === null) return (packet.qos === 0 ? deliver0 : deliverQoS)(packet, callback);
-    // aedes downgrades a QoS 0 message by calling deliver0 itself; count it once, there.
-    if (packet.qos === 0) return internals.deliver0(packet, callback);
-    const size = sizeOf(packet);
-    if (overBy(1, size)) over();
-    if (overBy(2, size)) {
-      dropped++;
-      options.onDropped(packet.qos);
-      tooSlow();
-      setImmediate(callback);
-      return;
-    }
-    queue(deliverQoS, packet, size, callback);
-  };
+  wrapDelivery(client, ({ deliver0, deliverQoS }) => {
+    const limitedDeliver0: Deliver = (packet, callback) => {
+      const size = sizeOf(packet);
+      if (overBy(1, size)) {
+        dropped++;
+        options.onDropped(0);
+        over();
+        setImmediate(callback);
+        return;
+      }
+      queue(deliver0, packet, size, callback);
+    };
+    const limitedDeliverQoS: Deliver = (packet, callback) => {
+      // Retained messages sent on SUBSCRIBE come one at a time from a stream that waits for each write
+      // (lib/handlers/subscribe.js): the socket already bounds them, and none may be lost to the limit.
+      if (isRetainedReplay(packet)) return (packet.qos === 0 ? deliver0 : deliverQoS)(packet, callback);
+      // aedes downgrades a QoS 0 message by calling deliver0 itself; count it once, there.
+      if (packet.qos === 0) return limitedDeliver0(packet, callback);
+      const size = sizeOf(packet);
+      if (overBy(1, size)) over();
+      if (overBy(2, size)) {
+        dropped++;
+        options.onDropped(packet.qos);
+        tooSlow();
+        setImmediate(callback);
+        return;
+      }
+      queue(deliverQoS, packet, size, callback);
+    };
+    return { deliver0: limitedDeliver0, deliverQoS: limitedDeliverQoS };
+  });
 }

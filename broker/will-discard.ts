@@ -2,6 +2,7 @@ import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
 import { compilePolicy, decideInScope } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
+import { deleteStoredWill, takeWill, type Will } from './aedes-internals.ts';
 
 /**
  * The last will of a session the gateway cuts. A will is a publish made on the device's behalf when its
@@ -43,20 +44,10 @@ export interface WillDiscardDeps {
   readonly log: Logger;
 }
 
-/** aedes keeps the will of a connecting client in `_will` and moves it to `will` once stored (lib/handlers/connect.js). */
-interface WillInternals {
-  will: { topic: string; retain?: boolean } | null | undefined;
-  _will: { topic: string; retain?: boolean } | null | undefined;
-}
-
-interface WillStore {
-  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
-}
-
 export function createWillDiscard(aedes: Aedes, deps: WillDiscardDeps): WillDiscard {
   const cutClients = new WeakSet<Client>();
   const remoteOf = (client: Client) => (client.conn as { remoteAddress?: string }).remoteAddress;
-  const audit = (client: Client, will: { topic: string; retain?: boolean }, reason: string) => {
+  const audit = (client: Client, will: Will, reason: string) => {
     const deviceId = deps.deviceIdOf(client);
     deps.audit({
       actor: deps.actorOf(client),
@@ -71,14 +62,11 @@ export function createWillDiscard(aedes: Aedes, deps: WillDiscardDeps): WillDisc
   return {
     cut(client, reason) {
       cutClients.add(client);
-      const internals = client as unknown as WillInternals;
-      const will = internals.will ?? internals._will; // `_will` is undefined for a CONNECT without one
-      internals.will = null;
-      internals._will = null;
-      if (will === null || will === undefined) return;
+      const will = takeWill(client);
+      if (will === undefined) return;
       audit(client, will, reason);
       // Stored per broker and client id; left there, another broker would publish it should this one die.
-      (aedes as unknown as { persistence: WillStore }).persistence.delWill({ id: client.id, brokerId: aedes.id }).catch((error: unknown) => deps.log.warn({ err: error, clientId: client.id }, 'could not delete the stored will of a cut session'));
+      deleteStoredWill(aedes, client.id).catch((error: unknown) => deps.log.warn({ err: error, clientId: client.id }, 'could not delete the stored will of a cut session'));
     },
 
     mayPublish(client, packet) {

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type BrokerCluster, joinRedisCluster, startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
-import type { CertificateRequestHandler, Clock, EventBus, GatewayMetrics } from '../core/index.ts';
+import type { CertificateRequestHandler, Clock, EventBus, GatewayMetrics, TrustStore } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { BrokerPki } from '../provisioning/index.ts';
 import type { ServeConfig } from './config.ts';
@@ -12,6 +12,8 @@ export interface BrokerNodeDeps {
   /** The event bus's Redis subscriber (cluster mode), watched with the broker's own Redis connections. */
   readonly eventSubscriber: Redis | undefined;
   readonly pki: BrokerPki;
+  /** The process's trust store (cli/trust-wiring.ts), shared with its API if it has one. */
+  readonly trust: TrustStore;
   readonly certificateRequests: CertificateRequestHandler;
   readonly metrics: GatewayMetrics;
   readonly clock: Clock;
@@ -37,7 +39,6 @@ export async function startBrokerNode(config: ServeConfig, deps: BrokerNodeDeps)
       host: config.host,
       port: config.mqttPort,
       tls: { cert: deps.pki.server.cert, key: deps.pki.server.key, ca: deps.pki.caBundle },
-      issuers: { device: deps.pki.pem.deviceCa, claim: [deps.pki.pem.claimCa] },
       maxPacketBytes: config.maxPacketBytes,
       connectTimeoutMs: config.connectTimeoutMs,
       flow: config.flow,
@@ -47,6 +48,7 @@ export async function startBrokerNode(config: ServeConfig, deps: BrokerNodeDeps)
       events: deps.events,
       clock: deps.clock,
       log,
+      trust: deps.trust,
       certificateRequests: deps.certificateRequests,
       metrics: deps.metrics,
       ...(cluster ? { cluster } : {}),

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory } from '../core/index.ts';
+import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
 import {
   type ApiApp,
   createCertificateService,
@@ -13,6 +13,7 @@ import {
 } from '../provisioning/index.ts';
 import type { ServeConfig } from './config.ts';
 import type { DataDir } from './data-dir.ts';
+import { wireTrustStore } from './trust-wiring.ts';
 
 export interface Provisioning {
   readonly certificates: CertificateRequestHandler;
@@ -21,8 +22,12 @@ export interface Provisioning {
   startApi(sessions: SessionDirectory): Promise<{ app: ApiApp; port: number }>;
 }
 
-/** The CA side as both `serve` and `provisioning` run it: certificate service, revocation status and the API. */
-export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir; events: EventBus; clock: Clock; log: Logger }): Provisioning {
+/**
+ * The CA side as both `serve` and `provisioning` run it: certificate service, revocation status and the API.
+ * `trust` is the process's trust store (cli/trust-wiring.ts), shared with its broker; without one, the API
+ * opens its own (a process with an API and no broker).
+ */
+export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir; events: EventBus; clock: Clock; log: Logger; trust?: TrustStore }): Provisioning {
   const { dataDir, events, clock, log } = deps;
   const { pki, registry } = dataDir;
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
@@ -41,7 +46,14 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
     certificates,
     prometheus,
     async startApi(sessions) {
-      return startApiServer(
+      let trust = deps.trust;
+      let unfollowTrust = () => {};
+      if (trust === undefined) {
+        const own = await wireTrustStore({ registry, pem: pki.pem, events, log });
+        trust = own.trust;
+        unfollowTrust = own.close;
+      }
+      const api = await startApiServer(
         {
           host: config.host,
           port: config.apiPort,
@@ -63,8 +75,11 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
           revocationUrls,
           sessions,
           pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
+          trust,
         },
       );
+      api.app.server.once('close', unfollowTrust);
+      return api;
     },
   };
 }

@@ -9,6 +9,7 @@ import { wireEventBus, wireSessionDirectory } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
 import { relayedCertificateRequests } from './relayed-certificate-requests.ts';
 import { startBrokerMetricsServer } from './broker-metrics-server.ts';
+import { wireTrustStore } from './trust-wiring.ts';
 
 export interface RunningHalf {
   /** What the ready line prints, e.g. `mqtt=mqtts://…` or `api=https://…`. */
@@ -25,7 +26,8 @@ export async function startProvisioningProcess(config: ServeConfig, log: Logger)
   const clock = systemClock;
   const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events } = await wireEventBus(config, log);
-  const provisioning = createProvisioning(config, { dataDir, events, clock, log });
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, pem: dataDir.pki.pem, events, log });
+  const provisioning = createProvisioning(config, { dataDir, events, clock, log, trust });
   if (config.redisUrl === undefined) log.warn('FLEETGATE_REDIS_URL is not set: no broker can reach this process, and GET /v1/sessions lists nothing');
   const directory = wireSessionDirectory(config, { list: async () => [] });
   const api = await provisioning.startApi(directory.sessions);
@@ -33,6 +35,7 @@ export async function startProvisioningProcess(config: ServeConfig, log: Logger)
     readyLine: `api=https://${shownHost(config)}:${api.port}`,
     async close() {
       await api.app.close();
+      unfollowTrust();
       directory.close();
       await events.close();
       await dataDir.registry.close();
@@ -59,12 +62,14 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
   const registry = await openConfiguredRegistry({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, clock, onError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
   const prometheus = createPrometheusMetrics();
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry, pem: pki.pem, events, log });
   const relay = { baseUrl: config.provisioningUrl as string, ca: pki.pem.root, token: token as string };
   const { broker, cluster } = await startBrokerNode(config, {
     registry,
     events,
     eventSubscriber: subscriber,
     pki,
+    trust,
     certificateRequests: relayedCertificateRequests(relay, { log: log.child({ component: 'relay' }), audit: (entry) => registry.appendAudit(entry) }),
     metrics: prometheus.metrics,
     clock,
@@ -85,6 +90,7 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
     async close() {
       await metricsServer?.close();
       await broker.close();
+      unfollowTrust();
       await events.close();
       await registry.close();
     },

@@ -6,6 +6,7 @@ import type { ServeConfig } from './config.ts';
 import { type DataDir, openDataDir, registryErrorLogger } from './data-dir.ts';
 import { wireEventBus, wireSessionDirectory } from './event-bus-wiring.ts';
 import { createProvisioning, shownHost } from './provisioning-api.ts';
+import { wireTrustStore } from './trust-wiring.ts';
 
 export interface RunningGateway {
   readonly mqttUrl: string;
@@ -29,12 +30,15 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
   const clock = systemClock;
   const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
-  const provisioning = createProvisioning(config, { dataDir, events, clock, log });
+  // One set of trusted CAs for both listeners (MQTT and HTTPS), reloaded once per change.
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, pem: dataDir.pki.pem, events, log });
+  const provisioning = createProvisioning(config, { dataDir, events, clock, log, trust });
   const { broker } = await startBrokerNode(config, {
     registry: dataDir.registry,
     events,
     eventSubscriber: subscriber,
     pki: dataDir.pki,
+    trust,
     certificateRequests: provisioning.certificates,
     metrics: provisioning.prometheus.metrics,
     clock,
@@ -51,6 +55,7 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
     events,
     async close() {
       await Promise.allSettled([broker.close(), api.app.close()]);
+      unfollowTrust();
       directory.close();
       await events.close();
       await dataDir.registry.close();

@@ -25,3 +25,4 @@ export * from './enrollment-rules.ts';
 export * from './tls-profile.ts';
 export * from './audit-sampler.ts';
 export * from './operator-roles.ts';
+export * from './trust-store.ts';

@@ -1,3 +1,5 @@
+import { interceptEmits } from '../aedes-internals.ts';
+
 /**
  * Back-pressure for mqemitter-redis. Its `emit(packet, done)` calls back as soon as Redis answered the
  * PUBLISH, long before any node (this one included) has read the message from its subscriber connection.
@@ -13,7 +15,6 @@
  * reconnect would hold publishers forever, so a batch is released anyway after `echoTimeoutMs`.
  */
 interface RedisEmitter {
-  emit(packet: { topic: string; payload: Buffer }, done?: (error?: Error) => void): unknown;
   on(topic: string, listener: (packet: { payload: Buffer }, callback: () => void) => void, done?: () => void): unknown;
 }
 
@@ -21,7 +22,6 @@ type Done = (error?: Error) => void;
 
 export function awaitLocalEcho(emitter: unknown, brokerId: string, echoTimeoutMs = 5000): { close(): void } {
   const mq = emitter as RedisEmitter;
-  const emit = mq.emit.bind(mq);
   const topic = `$SYS/${brokerId}/fleetgate/echo`;
   const waiting = new Map<number, { dones: Done[]; timer: NodeJS.Timeout }>();
   let current: Done[] | undefined;
@@ -41,7 +41,7 @@ export function awaitLocalEcho(emitter: unknown, brokerId: string, echoTimeoutMs
     callback();
   });
 
-  mq.emit = (packet, done) => {
+  interceptEmits(mq, (emit) => (packet, done) => {
     if (closed || done === undefined) return emit(packet, done);
     const entry: Done = once(done);
     emit(packet, (error) => {
@@ -63,7 +63,7 @@ export function awaitLocalEcho(emitter: unknown, brokerId: string, echoTimeoutMs
     }
     current.push(entry);
     return mq;
-  };
+  });
 
   return {
     close() {

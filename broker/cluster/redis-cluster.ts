@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { ignoreRedisEmitterErrors } from '../aedes-internals.ts';
 import { awaitLocalEcho } from './emit-backpressure.ts';
 import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
 
@@ -76,7 +77,7 @@ export function joinRedisCluster(options: RedisClusterOptions): BrokerCluster {
   const mq = createRedisEmitter({ subConn, pubConn, concurrency: 100 });
   // mqemitter-redis re-emits connection errors on this emitter; an EventEmitter 'error' without a listener
   // would throw and take the broker down, so it is observed (the connections above already log).
-  (mq as { state: { on(event: 'error', listener: (error: Error) => void): void } }).state.on('error', () => {});
+  ignoreRedisEmitterErrors(mq);
   // Without it, ingress outruns this node's own subscriber connection and Redis drops it (see the file).
   const echo = awaitLocalEcho(mq, options.brokerId);
   const persistence = createRedisPersistence({ conn: persistenceConn });

@@ -1,9 +1,8 @@
-import { X509Certificate } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, listenerSecureContext, type SessionDirectory, trustedIssuers } from '../../core/index.ts';
+import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, listenerSecureContext, type SessionDirectory, type TrustSource } from '../../core/index.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
@@ -47,6 +46,8 @@ export interface ApiDeps {
   /** Live MQTT sessions: the broker's in the all-in-one process; a provisioning-only process lists none. */
   readonly sessions: SessionDirectory;
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
+  /** The process's trusted CAs (core/trust-store.ts), shared with the MQTT listener: followed for new handshakes. */
+  readonly trust: TrustSource;
 }
 
 /** One year, as the HSTS preload list and most deployments use (README "TLS and HTTP hardening"). */
@@ -59,12 +60,8 @@ const hstsMaxAgeSeconds = 365 * 24 * 3600;
  * use-case is audited here.
  */
 export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
-  // Manufacturer CAs (birth certificates) come from the registry and may change while running.
-  const loadManufacturerPems = async () => (await deps.registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : []));
-  let manufacturerPems = await loadManufacturerPems();
-  const loadIssuers = () => trustedIssuers((pem) => new X509Certificate(pem), { device: deps.pem.deviceCa, claim: [deps.pem.claimCa], manufacturer: manufacturerPems });
-  let issuers = loadIssuers();
-  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...manufacturerPems] });
+  // Manufacturer CAs (birth certificates) come from the trust store and may change while running.
+  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...deps.trust.current().anchors.manufacturer] });
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
@@ -151,7 +148,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   registerPkiRoutes(app, { rootPem: deps.pem.root, revocation: deps.revocation, registry: deps.registry });
 
-  const currentIssuers = () => issuers;
+  const currentIssuers = () => deps.trust.current().issuers;
   registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
   registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth, issuers: currentIssuers, clock: deps.clock });
   registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
@@ -177,14 +174,13 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   const unsubscribe = deps.events.subscribe((event) => {
     // Suspensions and resumes change the CRL too (certificateHold entries come and go).
     if (event.type === 'device.status') deps.revocation.invalidate();
-    if (event.type !== 'trust.changed') return;
-    (async () => {
-      manufacturerPems = await loadManufacturerPems();
-      issuers = loadIssuers();
-      app.server.setSecureContext(secureContextOptions());
-    })().catch((error: unknown) => app.log.error({ err: error }, 'could not reload claim issuers'));
   });
-  app.addHook('onClose', async () => unsubscribe());
+  // New handshakes use the new CA list at once; established connections are not affected.
+  const unfollowTrust = deps.trust.subscribe(() => app.server.setSecureContext(secureContextOptions()));
+  app.addHook('onClose', async () => {
+    unsubscribe();
+    unfollowTrust();
+  });
   return app;
 }
 

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { preventEmitterRecursion } from '../../broker/emitter-trampoline.ts';
+import { preventEmitterRecursion } from '../../broker/aedes-internals.ts';
 
 const require = createRequire(import.meta.url);
 type Emitter = {

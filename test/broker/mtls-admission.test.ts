@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock, generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../../core/index.ts';
-import { closed, foreignDeviceCredential, nextMessage, startTestGateway, subscribeGranted, type TestGateway } from '../helpers/test-gateway.ts';
+import { foreignDeviceCredential, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
- * Admission over real mTLS with mqtt.js: who gets in, who is refused with which CONNACK code, and that
- * every refusal leaves an audit entry with its reason.
+ * Admission over real mTLS with mqtt.js: what the TLS handshake proves about the peer (no certificate, a
+ * foreign CA, an operator's or an expired certificate) and the CONNACK and audit entry that follow, plus
+ * one device end to end. The hooks' decisions on verified peers (registry status, client id, wills, topic
+ * ACLs, claim scope, kicks) are in test/broker/hooks-over-duplex.test.ts, without sockets.
  */
 let gw: TestGateway;
 
@@ -58,133 +60,4 @@ describe('device sessions', () => {
     await expectRefused(gw.connect('sensor-expired', expired), 5);
     await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'AUTH_CERT_EXPIRED');
   });
-
-  it('refuses a suspended device and a revoked device', async () => {
-    const suspended = await gw.createDevice('sensor-suspended');
-    const revoked = await gw.createDevice('sensor-revoked');
-    const { registry } = gw.gateway.dataDir;
-    await registry.setDeviceStatus({ id: 'sensor-suspended', status: 'suspended', reason: 'maintenance', audit: { actor: 'test', action: 'device.suspend', result: 'ok' } });
-    await registry.setDeviceStatus({ id: 'sensor-revoked', status: 'revoked', reason: 'keyCompromise', audit: { actor: 'test', action: 'device.revoke', result: 'ok' } });
-    await expectRefused(gw.connect('sensor-suspended', suspended), 5);
-    await expectRefused(gw.connect('sensor-revoked', revoked), 5);
-    await gw.waitForAudit({ deviceId: 'sensor-suspended', result: 'refused' }, (e) => e.code === 'AUTH_DEVICE_SUSPENDED');
-    await gw.waitForAudit({ deviceId: 'sensor-revoked', result: 'refused' }, (e) => e.code === 'AUTH_DEVICE_REVOKED');
-  });
-
-  it('refuses a client id that is not the device id with CONNACK 2 (identifier rejected)', async () => {
-    const credential = await gw.createDevice('sensor-spoof');
-    await gw.createDevice('sensor-victim');
-    await expectRefused(gw.connect('sensor-victim', credential), 2);
-    await expectRefused(gw.connect('', credential, { clean: true }), 2);
-    await gw.waitForAudit({ deviceId: 'sensor-spoof', result: 'refused' }, (e) => e.code === 'AUTH_CLIENT_ID_MISMATCH');
-  });
-
-  it('refuses a will on a topic outside the policy', async () => {
-    const credential = await gw.createDevice('sensor-will');
-    await expectRefused(gw.connect('sensor-will', credential, { will: { topic: 'devices/other/status', payload: Buffer.from('gone'), qos: 0, retain: false } }), 5);
-    await gw.waitForAudit({ deviceId: 'sensor-will', result: 'refused' }, (e) => e.code === 'MQTT_WILL_DENIED');
-    const ok = await gw.connect('sensor-will', credential, { will: { topic: 'devices/sensor-will/status', payload: Buffer.from('gone'), qos: 0, retain: false } });
-    await ok.endAsync();
-  });
 });
-
-describe('topic ACLs', () => {
-  it('disconnects a device publishing to another device topic, which never sees the message', async () => {
-    const attacker = await gw.connect('acl-a', await gw.createDevice('acl-a'));
-    const victim = await gw.connect('acl-b', await gw.createDevice('acl-b'));
-    await victim.subscribeAsync('devices/acl-b/#');
-    const seen = nextMessage(victim, 'devices/acl-b/commands', 500);
-    attacker.publish('devices/acl-b/commands', 'evil');
-    expect(await closed(attacker)).toBe(true);
-    expect(await seen).toBeUndefined();
-    const entry = await gw.waitForAudit({ deviceId: 'acl-a', action: 'mqtt.publish' });
-    expect(entry).toMatchObject({ result: 'refused', code: 'ACL_PUBLISH_DENIED', detail: expect.objectContaining({ topic: 'devices/acl-b/commands' }) });
-    await victim.endAsync();
-    attacker.end(true);
-  });
-
-  it.each([
-    ['#', 'ACL_SUBSCRIBE_DENIED'],
-    ['devices/+/telemetry', 'ACL_SUBSCRIBE_DENIED'],
-    ['devices/#', 'ACL_SUBSCRIBE_DENIED'],
-    ['+/acl-sub/#', 'ACL_SUBSCRIBE_DENIED'],
-    ['$SYS/#', 'ACL_RESERVED_TOPIC'],
-    ['$fleetgate/enroll/acl-sub/accepted', 'ACL_RESERVED_TOPIC'],
-  ])('answers SUBACK 0x80 to %s and keeps the session', async (filter, code) => {
-    const client = await gw.connect('acl-sub', await credentialFor('acl-sub'));
-    expect(await subscribeGranted(client, [filter, 'devices/acl-sub/ok'])).toEqual([128, 0]);
-    expect(client.connected).toBe(true);
-    await gw.waitForAudit({ deviceId: 'acl-sub', action: 'mqtt.subscribe' }, (e) => e.code === code && (e.detail as { filter?: string }).filter === filter);
-    await client.endAsync();
-  });
-
-  it('checks receive on every delivery, not only at subscribe time', async () => {
-    await gw.gateway.dataDir.registry.putPolicy(
-      'no-secrets',
-      {
-        statements: [
-          { effect: 'allow', actions: ['publish', 'subscribe', 'receive'], topics: ['devices/${device.id}/#'] },
-          { sid: 'hide-secrets', effect: 'deny', actions: ['receive'], topics: ['devices/${device.id}/secret'] },
-        ],
-      },
-      { actor: 'test', action: 'policy.put', result: 'ok' },
-    );
-    const client = await gw.connect('recv-1', await gw.createDevice('recv-1', { policy: 'no-secrets' }));
-    await client.subscribeAsync('devices/recv-1/#');
-    const secret = nextMessage(client, 'devices/recv-1/secret', 500);
-    await client.publishAsync('devices/recv-1/secret', 's3cret', { qos: 1 });
-    const visible = nextMessage(client, 'devices/recv-1/visible');
-    await client.publishAsync('devices/recv-1/visible', 'hello', { qos: 1 });
-    expect(await visible).toBe('hello');
-    expect(await secret).toBeUndefined();
-    await gw.waitForAudit({ deviceId: 'recv-1', action: 'mqtt.receive' }, (e) => e.code === 'ACL_RECEIVE_DENIED');
-    await client.endAsync();
-  });
-});
-
-describe('claim sessions', () => {
-  it('confines a claim certificate to its own enrollment topics', async () => {
-    const claim = await gw.createClaim('batch-1');
-    const client = await gw.connect('serial-0001', claim);
-    const granted = await subscribeGranted(client, [
-      '$fleetgate/enroll/serial-0001/accepted',
-      '$fleetgate/enroll/serial-0001/rejected',
-      '$fleetgate/enroll/serial-0002/accepted',
-      '$fleetgate/enroll/+/accepted',
-      'devices/serial-0001/#',
-      '#',
-    ]);
-    expect(granted).toEqual([0, 0, 128, 128, 128, 128]);
-    client.publish('devices/serial-0001/telemetry', 'x');
-    expect(await closed(client)).toBe(true);
-    await gw.waitForAudit({ actor: 'claim:serial-0001', action: 'mqtt.publish' }, (e) => e.code === 'ACL_CLAIM_SCOPE');
-  });
-
-  it('refuses an expired claim', async () => {
-    const claim = await gw.createClaim('batch-old', { expiresAt: new Date(Date.now() - 1000) });
-    await expectRefused(gw.connect('serial-0003', claim), 5);
-    await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'AUTH_CLAIM_INVALID');
-  });
-});
-
-describe('live sessions', () => {
-  it('closes every live session of a device at once when it is revoked', async () => {
-    const credential = await gw.createDevice('kick-1');
-    const client = await gw.connect('kick-1', credential);
-    const { registry } = gw.gateway.dataDir;
-    await registry.setDeviceStatus({ id: 'kick-1', status: 'revoked', reason: 'keyCompromise', audit: { actor: 'test', action: 'device.revoke', result: 'ok' } });
-    expect(gw.gateway.broker.disconnect('kick-1', 'revoked')).toBe(true);
-    expect(await closed(client)).toBe(true);
-    await expectRefused(gw.connect('kick-1', credential), 5);
-  });
-});
-
-const credentials = new Map<string, Awaited<ReturnType<TestGateway['createDevice']>>>();
-async function credentialFor(id: string) {
-  let credential = credentials.get(id);
-  if (!credential) {
-    credential = await gw.createDevice(id);
-    credentials.set(id, credential);
-  }
-  return credential;
-}

@@ -54,9 +54,10 @@ export type Expected =
   | { readonly controlIn: string };
 
 /**
- * MQTT entry points, each with the aedes hooks (or TLS server events) that guard it. `publish` is aedes'
- * own method, wrapped by broker/ingress-flow-control.ts: every admitted PUBLISH passes it after
- * authorizePublish, so it is listed like a hook.
+ * MQTT entry points, each with the aedes hooks (or TLS server events) that guard it: the hooks are
+ * installed by broker/session-hooks.ts. `publish` is aedes' own method, wrapped for
+ * broker/ingress-flow-control.ts (by broker/aedes-internals.ts `interceptClientPublishes`): every admitted
+ * PUBLISH passes it after authorizePublish, so it is listed like a hook.
  */
 export const mqttEntryPoints = {
   'tls-handshake': { hooks: ['secureConnection'], rule: 'R8' },

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import type { CertificateView } from './peer-identity.ts';
+import { openTrustStore, type TrustSnapshot } from './trust-store.ts';
+
+/** A certificate parser that only names what it parsed (the store never looks inside). */
+const parse = (pem: string): CertificateView => ({
+  serialNumber: pem,
+  subject: `CN=${pem}`,
+  subjectAltName: undefined,
+  validFrom: '',
+  validTo: '',
+  fingerprint256: `AA:${pem.length.toString(16).padStart(2, '0')}`,
+  raw: new Uint8Array(),
+  publicKey: undefined,
+  checkIssued: () => false,
+  verify: () => false,
+} as unknown as CertificateView);
+
+async function store(initial: string[]) {
+  let manufacturers = initial;
+  const trust = await openTrustStore({ parse, device: 'device-ca', claim: ['claim-ca'], loadManufacturers: async () => manufacturers });
+  return { trust, set: (pems: string[]) => void (manufacturers = pems) };
+}
+
+describe('the trust store', () => {
+  it('starts at version 1 with the gateway CAs and the manufacturer CAs as loaded', async () => {
+    const { trust } = await store(['maker-a']);
+    const snapshot = trust.current();
+    expect(snapshot.version).toBe(1);
+    expect(snapshot.anchors).toEqual({ device: 'device-ca', claim: ['claim-ca'], manufacturer: ['maker-a'] });
+    expect(snapshot.issuers.manufacturer.map((ca) => ca.certificate.serialNumber)).toEqual(['maker-a']);
+  });
+
+  it('tells every subscriber once per change, with the new snapshot, and nobody after unsubscribing', async () => {
+    const { trust, set } = await store([]);
+    const first: TrustSnapshot[] = [];
+    const second: TrustSnapshot[] = [];
+    trust.subscribe((snapshot) => first.push(snapshot));
+    const stop = trust.subscribe((snapshot) => second.push(snapshot));
+    set(['maker-a']);
+    await trust.reload();
+    stop();
+    set(['maker-a', 'maker-b']);
+    await trust.reload();
+    expect(first.map((snapshot) => [snapshot.version, snapshot.anchors.manufacturer])).toEqual([
+      [2, ['maker-a']],
+      [3, ['maker-a', 'maker-b']],
+    ]);
+    expect(second.map((snapshot) => snapshot.version)).toEqual([2]);
+    expect(trust.current().version).toBe(3);
+  });
+
+  it('keeps its version when a reload finds the same CAs', async () => {
+    const { trust } = await store(['maker-a']);
+    const seen: number[] = [];
+    trust.subscribe((snapshot) => seen.push(snapshot.version));
+    expect((await trust.reload()).version).toBe(1);
+    expect(seen).toEqual([]);
+  });
+
+  it('runs concurrent reloads one after the other, so the last one read wins', async () => {
+    const { trust, set } = await store([]);
+    set(['maker-a']);
+    const a = trust.reload();
+    set(['maker-b']);
+    const b = trust.reload();
+    await Promise.all([a, b]);
+    expect(trust.current().anchors.manufacturer).toEqual(['maker-b']);
+  });
+});
