@@ -20,6 +20,8 @@ export const pinnedVersions = {
   mqemitter: '7.1.0',
   'mqtt-packet': '9.0.2',
   'aedes-persistence': '11.0.0',
+  /** A cluster's emitter: two of its fields are used below (`emit`, `state`). */
+  'mqemitter-redis': '7.2.1',
 } as const;
 
 export type PinnedPackage = keyof typeof pinnedVersions;
@@ -48,7 +50,7 @@ export function installedVersions(): FoundVersions {
   try {
     aedesEntry = fromHere.resolve('aedes');
   } catch {
-    return { aedes: undefined, mqemitter: undefined, 'mqtt-packet': undefined, 'aedes-persistence': undefined };
+    return { aedes: undefined, mqemitter: undefined, 'mqtt-packet': undefined, 'aedes-persistence': undefined, 'mqemitter-redis': undefined };
   }
   const fromAedes = createRequire(aedesEntry);
   const versionOf = (name: string) => {
@@ -58,7 +60,20 @@ export function installedVersions(): FoundVersions {
       return undefined;
     }
   };
-  return { aedes: packageVersion(aedesEntry, 'aedes'), mqemitter: versionOf('mqemitter'), 'mqtt-packet': versionOf('mqtt-packet'), 'aedes-persistence': versionOf('aedes-persistence') };
+  let redisEmitter: string | undefined;
+  try {
+    // fleetgate's own dependency (broker/cluster/redis-cluster.ts), not aedes'
+    redisEmitter = packageVersion(fromHere.resolve('mqemitter-redis'), 'mqemitter-redis');
+  } catch {
+    redisEmitter = undefined;
+  }
+  return {
+    aedes: packageVersion(aedesEntry, 'aedes'),
+    mqemitter: versionOf('mqemitter'),
+    'mqtt-packet': versionOf('mqtt-packet'),
+    'aedes-persistence': versionOf('aedes-persistence'),
+    'mqemitter-redis': redisEmitter,
+  };
 }
 
 /** Why these versions cannot be used, naming the expected and found version of each package off the pin; undefined when all match. */
@@ -308,7 +323,7 @@ export function interceptEmits(emitter: unknown, intercept: (emit: Emit) => Emit
 /**
  * mqemitter-redis re-emits its connections' errors on `mq.state`, an EventEmitter; an 'error' nobody
  * listens to would throw and take the broker down. The connections log their own errors, so this only
- * keeps the process up. (mqemitter-redis is not pinned: this is the one field of it used.)
+ * keeps the process up.
  */
 export function ignoreRedisEmitterErrors(emitter: unknown): void {
   (emitter as { state: EventEmitter }).state.on('error', () => {});
