@@ -24,3 +24,4 @@ export * from './flow-limits.ts';
 export * from './enrollment-rules.ts';
 export * from './tls-profile.ts';
 export * from './audit-sampler.ts';
+export * from './registry-rules.ts';

@@ -1,5 +1,6 @@
-import { allowedKeyTypes, assertAttributes, assertDeviceId, type DeviceAttributes, FleetgateError } from '../core/index.ts';
-import type { AllowlistEntry, AuditEntry, AuditInput, NewTemplate } from './registry-port.ts';
+import { allowedKeyTypes, assertAttributes, assertDeviceId, type DeviceAttributes, type ErrorCode, FleetgateError } from '../core/index.ts';
+import type { StoredAuditFields } from './audit-chain.ts';
+import type { AllowlistEntry, AuditEntry, AuditResult, NewTemplate } from './registry-port.ts';
 import { operatorRoles } from './registry-port.ts';
 
 /**
@@ -37,17 +38,21 @@ export function assertOperatorToken(name: string, role: string, tokenHash: strin
   if (problems.length > 0) throw new FleetgateError('REQUEST_INVALID', { message: `The operator token is not valid: ${problems.join('; ')}.`, detail: { name, problems } });
 }
 
-/** Optional fields are left out rather than set to undefined, so entries compare and serialise cleanly. */
-export function toAuditEntry(entry: AuditInput & { id: number; at: Date }): AuditEntry {
+/**
+ * An audit entry as stored (the fields its hash covers), as the port returns it: optional fields are left
+ * out rather than set to undefined, so entries compare and serialise cleanly; `detail` is parsed from the
+ * text stored (JSON drops undefined and functions).
+ */
+export function storedAuditEntry(fields: StoredAuditFields): AuditEntry {
   return {
-    id: entry.id,
-    at: entry.at,
-    actor: entry.actor,
-    action: entry.action,
-    result: entry.result,
-    ...(entry.code === undefined ? {} : { code: entry.code }),
-    ...(entry.deviceId === undefined ? {} : { deviceId: entry.deviceId }),
-    ...(entry.detail === undefined ? {} : { detail: entry.detail }),
+    id: fields.id,
+    at: new Date(fields.at),
+    actor: fields.actor,
+    action: fields.action,
+    result: fields.result as AuditResult,
+    ...(fields.code === null ? {} : { code: fields.code as ErrorCode }),
+    ...(fields.deviceId === null ? {} : { deviceId: fields.deviceId }),
+    ...(fields.detail === null ? {} : { detail: JSON.parse(fields.detail) as Record<string, unknown> }),
   };
 }
 

@@ -49,16 +49,7 @@ export interface CertificateRecord {
   readonly replaces: string | null;
 }
 
-export interface TemplateRecord {
-  readonly name: string;
-  readonly policy: string;
-  readonly validityDays: number;
-  /** Allowed CSR key types, e.g. "EC P-256" (core allowedKeyTypes). */
-  readonly keyTypes: readonly string[];
-  readonly requireAllowlist: boolean;
-  readonly allowReenroll: boolean;
-  /** Traffic limits for devices of this template; `{}` means the gateway defaults. */
-  readonly limits: TemplateLimits;
+export interface TemplateRecord extends Required<NewTemplate> {
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -199,9 +190,11 @@ export interface NewTemplate {
   readonly name: string;
   readonly policy: string;
   readonly validityDays: number;
+  /** Allowed CSR key types, e.g. "EC P-256" (core allowedKeyTypes). */
   readonly keyTypes: readonly string[];
   readonly requireAllowlist: boolean;
   readonly allowReenroll: boolean;
+  /** Traffic limits for devices of this template; `{}` (the default) means the gateway defaults. */
   readonly limits?: TemplateLimits;
 }
 
@@ -222,6 +215,15 @@ export interface Admission {
   readonly policy: PolicyRecord | undefined;
   /** The traffic limits of the device's template (`{}` when the template is gone: gateway defaults apply). */
   readonly limits: TemplateLimits;
+}
+
+export interface EnrollWithClaimInput {
+  readonly claimId: string;
+  readonly device: NewDevice;
+  readonly certificate: NewCertificate;
+  readonly requireAllowlist: boolean;
+  readonly allowReenroll: boolean;
+  readonly audit: AuditInput;
 }
 
 export interface Registry {
@@ -257,14 +259,12 @@ export interface Registry {
    * The device's trusted `attributes` are those of its allow-list row (a new device; none without a row);
    * `device.attributes` from the caller is ignored. `device.reportedAttributes` is stored as reported.
    */
-  enrollWithClaim(input: {
-    claimId: string;
-    device: NewDevice;
-    certificate: NewCertificate;
-    requireAllowlist: boolean;
-    allowReenroll: boolean;
-    audit: AuditInput;
-  }): Promise<{ certificate: CertificateRecord; repeated: boolean }>;
+  enrollWithClaim(input: EnrollWithClaimInput): Promise<{ certificate: CertificateRecord; repeated: boolean }>;
+  /**
+   * The claim whose enrollment (or re-enrollment) of this device was accepted last; undefined for an
+   * identity no claim enrolled. Admission uses it to let the same claim retry after a lost reply.
+   */
+  getEnrollingClaim(deviceId: string): Promise<string | undefined>;
   /**
    * Called when a device first connects with `serial`: if it replaces another certificate that is still
    * active, that one becomes superseded (with the audit entry). Returns the superseded serial, if any.

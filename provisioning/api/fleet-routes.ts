@@ -5,6 +5,7 @@ import {
   type Clock,
   compilePolicy,
   decideInScope,
+  effectivePolicyName,
   type EventBus,
   FleetgateError,
   parsePolicyDocument,
@@ -605,6 +606,6 @@ export function registerFleetRoutes(app: FastifyInstance, deps: FleetRouteDeps):
   }
 
   async function effectivePolicyOf(device: DeviceRecord): Promise<string | null> {
-    return device.policy ?? (await registry.getTemplate(device.template))?.policy ?? null;
+    return effectivePolicyName(device, await registry.getTemplate(device.template));
   }
 }

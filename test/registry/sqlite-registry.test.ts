@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backendPolicy, defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
-import { migrate, migrations } from '../../registry/sqlite/migrations.ts';
+import { auditEntryHash } from '../../registry/audit-chain.ts';
+import { migrate } from '../../registry/migrate.ts';
+import { steps } from '../../registry/sqlite/schema-steps.ts';
+import { sqliteDialect } from '../../registry/sqlite/sqlite-dialect.ts';
+import { migrate as legacyMigrate, migrations as legacyMigrations } from './fixtures/legacy-sqlite-migrations.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
 let dir: string;
@@ -62,24 +66,65 @@ describe('sqlite registry', () => {
       audit: { actor: 'test', action: 'device.register', result: 'ok' },
     });
     await first.close();
+    const applied = () => inspect(path).prepare('SELECT name, timestamp FROM kysely_migration ORDER BY name').all() as { name: string }[];
+    const afterFirst = applied();
+    expect(afterFirst.map((row) => row.name)).toEqual(steps.map((step) => step.name));
 
     const second = await open(path, fixedClock('2026-06-01T00:00:00.000Z'));
     expect(await second.getDevice('sensor-1')).toMatchObject({ status: 'active', createdAt: new Date('2025-01-01T00:00:00.000Z') });
     expect(await second.getPolicy('default')).toMatchObject({ version: 1 });
     expect(await second.queryAudit()).toHaveLength(4);
 
+    // Applied once, at the first open: the reopen did not run them again, nor does another migrate.
+    expect(applied()).toEqual(afterFirst);
+    const dialect = sqliteDialect(path);
+    expect(await migrate(dialect)).toEqual([]);
+    await dialect.close();
+  });
+
+  it('upgrades in place a database made by the migration runner before Kysely, and older fleetgates then refuse it', async () => {
+    const path = freshPath();
+    const old = inspect(path);
+    legacyMigrate(old, fixedClock('2024-05-06T07:08:09.010Z'));
+    const at = '2025-01-01T00:00:00.000Z';
+    old.exec(`
+      INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
+      INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
+      INSERT INTO claims (id, template, certificate_serial, max_uses, uses, expires_at, status, created_at) VALUES ('batch', 'default', 'c1', 5, 1, '2030-01-01T00:00:00.000Z', 'active', '${at}');
+      INSERT INTO devices (id, kind, status, template, policy, attributes, status_reason, created_at, updated_at, reported_attributes)
+        VALUES ('sn-1', 'device', 'active', 'default', NULL, '{}', NULL, '${at}', '${at}', '{"fw":"1.0"}');
+      INSERT INTO certificates VALUES ('0a', 'sn-1', 'f1', 'k1', '${at}', '2026-01-01T00:00:00.000Z', 'active', 'pem', '${at}', NULL, NULL, NULL);
+    `);
+    // The audit trail as the old adapter chained it: the enrollment names its claim.
+    let prevHash = '0'.repeat(64);
+    const insert = old.prepare('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    for (const [id, action, detail] of [[1, 'claim.create', '{"claimId":"batch"}'], [2, 'device.enroll', '{"claimId":"batch","transport":"mqtt"}'], [3, 'device.enroll', '{"repeated":true}']] as const) {
+      const fields = { id, at, actor: 'cli', action, result: 'ok', code: null, deviceId: id === 1 ? null : 'sn-1', detail };
+      const hash = auditEntryHash(prevHash, fields);
+      insert.run(id, at, fields.actor, action, 'ok', null, fields.deviceId, detail, prevHash, hash);
+      prevHash = hash;
+    }
+
+    const registry = await open(path);
+    expect(await registry.getDevice('sn-1')).toMatchObject({ status: 'active', reportedAttributes: { fw: '1.0' } });
+    expect(await registry.getClaim('batch')).toMatchObject({ uses: 1, maxUses: 5 });
+    expect(await registry.getEnrollingClaim('sn-1')).toBe('batch');
+    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 3 });
+    await registry.appendAudit({ actor: 'test', action: 'after.upgrade', result: 'ok' });
+    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+
     const db = inspect(path);
-    // Applied once, at the first clock's time: the reopen did not run them again.
-    expect(db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all()).toEqual(
-      migrations.map((step) => ({ version: step.version, applied_at: '2025-01-01T00:00:00.000Z' })),
+    // The old runner's versions are recorded as Kysely's steps, at the time the old runner applied them.
+    expect(db.prepare('SELECT name, timestamp FROM kysely_migration ORDER BY name').all()).toEqual(
+      steps.map((step, index) => ({ name: step.name, timestamp: index < 4 ? '2024-05-06T07:08:09.010Z' : expect.any(String) })),
     );
-    expect(migrate(db, systemClock)).toEqual([]);
+    expect(() => legacyMigrate(db, systemClock)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', detail: { databaseVersion: 5, supportedVersion: 4 } }));
   });
 
   it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
     const path = freshPath();
     const old = inspect(path);
-    migrate(old, systemClock, migrations.filter((step) => step.version <= 3));
+    legacyMigrate(old, systemClock, legacyMigrations.filter((step) => step.version <= 3));
     const at = '2025-01-01T00:00:00.000Z';
     old.exec(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
@@ -97,7 +142,7 @@ describe('sqlite registry', () => {
   it('refuses a database written by a newer fleetgate', async () => {
     const path = freshPath();
     await (await open(path)).close();
-    inspect(path).prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', '2030-01-01T00:00:00.000Z')").run();
+    inspect(path).prepare("INSERT INTO kysely_migration (name, timestamp) VALUES ('9999-from-the-future', '2030-01-01T00:00:00.000Z')").run();
 
     const error: unknown = await openSqliteRegistry({ path }).then(
       () => undefined,

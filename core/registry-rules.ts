@@ -1,0 +1,82 @@
+import type { ErrorCode } from './errors.ts';
+import { FleetgateError } from './errors.ts';
+
+/**
+ * The rules the registry applies to what it stores, as pure answers over rows already read: the registry
+ * (registry/sql-registry.ts) reads the rows inside its write transaction, asks here, and writes or throws.
+ * Each rule exists once, whatever the database (README "Enrollment and renewal", "Revocation").
+ */
+
+/** A refusal as the catalogue names it, with what the audit trail and the error's detail should say. */
+export interface RuleRefusal {
+  readonly code: ErrorCode;
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+/** Throws a refusal as its coded error; does nothing for undefined. */
+export function refuseIf(refusal: RuleRefusal | undefined): void {
+  if (refusal !== undefined) throw new FleetgateError(refusal.code, { detail: refusal.detail });
+}
+
+/** The policy an identity's sessions get: its own, else its template's; null when neither exists (template gone). */
+export function effectivePolicyName(identity: { readonly policy: string | null }, template: { readonly policy: string } | undefined): string | null {
+  return identity.policy ?? template?.policy ?? null;
+}
+
+/**
+ * A public key belongs to one identity for good: another identity holding any certificate for it (revoked
+ * ones too: that key may be compromised) refuses the binding. The same identity may present it again (a
+ * lost reply, a renewal with the same key).
+ */
+export function keyBindingRefusal(publicKeyHash: string, otherHolder: string | undefined): RuleRefusal | undefined {
+  return otherHolder === undefined ? undefined : { code: 'PKI_PUBLIC_KEY_IN_USE', detail: { publicKeyHash, boundTo: otherHolder } };
+}
+
+export interface CertificateRecordingFacts {
+  readonly id: string;
+  /** The identity registered under `id`, if any. */
+  readonly existing: { readonly status: string } | undefined;
+  /** The caller registers a new identity and must not add to an existing one. */
+  readonly mustBeNew: boolean;
+  /** For a new identity: whether its template and (when set) its own policy exist. */
+  readonly template: { readonly name: string; readonly exists: boolean };
+  readonly policy: { readonly name: string; readonly exists: boolean } | null;
+  /** For a renewal: the certificate it replaces, as found by serial (`found` undefined when unknown). */
+  readonly replaces: { readonly serial: string; readonly found: { readonly deviceId: string; readonly status: string } | undefined } | null;
+  readonly publicKeyHash: string;
+  /** Another identity holding a certificate for the same key. */
+  readonly keyHolder: string | undefined;
+}
+
+/**
+ * Whether a certificate may be recorded for an identity outside claim enrollment (an operator's
+ * registration, a renewal), checked in a fixed order: a revoked identity never gets another certificate,
+ * a renewal replaces an active certificate of the same identity, and the key is bound to nobody else.
+ */
+export function certificateRecordingRefusal(facts: CertificateRecordingFacts): RuleRefusal | undefined {
+  const { id, existing } = facts;
+  if (existing !== undefined) {
+    if (facts.mustBeNew) return { code: 'DEVICE_EXISTS', detail: { id } };
+    if (existing.status === 'revoked') return { code: 'AUTH_DEVICE_REVOKED', detail: { id } };
+  } else {
+    if (!facts.template.exists) return { code: 'TEMPLATE_NOT_FOUND', detail: { template: facts.template.name } };
+    if (facts.policy !== null && !facts.policy.exists) return { code: 'POLICY_NOT_FOUND', detail: { policy: facts.policy.name } };
+  }
+  const replaces = facts.replaces;
+  if (replaces !== null) {
+    if (replaces.found === undefined || replaces.found.deviceId !== id) return { code: 'CERT_NOT_FOUND', detail: { serial: replaces.serial } };
+    if (replaces.found.status !== 'active') return { code: 'AUTH_CERT_REVOKED', detail: { serial: replaces.serial, status: replaces.found.status } };
+  }
+  return keyBindingRefusal(facts.publicKeyHash, facts.keyHolder);
+}
+
+/**
+ * A status change: `write` it, leave it `unchanged` (revoking a revoked identity again: the first reason
+ * and date stand, the request is still audited), or refuse. Revocation is final: a revoked identity is
+ * never suspended or resumed.
+ */
+export function decideStatusChange(id: string, current: string, requested: string): { readonly outcome: 'write' | 'unchanged' } | { readonly outcome: 'refused'; readonly refusal: RuleRefusal } {
+  if (current !== 'revoked') return { outcome: 'write' };
+  if (requested === 'revoked') return { outcome: 'unchanged' };
+  return { outcome: 'refused', refusal: { code: 'AUTH_DEVICE_REVOKED', detail: { id, requested } } };
+}

@@ -1,0 +1,75 @@
+import Database from 'better-sqlite3';
+import { CompiledQuery, Kysely, sql, SqliteDialect } from 'kysely';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { storableText } from '../audit-chain.ts';
+import type { StorageDialect, Tables } from '../storage-dialect.ts';
+import { steps } from './schema-steps.ts';
+
+const busyTimeoutMs = 5_000;
+
+/**
+ * The embedded database: one file, shared safely by several processes on one host (WAL readers never
+ * block the writer; writers wait up to the busy timeout); beyond one host, use PostgreSQL. Kysely holds
+ * the one connection for a whole write, so statements of concurrent calls never interleave.
+ */
+export function sqliteDialect(path: string): StorageDialect {
+  const onDisk = path !== ':memory:' && path !== '';
+  if (onDisk) ownerOnly(path, { create: true });
+  const database = new Database(path);
+  try {
+    database.pragma('journal_mode = WAL');
+    // SQLite gives new -wal and -shm files the database file's mode; files left by a crash keep their own.
+    if (onDisk) for (const suffix of ['-wal', '-shm']) ownerOnly(path + suffix, { create: false });
+    // Per connection and off by default in SQLite: without it the REFERENCES clauses are decoration.
+    database.pragma('foreign_keys = ON');
+    database.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    // synchronous stays FULL (the default): a certificate handed to a device must survive a power cut.
+  } catch (error) {
+    database.close();
+    throw error;
+  }
+  return {
+    kind: 'sqlite',
+    db: new Kysely<Tables>({ dialect: new SqliteDialect({ database }) }),
+    // IMMEDIATE takes the write lock up front: a DEFERRED transaction that reads and then writes can fail
+    // with SQLITE_BUSY when another process committed in between, and busy_timeout does not retry that case.
+    beginWrite: 'BEGIN IMMEDIATE',
+    async beginMigration(connection) {
+      await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
+    },
+    // better-sqlite3 prepares one statement at a time; exec runs a script, on the connection Kysely holds.
+    async runScript(_connection, script) {
+      database.exec(script);
+    },
+    async tableExists(connection, name) {
+      const { rows } = await sql`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ${name}`.execute(connection);
+      return rows.length > 0;
+    },
+    migrationSchema: undefined,
+    steps,
+    legacySteps: 4,
+    // sqlite_sequence keeps the highest AUTOINCREMENT id even after rows are removed.
+    auditCounter: "max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(id) FROM audit_log), 0))",
+    async recordAuditId() {},
+    insertionOrder: 'rowid',
+    storableText,
+    mapError: (error) => error,
+    async close() {
+      if (!database.open) return;
+      // Lets SQLite refresh planner statistics it found stale during this connection's lifetime.
+      database.pragma('optimize');
+      database.close();
+    },
+  };
+}
+
+/**
+ * The registry file holds every identity, token hash and the audit trail: owner read/write only (README
+ * "Data directory"), whatever the umask. SQLite would create it 0644; creating it first with 0600 and
+ * chmod-ing also tightens a database an older version left world-readable.
+ */
+function ownerOnly(path: string, options: { create: boolean }): void {
+  if (options.create) closeSync(openSync(path, 'a', 0o600));
+  else if (!existsSync(path)) return;
+  chmodSync(path, 0o600);
+}
