@@ -12,7 +12,7 @@ import type { StorageDialect, Tables } from './storage-dialect.ts';
  * in Kysely's table once, and only the steps after them run. Returns the names of the steps this call ran.
  */
 export async function migrate(dialect: StorageDialect): Promise<string[]> {
-  return dialect.db.connection().execute(async (connection) => {
+  return dialect.queueWrite(() => dialect.db.connection().execute(async (connection) => {
     await dialect.beginMigration(connection);
     try {
       if (!(await dialect.tableExists(connection, 'kysely_migration')) && (await dialect.tableExists(connection, 'schema_migrations'))) {
@@ -34,7 +34,7 @@ export async function migrate(dialect: StorageDialect): Promise<string[]> {
       await connection.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
       throw error;
     }
-  });
+  }));
 }
 
 function stepMigration(dialect: StorageDialect, script: string): Migration {

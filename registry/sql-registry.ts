@@ -13,7 +13,6 @@ import {
   parsePolicyDocument,
   type PolicyDocument,
   refuseIf,
-  type TemplateLimits,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
 import { allowlistRows, assertOperatorToken, assertTemplate, clampLimit, storedAuditEntry } from './registry-input.ts';
@@ -81,7 +80,7 @@ export class SqlRegistry implements Registry {
    */
   async #write<T>(work: (db: Db, record: Record_) => Promise<T>): Promise<T> {
     try {
-      return await this.#db.connection().execute(async (db) => {
+      return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
         await db.executeQuery(CompiledQuery.raw(this.#dialect.beginWrite));
         try {
           const { rows } = await sql<{ last_id: number | string; last_hash: string | null }>`SELECT ${sql.raw(this.#dialect.auditCounter)} AS last_id,
@@ -94,7 +93,7 @@ export class SqlRegistry implements Registry {
           await db.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
           throw error;
         }
-      });
+      }));
     } catch (error) {
       throw this.#dialect.mapError(error);
     }
@@ -328,7 +327,7 @@ export class SqlRegistry implements Registry {
     return this.#write(async (db, record) => {
       if (!(await named(db, 'policies', template.policy))) throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: template.policy, template: template.name } });
       const now = this.#now();
-      const row = await db
+      const written = db
         .insertInto('templates')
         .values({
           name: template.name,
@@ -354,8 +353,7 @@ export class SqlRegistry implements Registry {
         )
         .returningAll()
         .executeTakeFirstOrThrow();
-      await record(audit);
-      return toTemplate(row);
+      return toTemplate(await audited(written, record, audit));
     });
   }
 
@@ -371,14 +369,13 @@ export class SqlRegistry implements Registry {
     // Re-validated here because a stored policy that does not parse would lock every device using it out.
     const parsed = parsePolicyDocument(document);
     return this.#write(async (db, record) => {
-      const row = await db
+      const written = db
         .insertInto('policies')
         .values({ name, document: JSON.stringify(parsed), version: 1, updated_at: this.#now() })
         .onConflict((conflict) => conflict.column('name').doUpdateSet((eb) => ({ document: eb.ref('excluded.document'), version: sql`policies.version + 1`, updated_at: eb.ref('excluded.updated_at') })))
         .returningAll()
         .executeTakeFirstOrThrow();
-      await record(audit);
-      return toPolicy(row);
+      return toPolicy(await audited(written, record, audit));
     });
   }
 
@@ -387,7 +384,7 @@ export class SqlRegistry implements Registry {
   async createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord> {
     return this.#write(async (db, record) => {
       if (!(await named(db, 'templates', claim.template))) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
-      const row = await db
+      const written = db
         .insertInto('claims')
         .values({
           id: claim.id,
@@ -402,8 +399,7 @@ export class SqlRegistry implements Registry {
         })
         .returningAll()
         .executeTakeFirstOrThrow();
-      await record(audit);
-      return toClaim(row);
+      return toClaim(await audited(written, record, audit));
     });
   }
 
@@ -550,6 +546,13 @@ export class SqlRegistry implements Registry {
   }
 }
 
+/** The row a write returned, once its audit entry is recorded in the same transaction. */
+async function audited<R>(written: Promise<R>, record: Record_, entry: AuditInput): Promise<R> {
+  const row = await written;
+  await record(entry);
+  return row;
+}
+
 const mapped = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
 const deviceRow = (db: Db, id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
@@ -604,71 +607,30 @@ function storedFields(row: { id: number | string; at: string | Date; actor: stri
   return { id: Number(row.id), at: toIsoText(row.at), actor: row.actor, action: row.action, result: row.result, code: row.code, deviceId: row.device_id, detail: row.detail };
 }
 
-function toDevice(row: Row<'devices'>): DeviceRecord {
-  return {
-    id: row.id,
-    kind: row.kind,
-    status: row.status,
-    template: row.template,
-    policy: row.policy,
-    attributes: fromJson(row.attributes),
-    reportedAttributes: fromJson(row.reported_attributes),
-    statusReason: row.status_reason,
-    createdAt: toDate(row.created_at),
-    updatedAt: toDate(row.updated_at),
-  };
+/** Columns stored as time, JSON or a flag: read back as the port's Date, parsed value or boolean. */
+const times = new Set(['created_at', 'updated_at', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'expires_at']);
+const documents = new Set(['attributes', 'reported_attributes', 'key_types', 'limits', 'document']);
+const flags = new Set(['require_allowlist', 'allow_reenroll']);
+/** Kept out of records: insertion order (PostgreSQL's seq), and what only admission asks for. */
+const internal = new Set(['seq', 'enrolled_by']);
+
+/**
+ * A row as the port's record: each snake_case column becomes the camelCase field of the same name. Policy
+ * documents were validated by parsePolicyDocument before they were written.
+ */
+function toRecord<T>(row: object): T {
+  const record: Record<string, unknown> = {};
+  for (const [column, value] of Object.entries(row)) {
+    if (internal.has(column)) continue;
+    const field = column.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+    record[field] = value === null ? null : times.has(column) ? toDate(value as string | Date) : documents.has(column) ? fromJson(value) : flags.has(column) ? Boolean(value) : value;
+  }
+  return record as T;
 }
 
-function toCertificate(row: Row<'certificates'>): CertificateRecord {
-  return {
-    serial: row.serial,
-    deviceId: row.device_id,
-    fingerprint: row.fingerprint,
-    publicKeyHash: row.public_key_hash,
-    notBefore: toDate(row.not_before),
-    notAfter: toDate(row.not_after),
-    status: row.status,
-    pem: row.pem,
-    issuedAt: toDate(row.issued_at),
-    revokedAt: row.revoked_at === null ? null : toDate(row.revoked_at),
-    revocationReason: row.revocation_reason,
-    replaces: row.replaces,
-  };
-}
-
-function toTemplate(row: Row<'templates'>): TemplateRecord {
-  return {
-    name: row.name,
-    policy: row.policy,
-    validityDays: row.validity_days,
-    keyTypes: fromJson(row.key_types),
-    requireAllowlist: Boolean(row.require_allowlist),
-    allowReenroll: Boolean(row.allow_reenroll),
-    limits: fromJson<TemplateLimits>(row.limits),
-    createdAt: toDate(row.created_at),
-    updatedAt: toDate(row.updated_at),
-  };
-}
-
-function toPolicy(row: Row<'policies'>): PolicyRecord {
-  // Validated by parsePolicyDocument before it was written.
-  return { name: row.name, document: fromJson(row.document), version: row.version, updatedAt: toDate(row.updated_at) };
-}
-
-function toClaim(row: Row<'claims'>): ClaimRecord {
-  return {
-    id: row.id,
-    template: row.template,
-    certificateSerial: row.certificate_serial,
-    issuerPem: row.issuer_pem,
-    maxUses: row.max_uses,
-    uses: row.uses,
-    expiresAt: toDate(row.expires_at),
-    status: row.status,
-    createdAt: toDate(row.created_at),
-  };
-}
-
-function toOperatorToken(row: Pick<Row<'operator_tokens'>, (typeof operatorTokenColumns)[number]>): OperatorTokenRecord {
-  return { name: row.name, role: row.role, createdAt: toDate(row.created_at), revokedAt: row.revoked_at === null ? null : toDate(row.revoked_at) };
-}
+const toDevice = (row: Row<'devices'>) => toRecord<DeviceRecord>(row);
+const toCertificate = (row: Row<'certificates'>) => toRecord<CertificateRecord>(row);
+const toTemplate = (row: Row<'templates'>) => toRecord<TemplateRecord>(row);
+const toPolicy = (row: Row<'policies'>) => toRecord<PolicyRecord>(row);
+const toClaim = (row: Row<'claims'>) => toRecord<ClaimRecord>(row);
+const toOperatorToken = (row: Pick<Row<'operator_tokens'>, (typeof operatorTokenColumns)[number]>) => toRecord<OperatorTokenRecord>(row);

@@ -16,6 +16,8 @@ export interface StorageDialect {
    * audit chain stays linear, claim uses exact).
    */
   readonly beginWrite: string;
+  /** Runs a write (or a migration) once no other write of this process to the same database is under way. */
+  queueWrite<T>(work: () => Promise<T>): Promise<T>;
   /** The same for schema changes; PostgreSQL also creates the schema here if it is missing. */
   beginMigration(connection: Kysely<Tables>): Promise<void>;
   /** Runs one migration step's SQL (several statements). */

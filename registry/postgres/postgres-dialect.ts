@@ -65,6 +65,8 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
     kind: 'postgres',
     db,
     beginWrite: `BEGIN; SELECT pg_advisory_xact_lock(${advisoryLockKey('write', schema)})`,
+    // The advisory lock queues writers; each holds its own pooled connection meanwhile.
+    queueWrite: (work) => work(),
     async beginMigration(connection) {
       await connection.executeQuery(CompiledQuery.raw(`BEGIN; SELECT pg_advisory_xact_lock(${advisoryLockKey('migrate', schema)})`));
       // Looked up before anything is created: CREATE … IF NOT EXISTS checks the CREATE privilege even when

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, sql, SqliteDialect } from 'kysely';
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, realpathSync } from 'node:fs';
 import { storableText } from '../audit-chain.ts';
 import type { StorageDialect, Tables } from '../storage-dialect.ts';
 import { steps } from './schema-steps.ts';
@@ -34,6 +34,7 @@ export function sqliteDialect(path: string): StorageDialect {
     // IMMEDIATE takes the write lock up front: a DEFERRED transaction that reads and then writes can fail
     // with SQLITE_BUSY when another process committed in between, and busy_timeout does not retry that case.
     beginWrite: 'BEGIN IMMEDIATE',
+    queueWrite: (work) => queued(onDisk ? realpathSync(path) : database, work),
     async beginMigration(connection) {
       await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
     },
@@ -61,6 +62,27 @@ export function sqliteDialect(path: string): StorageDialect {
       database.close();
     },
   };
+}
+
+/**
+ * better-sqlite3 is synchronous: a connection waiting (busy_timeout) for the write lock another connection
+ * of this same process holds would block the event loop that connection needs to commit, and time out. So
+ * the writes of every connection in this process to one file queue here first; other processes wait in
+ * SQLite, each on its own thread.
+ */
+const writeQueues = new Map<unknown, Promise<unknown>>();
+
+function queued<T>(file: unknown, work: () => Promise<T>): Promise<T> {
+  const run = (writeQueues.get(file) ?? Promise.resolve()).then(work, work);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  writeQueues.set(file, tail);
+  void tail.then(() => {
+    if (writeQueues.get(file) === tail) writeQueues.delete(file);
+  });
+  return run;
 }
 
 /**
