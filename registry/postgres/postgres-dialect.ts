@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, sql } from 'kysely';
+import { CompiledQuery, type DatabaseIntrospector, Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient, sql, type TableMetadata } from 'kysely';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { FleetgateError } from '../../core/index.ts';
@@ -60,7 +60,7 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
     await pool.end().catch(() => undefined);
     throw error;
   }
-  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: guarded(pool, onError) }) });
+  const db = new Kysely<Tables>({ dialect: new OneSchemaDialect({ pool: guarded(pool, onError) }, schema) });
   return {
     kind: 'postgres',
     db,
@@ -81,8 +81,7 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
       await connection.executeQuery(CompiledQuery.raw(script));
     },
     async tableExists(connection, name) {
-      const { rows } = await sql`SELECT 1 FROM pg_tables WHERE schemaname = ${schema} AND tablename = ${name}`.execute(connection);
-      return rows.length > 0;
+      return (await connection.introspection.getTables()).some((table) => table.name === name);
     },
     migrationSchema: schema,
     steps,
@@ -97,6 +96,33 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
     mapError,
     close: () => db.destroy(),
   };
+}
+
+/**
+ * Kysely's Migrator asks the introspector whether its tables exist. PostgreSQL's own introspector reads
+ * every schema of the database, which is slow with many and fails when one is dropped meanwhile: this one
+ * looks at the registry's schema only.
+ */
+class OneSchemaDialect extends PostgresDialect {
+  readonly #schema: string;
+
+  constructor(config: ConstructorParameters<typeof PostgresDialect>[0], schema: string) {
+    super(config);
+    this.#schema = schema;
+  }
+
+  override createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
+    const schema = this.#schema;
+    const getTables = async (): Promise<TableMetadata[]> => {
+      const { rows } = await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables WHERE schemaname = ${schema}`.execute(db);
+      return rows.map((row) => ({ name: row.name, schema, isView: false, columns: [] }));
+    };
+    return {
+      getSchemas: async () => (await sql<{ name: string }>`SELECT nspname AS name FROM pg_namespace WHERE nspname = ${schema}`.execute(db)).rows,
+      getTables,
+      getMetadata: async () => ({ tables: await getTables() }),
+    };
+  }
 }
 
 function noSchema(): never {
