@@ -15,6 +15,7 @@ COPY tsconfig.base.json tsconfig.json ./
 COPY bin ./bin
 COPY core ./core
 COPY registry ./registry
+COPY cluster ./cluster
 COPY broker ./broker
 COPY provisioning ./provisioning
 COPY cli ./cli

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { awaitLocalEcho } from './emit-backpressure.ts';
-import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
+import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../cluster/index.ts';
 
 // Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings.
 const require = createRequire(import.meta.url);
