@@ -1,5 +1,6 @@
 import type { ErrorCode } from './errors.ts';
 import { FleetgateError } from './errors.ts';
+import { allowedKeyTypes } from './pki/csr.ts';
 
 /**
  * The rules the registry applies to what it stores, as pure answers over rows already read: the registry
@@ -79,4 +80,14 @@ export function decideStatusChange(id: string, current: string, requested: strin
   if (current !== 'revoked') return { outcome: 'write' };
   if (requested === 'revoked') return { outcome: 'unchanged' };
   return { outcome: 'refused', refusal: { code: 'AUTH_DEVICE_REVOKED', detail: { id, requested } } };
+}
+
+/** A template issues certificates for at least a day, to keys of types fleetgate knows (core allowedKeyTypes). */
+export function assertTemplate(template: { readonly name: string; readonly validityDays: number; readonly keyTypes: readonly string[] }): void {
+  const problems: string[] = [];
+  if (!Number.isInteger(template.validityDays) || template.validityDays < 1) problems.push('validityDays must be a positive integer');
+  if (!Array.isArray(template.keyTypes) || template.keyTypes.length === 0) problems.push('keyTypes must list at least one key type');
+  const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
+  if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
+  if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
 }

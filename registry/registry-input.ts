@@ -1,6 +1,6 @@
-import { allowedKeyTypes, assertAttributes, assertDeviceId, type DeviceAttributes, type ErrorCode, FleetgateError } from '../core/index.ts';
+import { assertAttributes, assertDeviceId, type DeviceAttributes, type ErrorCode, FleetgateError } from '../core/index.ts';
 import type { StoredAuditFields } from './audit-chain.ts';
-import type { AllowlistEntry, AuditEntry, AuditResult, NewTemplate } from './registry-port.ts';
+import type { AllowlistEntry, AuditEntry, AuditResult } from './registry-port.ts';
 import { operatorRoles } from './registry-port.ts';
 
 /**
@@ -15,15 +15,6 @@ const maxLimit = 1_000;
 export function clampLimit(limit: number | undefined): number {
   if (limit === undefined || Number.isNaN(limit)) return defaultLimit;
   return Math.min(maxLimit, Math.max(1, Math.trunc(limit)));
-}
-
-export function assertTemplate(template: NewTemplate): void {
-  const problems: string[] = [];
-  if (!Number.isInteger(template.validityDays) || template.validityDays < 1) problems.push('validityDays must be a positive integer');
-  if (!Array.isArray(template.keyTypes) || template.keyTypes.length === 0) problems.push('keyTypes must list at least one key type');
-  const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
-  if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
-  if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
 }
 
 const operatorTokenName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

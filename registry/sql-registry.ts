@@ -4,6 +4,7 @@ import {
   assertAttributes,
   assertDeviceId,
   assertEnrollment,
+  assertTemplate,
   certificateRecordingRefusal,
   type Clock,
   decideStatusChange,
@@ -15,7 +16,7 @@ import {
   refuseIf,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
-import { allowlistRows, assertOperatorToken, assertTemplate, clampLimit, storedAuditEntry } from './registry-input.ts';
+import { allowlistRows, assertOperatorToken, clampLimit, storedAuditEntry } from './registry-input.ts';
 import type {
   Admission,
   AllowlistEntry,

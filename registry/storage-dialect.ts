@@ -59,67 +59,26 @@ type Id = ColumnType<number | string, number, number>;
 
 export interface Tables {
   devices: {
-    id: string;
-    kind: IdentityKind;
-    status: DeviceStatus;
-    template: string;
-    policy: string | null;
-    attributes: Json;
-    reported_attributes: Json;
-    status_reason: string | null;
-    enrolled_by: string | null;
-    created_at: Stamp;
-    updated_at: Stamp;
+    id: string; kind: IdentityKind; status: DeviceStatus; template: string; policy: string | null; status_reason: string | null;
+    attributes: Json; reported_attributes: Json; enrolled_by: string | null; created_at: Stamp; updated_at: Stamp;
   };
   certificates: {
-    serial: string;
-    device_id: string;
-    fingerprint: string;
-    public_key_hash: string;
-    not_before: Stamp;
-    not_after: Stamp;
-    status: CertificateStatus;
-    pem: string;
-    issued_at: Stamp;
-    revoked_at: NullableStamp;
-    revocation_reason: string | null;
-    replaces: string | null;
+    serial: string; device_id: string; fingerprint: string; public_key_hash: string; not_before: Stamp; not_after: Stamp; status: CertificateStatus;
+    pem: string; issued_at: Stamp; revoked_at: NullableStamp; revocation_reason: string | null; replaces: string | null;
   };
   templates: {
-    name: string;
-    policy: string;
-    validity_days: number;
-    key_types: Json;
-    require_allowlist: Flag;
-    allow_reenroll: Flag;
-    limits: Json;
-    created_at: Stamp;
-    updated_at: Stamp;
+    name: string; policy: string; validity_days: number; key_types: Json; require_allowlist: Flag; allow_reenroll: Flag; limits: Json;
+    created_at: Stamp; updated_at: Stamp;
   };
   policies: { name: string; document: Json; version: number; updated_at: Stamp };
   claims: {
-    id: string;
-    template: string;
-    certificate_serial: string;
-    issuer_pem: string | null;
-    max_uses: number | null;
-    uses: number;
-    expires_at: Stamp;
-    status: ClaimStatus;
-    created_at: Stamp;
+    id: string; template: string; certificate_serial: string; issuer_pem: string | null; max_uses: number | null; uses: number;
+    expires_at: Stamp; status: ClaimStatus; created_at: Stamp;
   };
   allowlist: { template: string; serial: string; added_at: Stamp; attributes: Json };
   audit_log: {
-    id: Id;
-    at: Stamp;
-    actor: string;
-    action: string;
-    result: 'ok' | 'refused';
-    code: string | null;
-    device_id: string | null;
-    detail: ColumnType<unknown, string | null, never>;
-    prev_hash: string;
-    hash: string;
+    id: Id; at: Stamp; actor: string; action: string; result: 'ok' | 'refused'; code: string | null; device_id: string | null;
+    detail: ColumnType<unknown, string | null, never>; prev_hash: string; hash: string;
   };
   operator_tokens: { name: string; role: OperatorRole; token_hash: string; created_at: Stamp; revoked_at: NullableStamp };
   schema_migrations: { version: number; name: string; applied_at: Stamp };
