@@ -4,8 +4,8 @@ import type { AllowlistEntry, AuditEntry, AuditResult } from './registry-port.ts
 import { operatorRoles } from './registry-port.ts';
 
 /**
- * Checks and shapes every adapter applies the same way, so that SQLite and PostgreSQL refuse the same input
- * with the same code and hand back records of the same shape.
+ * Checks and shapes of what the registry stores and returns, so that SQLite and PostgreSQL refuse the same
+ * input with the same code and hand back records of the same shape.
  */
 
 const defaultLimit = 100;

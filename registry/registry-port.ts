@@ -2,7 +2,7 @@ import type { ErrorCode, PolicyDocument, TemplateLimits } from '../core/index.ts
 
 /**
  * The device registry: the one source of truth for who may connect and what they may do. Every method is
- * async so the same callers work on the embedded SQLite adapter and on PostgreSQL. Writes that belong
+ * async so the same callers work on the embedded SQLite database and on PostgreSQL. Writes that belong
  * together (a device, its certificate and the audit entry) happen in one transaction: a refusal or a crash
  * never leaves half of them behind.
  */
