@@ -46,7 +46,7 @@ import { fromJson, type StorageDialect, type Tables, toDate, toIsoText } from '.
 type Db = Kysely<Tables>;
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
 /** Appends one hash-chained audit entry inside the current write. */
-type Record_ = (entry: AuditInput) => Promise<AuditEntry>;
+type AuditWriter = (entry: AuditInput) => Promise<AuditEntry>;
 
 /** Audit rows hashed per step of verifyAudit; the event loop (broker, API) runs in between. */
 const verifyBatchSize = 2_000;
@@ -79,7 +79,7 @@ export class SqlRegistry implements Registry {
    * throw rolls everything back, so a refusal leaves no row behind. The audit chain's tip is read under the
    * lock, so no other writer can move it before this one commits.
    */
-  async #write<T>(work: (db: Db, record: Record_) => Promise<T>): Promise<T> {
+  async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>): Promise<T> {
     try {
       return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
         await db.executeQuery(CompiledQuery.raw(this.#dialect.beginWrite));
@@ -548,7 +548,7 @@ export class SqlRegistry implements Registry {
 }
 
 /** The row a write returned, once its audit entry is recorded in the same transaction. */
-async function audited<R>(written: Promise<R>, record: Record_, entry: AuditInput): Promise<R> {
+async function audited<R>(written: Promise<R>, record: AuditWriter, entry: AuditInput): Promise<R> {
   const row = await written;
   await record(entry);
   return row;
