@@ -1,3 +1,4 @@
+import { CompiledQuery } from 'kysely';
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { systemClock } from '../core/index.ts';
@@ -6,7 +7,7 @@ import { postgresDialect } from '../registry/postgres/postgres-dialect.ts';
 import type { Registry } from '../registry/registry-port.ts';
 import { seedDefaults } from '../registry/seed-defaults.ts';
 import { SqlRegistry } from '../registry/sql-registry.ts';
-import type { StorageDialect } from '../registry/storage-dialect.ts';
+import { type AuditTip, auditTipQuery, type StorageDialect } from '../registry/storage-dialect.ts';
 
 /**
  * How PostgreSQL should serialise the registry's writes (issue 15: "advisory lock or SERIALIZABLE with
@@ -38,7 +39,10 @@ function serializable(dialect: StorageDialect): { dialect: StorageDialect; retri
     retries: () => retries,
     dialect: {
       ...dialect,
-      beginWrite: 'BEGIN ISOLATION LEVEL SERIALIZABLE',
+      async beginWrite(connection) {
+        await connection.executeQuery(CompiledQuery.raw('BEGIN ISOLATION LEVEL SERIALIZABLE'));
+        return (await connection.executeQuery<AuditTip>(CompiledQuery.raw(auditTipQuery(dialect.auditCounter)))).rows[0] as AuditTip;
+      },
       async queueWrite(work) {
         for (;;) {
           try {

@@ -82,11 +82,9 @@ export class SqlRegistry implements Registry {
   async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>): Promise<T> {
     try {
       return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
-        await db.executeQuery(CompiledQuery.raw(this.#dialect.beginWrite));
         try {
-          const { rows } = await sql<{ last_id: number | string; last_hash: string | null }>`SELECT ${sql.raw(this.#dialect.auditCounter)} AS last_id,
-            (SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1) AS last_hash`.execute(db);
-          const tip = { id: Number(rows[0]?.last_id ?? 0), hash: rows[0]?.last_hash ?? auditGenesisHash };
+          const begun = await this.#dialect.beginWrite(db);
+          const tip = { id: Number(begun.last_id), hash: begun.last_hash ?? auditGenesisHash };
           const result = await work(db, (entry) => this.#insertAudit(db, tip, entry));
           await db.executeQuery(CompiledQuery.raw('COMMIT'));
           return result;
@@ -116,8 +114,7 @@ export class SqlRegistry implements Registry {
     };
     const hash = auditEntryHash(tip.hash, fields);
     const { deviceId, ...stored } = fields;
-    await db.insertInto('audit_log').values({ ...stored, result: entry.result, device_id: deviceId, prev_hash: tip.hash, hash }).execute();
-    await this.#dialect.recordAuditId(db, fields.id);
+    await this.#dialect.insertAudit(db, { ...stored, result: entry.result, device_id: deviceId, prev_hash: tip.hash, hash });
     tip.id = fields.id;
     tip.hash = hash;
     return storedAuditEntry(fields);

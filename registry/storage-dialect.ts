@@ -1,4 +1,4 @@
-import type { ColumnType, Kysely } from 'kysely';
+import type { ColumnType, Insertable, Kysely } from 'kysely';
 import type { CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole } from './registry-port.ts';
 
 /**
@@ -13,9 +13,10 @@ export interface StorageDialect {
   /**
    * Opens a transaction holding the registry's one write lock, taken before anything is read, so that
    * every write sees all writes committed before it and none in between (check-then-write is safe, the
-   * audit chain stays linear, claim uses exact).
+   * audit chain stays linear, claim uses exact); then reads the audit chain's tip, which nobody else can
+   * move until this transaction ends.
    */
-  readonly beginWrite: string;
+  beginWrite(connection: Kysely<Tables>): Promise<AuditTip>;
   /** Runs a write (or a migration) once no other write of this process to the same database is under way. */
   queueWrite<T>(work: () => Promise<T>): Promise<T>;
   /** The same for schema changes; PostgreSQL also creates the schema here if it is missing. */
@@ -30,8 +31,8 @@ export interface StorageDialect {
   readonly legacySteps: number;
   /** SQL for the highest audit id ever handed out (a counter that survives removed rows). */
   readonly auditCounter: string;
-  /** After writing audit entry `id`: PostgreSQL moves its counter, SQLite's AUTOINCREMENT has done it. */
-  recordAuditId(connection: Kysely<Tables>, id: number): Promise<void>;
+  /** Writes one audit row and moves the counter (PostgreSQL in the same statement; SQLite's AUTOINCREMENT itself). */
+  insertAudit(connection: Kysely<Tables>, row: Insertable<Tables['audit_log']>): Promise<void>;
   /** The column giving certificates their insertion order (ties within a millisecond). */
   readonly insertionOrder: 'rowid' | 'seq';
   /** Text as the database will give it back, so an audit hash is computed over what is stored. */
@@ -40,6 +41,15 @@ export interface StorageDialect {
   mapError(error: unknown): unknown;
   close(): Promise<void>;
 }
+
+/** The highest audit id ever handed out and the newest entry's hash (null in an empty log). */
+export interface AuditTip {
+  readonly last_id: number | string;
+  readonly last_hash: string | null;
+}
+
+/** Reads the tip; `counter` is the dialect's auditCounter. */
+export const auditTipQuery = (counter: string): string => `SELECT ${counter} AS last_id, (SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1) AS last_hash`;
 
 export interface SchemaStep {
   /** `NNNN-what`: Kysely runs steps in name order; NNNN is the step's number. */
@@ -80,6 +90,7 @@ export interface Tables {
     id: Id; at: Stamp; actor: string; action: string; result: 'ok' | 'refused'; code: string | null; device_id: string | null;
     detail: ColumnType<unknown, string | null, never>; prev_hash: string; hash: string;
   };
+  audit_sequence: { last_id: Id };
   operator_tokens: { name: string; role: OperatorRole; token_hash: string; created_at: Stamp; revoked_at: NullableStamp };
   schema_migrations: { version: number; name: string; applied_at: Stamp };
   kysely_migration: { name: string; timestamp: string };

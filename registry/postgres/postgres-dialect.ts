@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { FleetgateError } from '../../core/index.ts';
 import { storableText } from '../audit-chain.ts';
-import type { StorageDialect, Tables } from '../storage-dialect.ts';
+import { type AuditTip, auditTipQuery, type StorageDialect, type Tables } from '../storage-dialect.ts';
 import { parsePostgresUrl } from './connection-url.ts';
 import { steps } from './schema-steps.ts';
 
@@ -64,7 +64,12 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
   return {
     kind: 'postgres',
     db,
-    beginWrite: `BEGIN; SELECT pg_advisory_xact_lock(${advisoryLockKey('write', schema)})`,
+    // One round trip: BEGIN, the lock, then the tip (each statement of the three reads its own snapshot, so
+    // the tip is read after the lock is held).
+    async beginWrite(connection) {
+      const begin = `BEGIN; SELECT pg_advisory_xact_lock(${advisoryLockKey('write', schema)}); ${auditTipQuery(auditCounter)}`;
+      return (await connection.executeQuery<AuditTip>(CompiledQuery.raw(begin))).rows[0] as AuditTip;
+    },
     // The advisory lock queues writers; each holds its own pooled connection meanwhile.
     queueWrite: (work) => work(),
     async beginMigration(connection) {
@@ -86,10 +91,13 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
     migrationSchema: schema,
     steps,
     legacySteps: 3,
-    // audit_sequence is to this log what sqlite_sequence is to SQLite's: it survives removed rows.
-    auditCounter: 'GREATEST((SELECT last_id FROM audit_sequence), COALESCE((SELECT max(id) FROM audit_log), 0))',
-    async recordAuditId(connection, id) {
-      await sql`UPDATE audit_sequence SET last_id = ${id}`.execute(connection);
+    auditCounter,
+    async insertAudit(connection, row) {
+      await connection
+        .with('entry', (db) => db.insertInto('audit_log').values(row).returning('id'))
+        .updateTable('audit_sequence')
+        .set({ last_id: sql<number>`(SELECT id FROM entry)` })
+        .execute();
     },
     insertionOrder: 'seq',
     storableText: pgText,
@@ -124,6 +132,9 @@ class OneSchemaDialect extends PostgresDialect {
     };
   }
 }
+
+// audit_sequence is to this log what sqlite_sequence is to SQLite's: it survives removed rows.
+const auditCounter = 'GREATEST((SELECT last_id FROM audit_sequence), COALESCE((SELECT max(id) FROM audit_log), 0))';
 
 function noSchema(): never {
   throw new FleetgateError('CONFIG_INVALID', { message: 'The database role has no usable schema in its search_path; add ?schema=NAME to the database URL.' });
@@ -160,7 +171,9 @@ function guarded(pool: pg.Pool, onError: (error: Error) => void): PostgresPool {
           if (broken !== undefined) throw broken;
           if (/^\s*select/i.test(text) && values.some((value) => typeof value === 'string' && value.includes('\u0000'))) return { command: 'SELECT', rowCount: 0, rows: [] };
           try {
-            return await client.query(text, values as unknown[]);
+            const result = await client.query(text, values as unknown[]);
+            // Several statements in one query (beginWrite) answer with the last one's rows.
+            return Array.isArray(result) ? result.at(-1) : result;
           } catch (error) {
             if (!(error instanceof pg.DatabaseError)) broken = error instanceof Error ? error : new Error(String(error));
             throw error;

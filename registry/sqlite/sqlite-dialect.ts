@@ -2,10 +2,12 @@ import Database from 'better-sqlite3';
 import { CompiledQuery, Kysely, sql, SqliteDialect } from 'kysely';
 import { chmodSync, closeSync, existsSync, openSync, realpathSync } from 'node:fs';
 import { storableText } from '../audit-chain.ts';
-import type { StorageDialect, Tables } from '../storage-dialect.ts';
+import { type AuditTip, auditTipQuery, type StorageDialect, type Tables } from '../storage-dialect.ts';
 import { steps } from './schema-steps.ts';
 
 const busyTimeoutMs = 5_000;
+// sqlite_sequence keeps the highest AUTOINCREMENT id even after rows are removed.
+const auditCounter = "max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(id) FROM audit_log), 0))";
 
 /**
  * The embedded database: one file, shared safely by several processes on one host (WAL readers never
@@ -33,7 +35,10 @@ export function sqliteDialect(path: string): StorageDialect {
     db: new Kysely<Tables>({ dialect: new SqliteDialect({ database }) }),
     // IMMEDIATE takes the write lock up front: a DEFERRED transaction that reads and then writes can fail
     // with SQLITE_BUSY when another process committed in between, and busy_timeout does not retry that case.
-    beginWrite: 'BEGIN IMMEDIATE',
+    async beginWrite(connection) {
+      await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
+      return (await connection.executeQuery<AuditTip>(CompiledQuery.raw(auditTipQuery(auditCounter)))).rows[0] as AuditTip;
+    },
     queueWrite: (work) => queued(onDisk ? realpathSync(path) : database, work),
     async beginMigration(connection) {
       await connection.executeQuery(CompiledQuery.raw('BEGIN IMMEDIATE'));
@@ -49,9 +54,10 @@ export function sqliteDialect(path: string): StorageDialect {
     migrationSchema: undefined,
     steps,
     legacySteps: 4,
-    // sqlite_sequence keeps the highest AUTOINCREMENT id even after rows are removed.
-    auditCounter: "max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(id) FROM audit_log), 0))",
-    async recordAuditId() {},
+    auditCounter,
+    async insertAudit(connection, row) {
+      await connection.insertInto('audit_log').values(row).execute();
+    },
     insertionOrder: 'rowid',
     storableText,
     mapError: (error) => error,

@@ -24,6 +24,8 @@ export interface AuditTamper {
 export interface AuditChainBackend {
   /** A fresh registry and a way in behind its back. */
   open(): Promise<{ registry: Registry; tamper: AuditTamper }>;
+  /** Changes to entry 3 only this database can make (its time arithmetic), each as [what, SQL]. */
+  readonly changes?: readonly (readonly [string, string])[];
 }
 
 /** What an attacker who knows the algorithm computes to make a changed row look consistent. */
@@ -68,7 +70,7 @@ export function describeAuditChainContract(name: string, backend: AuditChainBack
       }
     });
 
-    it.each([
+    it.each<readonly [string, string]>([
       ['detail', `UPDATE audit_log SET detail = '{"n":999}' WHERE id = 3`],
       ['detail whitespace', `UPDATE audit_log SET detail = '{"n": 3}' WHERE id = 3`],
       ['at', "UPDATE audit_log SET at = '2000-01-01T00:00:00.000Z' WHERE id = 3"],
@@ -77,6 +79,7 @@ export function describeAuditChainContract(name: string, backend: AuditChainBack
       ['result', "UPDATE audit_log SET result = 'ok' WHERE id = 3"],
       ['code', 'UPDATE audit_log SET code = NULL WHERE id = 3'],
       ['device_id', "UPDATE audit_log SET device_id = 'sensor-99' WHERE id = 3"],
+      ...(backend.changes ?? []),
     ])('finds a changed %s at that entry', async (_column, sql) => {
       const { registry, tamper } = await withEntries(5);
       const intact = await registry.verifyAudit();

@@ -60,6 +60,7 @@ async function tamper(schema: string, work: (db: pg.Client) => Promise<unknown>)
 const stored = (row: RawAuditRow) => ({ ...row, id: Number(row.id), at: row.at.toISOString(), deviceId: row.device_id, prevHash: row.prev_hash });
 
 describeAuditChainContract('postgres', {
+  changes: [['at by a millisecond', "UPDATE audit_log SET at = at + interval '1 millisecond' WHERE id = 3"]],
   async open() {
     const schema = schemas.fresh();
     const registry = await openPostgresRegistry({ url: testDatabaseUrl, schema });
@@ -89,20 +90,6 @@ describeAuditChainContract('postgres', {
 const rehash = (row: RawAuditRow, prevHash: string): string => auditEntryHash(prevHash, stored(row));
 
 describe('audit hash chain (postgres)', () => {
-  it.each([['at by a millisecond', "UPDATE audit_log SET at = at + interval '1 millisecond' WHERE id = 3"]])('finds a changed %s at that entry', async (_column, sql) => {
-    const { schema, registry } = await withEntries(5);
-    const intact = await registry.verifyAudit();
-    await tamper(schema, (db) => db.query(sql));
-    expect(await registry.verifyAudit()).toEqual({
-      ok: false,
-      entries: 2,
-      firstBrokenId: 3,
-      reason: 'entry 3 does not match its hash (its content was changed)',
-      head: { id: 2, hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
-    });
-    expect(intact).toMatchObject({ ok: true, entries: 5, head: { id: 5 } });
-  });
-
   it('verifies a log written by SQLite rules: the hash covers `at` as ISO text with milliseconds, whatever the session time zone', async () => {
     const { schema, registry } = await withEntries(3);
     const db = await schemas.connect(schema);

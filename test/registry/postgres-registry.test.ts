@@ -2,9 +2,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { type AuditInput, openPostgresRegistry, openRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
 import type { PoolClient } from 'pg';
-import { auditEntryHash } from '../../registry/audit-chain.ts';
 import { steps } from '../../registry/postgres/schema-steps.ts';
-import { migrate as legacyMigrate, migrations as legacyMigrations } from './fixtures/legacy-postgres-migrations.ts';
+import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
+import { migratePostgres as legacyMigrate, postgresMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
 import { databaseUrlVia, startPostgresProxy, testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
@@ -69,7 +69,6 @@ describe('postgres registry', () => {
     const db = await schemas.connect(schema);
     await legacyMigrate(db as unknown as PoolClient, schema, fixedClock('2024-05-06T07:08:09.010Z'));
     await db.query(`SET search_path TO "${schema}"`);
-    const at = '2025-01-01T00:00:00.000Z';
     await db.query(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', false, false, '{}', '${at}', '${at}');
@@ -79,25 +78,13 @@ describe('postgres registry', () => {
       INSERT INTO certificates (serial, device_id, fingerprint, public_key_hash, not_before, not_after, status, pem, issued_at)
         VALUES ('0a', 'sn-1', 'f1', 'k1', '${at}', '2026-01-01T00:00:00.000Z', 'active', 'pem', '${at}');
     `);
-    // The audit trail as the old adapter chained it: the enrollment names its claim.
-    let prevHash = '0'.repeat(64);
-    for (const [id, action, detail] of [[1, 'claim.create', '{"claimId":"batch"}'], [2, 'device.enroll', '{"claimId":"batch","transport":"mqtt"}'], [3, 'device.enroll', '{"repeated":true}']] as const) {
-      const fields = { id, at, actor: 'cli', action, result: 'ok', code: null, deviceId: id === 1 ? null : 'sn-1', detail };
-      const hash = auditEntryHash(prevHash, fields);
-      await db.query('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', [
-        id, at, fields.actor, action, 'ok', null, fields.deviceId, detail, prevHash, hash,
-      ]);
-      await db.query('UPDATE audit_sequence SET last_id = $1', [id]);
-      prevHash = hash;
+    for (const row of legacyAuditRows()) {
+      const values = [row.id, row.at, row.actor, row.action, row.result, row.code, row.deviceId, row.detail, row.prevHash, row.hash];
+      await db.query('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', values);
+      await db.query('UPDATE audit_sequence SET last_id = $1', [row.id]);
     }
 
-    const registry = await open(schema);
-    expect(await registry.getDevice('sn-1')).toMatchObject({ status: 'active', reportedAttributes: { fw: '1.0' } });
-    expect(await registry.getClaim('batch')).toMatchObject({ uses: 1, maxUses: 5 });
-    expect(await registry.getEnrollingClaim('sn-1')).toBe('batch');
-    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 3 });
-    await registry.appendAudit(audit('after.upgrade'));
-    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+    await expectUpgraded(await open(schema));
 
     // The old runner's versions are recorded as Kysely's steps, at the time the old runner applied them.
     expect((await db.query('SELECT name, timestamp FROM kysely_migration ORDER BY name')).rows).toEqual(
@@ -111,7 +98,6 @@ describe('postgres registry', () => {
     const db = await schemas.connect(schema);
     await legacyMigrate(db as unknown as PoolClient, schema, systemClock, legacyMigrations.filter((step) => step.version <= 2));
     await db.query(`SET search_path TO "${schema}"`);
-    const at = '2025-01-01T00:00:00.000Z';
     await db.query(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', false, false, '{}', '${at}', '${at}');

@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backendPolicy, defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
-import { auditEntryHash } from '../../registry/audit-chain.ts';
 import { migrate } from '../../registry/migrate.ts';
 import { steps } from '../../registry/sqlite/schema-steps.ts';
 import { sqliteDialect } from '../../registry/sqlite/sqlite-dialect.ts';
-import { migrate as legacyMigrate, migrations as legacyMigrations } from './fixtures/legacy-sqlite-migrations.ts';
+import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
+import { migrateSqlite as legacyMigrate, sqliteMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
 let dir: string;
@@ -86,7 +86,6 @@ describe('sqlite registry', () => {
     const path = freshPath();
     const old = inspect(path);
     legacyMigrate(old, fixedClock('2024-05-06T07:08:09.010Z'));
-    const at = '2025-01-01T00:00:00.000Z';
     old.exec(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
@@ -95,23 +94,10 @@ describe('sqlite registry', () => {
         VALUES ('sn-1', 'device', 'active', 'default', NULL, '{}', NULL, '${at}', '${at}', '{"fw":"1.0"}');
       INSERT INTO certificates VALUES ('0a', 'sn-1', 'f1', 'k1', '${at}', '2026-01-01T00:00:00.000Z', 'active', 'pem', '${at}', NULL, NULL, NULL);
     `);
-    // The audit trail as the old adapter chained it: the enrollment names its claim.
-    let prevHash = '0'.repeat(64);
     const insert = old.prepare('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
-    for (const [id, action, detail] of [[1, 'claim.create', '{"claimId":"batch"}'], [2, 'device.enroll', '{"claimId":"batch","transport":"mqtt"}'], [3, 'device.enroll', '{"repeated":true}']] as const) {
-      const fields = { id, at, actor: 'cli', action, result: 'ok', code: null, deviceId: id === 1 ? null : 'sn-1', detail };
-      const hash = auditEntryHash(prevHash, fields);
-      insert.run(id, at, fields.actor, action, 'ok', null, fields.deviceId, detail, prevHash, hash);
-      prevHash = hash;
-    }
+    for (const row of legacyAuditRows()) insert.run(row.id, row.at, row.actor, row.action, row.result, row.code, row.deviceId, row.detail, row.prevHash, row.hash);
 
-    const registry = await open(path);
-    expect(await registry.getDevice('sn-1')).toMatchObject({ status: 'active', reportedAttributes: { fw: '1.0' } });
-    expect(await registry.getClaim('batch')).toMatchObject({ uses: 1, maxUses: 5 });
-    expect(await registry.getEnrollingClaim('sn-1')).toBe('batch');
-    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 3 });
-    await registry.appendAudit({ actor: 'test', action: 'after.upgrade', result: 'ok' });
-    expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
+    await expectUpgraded(await open(path));
 
     const db = inspect(path);
     // The old runner's versions are recorded as Kysely's steps, at the time the old runner applied them.
@@ -125,7 +111,6 @@ describe('sqlite registry', () => {
     const path = freshPath();
     const old = inspect(path);
     legacyMigrate(old, systemClock, legacyMigrations.filter((step) => step.version <= 3));
-    const at = '2025-01-01T00:00:00.000Z';
     old.exec(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
