@@ -50,12 +50,7 @@ async function opened(dialect: StorageDialect, clock: Clock = systemClock): Prom
  * and hosts), anything else is a SQLite file path (or ':memory:'). Both are migrated on open.
  */
 export async function openRegistry(target: string, options: OpenRegistryOptions = {}): Promise<Registry> {
+  const { postgres, ...common } = options;
   if (!isPostgresUrl(target)) return openSqliteRegistry({ path: target, ...(options.clock === undefined ? {} : { clock: options.clock }) });
-  return openPostgresRegistry({
-    url: target,
-    ...options.postgres,
-    ...(options.schema === undefined ? {} : { schema: options.schema }),
-    ...(options.clock === undefined ? {} : { clock: options.clock }),
-    ...(options.onError === undefined ? {} : { onError: options.onError }),
-  });
+  return openPostgresRegistry({ ...postgres, ...common, url: target });
 }

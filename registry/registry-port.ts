@@ -31,22 +31,13 @@ export interface DeviceRecord {
   readonly updatedAt: Date;
 }
 
-export interface CertificateRecord {
-  /** Lower-case hex without a leading zero octet (core normaliseSerial). */
-  readonly serial: string;
+export interface CertificateRecord extends Required<NewCertificate> {
   readonly deviceId: string;
-  readonly fingerprint: string;
-  readonly publicKeyHash: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
   readonly status: CertificateStatus;
-  readonly pem: string;
   readonly issuedAt: Date;
   readonly revokedAt: Date | null;
   /** RFC 5280 §5.3.1 reason name (keyCompromise, superseded, …). */
   readonly revocationReason: string | null;
-  /** For a renewal: the serial of the certificate this one replaces once the device first connects with it. */
-  readonly replaces: string | null;
 }
 
 export interface TemplateRecord extends Required<NewTemplate> {
@@ -62,19 +53,8 @@ export interface PolicyRecord {
   readonly updatedAt: Date;
 }
 
-export interface ClaimRecord {
-  readonly id: string;
-  readonly template: string;
-  /**
-   * How sessions present this claim: the serial of a claim certificate, or `issuer:<sha256>` for a
-   * manufacturer CA whose birth certificates act as claims (see claimKeyForIssuer).
-   */
-  readonly certificateSerial: string;
-  /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
-  readonly issuerPem: string | null;
-  readonly maxUses: number | null;
+export interface ClaimRecord extends Required<NewClaim> {
   readonly uses: number;
-  readonly expiresAt: Date;
   readonly status: ClaimStatus;
   readonly createdAt: Date;
 }
@@ -176,13 +156,17 @@ export interface NewDevice {
 export type AllowlistEntry = string | { readonly serial: string; readonly attributes?: Readonly<Record<string, string>> };
 
 export interface NewCertificate {
+  /** Lower-case hex without a leading zero octet (core normaliseSerial). */
   readonly serial: string;
   readonly fingerprint: string;
   readonly publicKeyHash: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly pem: string;
-  /** Renewal: the device's current certificate, which must be active. */
+  /**
+   * For a renewal: the serial of the device's current certificate (which must be active), superseded by
+   * this one once the device first connects with it.
+   */
   readonly replaces?: string | null;
 }
 
@@ -201,7 +185,12 @@ export interface NewTemplate {
 export interface NewClaim {
   readonly id: string;
   readonly template: string;
+  /**
+   * How sessions present this claim: the serial of a claim certificate, or `issuer:<sha256>` for a
+   * manufacturer CA whose birth certificates act as claims (see claimKeyForIssuer).
+   */
   readonly certificateSerial: string;
+  /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
   readonly issuerPem?: string | null;
   readonly maxUses: number | null;
   readonly expiresAt: Date;

@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
+import { CompiledQuery, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   assertAttributes,
@@ -54,6 +54,7 @@ const verifyBatchSize = 2_000;
 const insertBatchSize = 500;
 
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', sql<string | null>`CAST(detail AS TEXT)`.as('detail')] as const;
+const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
 // token_hash is deliberately not among them: it is looked up by, never read back.
 const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as const;
 
@@ -279,11 +280,16 @@ export class SqlRegistry implements Registry {
   }
 
   async listCertificates(deviceId: string): Promise<CertificateRecord[]> {
-    return (await this.#certificates().where('device_id', '=', deviceId).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
+    return this.#certificatesBy('device_id', deviceId);
   }
 
   async findCertificatesByPublicKey(publicKeyHash: string): Promise<CertificateRecord[]> {
-    return (await this.#certificates().where('public_key_hash', '=', publicKeyHash).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
+    return this.#certificatesBy('public_key_hash', publicKeyHash);
+  }
+
+  /** Oldest first; certificates issued in the same millisecond in the order they were written. */
+  async #certificatesBy(column: 'device_id' | 'public_key_hash', value: string): Promise<CertificateRecord[]> {
+    return (await this.#certificates().where(column, '=', value).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
   }
 
   async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
@@ -300,14 +306,28 @@ export class SqlRegistry implements Registry {
     return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
   }
 
-  /** The broker's hot path. A missing policy shows up as "no policy" (refused by the caller), not as an unknown certificate. */
+  /**
+   * The broker's hot path: the certificate, its device and the device's template in one statement (device
+   * columns come back as `d_…`), then the policy core's effectivePolicyName names. A missing policy shows up
+   * as "no policy" (refused by the caller), not as an unknown certificate.
+   */
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
-    const certificate = await this.getCertificate(certificateSerial);
-    const device = certificate && (await this.getDevice(certificate.deviceId));
-    if (certificate === undefined || device === undefined) return undefined;
-    const template = await this.getTemplate(device.template);
-    const policyName = effectivePolicyName(device, template);
-    return { certificate, device, policy: policyName === null ? undefined : await this.getPolicy(policyName), limits: template?.limits ?? {} };
+    const row = await this.#db
+      .selectFrom('certificates as c')
+      .innerJoin('devices as d', 'd.id', 'c.device_id')
+      .leftJoin('templates as t', 't.name', 'd.template')
+      .selectAll('c')
+      .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
+      .select(['t.policy as template_policy', 't.limits as template_limits'])
+      .where('c.serial', '=', certificateSerial)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    const { template_policy: templatePolicy, template_limits: limits, ...columns } = row as Record<string, unknown>;
+    const of = (device: boolean) => Object.fromEntries(Object.entries(columns).flatMap(([key, value]) => (key.startsWith('d_') === device ? [[device ? key.slice(2) : key, value]] : [])));
+    const device = toRecord<DeviceRecord>(of(true));
+    const policyName = effectivePolicyName(device, templatePolicy == null ? undefined : { policy: templatePolicy as string });
+    const policy = policyName === null ? undefined : await this.getPolicy(policyName);
+    return { certificate: toRecord<CertificateRecord>(of(false)), device, policy, limits: limits == null ? {} : fromJson(limits) };
   }
 
   // templates and policies
@@ -338,17 +358,7 @@ export class SqlRegistry implements Registry {
           created_at: now,
           updated_at: now,
         })
-        .onConflict((conflict) =>
-          conflict.column('name').doUpdateSet((eb) => ({
-            policy: eb.ref('excluded.policy'),
-            validity_days: eb.ref('excluded.validity_days'),
-            key_types: eb.ref('excluded.key_types'),
-            require_allowlist: eb.ref('excluded.require_allowlist'),
-            allow_reenroll: eb.ref('excluded.allow_reenroll'),
-            limits: eb.ref('excluded.limits'),
-            updated_at: eb.ref('excluded.updated_at'),
-          })),
-        )
+        .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'updated_at'])))
         .returningAll()
         .executeTakeFirstOrThrow();
       return toTemplate(await audited(written, record, audit));
@@ -370,7 +380,7 @@ export class SqlRegistry implements Registry {
       const written = db
         .insertInto('policies')
         .values({ name, document: JSON.stringify(parsed), version: 1, updated_at: this.#now() })
-        .onConflict((conflict) => conflict.column('name').doUpdateSet((eb) => ({ document: eb.ref('excluded.document'), version: sql`policies.version + 1`, updated_at: eb.ref('excluded.updated_at') })))
+        .onConflict((conflict) => conflict.column('name').doUpdateSet({ ...excluded('policies', ['document', 'updated_at']), version: sql`policies.version + 1` }))
         .returningAll()
         .executeTakeFirstOrThrow();
       return toPolicy(await audited(written, record, audit));
@@ -445,7 +455,7 @@ export class SqlRegistry implements Registry {
           await db
             .insertInto('allowlist')
             .values(values)
-            .onConflict((conflict) => (withAttributes ? conflict.columns(['template', 'serial']).doUpdateSet((eb) => ({ attributes: eb.ref('excluded.attributes') })) : conflict.doNothing()))
+            .onConflict((conflict) => (withAttributes ? conflict.columns(['template', 'serial']).doUpdateSet(excluded('allowlist', ['attributes'])) : conflict.doNothing()))
             .execute();
         }
       }
@@ -542,6 +552,11 @@ export class SqlRegistry implements Registry {
     this.#closed = true;
     await this.#dialect.close();
   }
+}
+
+/** An upsert's replacement: these columns take the values of the row that conflicted (`excluded`). */
+function excluded<T extends keyof Tables>(_table: T, columns: readonly (keyof Tables[T] & string)[]) {
+  return Object.fromEntries(columns.map((column) => [column, sql.ref<never>(`excluded.${column}`)])) as { [C in keyof Tables[T]]?: RawBuilder<never> };
 }
 
 /** The row a write returned, once its audit entry is recorded in the same transaction. */

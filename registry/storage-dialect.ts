@@ -8,7 +8,6 @@ import type { CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, Operat
  * JSON as text (TEXT or `json`, which PostgreSQL reads back parsed), flags as 0/1 (INTEGER or boolean).
  */
 export interface StorageDialect {
-  readonly kind: 'sqlite' | 'postgres';
   readonly db: Kysely<Tables>;
   /**
    * Opens a transaction holding the registry's one write lock, taken before anything is read, so that

@@ -62,7 +62,6 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
   }
   const db = new Kysely<Tables>({ dialect: new OneSchemaDialect({ pool: guarded(pool, onError) }, schema) });
   return {
-    kind: 'postgres',
     db,
     // One round trip: BEGIN, the lock, then the tip (each statement of the three reads its own snapshot, so
     // the tip is read after the lock is held).
