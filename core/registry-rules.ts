@@ -1,6 +1,7 @@
 import type { ErrorCode } from './errors.ts';
 import { FleetgateError } from './errors.ts';
 import { allowedKeyTypes } from './pki/csr.ts';
+import { assertAttributes, assertDeviceId, type DeviceAttributes } from './device-id.ts';
 
 /**
  * The rules the registry applies to what it stores, as pure answers over rows already read: the registry
@@ -90,4 +91,35 @@ export function assertTemplate(template: { readonly name: string; readonly valid
   const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
   if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);
   if (problems.length > 0) throw new FleetgateError('TEMPLATE_INVALID', { detail: { template: template.name, problems } });
+}
+
+const operatorTokenName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** A personal operator token as it may be stored: a plain name other than `admin`, a known role, a SHA-256. */
+export function assertOperatorToken(name: string, role: string, tokenHash: string, roles: readonly string[]): void {
+  const problems: string[] = [];
+  if (!operatorTokenName.test(name)) problems.push('name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$');
+  // The bootstrap token acts as operator:admin; a stored token of that name would be indistinguishable in the audit trail.
+  if (name.toLowerCase() === 'admin') problems.push('the name admin is reserved for the bootstrap token');
+  if (!roles.includes(role)) problems.push(`role must be one of ${roles.join(', ')}`);
+  if (!/^[0-9a-f]{64}$/.test(tokenHash)) problems.push('tokenHash must be a lower-case hex SHA-256');
+  if (problems.length > 0) throw new FleetgateError('REQUEST_INVALID', { message: `The operator token is not valid: ${problems.join('; ')}.`, detail: { name, problems } });
+}
+
+/**
+ * Allow-list entries checked and shaped before a write, so a bad one refuses the whole import. `attributes`
+ * is undefined for an entry that carries none, which leaves a listed serial's attributes as they are. A
+ * serial given twice keeps its last entry.
+ */
+export function allowlistRows(entries: readonly (string | { readonly serial: string; readonly attributes?: Readonly<Record<string, string>> })[]): { serial: string; attributes: DeviceAttributes | undefined }[] {
+  const rows = new Map<string, DeviceAttributes | undefined>();
+  for (const entry of entries) {
+    if (typeof entry === 'string') {
+      const serial = assertDeviceId(entry);
+      rows.set(serial, rows.get(serial));
+    } else {
+      rows.set(assertDeviceId(entry.serial), entry.attributes === undefined ? rows.get(entry.serial) : assertAttributes(entry.attributes));
+    }
+  }
+  return [...rows].map(([serial, attributes]) => ({ serial, attributes }));
 }

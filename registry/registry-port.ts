@@ -12,20 +12,8 @@ export type DeviceStatus = 'active' | 'suspended' | 'revoked';
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';
 export type ClaimStatus = 'active' | 'revoked';
 
-export interface DeviceRecord {
-  readonly id: string;
-  readonly kind: IdentityKind;
+export interface DeviceRecord extends Required<NewDevice> {
   readonly status: DeviceStatus;
-  readonly template: string;
-  /** Overrides the template's policy when set (service identities, one-off devices). */
-  readonly policy: string | null;
-  /**
-   * Trusted attributes, the only ones `${device.attributes.NAME}` in a policy reads: set by an operator at
-   * registration or taken from the serial's allow-list row at enrollment (README "Enrollment and renewal").
-   */
-  readonly attributes: Readonly<Record<string, string>>;
-  /** What the device said about itself in its enrollment request: shown to operators, never in a policy. */
-  readonly reportedAttributes: Readonly<Record<string, string>>;
   readonly statusReason: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
@@ -146,9 +134,14 @@ export interface NewDevice {
   readonly id: string;
   readonly kind: IdentityKind;
   readonly template: string;
+  /** Overrides the template's policy when set (service identities, one-off devices). */
   readonly policy?: string | null;
-  /** Trusted attributes (see DeviceRecord); for a claim enrollment the allow-list row's replace these. */
+  /**
+   * Trusted attributes, the only ones `${device.attributes.NAME}` in a policy reads: set by an operator at
+   * registration or taken from the serial's allow-list row at enrollment (README "Enrollment and renewal").
+   */
   readonly attributes?: Readonly<Record<string, string>>;
+  /** What the device said about itself in its enrollment request: shown to operators, never in a policy. */
   readonly reportedAttributes?: Readonly<Record<string, string>>;
 }
 

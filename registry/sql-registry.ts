@@ -1,9 +1,11 @@
 import { CompiledQuery, type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
+  allowlistRows,
   assertAttributes,
   assertDeviceId,
   assertEnrollment,
+  assertOperatorToken,
   assertTemplate,
   certificateRecordingRefusal,
   type Clock,
@@ -16,7 +18,7 @@ import {
   refuseIf,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
-import { allowlistRows, assertOperatorToken, clampLimit, storedAuditEntry } from './registry-input.ts';
+import { clampLimit, storedAuditEntry } from './registry-input.ts';
 import type {
   Admission,
   AllowlistEntry,
@@ -41,6 +43,7 @@ import type {
   Registry,
   TemplateRecord,
 } from './registry-port.ts';
+import { operatorRoles } from './registry-port.ts';
 import { fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
 
 type Db = Kysely<Tables>;
@@ -474,7 +477,7 @@ export class SqlRegistry implements Registry {
 
   async createOperatorToken(input: { name: string; role: OperatorRole; tokenHash: string; audit: AuditInput }): Promise<OperatorTokenRecord> {
     const { name, role, tokenHash, audit } = input;
-    assertOperatorToken(name, role, tokenHash);
+    assertOperatorToken(name, role, tokenHash, operatorRoles);
     return this.#write(async (db, record) => {
       if ((await tokenRow(db, name)) !== undefined) throw new FleetgateError('OPERATOR_TOKEN_EXISTS', { detail: { name } });
       const row = await db.insertInto('operator_tokens').values({ name, role, token_hash: tokenHash, created_at: this.#now(), revoked_at: null }).returning(operatorTokenColumns).executeTakeFirstOrThrow();
