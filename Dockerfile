@@ -16,6 +16,7 @@ COPY bin ./bin
 COPY core ./core
 COPY registry ./registry
 COPY contract ./contract
+COPY cluster ./cluster
 COPY broker ./broker
 COPY provisioning ./provisioning
 COPY cli ./cli

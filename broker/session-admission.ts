@@ -106,21 +106,12 @@ async function claimSessionRefusal(claim: ClaimRecord, serial: string, registry:
     serialAllowed: true,
     existing,
     // At CONNECT there is no CSR yet: a retry can only be expected from the claim that enrolled the serial.
-    holdsSameKey: existing !== undefined && (await enrolledByClaim(registry, serial, claim.id)),
+    holdsSameKey: existing !== undefined && (await registry.getEnrollingClaim(serial)) === claim.id,
     now,
   });
   if (decision.outcome === 'refused') return `${decision.code}: ${decision.reason}`;
   if (existing !== undefined && (await isConnected(serial))) return `serial ${serial} is connected`;
   return undefined;
-}
-
-/**
- * The last enrollment of `serial` used `claimId`. The registry keeps no claim on the device row; the audit
- * trail (append-only, hash-chained) records the claim of every enrollment it accepted.
- */
-async function enrolledByClaim(registry: Registry, serial: string, claimId: string): Promise<boolean> {
-  const entries = await registry.queryAudit({ deviceId: serial, action: 'device.enroll', result: 'ok', limit: 20 });
-  return entries.find((entry) => entry.detail?.claimId !== undefined)?.detail?.claimId === claimId;
 }
 
 function admitted(

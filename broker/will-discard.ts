@@ -1,6 +1,6 @@
 import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
-import { compilePolicy, decideInScope } from '../core/index.ts';
+import { compilePolicy, decideInScope, effectivePolicyName } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
 import { deleteStoredWill, takeWill, type Will } from './aedes-internals.ts';
 
@@ -103,9 +103,8 @@ async function orphanWillRefusal(registry: Registry, will: OrphanWill): Promise<
   const device = typeof will.clientId === 'string' ? await registry.getDevice(will.clientId) : undefined;
   if (device === undefined) return 'identity unknown';
   if (device.status !== 'active') return `device ${device.status}`;
-  // The effective policy: the device's own, else its template's (as admission finds it).
-  const policyName = device.policy ?? (await registry.getTemplate(device.template))?.policy;
-  const policy = policyName === undefined ? undefined : await registry.getPolicy(policyName);
+  const policyName = effectivePolicyName(device, await registry.getTemplate(device.template));
+  const policy = policyName === null ? undefined : await registry.getPolicy(policyName);
   if (policy === undefined) return 'policy deleted';
   const identity = { kind: 'device' as const, id: device.id, policy: compilePolicy(policy.document, { id: device.id, template: device.template, attributes: device.attributes }) };
   return decideInScope(identity, 'publish', will.topic).allowed ? undefined : 'will topic no longer allowed by the policy';

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createInProcessEventBus, type EventBus, type SessionDirectory } from '../core/index.ts';
-import { createRedisEventBus, openRedisConnection, redisSessionDirectory } from '../registry/index.ts';
+import { createRedisEventBus, openRedisConnection, redisSessionDirectory } from '../cluster/index.ts';
 import type { ServeConfig } from './config.ts';
 
 export interface WiredEventBus {

@@ -3,9 +3,9 @@ import { FleetgateError } from './errors.ts';
 
 /**
  * The one answer to "may this claim enroll this serial now?" (README "Enrollment and renewal"). The
- * provisioning use-case asks it before signing, to refuse cheaply; each registry adapter asks it again
+ * provisioning use-case asks it before signing, to refuse cheaply; the registry asks it again
  * inside its write transaction with the rows it just read, where the answer is final. Both pass facts, this
- * decides: the rule lives here once, never in an adapter.
+ * decides: the rule lives here once, never in the registry.
  */
 
 /** What a claim row says about itself. */

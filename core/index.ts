@@ -26,3 +26,4 @@ export * from './tls-profile.ts';
 export * from './audit-sampler.ts';
 export * from './operator-roles.ts';
 export * from './trust-store.ts';
+export * from './registry-rules.ts';

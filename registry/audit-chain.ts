@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AuditAnchor, AuditVerification } from './registry-port.ts';
 
 /**
- * The audit log's hash chain, shared by every adapter so that a log copied from SQLite to PostgreSQL still
+ * The audit log's hash chain, shared by SQLite and PostgreSQL so that a log copied from SQLite to PostgreSQL still
  * verifies: the same stored row must give the same bytes, whatever holds it.
  */
 
@@ -29,7 +29,7 @@ export interface ChainedAuditRow extends StoredAuditFields {
 /**
  * SHA-256 (lower-case hex) over the previous entry's hash, a newline, and the stored fields as a JSON array
  * in a fixed order. An array, not an object: there is no key order to agree on. `detail` is hashed as the
- * text stored, never re-serialised, so adapters must keep that text (no jsonb normalisation).
+ * text stored, never re-serialised, so the databases must keep that text (no jsonb normalisation).
  */
 export function auditEntryHash(prevHash: string, fields: StoredAuditFields): string {
   const canonical = JSON.stringify([fields.id, fields.at, fields.actor, fields.action, fields.result, fields.code, fields.deviceId, fields.detail]);
@@ -46,8 +46,8 @@ export function storableText(value: string): string {
 }
 
 /**
- * Checks rows handed to it in id order; adapters stream their rows through one walker. Ids are gapless
- * (each adapter assigns the next id itself), so a removed entry is found even when the entries after it
+ * Checks rows handed to it in id order; the registry streams its rows through one walker. Ids are gapless
+ * (the registry assigns the next id itself), so a removed entry is found even when the entries after it
  * were re-hashed to hide it, and a removed tail is found by comparing with the highest id ever assigned.
  */
 export class AuditChainWalker {

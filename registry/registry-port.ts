@@ -2,7 +2,7 @@ import type { ErrorCode, OperatorRole, PolicyDocument, TemplateLimits } from '..
 
 /**
  * The device registry: the one source of truth for who may connect and what they may do. Every method is
- * async so the same callers work on the embedded SQLite adapter and on PostgreSQL. Writes that belong
+ * async so the same callers work on the embedded SQLite database and on PostgreSQL. Writes that belong
  * together (a device, its certificate and the audit entry) happen in one transaction: a refusal or a crash
  * never leaves half of them behind.
  */
@@ -12,53 +12,23 @@ export type DeviceStatus = 'active' | 'suspended' | 'revoked';
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';
 export type ClaimStatus = 'active' | 'revoked';
 
-export interface DeviceRecord {
-  readonly id: string;
-  readonly kind: IdentityKind;
+export interface DeviceRecord extends Required<NewDevice> {
   readonly status: DeviceStatus;
-  readonly template: string;
-  /** Overrides the template's policy when set (service identities, one-off devices). */
-  readonly policy: string | null;
-  /**
-   * Trusted attributes, the only ones `${device.attributes.NAME}` in a policy reads: set by an operator at
-   * registration or taken from the serial's allow-list row at enrollment (README "Enrollment and renewal").
-   */
-  readonly attributes: Readonly<Record<string, string>>;
-  /** What the device said about itself in its enrollment request: shown to operators, never in a policy. */
-  readonly reportedAttributes: Readonly<Record<string, string>>;
   readonly statusReason: string | null;
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
 
-export interface CertificateRecord {
-  /** Lower-case hex without a leading zero octet (core normaliseSerial). */
-  readonly serial: string;
+export interface CertificateRecord extends Required<NewCertificate> {
   readonly deviceId: string;
-  readonly fingerprint: string;
-  readonly publicKeyHash: string;
-  readonly notBefore: Date;
-  readonly notAfter: Date;
   readonly status: CertificateStatus;
-  readonly pem: string;
   readonly issuedAt: Date;
   readonly revokedAt: Date | null;
   /** RFC 5280 §5.3.1 reason name (keyCompromise, superseded, …). */
   readonly revocationReason: string | null;
-  /** For a renewal: the serial of the certificate this one replaces once the device first connects with it. */
-  readonly replaces: string | null;
 }
 
-export interface TemplateRecord {
-  readonly name: string;
-  readonly policy: string;
-  readonly validityDays: number;
-  /** Allowed CSR key types, e.g. "EC P-256" (core allowedKeyTypes). */
-  readonly keyTypes: readonly string[];
-  readonly requireAllowlist: boolean;
-  readonly allowReenroll: boolean;
-  /** Traffic limits for devices of this template; `{}` means the gateway defaults. */
-  readonly limits: TemplateLimits;
+export interface TemplateRecord extends Required<NewTemplate> {
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
@@ -71,19 +41,8 @@ export interface PolicyRecord {
   readonly updatedAt: Date;
 }
 
-export interface ClaimRecord {
-  readonly id: string;
-  readonly template: string;
-  /**
-   * How sessions present this claim: the serial of a claim certificate, or `issuer:<sha256>` for a
-   * manufacturer CA whose birth certificates act as claims (see claimKeyForIssuer).
-   */
-  readonly certificateSerial: string;
-  /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
-  readonly issuerPem: string | null;
-  readonly maxUses: number | null;
+export interface ClaimRecord extends Required<NewClaim> {
   readonly uses: number;
-  readonly expiresAt: Date;
   readonly status: ClaimStatus;
   readonly createdAt: Date;
 }
@@ -170,9 +129,14 @@ export interface NewDevice {
   readonly id: string;
   readonly kind: IdentityKind;
   readonly template: string;
+  /** Overrides the template's policy when set (service identities, one-off devices). */
   readonly policy?: string | null;
-  /** Trusted attributes (see DeviceRecord); for a claim enrollment the allow-list row's replace these. */
+  /**
+   * Trusted attributes, the only ones `${device.attributes.NAME}` in a policy reads: set by an operator at
+   * registration or taken from the serial's allow-list row at enrollment (README "Enrollment and renewal").
+   */
   readonly attributes?: Readonly<Record<string, string>>;
+  /** What the device said about itself in its enrollment request: shown to operators, never in a policy. */
   readonly reportedAttributes?: Readonly<Record<string, string>>;
 }
 
@@ -180,13 +144,17 @@ export interface NewDevice {
 export type AllowlistEntry = string | { readonly serial: string; readonly attributes?: Readonly<Record<string, string>> };
 
 export interface NewCertificate {
+  /** Lower-case hex without a leading zero octet (core normaliseSerial). */
   readonly serial: string;
   readonly fingerprint: string;
   readonly publicKeyHash: string;
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly pem: string;
-  /** Renewal: the device's current certificate, which must be active. */
+  /**
+   * For a renewal: the serial of the device's current certificate (which must be active), superseded by
+   * this one once the device first connects with it.
+   */
   readonly replaces?: string | null;
 }
 
@@ -194,16 +162,23 @@ export interface NewTemplate {
   readonly name: string;
   readonly policy: string;
   readonly validityDays: number;
+  /** Allowed CSR key types, e.g. "EC P-256" (core allowedKeyTypes). */
   readonly keyTypes: readonly string[];
   readonly requireAllowlist: boolean;
   readonly allowReenroll: boolean;
+  /** Traffic limits for devices of this template; `{}` (the default) means the gateway defaults. */
   readonly limits?: TemplateLimits;
 }
 
 export interface NewClaim {
   readonly id: string;
   readonly template: string;
+  /**
+   * How sessions present this claim: the serial of a claim certificate, or `issuer:<sha256>` for a
+   * manufacturer CA whose birth certificates act as claims (see claimKeyForIssuer).
+   */
   readonly certificateSerial: string;
+  /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
   readonly issuerPem?: string | null;
   readonly maxUses: number | null;
   readonly expiresAt: Date;
@@ -217,6 +192,15 @@ export interface Admission {
   readonly policy: PolicyRecord | undefined;
   /** The traffic limits of the device's template (`{}` when the template is gone: gateway defaults apply). */
   readonly limits: TemplateLimits;
+}
+
+export interface EnrollWithClaimInput {
+  readonly claimId: string;
+  readonly device: NewDevice;
+  readonly certificate: NewCertificate;
+  readonly requireAllowlist: boolean;
+  readonly allowReenroll: boolean;
+  readonly audit: AuditInput;
 }
 
 export interface Registry {
@@ -252,14 +236,12 @@ export interface Registry {
    * The device's trusted `attributes` are those of its allow-list row (a new device; none without a row);
    * `device.attributes` from the caller is ignored. `device.reportedAttributes` is stored as reported.
    */
-  enrollWithClaim(input: {
-    claimId: string;
-    device: NewDevice;
-    certificate: NewCertificate;
-    requireAllowlist: boolean;
-    allowReenroll: boolean;
-    audit: AuditInput;
-  }): Promise<{ certificate: CertificateRecord; repeated: boolean }>;
+  enrollWithClaim(input: EnrollWithClaimInput): Promise<{ certificate: CertificateRecord; repeated: boolean }>;
+  /**
+   * The claim whose enrollment (or re-enrollment) of this device was accepted last; undefined for an
+   * identity no claim enrolled. Admission uses it to let the same claim retry after a lost reply.
+   */
+  getEnrollingClaim(deviceId: string): Promise<string | undefined>;
   /**
    * Called when a device first connects with `serial`: if it replaces another certificate that is still
    * active, that one becomes superseded (with the audit entry). Returns the superseded serial, if any.

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { ignoreRedisEmitterErrors } from '../aedes-internals.ts';
 import { awaitLocalEcho } from './emit-backpressure.ts';
-import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../registry/index.ts';
+import { openRedisConnection, registerBrokerSessions, type RedisSessionRegistration } from '../../cluster/index.ts';
 
 // Both are CommonJS without ESM entry points; aedes-persistence-redis has no typings.
 const require = createRequire(import.meta.url);

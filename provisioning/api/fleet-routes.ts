@@ -6,6 +6,7 @@ import {
   type Clock,
   compilePolicy,
   decideInScope,
+  effectivePolicyName,
   type EventBus,
   FleetgateError,
   parsePolicyDocument,
@@ -294,6 +295,6 @@ export function registerFleetRoutes(fastify: FastifyInstance, deps: FleetRouteDe
   }
 
   async function effectivePolicyOf(device: DeviceRecord): Promise<string | null> {
-    return device.policy ?? (await registry.getTemplate(device.template))?.policy ?? null;
+    return effectivePolicyName(device, await registry.getTemplate(device.template));
   }
 }

@@ -15,7 +15,7 @@ import { makeTempDir } from '../helpers/temp-dir.ts';
 const root = join(import.meta.dirname, '..', '..');
 const execFileAsync = promisify(execFile);
 const packageJson = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
-const runtimeProjects = ['core', 'registry', 'contract', 'broker', 'provisioning', 'device-sim', 'cli'];
+const runtimeProjects = ['core', 'registry', 'cluster', 'contract', 'broker', 'provisioning', 'device-sim', 'cli'];
 
 function javascriptFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {

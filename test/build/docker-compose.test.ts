@@ -93,7 +93,7 @@ describe('Dockerfile', () => {
     for (const stage of stages) expect(stage).toMatch(/^FROM node:24-bookworm-slim\b/);
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((match) => (match[1] as string).split(' '));
     for (const path of copied) expect(existsSync(join(root, path)), path).toBe(true);
-    for (const needed of ['bin', 'core', 'registry', 'contract', 'broker', 'provisioning', 'cli', 'device-sim', 'console', 'package.json', 'package-lock.json', 'tsconfig.base.json']) expect(copied).toContain(needed);
+    for (const needed of ['bin', 'core', 'registry', 'cluster', 'contract', 'broker', 'provisioning', 'cli', 'device-sim', 'console', 'package.json', 'package-lock.json', 'tsconfig.base.json']) expect(copied).toContain(needed);
   });
 
   it('ships a runtime stage with the compiled build and production dependencies only: no sources, no tsx, no compiler', () => {

@@ -46,7 +46,7 @@ async function compileProbe(folder: string, source: string): Promise<{ ok: boole
 }
 
 beforeAll(async () => {
-  await run(process.execPath, [tsc, '-b', 'core', 'registry', 'contract'], { cwd: root }); // probes read their references' outputs
+  await run(process.execPath, [tsc, '-b', 'core', 'registry', 'cluster', 'contract'], { cwd: root }); // probes read their references' outputs
 }, 120_000);
 
 describe('layering', () => {
@@ -68,14 +68,32 @@ describe('layering', () => {
     expect(result.ok).toBe(true);
   });
 
+  it('lets broker/ import cluster/ (control)', async () => {
+    const result = await compileProbe('broker', "import { withTimeout } from '../cluster/index.ts';\nexport const probe = withTimeout;\n");
+    expect(result.output).toBe('');
+    expect(result.ok).toBe(true);
+  });
+
   it('fails the build when contract/ imports registry/ (the console bundles the contract)', async () => {
     const result = await compileProbe('contract', "import { operatorRoles } from '../registry/index.ts';\nexport const probe = operatorRoles;\n");
     expect(result.ok).toBe(false);
     expect(result.output).toMatch(/TS6307|not listed within the file list/);
   });
 
+  it('fails the build when registry/ imports cluster/: the storage door is not the cluster\'s', async () => {
+    const result = await compileProbe('registry', "import { withTimeout } from '../cluster/index.ts';\nexport const probe = withTimeout;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/TS6307|not listed within the file list/);
+  });
+
   it('fails the build when broker/ imports the API contract', async () => {
     const result = await compileProbe('broker', "import { fleetSchemas } from '../contract/index.ts';\nexport const probe = fleetSchemas;\n");
+    expect(result.ok).toBe(false);
+    expect(result.output).toMatch(/TS6307|not listed within the file list/);
+  });
+
+  it('fails the build when cluster/ imports registry/', async () => {
+    const result = await compileProbe('cluster', "import { isPostgresUrl } from '../registry/index.ts';\nexport const probe = isPostgresUrl;\n");
     expect(result.ok).toBe(false);
     expect(result.output).toMatch(/TS6307|not listed within the file list/);
   });

@@ -2,7 +2,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { type AuditInput, openPostgresRegistry, openRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
 import type { PoolClient } from 'pg';
-import { migrate, migrations } from '../../registry/postgres/migrations.ts';
+import { steps } from '../../registry/postgres/schema-steps.ts';
+import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
+import { migratePostgres as legacyMigrate, postgresMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
 import { databaseUrlVia, startPostgresProxy, testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
@@ -54,16 +56,48 @@ describe('postgres registry', () => {
     expect(await second.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
 
     const db = await schemas.connect(schema);
-    const applied = await db.query<{ version: number; applied_at: Date }>('SELECT version, applied_at FROM schema_migrations ORDER BY version');
-    expect(applied.rows).toEqual(migrations.map((step) => ({ version: step.version, applied_at: new Date('2025-01-01T00:00:00.000Z') })));
+    const applied = async () => (await db.query<{ name: string; timestamp: string }>('SELECT name, timestamp FROM kysely_migration ORDER BY name')).rows;
+    const afterSecond = await applied();
+    expect(afterSecond.map((row) => row.name)).toEqual(steps.map((step) => step.name));
+    // Applied once: opening again runs nothing and records nothing.
+    await (await open(schema)).close();
+    expect(await applied()).toEqual(afterSecond);
+  });
+
+  it('upgrades in place a schema made by the migration runner before Kysely, and older fleetgates then refuse it', async () => {
+    const schema = schemas.fresh();
+    const db = await schemas.connect(schema);
+    await legacyMigrate(db as unknown as PoolClient, schema, fixedClock('2024-05-06T07:08:09.010Z'));
+    await db.query(`SET search_path TO "${schema}"`);
+    await db.query(`
+      INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
+      INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', false, false, '{}', '${at}', '${at}');
+      INSERT INTO claims (id, template, certificate_serial, max_uses, uses, expires_at, status, created_at) VALUES ('batch', 'default', 'c1', 5, 1, '2030-01-01T00:00:00.000Z', 'active', '${at}');
+      INSERT INTO devices (id, kind, status, template, policy, attributes, status_reason, created_at, updated_at, reported_attributes)
+        VALUES ('sn-1', 'device', 'active', 'default', NULL, '{}', NULL, '${at}', '${at}', '{"fw":"1.0"}');
+      INSERT INTO certificates (serial, device_id, fingerprint, public_key_hash, not_before, not_after, status, pem, issued_at)
+        VALUES ('0a', 'sn-1', 'f1', 'k1', '${at}', '2026-01-01T00:00:00.000Z', 'active', 'pem', '${at}');
+    `);
+    for (const row of legacyAuditRows()) {
+      const values = [row.id, row.at, row.actor, row.action, row.result, row.code, row.deviceId, row.detail, row.prevHash, row.hash];
+      await db.query('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)', values);
+      await db.query('UPDATE audit_sequence SET last_id = $1', [row.id]);
+    }
+
+    await expectUpgraded(await open(schema));
+
+    // The old runner's versions are recorded as Kysely's steps, at the time the old runner applied them.
+    expect((await db.query('SELECT name, timestamp FROM kysely_migration ORDER BY name')).rows).toEqual(
+      steps.map((step, index) => ({ name: step.name, timestamp: index < 3 ? '2024-05-06T07:08:09.010Z' : expect.any(String) })),
+    );
+    await expect(legacyMigrate(db as unknown as PoolClient, schema, systemClock)).rejects.toMatchObject({ code: 'CONFIG_INVALID', detail: { databaseVersion: 4, supportedVersion: 3 } });
   });
 
   it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
     const schema = schemas.fresh();
     const db = await schemas.connect(schema);
-    await migrate(db as unknown as PoolClient, schema, systemClock, migrations.filter((step) => step.version <= 2));
+    await legacyMigrate(db as unknown as PoolClient, schema, systemClock, legacyMigrations.filter((step) => step.version <= 2));
     await db.query(`SET search_path TO "${schema}"`);
-    const at = '2025-01-01T00:00:00.000Z';
     await db.query(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', false, false, '{}', '${at}', '${at}');
@@ -124,7 +158,7 @@ describe('postgres registry', () => {
     const schema = schemas.fresh();
     await (await openPostgresRegistry({ url: testDatabaseUrl, schema })).close();
     const db = await schemas.connect(schema);
-    await db.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', now())");
+    await db.query("INSERT INTO kysely_migration (name, timestamp) VALUES ('9999-from-the-future', '2030-01-01T00:00:00.000Z')");
     const error = await openPostgresRegistry({ url: testDatabaseUrl, schema }).then(() => undefined, (reason: unknown) => reason);
     expect(error).toBeInstanceOf(FleetgateError);
     expect(error).toMatchObject({ code: 'CONFIG_INVALID', detail: { databaseVersion: 9999 } });
@@ -135,7 +169,7 @@ describe('postgres registry', () => {
     const registries = await Promise.all(Array.from({ length: 4 }, () => open(schema)));
     await Promise.all(registries.map((registry, n) => registry.appendAudit(audit(`opened.${n}`))));
     const db = await schemas.connect(schema);
-    expect((await db.query('SELECT version FROM schema_migrations ORDER BY version')).rows).toEqual(migrations.map((step) => ({ version: step.version })));
+    expect((await db.query('SELECT name FROM kysely_migration ORDER BY name')).rows).toEqual(steps.map((step) => ({ name: step.name })));
     expect(await registries[0]?.verifyAudit()).toMatchObject({ ok: true, entries: 4 });
   });
 

@@ -533,6 +533,21 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect(await registry.queryAudit({ deviceId: 'sn-1', action: 'device.enroll' })).toMatchObject([{ result: 'ok', detail: { reenrolled: false } }]);
       });
 
+      it('records which claim enrolled a device last: by the enrollment and a re-enrollment, not by a repeat or an operator', async () => {
+        await givenClaim();
+        await registry.createClaim({ id: 'c2', template: 't1', certificateSerial: '7c02', maxUses: null, expiresAt }, audit('claim.create'));
+        await enroll('sn-1', 1);
+        expect(await registry.getEnrollingClaim('sn-1')).toBe('c1');
+        await registry.enrollWithClaim({ claimId: 'c2', device: { id: 'sn-1', kind: 'device', template: 't1' }, certificate: certificate(2), requireAllowlist: false, allowReenroll: true, audit: audit('device.enroll') });
+        expect(await registry.getEnrollingClaim('sn-1')).toBe('c2');
+        // The same key again through c1 is a repeat: nothing is written.
+        await registry.enrollWithClaim({ claimId: 'c1', device: { id: 'sn-1', kind: 'device', template: 't1' }, certificate: certificate(2), requireAllowlist: false, allowReenroll: true, audit: audit('device.enroll') });
+        expect(await registry.getEnrollingClaim('sn-1')).toBe('c2');
+        await register('op-1', 3);
+        expect(await registry.getEnrollingClaim('op-1')).toBeUndefined();
+        expect(await registry.getEnrollingClaim('ghost')).toBeUndefined();
+      });
+
       it("gives a new device the trusted attributes of its allow-list row; a re-import with attributes replaces them", async () => {
         await givenClaim();
         expect(await registry.importAllowlist('t1', ['sn-1', { serial: 'sn-2', attributes: { tenant: 'acme' } }, { serial: 'sn-3' }], audit('allowlist.import'))).toEqual({ added: 3, total: 3 });

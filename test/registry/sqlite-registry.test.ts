@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { backendPolicy, defaultDevicePolicy, fixedClock, FleetgateError, systemClock } from '../../core/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
-import { migrate, migrations } from '../../registry/sqlite/migrations.ts';
+import { migrate } from '../../registry/migrate.ts';
+import { steps } from '../../registry/sqlite/schema-steps.ts';
+import { sqliteDialect } from '../../registry/sqlite/sqlite-dialect.ts';
+import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
+import { migrateSqlite as legacyMigrate, sqliteMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
 let dir: string;
@@ -62,25 +66,51 @@ describe('sqlite registry', () => {
       audit: { actor: 'test', action: 'device.register', result: 'ok' },
     });
     await first.close();
+    const applied = () => inspect(path).prepare('SELECT name, timestamp FROM kysely_migration ORDER BY name').all() as { name: string }[];
+    const afterFirst = applied();
+    expect(afterFirst.map((row) => row.name)).toEqual(steps.map((step) => step.name));
 
     const second = await open(path, fixedClock('2026-06-01T00:00:00.000Z'));
     expect(await second.getDevice('sensor-1')).toMatchObject({ status: 'active', createdAt: new Date('2025-01-01T00:00:00.000Z') });
     expect(await second.getPolicy('default')).toMatchObject({ version: 1 });
     expect(await second.queryAudit()).toHaveLength(4);
 
+    // Applied once, at the first open: the reopen did not run them again, nor does another migrate.
+    expect(applied()).toEqual(afterFirst);
+    const dialect = sqliteDialect(path);
+    expect(await migrate(dialect)).toEqual([]);
+    await dialect.close();
+  });
+
+  it('upgrades in place a database made by the migration runner before Kysely, and older fleetgates then refuse it', async () => {
+    const path = freshPath();
+    const old = inspect(path);
+    legacyMigrate(old, fixedClock('2024-05-06T07:08:09.010Z'));
+    old.exec(`
+      INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
+      INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
+      INSERT INTO claims (id, template, certificate_serial, max_uses, uses, expires_at, status, created_at) VALUES ('batch', 'default', 'c1', 5, 1, '2030-01-01T00:00:00.000Z', 'active', '${at}');
+      INSERT INTO devices (id, kind, status, template, policy, attributes, status_reason, created_at, updated_at, reported_attributes)
+        VALUES ('sn-1', 'device', 'active', 'default', NULL, '{}', NULL, '${at}', '${at}', '{"fw":"1.0"}');
+      INSERT INTO certificates VALUES ('0a', 'sn-1', 'f1', 'k1', '${at}', '2026-01-01T00:00:00.000Z', 'active', 'pem', '${at}', NULL, NULL, NULL);
+    `);
+    const insert = old.prepare('INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    for (const row of legacyAuditRows()) insert.run(row.id, row.at, row.actor, row.action, row.result, row.code, row.deviceId, row.detail, row.prevHash, row.hash);
+
+    await expectUpgraded(await open(path));
+
     const db = inspect(path);
-    // Applied once, at the first clock's time: the reopen did not run them again.
-    expect(db.prepare('SELECT version, applied_at FROM schema_migrations ORDER BY version').all()).toEqual(
-      migrations.map((step) => ({ version: step.version, applied_at: '2025-01-01T00:00:00.000Z' })),
+    // The old runner's versions are recorded as Kysely's steps, at the time the old runner applied them.
+    expect(db.prepare('SELECT name, timestamp FROM kysely_migration ORDER BY name').all()).toEqual(
+      steps.map((step, index) => ({ name: step.name, timestamp: index < 4 ? '2024-05-06T07:08:09.010Z' : expect.any(String) })),
     );
-    expect(migrate(db, systemClock)).toEqual([]);
+    expect(() => legacyMigrate(db, systemClock)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', detail: { databaseVersion: 5, supportedVersion: 4 } }));
   });
 
   it('moves attributes that devices reported before the trusted/reported split out of the policy-visible column', async () => {
     const path = freshPath();
     const old = inspect(path);
-    migrate(old, systemClock, migrations.filter((step) => step.version <= 3));
-    const at = '2025-01-01T00:00:00.000Z';
+    legacyMigrate(old, systemClock, legacyMigrations.filter((step) => step.version <= 3));
     old.exec(`
       INSERT INTO policies VALUES ('default', '{"statements":[]}', 1, '${at}');
       INSERT INTO templates VALUES ('default', 'default', 365, '["EC P-256"]', 0, 0, '${at}', '${at}', '{}');
@@ -97,7 +127,7 @@ describe('sqlite registry', () => {
   it('refuses a database written by a newer fleetgate', async () => {
     const path = freshPath();
     await (await open(path)).close();
-    inspect(path).prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', '2030-01-01T00:00:00.000Z')").run();
+    inspect(path).prepare("INSERT INTO kysely_migration (name, timestamp) VALUES ('9999-from-the-future', '2030-01-01T00:00:00.000Z')").run();
 
     const error: unknown = await openSqliteRegistry({ path }).then(
       () => undefined,

@@ -1,20 +1,13 @@
-import type { Database } from 'better-sqlite3';
-import { type Clock, FleetgateError } from '../../core/index.ts';
+import type { SchemaStep } from '../storage-dialect.ts';
 
 /**
- * The SQLite schema as an ordered list of steps. A step, once released, is never edited: databases in the
- * field already ran it. Change the schema by appending a step.
+ * The SQLite schema as an ordered list of steps, run by Kysely's Migrator (registry/migrate.ts). A step, once
+ * released, is never edited: databases in the field already ran it. Change the schema by appending a step.
+ * Steps 1 to 4 are those the registry's own runner (table schema_migrations, versions 1 to 4) ran before.
  */
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
-
-export const migrations: readonly Migration[] = [
+export const steps: readonly SchemaStep[] = [
   {
-    version: 1,
-    name: 'initial schema',
+    name: '0001-initial-schema',
     // STRICT tables refuse values of the wrong type instead of silently storing them. Times are ISO-8601
     // UTC text with milliseconds (Date#toISOString), which sorts chronologically as text.
     sql: `
@@ -135,13 +128,11 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
-    version: 2,
-    name: 'template traffic limits',
+    name: '0002-template-traffic-limits',
     sql: `ALTER TABLE templates ADD COLUMN limits TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(limits));`,
   },
   {
-    version: 3,
-    name: 'broker role',
+    name: '0003-broker-role',
     // SQLite cannot change a CHECK constraint in place: the table is rebuilt with the same rows.
     sql: `
       CREATE TABLE operator_tokens_v3 (
@@ -157,8 +148,7 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
-    version: 4,
-    name: 'trusted and reported device attributes',
+    name: '0004-trusted-and-reported-device-attributes',
     // Policies read only devices.attributes, which now holds trusted values alone (an operator's, or the
     // allow-list row's); what a device says about itself goes to reported_attributes. Before this step a
     // claim enrollment stored the device's own claims in attributes: a device no operator registered
@@ -173,40 +163,21 @@ export const migrations: readonly Migration[] = [
           AND NOT EXISTS (SELECT 1 FROM audit_log WHERE audit_log.device_id = devices.id AND action = 'device.register' AND result = 'ok');
     `,
   },
+  {
+    name: '0005-enrolled-by-claim',
+    // The claim of a device's last accepted claim enrollment, which admission reads for a claim session's
+    // retry (broker/session-admission.ts); until now it was found in the audit trail, so it is taken from
+    // there once. The old runner's table gets a version it does not know, so an older fleetgate refuses
+    // this file instead of running on a schema it does not understand; later steps are in kysely_migration.
+    sql: `
+      ALTER TABLE devices ADD COLUMN enrolled_by TEXT;
+      UPDATE devices SET enrolled_by = (
+        SELECT json_extract(detail, '$.claimId') FROM audit_log
+        WHERE audit_log.device_id = devices.id AND action = 'device.enroll' AND result = 'ok' AND json_extract(detail, '$.claimId') IS NOT NULL
+        ORDER BY id DESC LIMIT 1
+      );
+      CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT;
+      INSERT INTO schema_migrations (version, name, applied_at) VALUES (5, 'later steps are in kysely_migration', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+    `,
+  },
 ];
-
-/**
- * Brings the database up to the newest schema. Pending steps run in one IMMEDIATE transaction that first
- * re-reads what is applied, so two processes opening a fresh file at once cannot both run a step.
- * Returns the versions applied by this call (empty on a database that is up to date).
- */
-export function migrate(db: Database, clock: Clock, steps: readonly Migration[] = migrations): number[] {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-  ) STRICT`);
-  const appliedVersions = db.prepare<[], number>('SELECT version FROM schema_migrations ORDER BY version').pluck();
-  const record = db.prepare<[number, string, string], void>('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
-
-  const run = db.transaction(() => {
-    const applied = new Set(appliedVersions.all());
-    const newest = Math.max(0, ...steps.map((step) => step.version));
-    const unknown = [...applied].filter((version) => version > newest);
-    if (unknown.length > 0) {
-      // A newer fleetgate wrote this file; running old code on it could corrupt what it does not understand.
-      throw new FleetgateError('CONFIG_INVALID', {
-        message: `The registry database has schema version ${Math.max(...unknown)}, newer than this fleetgate (${newest}); upgrade fleetgate.`,
-        detail: { databaseVersion: Math.max(...unknown), supportedVersion: newest },
-      });
-    }
-    const pending = [...steps].sort((a, b) => a.version - b.version).filter((step) => !applied.has(step.version));
-    const at = clock.now().toISOString();
-    for (const step of pending) {
-      db.exec(step.sql);
-      record.run(step.version, step.name, at);
-    }
-    return pending.map((step) => step.version);
-  });
-  return run.immediate();
-}

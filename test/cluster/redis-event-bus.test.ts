@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { GatewayEvent } from '../../core/index.ts';
-import { createRedisEventBus, type RedisEventBus } from '../../registry/redis/redis-event-bus.ts';
+import { createRedisEventBus, type RedisEventBus } from '../../cluster/redis-event-bus.ts';
 import { until } from '../helpers/until.ts';
 
 /** Every event type crosses Redis intact: a type the bus does not know is dropped by every process. */

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { EventBus, GatewayEvent, GatewayEventHandler } from '../../core/index.ts';
+import type { EventBus, GatewayEvent, GatewayEventHandler } from '../core/index.ts';
 import { openRedisConnection, withTimeout } from './redis-connection.ts';
 
 export interface RedisEventBusOptions {

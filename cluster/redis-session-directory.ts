@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { SessionDirectory, SessionSummary } from '../../core/index.ts';
+import type { SessionDirectory, SessionSummary } from '../core/index.ts';
 import { withTimeout } from './redis-connection.ts';
 
 /**

@@ -1,22 +1,14 @@
-import type { PoolClient } from 'pg';
-import { type Clock, FleetgateError } from '../../core/index.ts';
-import { advisoryLockKey } from './advisory-lock.ts';
+import type { SchemaStep } from '../storage-dialect.ts';
 
 /**
- * The PostgreSQL schema as an ordered list of steps, like the SQLite one (registry/sqlite/migrations.ts): a
- * released step is never edited. Step 1 is the SQLite schema at its newest migration (2: template limits),
- * column for column, so the two adapters hold the same data.
+ * The PostgreSQL schema as an ordered list of steps, like the SQLite one (registry/sqlite/schema-steps.ts): a
+ * released step is never edited. Step 1 is the SQLite schema at its step 2 (template limits), column for
+ * column, so the two hold the same data. Steps 1 to 3 are those the registry's own runner (table
+ * schema_migrations, versions 1 to 3) ran before.
  */
-export interface Migration {
-  readonly version: number;
-  readonly name: string;
-  readonly sql: string;
-}
-
-export const migrations: readonly Migration[] = [
+export const steps: readonly SchemaStep[] = [
   {
-    version: 1,
-    name: 'initial schema',
+    name: '0001-initial-schema',
     // Keys and names are COLLATE "C" so that ORDER BY and the prefix range in listDevices compare code points,
     // as SQLite's BINARY collation does, whatever the database's locale. Times are timestamptz(3): the
     // milliseconds of a JS Date, no more, so every Date written reads back equal. JSON columns are `json`,
@@ -164,17 +156,15 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
-    version: 2,
-    name: 'broker role',
+    name: '0002-broker-role',
     sql: `
       ALTER TABLE operator_tokens DROP CONSTRAINT operator_tokens_role_check;
       ALTER TABLE operator_tokens ADD CONSTRAINT operator_tokens_role_check CHECK (role IN ('admin', 'operator', 'station', 'viewer', 'broker'));
     `,
   },
   {
-    version: 3,
-    name: 'trusted and reported device attributes',
-    // As SQLite step 4 (registry/sqlite/migrations.ts): policies read only the trusted devices.attributes;
+    name: '0003-trusted-and-reported-device-attributes',
+    // As SQLite step 4 (registry/sqlite/schema-steps.ts): policies read only the trusted devices.attributes;
     // what devices report moves to reported_attributes, also for devices enrolled before this step.
     sql: `
       ALTER TABLE devices ADD COLUMN reported_attributes JSON NOT NULL DEFAULT '{}' CHECK (json_typeof(reported_attributes) = 'object');
@@ -184,57 +174,18 @@ export const migrations: readonly Migration[] = [
           AND NOT EXISTS (SELECT 1 FROM audit_log WHERE audit_log.device_id = devices.id AND action = 'device.register' AND result = 'ok');
     `,
   },
+  {
+    name: '0004-enrolled-by-claim',
+    // As SQLite step 5 (registry/sqlite/schema-steps.ts).
+    sql: `
+      ALTER TABLE devices ADD COLUMN enrolled_by TEXT COLLATE "C";
+      UPDATE devices SET enrolled_by = (
+        SELECT detail ->> 'claimId' FROM audit_log
+        WHERE audit_log.device_id = devices.id AND action = 'device.enroll' AND result = 'ok' AND detail ->> 'claimId' IS NOT NULL
+        ORDER BY id DESC LIMIT 1
+      );
+      CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ(3) NOT NULL);
+      INSERT INTO schema_migrations (version, name, applied_at) VALUES (4, 'later steps are in kysely_migration', now());
+    `,
+  },
 ];
-
-/** Quoted for SQL; callers pass names checked by assertSchemaName. */
-export function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-/**
- * Brings `schema` up to the newest step, creating the schema if needed. Everything runs in one transaction
- * that first takes an advisory lock for this schema, then re-reads what is applied: several processes
- * starting at once queue on the lock, and the later ones find nothing left to do. DDL is transactional in
- * PostgreSQL, so a failing step leaves no half-built schema. Returns the versions applied by this call.
- */
-export async function migrate(client: PoolClient, schema: string, clock: Clock, steps: readonly Migration[] = migrations): Promise<number[]> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SELECT pg_advisory_xact_lock(${advisoryLockKey('migrate', schema)})`);
-    // Looked up before anything is created: CREATE … IF NOT EXISTS checks the CREATE privilege even when
-    // there is nothing to do, and a role a DBA gave only its schema's privileges must still start. Under
-    // the lock, so two processes cannot both find the schema missing.
-    const schemaExists = (await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])).rowCount !== 0;
-    if (!schemaExists) await client.query(`CREATE SCHEMA ${quoteIdentifier(schema)}`);
-    await client.query(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`);
-    const tracked = (await client.query("SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'schema_migrations'", [schema])).rowCount !== 0;
-    if (!tracked) {
-      await client.query(`CREATE TABLE schema_migrations (
-        version INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        applied_at TIMESTAMPTZ(3) NOT NULL
-      )`);
-    }
-    const applied = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((row) => row.version));
-    const newest = Math.max(0, ...steps.map((step) => step.version));
-    const unknown = [...applied].filter((version) => version > newest);
-    if (unknown.length > 0) {
-      // A newer fleetgate wrote this schema; running old code on it could corrupt what it does not understand.
-      throw new FleetgateError('CONFIG_INVALID', {
-        message: `The registry database has schema version ${Math.max(...unknown)}, newer than this fleetgate (${newest}); upgrade fleetgate.`,
-        detail: { databaseVersion: Math.max(...unknown), supportedVersion: newest },
-      });
-    }
-    const pending = [...steps].sort((a, b) => a.version - b.version).filter((step) => !applied.has(step.version));
-    const at = clock.now().toISOString();
-    for (const step of pending) {
-      await client.query(step.sql);
-      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [step.version, step.name, at]);
-    }
-    await client.query('COMMIT');
-    return pending.map((step) => step.version);
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  }
-}
