@@ -140,7 +140,13 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
     table,
     attach(conn, peer) {
       const client = aedes.handle(conn);
-      table.open(client, peer);
+      // aedes 1.2.0 parses only on 'readable' (lib/client.js), so no hook can have run for this client
+      // yet; if a release ever parsed inside handle(), a hook would have judged it without its verified
+      // peer, and the connection is closed rather than vouched for after the fact.
+      if (!table.open(client, peer)) {
+        conn.destroy();
+        return client;
+      }
       const remote = (conn as { remoteAddress?: string }).remoteAddress;
       guardFrameSize(conn, config.maxPacketBytes, (announced, malformedLength) => {
         if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);
@@ -167,7 +173,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
 
 /** The MQTT gateway: the TLS listener (broker/mqtt-listener.ts) in front of the gateway core. */
 export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
-  assertPinnedVersions(); // before anything is opened (createGatewayCore checks too, for its other callers)
+  assertPinnedVersions(); // before the listener is opened (cli/broker-node.ts checks before joining a cluster; createGatewayCore checks too, for its other callers)
   const listener = createMqttListener(
     { tls: config.tls, connectTimeoutMs: config.connectTimeoutMs, budgets: config.flow ?? defaultFlowControl },
     {
@@ -178,7 +184,13 @@ export async function startGatewayBroker(config: GatewayBrokerConfig, deps: Gate
       onConnection: (socket, peer) => void core.attach(socket, peer),
     },
   );
-  const core = await createGatewayCore(config, { ...deps, connections: listener.connections });
+  let core: Awaited<ReturnType<typeof createGatewayCore>>;
+  try {
+    core = await createGatewayCore(config, { ...deps, connections: listener.connections });
+  } catch (error) {
+    await listener.close(); // its trust subscription and connection budgets go with it
+    throw error;
+  }
   const port = await listener.listen(config.port, config.host);
   return {
     port,

@@ -48,9 +48,14 @@ export class SessionTable {
   readonly #connections = new WeakMap<Client, ConnectionRecord>();
   readonly #kickedAt = new Map<string, number>();
 
-  /** A new connection, right after `aedes.handle()`, with what its TLS handshake proved. */
-  open(client: Client, peer: VerifiedPeer): void {
+  /**
+   * A new connection, right after `aedes.handle()`, with what its TLS handshake proved. False when a hook
+   * already saw this client without a verified peer: it must be closed, never vouched for after the fact.
+   */
+  open(client: Client, peer: VerifiedPeer): boolean {
+    if (this.#connections.has(client)) return false;
     this.#connections.set(client, { peer, counted: false });
+    return true;
   }
 
   #record(client: Client): ConnectionRecord {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { type BrokerCluster, joinRedisCluster, startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
+import { assertPinnedVersions, type BrokerCluster, joinRedisCluster, startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import type { CertificateRequestHandler, Clock, EventBus, GatewayMetrics, TrustStore } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { BrokerPki } from '../provisioning/index.ts';
@@ -23,6 +23,7 @@ export interface BrokerNodeDeps {
 /** The MQTT broker as both `serve` and `broker` run it: alone in memory, or a node of a Redis cluster. */
 export async function startBrokerNode(config: ServeConfig, deps: BrokerNodeDeps): Promise<{ broker: GatewayBroker; cluster: BrokerCluster | undefined }> {
   const log = deps.log.child({ component: 'broker', broker: config.brokerId });
+  assertPinnedVersions(); // before the Redis emitter is joined: broker/cluster/redis-cluster.ts patches it too
   const cluster =
     config.redisUrl === undefined
       ? undefined

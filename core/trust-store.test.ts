@@ -67,4 +67,35 @@ describe('the trust store', () => {
     await Promise.all([a, b]);
     expect(trust.current().anchors.manufacturer).toEqual(['maker-b']);
   });
+
+  it('tells the other listeners when one throws, and calls the failed one again at the next reload, even with nothing new', async () => {
+    const { trust, set } = await store([]);
+    let failing = true;
+    const flaky: number[] = [];
+    const steady: number[] = [];
+    trust.subscribe((snapshot) => {
+      if (failing) throw new Error('setSecureContext failed');
+      flaky.push(snapshot.version);
+    });
+    trust.subscribe((snapshot) => steady.push(snapshot.version));
+    set(['maker-a']);
+    await expect(trust.reload()).rejects.toThrow(/could not apply trust version 2/);
+    expect(steady).toEqual([2]);
+    failing = false;
+    await trust.reload(); // the same CAs: only the listener that failed is called
+    expect(flaky).toEqual([2]);
+    expect(steady).toEqual([2]);
+  });
+
+  it('calls a listener at once when the store moved on since the snapshot it was built from', async () => {
+    const { trust, set } = await store([]);
+    const builtFrom = trust.current();
+    set(['maker-a']);
+    await trust.reload(); // finishes while the subscriber is still starting
+    const seen: string[][] = [];
+    trust.subscribe((snapshot) => seen.push([...snapshot.anchors.manufacturer]), builtFrom);
+    expect(seen).toEqual([['maker-a']]);
+    trust.subscribe(() => seen.push(['unexpected'])); // built from the current snapshot: nothing to apply
+    expect(seen).toEqual([['maker-a']]);
+  });
 });

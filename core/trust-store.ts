@@ -20,8 +20,12 @@ export interface TrustSnapshot {
 /** What a TLS listener needs: the trust as it is now, and word when it changes. */
 export interface TrustSource {
   current(): TrustSnapshot;
-  /** Called after each change, with the new state; returns the unsubscribe function. */
-  subscribe(listener: (snapshot: TrustSnapshot) => void): () => void;
+  /**
+   * Called after each change, with the new state; returns the unsubscribe function. `since` is the snapshot
+   * the subscriber built its state from: if the store has moved on already, the listener is called at once,
+   * so a subscriber that read `current()`, then awaited, then subscribed misses nothing.
+   */
+  subscribe(listener: (snapshot: TrustSnapshot) => void, since?: TrustSnapshot): () => void;
 }
 
 export interface TrustStore extends TrustSource {
@@ -50,22 +54,38 @@ export async function openTrustStore(deps: TrustStoreDeps): Promise<TrustStore> 
     return { version, anchors, issuers: trustedIssuers(deps.parse, anchors) };
   };
   let snapshot = build(1, await deps.loadManufacturers());
-  const listeners = new Set<(snapshot: TrustSnapshot) => void>();
+  // Each listener with the version it last applied without throwing: one that failed is not lost behind
+  // the others, and is called again at the next reload even when nothing changed meanwhile.
+  const listeners = new Map<(snapshot: TrustSnapshot) => void, number>();
   let queue: Promise<unknown> = Promise.resolve();
+
+  const notify = () => {
+    const failures: unknown[] = [];
+    for (const [listener, applied] of [...listeners]) {
+      if (applied >= snapshot.version || !listeners.has(listener)) continue;
+      try {
+        listener(snapshot);
+        listeners.set(listener, snapshot.version);
+      } catch (error) {
+        failures.push(error);
+      }
+    }
+    if (failures.length > 0) throw new AggregateError(failures, `${failures.length} trust listener(s) could not apply trust version ${snapshot.version}; retried at the next reload`);
+  };
 
   const reloadNow = async () => {
     const manufacturer = await deps.loadManufacturers();
     const same = manufacturer.length === snapshot.anchors.manufacturer.length && manufacturer.every((pem, i) => pem === snapshot.anchors.manufacturer[i]);
-    if (same) return snapshot;
-    snapshot = build(snapshot.version + 1, manufacturer);
-    for (const listener of [...listeners]) listener(snapshot);
+    if (!same) snapshot = build(snapshot.version + 1, manufacturer);
+    notify();
     return snapshot;
   };
 
   return {
     current: () => snapshot,
-    subscribe(listener) {
-      listeners.add(listener);
+    subscribe(listener, since = snapshot) {
+      listeners.set(listener, since.version);
+      if (since.version < snapshot.version) notify();
       return () => void listeners.delete(listener);
     },
     reload() {

@@ -61,13 +61,14 @@ const hstsMaxAgeSeconds = 365 * 24 * 3600;
  */
 export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   // Manufacturer CAs (birth certificates) come from the trust store and may change while running.
-  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...deps.trust.current().anchors.manufacturer] });
+  const secureContextOptions = (trust = deps.trust.current()) => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...trust.anchors.manufacturer] });
+  const trustAtStart = deps.trust.current();
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
     loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     https: {
-      ...secureContextOptions(),
+      ...secureContextOptions(trustAtStart),
       // Client certificates are optional here (operators use tokens, health checks nothing); the routes
       // that need one check it and refuse with a coded error.
       requestCert: true,
@@ -176,7 +177,8 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     if (event.type === 'device.status') deps.revocation.invalidate();
   });
   // New handshakes use the new CA list at once; established connections are not affected.
-  const unfollowTrust = deps.trust.subscribe(() => app.server.setSecureContext(secureContextOptions()));
+  // A reload that finished during the awaits above is applied at once (`since`).
+  const unfollowTrust = deps.trust.subscribe((snapshot) => app.server.setSecureContext(secureContextOptions(snapshot)), trustAtStart);
   app.addHook('onClose', async () => {
     unsubscribe();
     unfollowTrust();
