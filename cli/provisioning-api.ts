@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory } from '../core/index.ts';
 import {
   type ApiApp,
+  type ApiDeps,
+  type ApiServerConfig,
+  buildApi,
   createCertificateService,
   createPrometheusMetrics,
   createRateLimiter,
@@ -19,6 +22,8 @@ export interface Provisioning {
   readonly prometheus: ReturnType<typeof createPrometheusMetrics>;
   /** Starts the HTTPS API with the session list it should show. */
   startApi(sessions: SessionDirectory): Promise<{ app: ApiApp; port: number }>;
+  /** The same API, built but not listening: for `inject()` (tests, the generated API reference). */
+  buildApi(sessions: SessionDirectory): Promise<ApiApp>;
 }
 
 /** The CA side as both `serve` and `provisioning` run it: certificate service, revocation status and the API. */
@@ -37,35 +42,35 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
     chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
+  const apiArguments = (sessions: SessionDirectory): [ApiServerConfig, ApiDeps] => [
+    {
+      host: config.host,
+      port: config.apiPort,
+      tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
+      rateLimitPerMinute: config.apiRateLimitPerMinute,
+      consoleDir: config.consoleDir,
+    },
+    {
+      registry,
+      log,
+      clock,
+      certificates,
+      events,
+      metricsText: () => prometheus.registry.metrics(),
+      revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
+      claimCa: pki.claimCa,
+      deviceCa: pki.deviceCa,
+      revocationUrls,
+      sessions,
+      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
+    },
+  ];
   return {
     certificates,
     prometheus,
-    async startApi(sessions) {
-      return startApiServer(
-        {
-          host: config.host,
-          port: config.apiPort,
-          tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
-          rateLimitPerMinute: config.apiRateLimitPerMinute,
-          consoleDir: config.consoleDir,
-        },
-        {
-          registry,
-          log,
-          clock,
-          certificates,
-          events,
-          metricsText: () => prometheus.registry.metrics(),
-          revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-          auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
-          claimCa: pki.claimCa,
-          deviceCa: pki.deviceCa,
-          revocationUrls,
-          sessions,
-          pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
-        },
-      );
-    },
+    startApi: async (sessions) => startApiServer(...apiArguments(sessions)),
+    buildApi: async (sessions) => buildApi(...apiArguments(sessions)),
   };
 }
 
