@@ -1,21 +1,30 @@
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
+import { makeTempDir } from '../helpers/temp-dir.ts';
 import { type ClientCredential, closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
  * What the API does to the broker, and what the broker makes of what the API issued, over a whole gateway
  * (real TLS on both listeners, real MQTT clients): revocation and suspension cut live sessions at once and
- * keep the device out, the API shows live sessions, certificates it issues connect, and operator
- * certificates never do. The API's own answers are tested through `inject()` (fleet-routes.test.ts,
- * operator-certificate.test.ts).
+ * keep the device out, the API shows live sessions, certificates it issues (to an operator, or to a device
+ * enrolling with curl) connect, and operator certificates never do. The API's own answers are tested
+ * without a broker (fleet-routes.test.ts, operator-certificate.test.ts,
+ * test/enrollment/https-est-enrollment.test.ts).
  */
+const run = promisify(execFile);
 let gw: TestGateway;
+const dir = makeTempDir();
 
 beforeAll(async () => {
   gw = await startTestGateway();
 });
 afterAll(async () => {
   await gw?.close();
+  dir.remove();
 });
 
 interface DeviceJson {
@@ -160,5 +169,39 @@ describe('operator certificates', () => {
     const admin = await createOperatorCertificate('mqtt-cert', 'admin');
     await expect(gw.connect('mqtt-cert', admin)).rejects.toMatchObject({ code: 5 });
     await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused' }, (e) => e.code === 'AUTH_CERT_INVALID');
+  });
+});
+
+describe('POST /v1/enroll with curl', () => {
+  function files(name: string, contents: Record<string, string>): Record<string, string> {
+    const paths: Record<string, string> = {};
+    for (const [key, value] of Object.entries(contents)) {
+      paths[key] = join(dir.path, `${name}.${key}`);
+      writeFileSync(paths[key], value, { mode: 0o600 });
+    }
+    return paths;
+  }
+
+  async function curl(args: string[]): Promise<{ status: number; body: string }> {
+    const { stdout } = await run('curl', ['-sS', '--cacert', files('ca', { pem: gw.ca }).pem ?? '', '-w', '\n%{http_code}', ...args], { timeout: 20_000 });
+    const cut = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
+  }
+
+  const api = () => `https://localhost:${gw.apiPort}`;
+
+  it('enrolls with the claim certificate as TLS client certificate; the certificate then opens an MQTT session', async () => {
+    const claim = await gw.issueClaim({ maxUses: 5 });
+    const claimFiles = files('claim-a', { crt: claim.cert, key: claim.key });
+    const { stdout: key } = await run('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout']);
+    const keyFiles = files('dev-h1', { key });
+    const { stdout: csr } = await run('openssl', ['req', '-new', '-key', keyFiles.key ?? '', '-subj', '/CN=sn-h1']);
+    const result = await curl(['--cert', claimFiles.crt ?? '', '--key', claimFiles.key ?? '', '-H', 'content-type: application/json', '-d', JSON.stringify({ csr }), `${api()}/v1/enroll`]);
+    expect(result.status, result.body).toBe(201);
+    const reply = JSON.parse(result.body) as { deviceId: string; certificate: string; chain: string };
+    expect(reply.deviceId).toBe('sn-h1');
+    const client = await gw.connect('sn-h1', { key, cert: reply.certificate + reply.chain });
+    await client.publishAsync('devices/sn-h1/telemetry', 'hi');
+    await client.endAsync();
   });
 });
