@@ -3,6 +3,9 @@ import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
 import {
   type ApiApp,
+  type ApiDeps,
+  type ApiServerConfig,
+  buildApi,
   createCertificateService,
   createPrometheusMetrics,
   createRateLimiter,
@@ -20,6 +23,8 @@ export interface Provisioning {
   readonly prometheus: ReturnType<typeof createPrometheusMetrics>;
   /** Starts the HTTPS API with the session list it should show. */
   startApi(sessions: SessionDirectory): Promise<{ app: ApiApp; port: number }>;
+  /** The same API, built but not listening: for `inject()` (tests, the generated API reference). */
+  buildApi(sessions: SessionDirectory): Promise<ApiApp>;
 }
 
 /**
@@ -42,44 +47,47 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
     chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
+  const apiArguments = (sessions: SessionDirectory, trust: TrustStore): [ApiServerConfig, ApiDeps] => [
+    {
+      host: config.host,
+      port: config.apiPort,
+      tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
+      rateLimitPerMinute: config.apiRateLimitPerMinute,
+      consoleDir: config.consoleDir,
+    },
+    {
+      registry,
+      log,
+      clock,
+      certificates,
+      events,
+      metricsText: () => prometheus.registry.metrics(),
+      revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
+      claimCa: pki.claimCa,
+      deviceCa: pki.deviceCa,
+      revocationUrls,
+      sessions,
+      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
+      trust,
+    },
+  ];
+  // The process's trust store, or one of the API's own (followed until the API closes).
+  const trustStore = async () => (deps.trust === undefined ? wireTrustStore({ registry, pem: pki.pem, events, log }) : { trust: deps.trust, close: () => {} });
   return {
     certificates,
     prometheus,
     async startApi(sessions) {
-      let trust = deps.trust;
-      let unfollowTrust = () => {};
-      if (trust === undefined) {
-        const own = await wireTrustStore({ registry, pem: pki.pem, events, log });
-        trust = own.trust;
-        unfollowTrust = own.close;
-      }
-      const api = await startApiServer(
-        {
-          host: config.host,
-          port: config.apiPort,
-          tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
-          rateLimitPerMinute: config.apiRateLimitPerMinute,
-          consoleDir: config.consoleDir,
-        },
-        {
-          registry,
-          log,
-          clock,
-          certificates,
-          events,
-          metricsText: () => prometheus.registry.metrics(),
-          revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-          auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
-          claimCa: pki.claimCa,
-          deviceCa: pki.deviceCa,
-          revocationUrls,
-          sessions,
-          pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
-          trust,
-        },
-      );
-      api.app.server.once('close', unfollowTrust);
+      const { trust, close } = await trustStore();
+      const api = await startApiServer(...apiArguments(sessions, trust));
+      api.app.server.once('close', close);
       return api;
+    },
+    async buildApi(sessions) {
+      const { trust, close } = await trustStore();
+      const app = await buildApi(...apiArguments(sessions, trust));
+      app.addHook('onClose', async () => close());
+      return app;
     },
   };
 }

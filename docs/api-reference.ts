@@ -70,8 +70,9 @@ export async function describeBuiltApi(): Promise<ApiDescription> {
   try {
     const config = resolveServeConfig({ dataDir: dir, host: '127.0.0.1', mqttPort: '0', apiPort: '0', hostname: 'localhost' }, { FLEETGATE_LOG_LEVEL: 'silent' });
     const provisioning = createProvisioning(config, { dataDir, events: createInProcessEventBus(), clock: systemClock, log });
-    const { app } = await provisioning.startApi({ list: async () => [] });
+    const app = await provisioning.buildApi({ list: async () => [] });
     try {
+      await app.ready(); // the OpenAPI document is complete once every route is registered
       const document = app.swagger() as unknown as OpenApiDocument;
       const tokens = new Map<string, string>([['admin', dataDir.adminToken]]);
       for (const role of roles.filter((r) => r !== 'admin')) {

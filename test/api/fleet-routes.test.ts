@@ -1,26 +1,24 @@
-import type { FastifyInstance, RouteOptions } from 'fastify';
+import Fastify, { type RouteOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GatewayEvent, PolicyDocument } from '../../core/index.ts';
+import { type GatewayEvent, type PolicyDocument, systemClock } from '../../core/index.ts';
 import { bootstrapTokenAuth, type OperatorRole } from '../../provisioning/index.ts';
+import { registerFleetRoutes } from '../../provisioning/api/fleet-routes.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
-import { closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { buildFleetApp, type FleetApi, roleAuth, startFleetApi } from './fleet-api.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { rolesOf, routeTable } from '../security/attack-table.ts';
 
 /**
- * Fleet operations over the API: revocation and suspension cut live MQTT sessions at once and keep the
- * device out, services get their own identity, policies are validated and explained, the audit trail is
- * queryable, and every route refuses missing credentials, wrong tokens and the wrong role.
+ * Fleet operations over the API (`inject()` into the API `fleetgate serve` builds, on a real registry):
+ * revocation is final, services get their own identity, policies are validated and explained, the audit
+ * trail is queryable, and every route refuses missing credentials, wrong tokens and the wrong role. What
+ * revocation and suspension do to live MQTT sessions is in api-and-broker.test.ts, over a whole gateway.
  */
-let gw: TestGateway;
-let api: FleetApi;
+let gw: ApiUnderTest;
 
 beforeAll(async () => {
-  gw = await startTestGateway();
-  api = await startFleetApi(gw);
+  gw = await startApiUnderTest();
 });
 afterAll(async () => {
-  await api?.close();
   await gw?.close();
 });
 
@@ -43,31 +41,9 @@ interface AuditJson {
   detail: Record<string, unknown> | null;
 }
 
-const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => api.call<T>(method, path, { token: true, ...(body === undefined ? {} : { body }) });
-
-async function expectRefused(promise: Promise<unknown>, returnCode: number): Promise<void> {
-  await expect(promise).rejects.toMatchObject({ code: returnCode });
-}
+const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => gw.api<T>(method, path, { token: true, ...(body === undefined ? {} : { body }) });
 
 describe('revoke, suspend, resume', () => {
-  it('revoking closes the live session at once, revokes its certificates, and its reconnect gets CONNACK 5', async () => {
-    const credential = await gw.createDevice('fleet-rev-1');
-    const client = await gw.connect('fleet-rev-1', credential);
-    const wasClosed = closed(client);
-    const revoked = await call<DeviceJson>('POST', '/v1/devices/fleet-rev-1/revoke', { reason: 'keyCompromise' });
-    expect(revoked).toMatchObject({ status: 200, body: { id: 'fleet-rev-1', status: 'revoked', statusReason: 'keyCompromise' } });
-    expect(await wasClosed).toBe(true);
-    await expectRefused(gw.connect('fleet-rev-1', credential), 5);
-    await gw.waitForAudit({ deviceId: 'fleet-rev-1', result: 'refused' }, (e) => e.code === 'AUTH_DEVICE_REVOKED');
-
-    const shown = await call<{ device: DeviceJson; certificates: Record<string, unknown>[]; session: unknown }>('GET', '/v1/devices/fleet-rev-1');
-    expect(shown.status).toBe(200);
-    expect(shown.body.session).toBeNull();
-    expect(shown.body.certificates).toEqual([expect.objectContaining({ serial: credential.serial, status: 'revoked', revocationReason: 'keyCompromise', revokedAt: expect.any(String) })]);
-    expect(shown.body.certificates[0]).not.toHaveProperty('pem');
-    await gw.waitForAudit({ deviceId: 'fleet-rev-1', action: 'device.revoke', result: 'ok' }, (e) => e.actor === 'operator:admin');
-  });
-
   it('a revocation is final: resume and suspend are refused, revoking again is accepted and changes nothing', async () => {
     await gw.createDevice('fleet-rev-2');
     expect((await call('POST', '/v1/devices/fleet-rev-2/revoke', { reason: 'cessationOfOperation' })).status).toBe(200);
@@ -84,7 +60,7 @@ describe('revoke, suspend, resume', () => {
     await gw.createDevice(id);
     const refused = await call('POST', `/v1/devices/${id}/revoke`, { reason });
     expect(refused).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
-    expect((await gw.gateway.dataDir.registry.getDevice(id))?.status).toBe('active');
+    expect((await gw.dataDir.registry.getDevice(id))?.status).toBe('active');
     await gw.waitForAudit({ deviceId: id, action: 'device.revoke', result: 'refused' });
   });
 
@@ -94,24 +70,7 @@ describe('revoke, suspend, resume', () => {
     expect(await call('POST', '/v1/devices/fleet-rev-3/revoke', { reason: 'superseded', force: true })).toMatchObject({ status: 400, body: { code: 'REQUEST_INVALID' } });
     expect(await call('POST', '/v1/devices/nobody-here/revoke', { reason: 'superseded' })).toMatchObject({ status: 404, body: { code: 'DEVICE_NOT_FOUND' } });
     expect(await call('POST', `/v1/devices/${encodeURIComponent('bad+id')}/revoke`, { reason: 'superseded' })).toMatchObject({ status: 400, body: { code: 'DEVICE_ID_INVALID' } });
-    expect((await gw.gateway.dataDir.registry.getDevice('fleet-rev-3'))?.status).toBe('active');
-  });
-
-  it('suspending closes the session and refuses reconnects; resuming (with no body at all) lets the device back in', async () => {
-    const credential = await gw.createDevice('fleet-sus-1');
-    const client = await gw.connect('fleet-sus-1', credential);
-    const wasClosed = closed(client);
-    expect(await call('POST', '/v1/devices/fleet-sus-1/suspend', { reason: 'battery swap' })).toMatchObject({ status: 200, body: { status: 'suspended', statusReason: 'battery swap' } });
-    expect(await wasClosed).toBe(true);
-    await expectRefused(gw.connect('fleet-sus-1', credential), 5);
-
-    expect(await call('POST', '/v1/devices/fleet-sus-1/resume')).toMatchObject({ status: 200, body: { status: 'active', statusReason: null } });
-    const back = await gw.connect('fleet-sus-1', credential);
-    await back.subscribeAsync('devices/fleet-sus-1/#');
-    const received = nextMessage(back, 'devices/fleet-sus-1/telemetry');
-    await back.publishAsync('devices/fleet-sus-1/telemetry', 'ok', { qos: 1 });
-    expect(await received).toBe('ok');
-    await back.endAsync();
+    expect((await gw.dataDir.registry.getDevice('fleet-rev-3'))?.status).toBe('active');
   });
 
   it('refuses a multi-line suspension note', async () => {
@@ -140,71 +99,6 @@ describe('devices, sessions and services', () => {
     }
   });
 
-  it('shows the live session of a connected device and lists it among the sessions', async () => {
-    const credential = await gw.createDevice('fleet-live-1', { attributes: { site: 'north' } });
-    const client = await gw.connect('fleet-live-1', credential);
-    const shown = await call<{ device: DeviceJson & { attributes: Record<string, string> }; effectivePolicy: string; session: Record<string, unknown> }>('GET', '/v1/devices/fleet-live-1');
-    expect(shown.body).toMatchObject({
-      device: { id: 'fleet-live-1', kind: 'device', status: 'active', attributes: { site: 'north' } },
-      effectivePolicy: 'default',
-      session: { clientId: 'fleet-live-1', kind: 'device', certificateSerial: credential.serial, remoteAddress: expect.stringContaining('127.0.0.1'), connectedAt: expect.any(String) },
-    });
-    const sessions = await call<{ items: { clientId: string }[] }>('GET', '/v1/sessions?kind=device');
-    expect(sessions.body.items.map((s) => s.clientId)).toContain('fleet-live-1');
-    expect(await call('GET', '/v1/devices/fleet-nobody')).toMatchObject({ status: 404, body: { code: 'DEVICE_NOT_FOUND' } });
-    await client.endAsync();
-  });
-
-  it('a service created from a CSR receives device telemetry and reaches a device, and is revoked like a device', async () => {
-    const { key, csr } = await deviceKeyAndCsr('whatever-the-csr-says');
-    const created = await call<{ name: string; policy: string; serial: string; certificate: string; chain: string; ca: string; notAfter: string }>('POST', '/v1/services', { name: 'fleet-backend', csr });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    expect(created.body).toMatchObject({ name: 'fleet-backend', policy: 'backend', ca: gw.ca, notAfter: expect.any(String) });
-    expect(created.body).not.toHaveProperty('privateKey');
-
-    const service = await gw.connect('fleet-backend', { key, cert: created.body.certificate + created.body.chain });
-    const device = await gw.connect('fleet-dev-s1', await gw.createDevice('fleet-dev-s1'));
-    await service.subscribeAsync('devices/+/telemetry');
-    await device.subscribeAsync('devices/fleet-dev-s1/cmd/#');
-    const telemetry = nextMessage(service, 'devices/fleet-dev-s1/telemetry');
-    await device.publishAsync('devices/fleet-dev-s1/telemetry', '21.5', { qos: 1 });
-    expect(await telemetry).toBe('21.5');
-    const command = nextMessage(device, 'devices/fleet-dev-s1/cmd/reboot');
-    await service.publishAsync('devices/fleet-dev-s1/cmd/reboot', 'now', { qos: 1 });
-    expect(await command).toBe('now');
-
-    const services = await call<{ items: DeviceJson[] }>('GET', '/v1/services');
-    expect(services.body.items).toEqual([expect.objectContaining({ id: 'fleet-backend', kind: 'service', policy: 'backend', status: 'active' })]);
-
-    const serviceClosed = closed(service);
-    expect(await call('POST', '/v1/devices/fleet-backend/revoke', { reason: 'privilegeWithdrawn' })).toMatchObject({ status: 200, body: { kind: 'service', status: 'revoked' } });
-    expect(await serviceClosed).toBe(true);
-    await expectRefused(gw.connect('fleet-backend', { key, cert: created.body.certificate + created.body.chain }), 5);
-    await device.endAsync();
-  });
-
-  it('registers a device from a CSR: the certificate connects, the key never travelled, the audit names the operator', async () => {
-    const { key, csr } = await deviceKeyAndCsr('fleet-reg-1');
-    const created = await call<{ id: string; template: string; policy: string | null; serial: string; certificate: string; chain: string; ca: string }>('POST', '/v1/devices', {
-      id: 'fleet-reg-1',
-      csr,
-      attributes: { site: 'lab' },
-    });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    expect(created.body).toMatchObject({ id: 'fleet-reg-1', template: 'default', policy: null, ca: gw.ca });
-    expect(created.body).not.toHaveProperty('privateKey');
-    const device = await gw.connect('fleet-reg-1', { key, cert: created.body.certificate + created.body.chain });
-    await device.endAsync();
-    expect(await gw.gateway.dataDir.registry.getDevice('fleet-reg-1')).toMatchObject({ kind: 'device', attributes: { site: 'lab' } });
-    const audit = await call<{ items: AuditJson[] }>('GET', '/v1/audit?deviceId=fleet-reg-1&action=device.register');
-    expect(audit.body.items[0]).toMatchObject({ actor: 'operator:admin', result: 'ok', detail: expect.objectContaining({ serial: created.body.serial }) });
-
-    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-1', csr })).toMatchObject({ status: 409, body: { code: 'DEVICE_EXISTS' } });
-    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-2', csr, template: 'no-such-template' })).toMatchObject({ status: 404, body: { code: 'TEMPLATE_NOT_FOUND' } });
-    expect(await call('POST', '/v1/devices', { id: 'fleet-reg-2', csr: 'not a csr' })).toMatchObject({ status: 400, body: { code: 'PKI_CSR_MALFORMED' } });
-    expect(await gw.gateway.dataDir.registry.getDevice('fleet-reg-2')).toBeUndefined();
-  });
-
   it('refuses a service with a taken name, an unknown policy, an invalid name or a bad CSR', async () => {
     await gw.createDevice('fleet-taken');
     const { csr } = await deviceKeyAndCsr('svc');
@@ -212,7 +106,7 @@ describe('devices, sessions and services', () => {
     expect(await call('POST', '/v1/services', { name: 'fleet-svc-2', policy: 'no-such-policy', csr })).toMatchObject({ status: 404, body: { code: 'POLICY_NOT_FOUND' } });
     expect(await call('POST', '/v1/services', { name: 'svc/#', csr })).toMatchObject({ status: 400, body: { code: 'DEVICE_ID_INVALID' } });
     expect(await call('POST', '/v1/services', { name: 'fleet-svc-3', csr: 'not a csr' })).toMatchObject({ status: 400, body: { code: 'PKI_CSR_MALFORMED' } });
-    expect(await gw.gateway.dataDir.registry.getDevice('fleet-svc-2')).toBeUndefined();
+    expect(await gw.dataDir.registry.getDevice('fleet-svc-2')).toBeUndefined();
   });
 });
 
@@ -232,7 +126,7 @@ describe('policies', () => {
     expect(await call('GET', '/v1/policies/nope')).toMatchObject({ status: 404, body: { code: 'POLICY_NOT_FOUND' } });
 
     const seen: GatewayEvent[] = [];
-    const unsubscribe = gw.gateway.events.subscribe((event) => seen.push(event));
+    const unsubscribe = gw.events.subscribe((event) => seen.push(event));
     try {
       expect(await call('PUT', '/v1/policies/fleet-explain', ownTopicsButSecrets)).toMatchObject({ status: 200, body: { name: 'fleet-explain', version: 1 } });
       expect(await call('PUT', '/v1/policies/fleet-explain', ownTopicsButSecrets)).toMatchObject({ status: 200, body: { version: 2, document: ownTopicsButSecrets } });
@@ -256,9 +150,9 @@ describe('policies', () => {
     ['no statements', { statements: [] }],
     ['no document', []],
   ])('refuses a policy with %s as POLICY_INVALID and keeps the old version', async (_name, document) => {
-    const before = await gw.gateway.dataDir.registry.getPolicy('default');
+    const before = await gw.dataDir.registry.getPolicy('default');
     expect(await call('PUT', '/v1/policies/default', document)).toMatchObject({ status: 400, body: { code: 'POLICY_INVALID' } });
-    expect((await gw.gateway.dataDir.registry.getPolicy('default'))?.version).toBe(before?.version);
+    expect((await gw.dataDir.registry.getPolicy('default'))?.version).toBe(before?.version);
   });
 
   it('refuses an invalid policy name as a bad request', async () => {
@@ -340,24 +234,37 @@ describe('authentication and roles on every fleet route', () => {
   const invalidBody = { bogus: true };
 
   const registered: RouteOptions[] = [];
-  let tokenApp: FastifyInstance;
-  const roleApps = new Map<OperatorRole, FastifyInstance>();
+  /** Each role's Bearer token: the bootstrap admin token, and personal tokens made through POST /v1/tokens. */
+  const tokens = new Map<OperatorRole, string>();
 
   beforeAll(async () => {
-    tokenApp = buildFleetApp(gw, bootstrapTokenAuth(gw.gateway.dataDir.adminToken), (route) => registered.push(route));
-    await tokenApp.ready();
-    for (const role of roles) {
-      const app = buildFleetApp(gw, roleAuth(role));
-      await app.ready();
-      roleApps.set(role, app);
+    // Only to see what registerFleetRoutes adds (no request is made here): every call below goes to the
+    // real API, with its real auth, role guard and error mapping.
+    const probe = Fastify();
+    probe.addHook('onRoute', (route) => {
+      registered.push(route);
+    });
+    const { registry, pki, adminToken } = gw.dataDir;
+    registerFleetRoutes(probe, {
+      registry,
+      auth: bootstrapTokenAuth(adminToken),
+      events: gw.events,
+      sessions: { list: async () => [] },
+      issuing: { deviceCa: pki.deviceCa, clock: systemClock },
+      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa },
+    });
+    await probe.ready();
+    await probe.close();
+    tokens.set('admin', adminToken);
+    for (const role of roles.filter((r) => r !== 'admin')) {
+      const created = await gw.api<{ token: string }>('POST', '/v1/tokens', { token: true, body: { name: `fleet-role-${role}`, role } });
+      expect(created.status).toBe(201);
+      tokens.set(role, created.body.token);
     }
   });
-  afterAll(async () => {
-    await Promise.all([tokenApp?.close(), ...[...roleApps.values()].map((app) => app.close())]);
-  });
 
-  const inject = (app: FastifyInstance, route: (typeof routes)[number], authorization?: string) =>
-    app.inject({
+  const inject = (route: (typeof routes)[number], authorization?: string) =>
+    gw.app.inject({
       method: route.method,
       url: route.path,
       headers: authorization === undefined ? {} : { authorization },
@@ -382,22 +289,19 @@ describe('authentication and roles on every fleet route', () => {
   });
 
   it.each(routes)('$method $url: 401 without a token and with a wrong token', async (route) => {
-    expect((await inject(tokenApp, route)).json()).toMatchObject({ code: 'API_UNAUTHENTICATED' });
-    expect((await inject(tokenApp, route)).statusCode).toBe(401);
-    const wrong = await inject(tokenApp, route, 'Bearer not-the-admin-token');
+    expect((await inject(route)).json()).toMatchObject({ code: 'API_UNAUTHENTICATED' });
+    expect((await inject(route)).statusCode).toBe(401);
+    const wrong = await inject(route, 'Bearer not-the-admin-token');
     expect([wrong.statusCode, wrong.json()]).toEqual([401, expect.objectContaining({ code: 'API_UNAUTHENTICATED' })]);
-    const malformed = await inject(tokenApp, route, 'Basic YWRtaW46YWRtaW4=');
+    const malformed = await inject(route, 'Basic YWRtaW46YWRtaW4=');
     expect(malformed.statusCode).toBe(401);
-    if (api.wired) {
-      // The gateway's own API gives the same answers through its real error handler and TLS.
-      expect(await api.call(route.method, route.path, route.method === 'GET' ? {} : { body: invalidBody })).toMatchObject({ status: 401, body: { code: 'API_UNAUTHENTICATED' } });
-      expect(await api.call(route.method, route.path, { token: 'wrong', ...(route.method === 'GET' ? {} : { body: invalidBody }) })).toMatchObject({ status: 401 });
-    }
+    expect(await gw.api(route.method, route.path, route.method === 'GET' ? {} : { body: invalidBody })).toMatchObject({ status: 401, body: { code: 'API_UNAUTHENTICATED' } });
+    expect(await gw.api(route.method, route.path, { token: 'wrong', ...(route.method === 'GET' ? {} : { body: invalidBody }) })).toMatchObject({ status: 401 });
   });
 
   it.each(routes)('$method $url: 403 API_FORBIDDEN for every role not allowed, and no refusal for those allowed', async (route) => {
     for (const role of roles) {
-      const response = await inject(roleApps.get(role) as FastifyInstance, route, 'Bearer any');
+      const response = await inject(route, `Bearer ${tokens.get(role)}`);
       if (route.allowed.includes(role)) {
         expect([401, 403], `${role} ${route.method} ${route.path}`).not.toContain(response.statusCode);
       } else {

@@ -1,15 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/fleetgate-process.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 
 /**
  * Every list route answers `{items, next}`: a page, and the cursor of the next one (null at the end), the
- * way `GET /v1/devices` always has. Templates and claims page by name and by claim id; the CLI follows.
+ * way `GET /v1/devices` always has. Templates and claims page by name and by claim id; the CLI (a real
+ * process, over the API's HTTPS listener) follows.
  */
-let gw: TestGateway;
+let gw: ApiUnderTest;
 
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startApiUnderTest();
   for (const name of ['page-a', 'page-b', 'page-c']) expect((await gw.api('POST', '/v1/templates', { body: { name }, token: true })).status).toBe(201);
   for (let i = 0; i < 3; i += 1) await gw.issueClaim({});
 });
@@ -57,7 +58,7 @@ describe('list routes', () => {
   });
 
   it('`template list` and `claim list` print the page and say how to get the next one', async () => {
-    const api = ['--data-dir', gw.dataDirPath, '--api', `https://localhost:${gw.apiPort}`];
+    const api = ['--data-dir', gw.dataDirPath, '--api', `https://localhost:${await gw.listen()}`];
     const json = await runCli(['template', 'list', '--limit', '2', '--json', ...api]);
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ items: [{ name: 'default' }, { name: 'page-a' }], next: 'page-a' });

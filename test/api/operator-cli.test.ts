@@ -6,22 +6,19 @@ import { followAudit, registerOperatorCommands } from '../../cli/operator-comman
 import { operatorClient } from '../../cli/operator-context.ts';
 import { closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
-import { type FleetApi, startFleetApi } from './fleet-api.ts';
 
 /**
  * The operator subcommands, run in-process against the fleet API (over HTTPS, with the data directory's
  * admin.token and ca.crt, as `fleetgate` would): output, files, and their effect on live MQTT sessions.
  */
 let gw: TestGateway;
-let api: FleetApi;
 const dir = makeTempDir();
+const apiUrl = () => `https://localhost:${gw.apiPort}`;
 
 beforeAll(async () => {
   gw = await startTestGateway();
-  api = await startFleetApi(gw);
 });
 afterAll(async () => {
-  await api?.close();
   await gw?.close();
   dir.remove();
 });
@@ -41,7 +38,7 @@ async function cli(args: string[]): Promise<string> {
     return true;
   });
   try {
-    await program.parseAsync([...args, '--api', api.baseUrl, '--data-dir', gw.dataDirPath], { from: 'user' });
+    await program.parseAsync([...args, '--api', apiUrl(), '--data-dir', gw.dataDirPath], { from: 'user' });
   } finally {
     spy.mockRestore();
   }
@@ -145,7 +142,7 @@ describe('fleetgate audit', () => {
     expect(entries.map((e) => e.action)).toEqual(['device.register', 'device.suspend']);
     expect(await cli(['audit', '--device', 'cli-dev-4', '--action', 'device.suspend'])).toMatch(/device\.suspend\s+ok\s+cli-dev-4/);
 
-    const client = operatorClient({ api: api.baseUrl, dataDir: gw.dataDirPath });
+    const client = operatorClient({ api: apiUrl(), dataDir: gw.dataDirPath });
     const controller = new AbortController();
     const lines: string[] = [];
     const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
@@ -155,7 +152,7 @@ describe('fleetgate audit', () => {
     try {
       const following = followAudit(client, { deviceId: 'cli-dev-4' }, [], true, controller.signal, 50);
       await new Promise((resolve) => setTimeout(resolve, 200));
-      await api.call('POST', '/v1/devices/cli-dev-4/resume', { token: true });
+      await gw.api('POST', '/v1/devices/cli-dev-4/resume', { token: true });
       for (let i = 0; i < 100 && lines.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
       controller.abort();
       await following;

@@ -1,28 +1,24 @@
-import Fastify, { type FastifyInstance } from 'fastify';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isFleetgateError } from '../../core/index.ts';
-import { consoleContentSecurityPolicy, registerConsoleRoutes } from '../../provisioning/api/console-routes.ts';
+import type { ApiApp } from '../../provisioning/index.ts';
+import { consoleContentSecurityPolicy } from '../../provisioning/api/console-routes.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 
-/** /console on a bare Fastify instance: the headers on every answer, and the answer when nothing is built. */
+/** /console of the real API (`inject()`): the headers on every answer, and the answer when nothing is built. */
 
 const dir = makeTempDir('fleetgate-console-');
-const apps: FastifyInstance[] = [];
+const servers = new Map<string, Promise<ApiUnderTest>>();
 
-async function appServing(distDir: string): Promise<FastifyInstance> {
-  const app = Fastify();
-  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ code: 'API_NOT_FOUND' }));
-  // The mapping build-api.ts installs, minus its audit write.
-  app.setErrorHandler(async (error, _request, reply) => {
-    if (isFleetgateError(error)) return reply.status(error.httpStatus).send({ code: error.code, message: error.message });
-    const { statusCode } = error as { statusCode?: number };
-    return statusCode !== undefined && statusCode < 500 ? reply.status(statusCode).send({ code: 'REQUEST_INVALID' }) : reply.status(500).send({ code: 'INTERNAL' });
-  });
-  await registerConsoleRoutes(app, { distDir });
-  apps.push(app);
-  return app;
+/** The API as `fleetgate serve` builds it, serving the console from `distDir`; one per directory. */
+async function appServing(distDir: string): Promise<ApiApp> {
+  let server = servers.get(distDir);
+  if (server === undefined) {
+    server = startApiUnderTest({ consoleDir: distDir });
+    servers.set(distDir, server);
+  }
+  return (await server).app;
 }
 
 beforeAll(() => {
@@ -33,7 +29,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  await Promise.all(apps.map((app) => app.close()));
+  await Promise.all([...servers.values()].map(async (server) => (await server).close()));
   dir.remove();
 });
 

@@ -5,19 +5,24 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../core/index.ts';
 import { csrForKey, deviceKeyAndCsr } from '../helpers/device-keys.ts';
-import { foreignDeviceCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
+import { foreignDeviceCredential } from '../helpers/test-gateway.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 
 /**
  * Enrollment over HTTPS (/v1/enroll, /v1/renew) and EST (RFC 7030), driven by curl and openssl as a
- * device maker would, plus the refusals that must leave nothing behind.
+ * device maker would, plus the refusals that must leave nothing behind. Client certificates travel only on
+ * a socket: the API's own HTTPS listener, with no broker (that an enrolled certificate then connects over
+ * MQTT is in test/api/api-and-broker.test.ts).
  */
 const run = promisify(execFile);
-let gw: TestGateway;
+let gw: ApiUnderTest;
+let apiPort: number;
 const dir = makeTempDir();
 
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startApiUnderTest();
+  apiPort = await gw.listen();
 });
 afterAll(async () => {
   await gw?.close();
@@ -39,24 +44,9 @@ async function curl(args: string[]): Promise<{ status: number; body: string }> {
   return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
 }
 
-const api = () => `https://localhost:${gw.apiPort}`;
+const api = () => `https://localhost:${apiPort}`;
 
 describe('POST /v1/enroll with curl', () => {
-  it('enrolls with the claim certificate as TLS client certificate; the certificate then opens an MQTT session', async () => {
-    const claim = await gw.issueClaim({ maxUses: 5 });
-    const claimFiles = files('claim-a', { crt: claim.cert, key: claim.key });
-    const { stdout: key } = await run('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout']);
-    const keyFiles = files('dev-h1', { key });
-    const { stdout: csr } = await run('openssl', ['req', '-new', '-key', keyFiles.key ?? '', '-subj', '/CN=sn-h1']);
-    const result = await curl(['--cert', claimFiles.crt ?? '', '--key', claimFiles.key ?? '', '-H', 'content-type: application/json', '-d', JSON.stringify({ csr }), `${api()}/v1/enroll`]);
-    expect(result.status, result.body).toBe(201);
-    const reply = JSON.parse(result.body) as { deviceId: string; certificate: string; chain: string };
-    expect(reply.deviceId).toBe('sn-h1');
-    const client = await gw.connect('sn-h1', { key, cert: reply.certificate + reply.chain });
-    await client.publishAsync('devices/sn-h1/telemetry', 'hi');
-    await client.endAsync();
-  });
-
   it('refuses without a client certificate, with a device certificate, and with a foreign claim issuer', async () => {
     const { csr } = await deviceKeyAndCsr('sn-h2');
     expect(await gw.api('POST', '/v1/enroll', { body: { csr } })).toMatchObject({ status: 401, body: { code: 'API_CLIENT_CERT_REQUIRED' } });
@@ -74,7 +64,7 @@ describe('POST /v1/enroll with curl', () => {
     const claim = await gw.issueClaim({ maxUses: 5 });
     const csr = await csrForKey('sn-weak', algorithm as RsaHashedKeyGenParams | EcKeyGenParams, signing);
     expect(await gw.api('POST', '/v1/enroll', { body: { csr }, credential: claim })).toMatchObject({ status: 400, body: { code } });
-    expect(await gw.gateway.dataDir.registry.getDevice('sn-weak')).toBeUndefined();
+    expect(await gw.dataDir.registry.getDevice('sn-weak')).toBeUndefined();
   });
 
   it('refuses a CSR with a bad signature, and one asking for CA:TRUE', async () => {
@@ -111,8 +101,8 @@ describe('POST /v1/enroll with curl', () => {
     const results = await Promise.all(requests.map((body) => gw.api<{ code?: string }>('POST', '/v1/enroll', { body, credential: claim })));
     expect(results.filter((r) => r.status === 201)).toHaveLength(3);
     expect(results.filter((r) => r.status !== 201).every((r) => r.body.code === 'ENROLL_CLAIM_EXHAUSTED')).toBe(true);
-    expect((await gw.gateway.dataDir.registry.getClaim(claim.claimId))?.uses).toBe(3);
-    expect(await gw.gateway.dataDir.registry.listDevices({ prefix: 'sn-race-' })).toHaveLength(3);
+    expect((await gw.dataDir.registry.getClaim(claim.claimId))?.uses).toBe(3);
+    expect(await gw.dataDir.registry.listDevices({ prefix: 'sn-race-' })).toHaveLength(3);
   });
 
   it('refuses an expired claim', async () => {
@@ -120,7 +110,7 @@ describe('POST /v1/enroll with curl', () => {
     const claim = await gw.createClaim('claim-expired-h', { expiresAt: new Date(Date.now() - 1000) });
     const { csr } = await deviceKeyAndCsr('sn-late');
     expect(await gw.api('POST', '/v1/enroll', { body: { csr }, credential: claim })).toMatchObject({ status: 403, body: { code: 'ENROLL_CLAIM_EXPIRED' } });
-    expect(await gw.gateway.dataDir.registry.getDevice('sn-late')).toBeUndefined();
+    expect(await gw.dataDir.registry.getDevice('sn-late')).toBeUndefined();
   });
 });
 

@@ -1,24 +1,25 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../registry/index.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { until } from '../helpers/until.ts';
 
 /**
  * Unauthenticated requests are an attacker's to send: the API records them sampled per code and second
  * (core/audit-sampler.ts). A burst leaves a handful of audit entries whose `refused` counts add up to the
- * number of requests, so the flood neither fills the disk nor goes unseen. Real HTTPS, real registry.
+ * number of requests, so the flood neither fills the disk nor goes unseen. The real API through `inject()`
+ * (from 127.0.0.1), real registry.
  */
-let gw: TestGateway;
+let gw: ApiUnderTest;
 
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startApiUnderTest();
 });
 afterAll(async () => {
   await gw?.close();
 });
 
 const refusedEntries = async (code: string): Promise<AuditEntry[]> =>
-  (await gw.gateway.dataDir.registry.queryAudit({ result: 'refused', limit: 1000 })).filter((entry) => entry.code === code);
+  (await gw.dataDir.registry.queryAudit({ result: 'refused', limit: 1000 })).filter((entry) => entry.code === code);
 const counted = (entries: readonly AuditEntry[]) => entries.reduce((sum, entry) => sum + Number(entry.detail?.refused ?? 0), 0);
 
 describe('API refusal sampling', () => {

@@ -1,18 +1,20 @@
 import { existsSync } from 'node:fs';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 
 /**
  * Response headers of the HTTPS API: HSTS on every answer (errors and 404s included), and on the API
  * reference (/docs and its assets) a Content-Security-Policy that forbids framing and foreign origins, with
- * X-Frame-Options and nosniff for older browsers. The page must still render in a real browser under it.
+ * X-Frame-Options and nosniff for older browsers (the headers through `inject()`: build-api.ts sets them,
+ * nothing on the way to the socket adds or drops one). The page must still render in a real browser under
+ * it, over the API's HTTPS listener.
  */
 const chromiumPath = '/usr/bin/chromium';
-let gw: TestGateway;
+let gw: ApiUnderTest;
 
 beforeAll(async () => {
-  gw = await startTestGateway();
+  gw = await startApiUnderTest();
 });
 afterAll(async () => {
   await gw?.close();
@@ -67,7 +69,7 @@ describe('API security headers', () => {
         if (/Content.Security.Policy|Refused to/i.test(message.text())) violations.push(message.text());
       });
       page.on('pageerror', (error) => violations.push(`page error: ${error.message}`));
-      await page.goto(`https://127.0.0.1:${gw.apiPort}/docs`);
+      await page.goto(`https://127.0.0.1:${await gw.listen()}/docs`);
       await page.locator('.info .title', { hasText: 'fleetgate API' }).waitFor({ timeout: 15_000 });
       await page.locator('.opblock-summary-path', { hasText: '/v1/devices' }).first().waitFor({ timeout: 15_000 });
       // Opening an operation renders its schema and the "Try it out" controls (more of Swagger UI's code paths).

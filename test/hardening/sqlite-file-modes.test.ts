@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteRegistry, seedDefaults } from '../../registry/index.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 
 /**
  * The registry holds every device, token hash and the audit trail: `fleetgate.db` and SQLite's `-wal` and
@@ -22,14 +22,14 @@ afterAll(() => {
 });
 
 describe('SQLite registry file modes', () => {
-  let gw: TestGateway | undefined;
+  let gw: ApiUnderTest | undefined;
   afterEach(async () => {
     await gw?.close();
     gw = undefined;
   });
 
   it('creates fleetgate.db, -wal and -shm 0600 on a gateway start and a write', async () => {
-    gw = await startTestGateway();
+    gw = await startApiUnderTest(); // opens the data directory as a gateway start does (cli/data-dir.ts)
     await gw.createDevice('mode-check'); // a write, so the WAL holds data
     const db = join(gw.dataDirPath, 'fleetgate.db');
     for (const path of [db, `${db}-wal`, `${db}-shm`]) {

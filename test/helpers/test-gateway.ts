@@ -1,48 +1,26 @@
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import { pino } from 'pino';
-import {
-  type CaCredential,
-  type Clock,
-  createCsr,
-  createIssuingCa,
-  createRootCa,
-  dayMs,
-  generateKeyPair,
-  issueCertificate,
-  privateKeyToPem,
-  systemClock,
-} from '../../core/index.ts';
-import { registerDevice } from '../../provisioning/index.ts';
-import type { AuditEntry, AuditQuery } from '../../registry/index.ts';
+import { createIssuingCa, createRootCa, generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../../core/index.ts';
 import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
 import { resolveServeConfig } from '../../cli/config.ts';
 import { type RunningGateway, startGateway } from '../../cli/serve.ts';
+import { type ClientCredential, type RegistryFixtures, registryFixtures } from './registry-fixtures.ts';
 import { makeTempDir } from './temp-dir.ts';
 
-/** PEM material a client connects with. */
-export interface ClientCredential {
-  readonly key: string;
-  readonly cert: string;
-}
+export { type ClientCredential, issueClaimCertificate } from './registry-fixtures.ts';
 
-export interface TestGateway {
+export interface TestGateway extends RegistryFixtures {
   readonly gateway: RunningGateway;
   readonly mqttPort: number;
   readonly apiPort: number;
   readonly dataDirPath: string;
   /** Root CA PEM: what clients verify the server with. */
   readonly ca: string;
-  /** Registers a device through the real use-case; `clock` lets a test issue an already-expired certificate. */
-  createDevice(id: string, options?: { clock?: Clock; template?: string; policy?: string; attributes?: Record<string, string> }): Promise<ClientCredential & { serial: string }>;
-  /** A claim certificate from the claim CA, registered as a claim. */
-  createClaim(id: string, options?: { expiresAt?: Date }): Promise<ClientCredential & { serial: string }>;
   connect(clientId: string, credential: ClientCredential | undefined, extra?: Partial<IClientOptions>): Promise<MqttClient>;
   /** HTTPS call to the API; `token: true` sends the bootstrap admin token. */
   api<T = unknown>(method: string, path: string, options?: { body?: unknown; token?: string | true; credential?: ClientCredential; contentType?: string }): Promise<ApiResponse<T>>;
   /** A claim issued through POST /v1/claims, as a client credential. */
   issueClaim(body: { template?: string; maxUses?: number; expiresInSeconds?: number }): Promise<ClientCredential & { claimId: string }>;
-  /** Polls the audit log until an entry matches (audit writes are asynchronous to the MQTT exchange). */
-  waitForAudit(query: AuditQuery, predicate?: (entry: AuditEntry) => boolean): Promise<AuditEntry>;
   close(): Promise<void>;
 }
 
@@ -60,27 +38,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     apiPort,
     dataDirPath: dir.path,
     ca: pki.pem.root,
-    async createDevice(id, options = {}) {
-      const keys = await generateKeyPair();
-      const record = await registerDevice(
-        { registry, deviceCa: pki.deviceCa, clock: options.clock ?? systemClock },
-        {
-          id,
-          csr: await createCsr(keys, id),
-          actor: 'test',
-          ...(options.template ? { template: options.template } : {}),
-          ...(options.policy ? { policy: options.policy } : {}),
-          ...(options.attributes ? { attributes: options.attributes } : {}),
-        },
-      );
-      return { key: await privateKeyToPem(keys.privateKey), cert: record.pem + pki.pem.deviceCa, serial: record.serial };
-    },
-    async createClaim(id, options = {}) {
-      const expiresAt = options.expiresAt ?? new Date(Date.now() + 30 * dayMs);
-      const issued = await issueClaimCertificate(pki.claimCa, id, new Date(Math.max(expiresAt.getTime(), Date.now() + dayMs)));
-      await registry.createClaim({ id, template: 'default', certificateSerial: issued.serial, maxUses: null, expiresAt }, { actor: 'test', action: 'claim.create', result: 'ok' });
-      return { ...issued, cert: issued.cert + pki.pem.claimCa };
-    },
+    ...registryFixtures(pki, registry),
     connect(clientId, credential, extra = {}) {
       return connectClient(mqttPort, pki.pem.root, clientId, credential, extra);
     },
@@ -99,26 +57,12 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
       if (response.status !== 201) throw new Error(`claim creation failed: ${response.status} ${JSON.stringify(response.body)}`);
       return { claimId: response.body.claimId, cert: response.body.certificate, key: response.body.privateKey };
     },
-    async waitForAudit(query, predicate = () => true) {
-      for (let attempt = 0; attempt < 100; attempt++) {
-        const match = (await registry.queryAudit({ ...query, limit: 1000 })).find(predicate);
-        if (match) return match;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`no audit entry matching ${JSON.stringify(query)}`);
-    },
     async close() {
       await gateway.close();
       dir.remove();
     },
   };
   return testGateway;
-}
-
-export async function issueClaimCertificate(claimCa: CaCredential, claimId: string, notAfter: Date): Promise<ClientCredential & { serial: string }> {
-  const keys = await generateKeyPair();
-  const issued = await issueCertificate({ issuer: claimCa, publicKey: keys.publicKey, profile: { kind: 'claim', claimId, notAfter }, clock: systemClock });
-  return { key: await privateKeyToPem(keys.privateKey), cert: issued.pem, serial: issued.serial };
 }
 
 /** A CA hierarchy nobody registered with the gateway, issuing a certificate that looks exactly like ours. */

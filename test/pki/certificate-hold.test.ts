@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 
 /**
@@ -14,14 +14,16 @@ import { makeTempDir } from '../helpers/temp-dir.ts';
  * against the live endpoints, through the operator API.
  */
 const run = promisify(execFile);
-let gw: TestGateway;
+let gw: ApiUnderTest;
+let apiPort: number;
 const dir = makeTempDir();
 const path = (name: string) => join(dir.path, name);
 const oneHourMs = 3600_000;
 
 beforeAll(async () => {
-  gw = await startTestGateway();
-  const { pki } = gw.gateway.dataDir;
+  gw = await startApiUnderTest();
+  apiPort = await gw.listen();
+  const { pki } = gw.dataDir;
   writeFileSync(path('device-ca.pem'), pki.pem.deviceCa);
   writeFileSync(path('root.pem'), pki.pem.root);
   writeFileSync(path('api-ca.pem'), gw.ca);
@@ -33,7 +35,7 @@ afterAll(async () => {
 
 async function ocsp(name: string): Promise<{ status: string; reason: string | undefined; thisUpdate: Date; nextUpdate: Date }> {
   const { stdout, stderr } = await run('openssl', [
-    'ocsp', '-issuer', path('device-ca.pem'), '-cert', path(`${name}.pem`), '-url', `https://localhost:${gw.apiPort}/v1/pki/ocsp`,
+    'ocsp', '-issuer', path('device-ca.pem'), '-cert', path(`${name}.pem`), '-url', `https://localhost:${apiPort}/v1/pki/ocsp`,
     '-CAfile', path('root.pem'), '-VAfile', path('device-ca.pem'),
   ]);
   expect(stderr).toMatch(/Response verify OK/);
@@ -47,7 +49,7 @@ async function ocsp(name: string): Promise<{ status: string; reason: string | un
 }
 
 async function crlText(): Promise<string> {
-  const { stdout: der } = await run('curl', ['-sS', '--fail', '--cacert', path('api-ca.pem'), `https://localhost:${gw.apiPort}/v1/pki/crl`], { encoding: 'buffer' });
+  const { stdout: der } = await run('curl', ['-sS', '--fail', '--cacert', path('api-ca.pem'), `https://localhost:${apiPort}/v1/pki/crl`], { encoding: 'buffer' });
   writeFileSync(path('device.crl'), der);
   const { stdout } = await run('openssl', ['crl', '-inform', 'DER', '-in', path('device.crl'), '-noout', '-text']);
   return stdout;
@@ -94,7 +96,7 @@ describe('certificate hold for suspended devices', () => {
 
   it('CRL and OCSP answers tell relying parties to look again within the hour', async () => {
     await gw.createDevice('fresh');
-    writeFileSync(path('fresh.pem'), (await gw.gateway.dataDir.registry.listCertificates('fresh'))[0]?.pem ?? '');
+    writeFileSync(path('fresh.pem'), (await gw.dataDir.registry.listCertificates('fresh'))[0]?.pem ?? '');
     const answer = await ocsp('fresh');
     expect(answer.nextUpdate.getTime() - answer.thisUpdate.getTime()).toBeLessThanOrEqual(oneHourMs);
 
