@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 import { type ClientCredential, closed, nextMessage, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import type { Device as DeviceJson, AuditEntry as AuditJson } from '../../contract/index.ts';
+import { curlClient } from '../helpers/curl.ts';
 
 /**
  * What the API does to the broker, and what the broker makes of what the API issued, over a whole gateway
@@ -26,25 +26,6 @@ afterAll(async () => {
   await gw?.close();
   dir.remove();
 });
-
-interface DeviceJson {
-  id: string;
-  kind: string;
-  status: string;
-  policy: string | null;
-  statusReason: string | null;
-  updatedAt: string;
-}
-interface AuditJson {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  result: string;
-  code: string | null;
-  deviceId: string | null;
-  detail: Record<string, unknown> | null;
-}
 
 const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => gw.api<T>(method, path, { token: true, ...(body === undefined ? {} : { body }) });
 
@@ -173,20 +154,7 @@ describe('operator certificates', () => {
 });
 
 describe('POST /v1/enroll with curl', () => {
-  function files(name: string, contents: Record<string, string>): Record<string, string> {
-    const paths: Record<string, string> = {};
-    for (const [key, value] of Object.entries(contents)) {
-      paths[key] = join(dir.path, `${name}.${key}`);
-      writeFileSync(paths[key], value, { mode: 0o600 });
-    }
-    return paths;
-  }
-
-  async function curl(args: string[]): Promise<{ status: number; body: string }> {
-    const { stdout } = await run('curl', ['-sS', '--cacert', files('ca', { pem: gw.ca }).pem ?? '', '-w', '\n%{http_code}', ...args], { timeout: 20_000 });
-    const cut = stdout.lastIndexOf('\n');
-    return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
-  }
+  const { files, curl } = curlClient(dir.path, () => gw.ca);
 
   const api = () => `https://localhost:${gw.apiPort}`;
 

@@ -6,6 +6,7 @@ import { registerFleetRoutes } from '../../provisioning/api/fleet-routes.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { rolesOf, routeTable } from '../security/attack-table.ts';
+import type { Device as DeviceJson, AuditEntry as AuditJson } from '../../contract/index.ts';
 
 /**
  * Fleet operations over the API (`inject()` into the API `fleetgate serve` builds, on a real registry):
@@ -21,25 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.close();
 });
-
-interface DeviceJson {
-  id: string;
-  kind: string;
-  status: string;
-  policy: string | null;
-  statusReason: string | null;
-  updatedAt: string;
-}
-interface AuditJson {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  result: string;
-  code: string | null;
-  deviceId: string | null;
-  detail: Record<string, unknown> | null;
-}
 
 const call = <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => gw.api<T>(method, path, { token: true, ...(body === undefined ? {} : { body }) });
 

@@ -1,6 +1,4 @@
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { x509 } from '../../core/index.ts';
@@ -8,6 +6,7 @@ import { csrForKey, deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { type ApiUnderTest, startApiUnderTest } from '../helpers/api-under-test.ts';
 import { foreignDeviceCredential } from '../helpers/test-gateway.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
+import { curlClient } from '../helpers/curl.ts';
 
 /**
  * Enrollment over HTTPS (/v1/enroll, /v1/renew) and EST (RFC 7030), driven by curl and openssl as a
@@ -29,20 +28,7 @@ afterAll(async () => {
   dir.remove();
 });
 
-function files(name: string, contents: Record<string, string>): Record<string, string> {
-  const paths: Record<string, string> = {};
-  for (const [key, value] of Object.entries(contents)) {
-    paths[key] = join(dir.path, `${name}.${key}`);
-    writeFileSync(paths[key], value, { mode: 0o600 });
-  }
-  return paths;
-}
-
-async function curl(args: string[]): Promise<{ status: number; body: string }> {
-  const { stdout } = await run('curl', ['-sS', '--cacert', files('ca', { pem: gw.ca }).pem ?? '', '-w', '\n%{http_code}', ...args], { timeout: 20_000 });
-  const cut = stdout.lastIndexOf('\n');
-  return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
-}
+const { files, curl } = curlClient(dir.path, () => gw.ca);
 
 const api = () => `https://localhost:${apiPort}`;
 

@@ -26,6 +26,7 @@ import { createGatewayCore, type GatewayCore } from '../../broker/gateway-broker
 import type { VerifiedPeer } from '../../broker/session-table.ts';
 import { registerDevice } from '../../provisioning/index.ts';
 import { type AuditEntry, type AuditQuery, openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
+import { waitForAudit } from './registry-fixtures.ts';
 
 /**
  * The gateway's broker without its TLS listener (broker/gateway-broker.ts `createGatewayCore`: the real
@@ -103,14 +104,7 @@ export async function startDuplexGateway(): Promise<DuplexGateway> {
         });
       });
     },
-    async waitForAudit(query, predicate = () => true) {
-      for (let attempt = 0; attempt < 100; attempt++) {
-        const match = (await registry.queryAudit({ ...query, limit: 1000 })).find(predicate);
-        if (match) return match;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`no audit entry matching ${JSON.stringify(query)}`);
-    },
+    waitForAudit: (query, predicate) => waitForAudit(registry, query, predicate),
     async close() {
       for (const client of clients) client.end(true);
       await core.close();

@@ -45,15 +45,18 @@ export function registryFixtures(pki: Pki, registry: Registry): RegistryFixtures
       await registry.createClaim({ id, template: 'default', certificateSerial: issued.serial, maxUses: null, expiresAt }, { actor: 'test', action: 'claim.create', result: 'ok' });
       return { ...issued, cert: issued.cert + pki.pem.claimCa };
     },
-    async waitForAudit(query, predicate = () => true) {
-      for (let attempt = 0; attempt < 100; attempt++) {
-        const match = (await registry.queryAudit({ ...query, limit: 1000 })).find(predicate);
-        if (match) return match;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      throw new Error(`no audit entry matching ${JSON.stringify(query)}`);
-    },
+    waitForAudit: (query, predicate) => waitForAudit(registry, query, predicate),
   };
+}
+
+/** Polls the audit log until an entry matches (audit writes may be asynchronous to the answer that caused them). */
+export async function waitForAudit(registry: Registry, query: AuditQuery, predicate: (entry: AuditEntry) => boolean = () => true): Promise<AuditEntry> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const match = (await registry.queryAudit({ ...query, limit: 1000 })).find(predicate);
+    if (match) return match;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`no audit entry matching ${JSON.stringify(query)}`);
 }
 
 export async function issueClaimCertificate(claimCa: CaCredential, claimId: string, notAfter: Date): Promise<ClientCredential & { serial: string }> {
