@@ -13,8 +13,8 @@ import type { StorageDialect, Tables } from './storage-dialect.ts';
  */
 export async function migrate(dialect: StorageDialect): Promise<string[]> {
   return dialect.queueWrite(() => dialect.db.connection().execute(async (connection) => {
-    await dialect.beginMigration(connection);
     try {
+      await dialect.beginMigration(connection); // inside: a failed lock wait or CREATE SCHEMA is rolled back too
       if (!(await dialect.tableExists(connection, 'kysely_migration')) && (await dialect.tableExists(connection, 'schema_migrations'))) {
         await adoptLegacyVersions(connection, dialect);
       }

@@ -77,8 +77,8 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
       // there is nothing to do, and a role a DBA gave only its schema's privileges must still start. Under
       // the lock, so two processes cannot both find the schema missing.
       const { rows } = await sql`SELECT 1 FROM pg_namespace WHERE nspname = ${schema}`.execute(connection);
-      if (rows.length === 0) await connection.executeQuery(CompiledQuery.raw(`CREATE SCHEMA "${schema}"`));
-      await connection.executeQuery(CompiledQuery.raw(`SET LOCAL search_path TO "${schema}"`));
+      if (rows.length === 0) await connection.executeQuery(CompiledQuery.raw(`CREATE SCHEMA ${quoteIdentifier(schema)}`));
+      await connection.executeQuery(CompiledQuery.raw(`SET LOCAL search_path TO ${quoteIdentifier(schema)}`));
     },
     // Without parameters node-postgres sends the simple protocol, which runs several statements.
     async runScript(connection, script) {
@@ -161,6 +161,9 @@ function guarded(pool: pg.Pool, onError: (error: Error) => void): PostgresPool {
     async connect(): Promise<PostgresPoolClient> {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // Inside a write (BEGIN … COMMIT/ROLLBACK) a NUL reaches PostgreSQL and fails as 22021 (REQUEST_INVALID),
+      // as it always did; only plain reads answer "no such row" for it (text can never hold a NUL).
+      let inWrite = false;
       // While checked out, a connection that dies between statements emits 'error' on the client; the pool
       // listens only to idle ones. The failing statement rejects on its own; this only keeps the process up.
       const onClientError = (error: Error) => onError(error);
@@ -168,9 +171,12 @@ function guarded(pool: pg.Pool, onError: (error: Error) => void): PostgresPool {
       return {
         async query(text: string, values: readonly unknown[]) {
           if (broken !== undefined) throw broken;
-          if (/^\s*select/i.test(text) && values.some((value) => typeof value === 'string' && value.includes('\u0000'))) return { command: 'SELECT', rowCount: 0, rows: [] };
+          if (/^\s*BEGIN\b/i.test(text)) inWrite = true;
+          const ends = /^\s*(COMMIT|ROLLBACK)\b/i.test(text);
+          if (!inWrite && /^\s*select/i.test(text) && values.some((value) => typeof value === 'string' && value.includes('\u0000'))) return { command: 'SELECT', rowCount: 0, rows: [] };
           try {
             const result = await client.query(text, values as unknown[]);
+            if (ends) inWrite = false; // only once it worked: a failed ROLLBACK leaves the connection unusable
             // Several statements in one query (beginWrite) answer with the last one's rows.
             return Array.isArray(result) ? result.at(-1) : result;
           } catch (error) {
@@ -180,7 +186,8 @@ function guarded(pool: pg.Pool, onError: (error: Error) => void): PostgresPool {
         },
         release(destroy?: boolean) {
           client.removeListener('error', onClientError);
-          client.release(broken ?? destroy);
+          // A connection given back inside a transaction (its ROLLBACK failed) is closed, never pooled.
+          client.release(broken ?? (inWrite || destroy));
         },
       } as unknown as PostgresPoolClient;
     },
@@ -219,4 +226,9 @@ function mapError(error: unknown): unknown {
   // 22021: a NUL in text (names are free-form in a few places); SQLite would have stored it.
   if (error.code === '22021') return new FleetgateError('REQUEST_INVALID', { message: 'Text values must not contain NUL characters.', cause: error });
   return error;
+}
+
+/** A schema name as SQL: `current_schema()` (a role's default) is not checked like `?schema=`, so quote it. */
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
 }

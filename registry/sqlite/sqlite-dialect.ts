@@ -61,12 +61,13 @@ export function sqliteDialect(path: string): StorageDialect {
     insertionOrder: 'rowid',
     storableText,
     mapError: (error) => error,
-    async close() {
+    // Through the write queue: a write of this process in flight finishes (or fails) before the file closes.
+    close: () => queued(file, async () => {
       if (!database.open) return;
       // Lets SQLite refresh planner statistics it found stale during this connection's lifetime.
       database.pragma('optimize');
       database.close();
-    },
+    }),
   };
 }
 

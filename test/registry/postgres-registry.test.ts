@@ -198,6 +198,13 @@ describe('postgres registry', () => {
     expect(await registry.queryAudit({ actor: 'api@\u0000' })).toEqual([]);
   });
 
+  it('refuses a write whose lookup holds NUL as invalid input, as before the move to Kysely (not as "not found")', async () => {
+    const registry = await open(schemas.fresh());
+    await seedDefaults(registry);
+    await expect(registry.setDeviceStatus({ id: 'a\u0000b', status: 'revoked', reason: null, audit: audit('device.revoke') })).rejects.toMatchObject({ code: 'REQUEST_INVALID' });
+    expect(await registry.verifyAudit()).toMatchObject({ ok: true });
+  });
+
   it('keeps JSON as written: key order of policies and attributes round-trips', async () => {
     const registry = await open(schemas.fresh());
     await seedDefaults(registry);
