@@ -55,3 +55,5 @@ export function effectiveLimits(template: TemplateLimits | undefined, defaults: 
     outboundQueueBytes: template?.outboundQueueBytes ?? defaults.outboundQueueBytes,
   };
 }
+
+export const defaultBrokerLimits = { maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 } as const;

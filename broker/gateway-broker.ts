@@ -31,7 +31,6 @@ export interface GatewayBrokerConfig {
   readonly flow?: FlowControlConfig;
 }
 
-export const defaultBrokerLimits = { maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 } as const;
 
 export interface GatewayBrokerDeps {
   readonly registry: Registry;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { packageRoot } from './package-root.ts';
-import { defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/index.ts';
+import { defaultFlowControl, type FlowControlConfig, perSourceDefaults } from '../broker/flow-control-config.ts';
 import { readConfigFile } from './config-file.ts';
 import { envName, flagAttribute, type Setting, type SettingKey, settingKeys, settings, type SettingValues } from './settings.ts';
 

@@ -1,4 +1,5 @@
-import { defaultBrokerLimits, defaultFlowControl } from '../broker/index.ts';
+// From the file itself, not broker/index.ts: reading settings must not load aedes (startup, tests).
+import { defaultBrokerLimits, defaultFlowControl } from '../broker/flow-control-config.ts';
 
 /**
  * Every server setting, listed once. A setting's key is its name in the config file (`--config`, README
