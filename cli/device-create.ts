@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import type { CreateDevice, CreatedDevice as CreatedDeviceAnswer } from '../contract/index.ts';
 import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
-import { writeSecret } from '../provisioning/index.ts';
+import { writeSecret } from '../provisioning/pki-store.ts';
 import type { ApiClientOptions } from './api-client.ts';
 import { callApi } from './operator-context.ts';
 

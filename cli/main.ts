@@ -5,14 +5,15 @@ import { addSettingOptions, configOption, registerConfigCommand, serverFlags } f
 import type { ServerCommand } from './settings.ts';
 import { createDevice, parseAttributes } from './device-create.ts';
 import { operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
-import { openDataDir } from './data-dir.ts';
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
-import { createLogger, startGateway } from './serve.ts';
-import { startBrokerProcess, startProvisioningProcess } from './scale-out.ts';
+// The servers' modules (broker, provisioning, registry drivers) load only for the command that runs them:
+// `fleetgate --version` or an operator command should not pay for aedes, fastify and Kysely at start.
+const servers = () => import('./serve.ts');
+const scaleOut = () => import('./scale-out.ts');
 import { packageVersion } from './package-root.ts';
 import { isBrokerWorker, reportWorkerReady, superviseBrokerWorkers } from './broker-workers.ts';
 
@@ -38,6 +39,7 @@ addSettingOptions(
       ...(options.hostname ? { hostname: options.hostname } : {}),
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     });
+    const { openDataDir } = await import('./data-dir.ts');
     const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], databaseUrl: config.databaseUrl });
     await dataDir.registry.close();
     emit(Boolean(options.json), { dataDir: dataDir.path, created: dataDir.created }, () =>
@@ -53,7 +55,7 @@ const withServerOptions = (command: Command, name: ServerCommand) => addSettingO
 /** Runs a server until SIGINT/SIGTERM, then closes it cleanly; prints the "fleetgate ready" line scripts wait for. */
 async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Logger) => Promise<{ readyLine: string; firstStart?: string; close(): Promise<void> }>) {
   const config = resolveServeConfig(flags);
-  const log = createLogger(config.logLevel);
+  const log = (await servers()).createLogger(config.logLevel);
   const server = await start(config, log);
   let stopping = false;
   const stop = (signal: string) => {
@@ -77,7 +79,7 @@ async function runServer(flags: ServeFlags, start: (config: ServeConfig, log: Lo
 
 withServerOptions(program.command('serve').description('run the all-in-one gateway: MQTT broker (mTLS) and HTTPS API'), 'serve').action((flags: ServeFlags) =>
   runServer(flags, async (config, log) => {
-    const gateway = await startGateway(config, log);
+    const gateway = await (await servers()).startGateway(config, log);
     const { created, path } = gateway.dataDir;
     return {
       readyLine: `mqtt=${gateway.mqttUrl} api=${gateway.apiUrl} data=${path}`,
@@ -90,15 +92,15 @@ withServerOptions(program.command('serve').description('run the all-in-one gatew
 withServerOptions(
   program.command('provisioning').description('scale-out: run only the CA and HTTPS API (enrollment, EST, admin); brokers run as `fleetgate broker`'),
   'provisioning',
-).action((flags: ServeFlags) => runServer(flags, startProvisioningProcess));
+).action((flags: ServeFlags) => runServer(flags, async (config, log) => (await scaleOut()).startProvisioningProcess(config, log)));
 
 withServerOptions(
   program.command('broker').description('scale-out: run one MQTT broker node of a cluster (needs --redis-url and --provisioning-url; no CA keys)'),
   'broker',
 ).action(async (flags: ServeFlags) => {
   const config = resolveServeConfig(flags);
-  if (config.workers > 1 && !isBrokerWorker()) return superviseBrokerWorkers(config, createLogger(config.logLevel));
-  return runServer(flags, startBrokerProcess);
+  if (config.workers > 1 && !isBrokerWorker()) return superviseBrokerWorkers(config, (await servers()).createLogger(config.logLevel));
+  return runServer(flags, async (config, log) => (await scaleOut()).startBrokerProcess(config, log));
 });
 
 const device = program.command('device').description('manage devices');

@@ -2,29 +2,9 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSy
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, policyActions, privateKeyToPem } from '../core/index.ts';
-import {
-  type AuditEntry,
-  type AuditFeed,
-  type CreatedService,
-  type CreateService,
-  type Device,
-  type DeviceDetail,
-  type DevicePage,
-  deviceStatuses,
-  type Explanation,
-  type ExplainRequest,
-  identityKinds,
-  listLimit,
-  type NoteBody,
-  operatorRevocationReasons,
-  type Policy,
-  type PolicyList,
-  type RevokeBody,
-  type SessionList,
-  sessionKinds,
-  auditResults,
-} from '../contract/index.ts';
-import { writeSecret } from '../provisioning/index.ts';
+import type { AuditEntry, AuditFeed, CreatedService, CreateService, Device, DeviceDetail, DevicePage, Explanation, ExplainRequest, NoteBody, Policy, PolicyList, RevokeBody, SessionList } from '../contract/index.ts';
+import { deviceStatuses, identityKinds, listLimit, operatorRevocationReasons, sessionKinds, auditResults } from '../contract/constants.ts';
+import { writeSecret } from '../provisioning/pki-store.ts';
 import type { ApiClientOptions } from './api-client.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';

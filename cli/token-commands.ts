@@ -2,8 +2,8 @@ import { chmodSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync
 import { dirname, join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, privateKeyToPem } from '../core/index.ts';
-import type { AuditVerification, CreatedToken, CreateOperatorCertificate, CreateToken, OperatorCertificate, RotatedAdminToken, Token, TokenList } from '../contract/index.ts';
-import { type OperatorRole, operatorRoles } from '../contract/index.ts';
+import type { AuditVerification, CreatedToken, CreateOperatorCertificate, CreateToken, OperatorCertificate, RotatedAdminToken, Token, TokenList, OperatorRole } from '../contract/index.ts';
+import { operatorRoles } from '../contract/constants.ts';
 import { resolveDataDir } from './config.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
 import { emit } from './output.ts';
