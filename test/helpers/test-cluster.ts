@@ -38,7 +38,7 @@ export interface TestCluster {
   issueClaim(): Promise<ClientCredential>;
   /** A backend service identity (policy `backend`: devices/#). */
   createService(name: string): Promise<ClientCredential>;
-  connect(broker: ClusterBroker, clientId: string, credential: ClientCredential, extra?: Partial<IClientOptions>): Promise<MqttClient>;
+  connect(broker: ClusterBroker, clientId: string, credential: ClientCredential, extra?: Partial<IClientOptions>, beforeConnect?: (client: MqttClient) => void): Promise<MqttClient>;
   /**
    * Starts another broker process, with extra `fleetgate broker` flags (e.g. --workers). With `env`, the
    * broker gets exactly those variables (e.g. its own FLEETGATE_BROKER_TOKEN_FILE) instead of a token made here.
@@ -130,7 +130,7 @@ export async function startTestCluster(options: { redisDb: number; brokers?: rea
         return { cert: body.certificate, key: service.key };
       },
       // Generous: these brokers share two cores with the whole test suite.
-      connect: (broker, clientId, credential, extra = {}) => connectClient(broker.port, ca, clientId, credential, { connectTimeout: 15_000, ...extra }),
+      connect: (broker, clientId, credential, extra = {}, beforeConnect) => connectClient(broker.port, ca, clientId, credential, { connectTimeout: 15_000, ...extra }, beforeConnect),
       async startBroker(id, extraArgs, brokerEnv) {
         const broker = await startBroker(id, extraArgs, brokerEnv);
         brokers.push(broker);

@@ -79,21 +79,31 @@ export async function foreignDeviceCredential(id: string): Promise<ClientCredent
  * with the CONNACK error (err.code = return code) otherwise. `connectAsync(url, opts, false)`: the
  * two-argument form never settles when the server closes without CONNACK.
  */
-export async function connectClient(port: number, ca: string, clientId: string, credential: ClientCredential | undefined, extra: Partial<IClientOptions> = {}): Promise<MqttClient> {
-  return mqtt.connectAsync(
-    `mqtts://127.0.0.1:${port}`,
-    {
-      clientId,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
-      ca,
-      ...(credential ? { key: credential.key, cert: credential.cert } : {}),
-      rejectUnauthorized: true,
-      ...extra,
-    },
-    false,
-  );
+/**
+ * `beforeConnect` gets the client before CONNACK: a resumed session's queued messages can arrive in the same
+ * read as the CONNACK, before code awaiting the connection could add its 'message' listener.
+ */
+export async function connectClient(port: number, ca: string, clientId: string, credential: ClientCredential | undefined, extra: Partial<IClientOptions> = {}, beforeConnect?: (client: MqttClient) => void): Promise<MqttClient> {
+  const options: IClientOptions = {
+    clientId,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    ca,
+    ...(credential ? { key: credential.key, cert: credential.cert } : {}),
+    rejectUnauthorized: true,
+    ...extra,
+  };
+  if (beforeConnect === undefined) return mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, options, false);
+  const client = mqtt.connect(`mqtts://127.0.0.1:${port}`, options);
+  beforeConnect(client);
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', (error) => {
+      client.end(true);
+      reject(error);
+    });
+  });
 }
 
 /** Resolves with the next message on `topic`, or undefined after `ms`. */
