@@ -6,6 +6,7 @@ import { steps } from '../../registry/postgres/schema-steps.ts';
 import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
 import { migratePostgres as legacyMigrate, postgresMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
 import { databaseUrlVia, startPostgresProxy, testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
+import { expectClaimRaceHeld } from './fixtures/claim-race.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
 const schemas = testSchemas();
@@ -220,26 +221,7 @@ describe('postgres registry', () => {
       const a = await open(schema);
       const b = await open(schema);
       await seedDefaults(a);
-      await a.createClaim({ id: 'batch', template: 'default', certificateSerial: 'c1a1', maxUses: 3, expiresAt: new Date('2030-01-01T00:00:00Z') }, audit('claim.create'));
-
-      const results = await Promise.allSettled(
-        Array.from({ length: 12 }, (_, n) =>
-          (n % 2 === 0 ? a : b).enrollWithClaim({
-            claimId: 'batch',
-            device: { id: `sn-race-${n}`, kind: 'device', template: 'default' },
-            certificate: certificate(n),
-            requireAllowlist: false,
-            allowReenroll: false,
-            audit: audit('device.enroll'),
-          }),
-        ),
-      );
-      const refused = results.filter((result) => result.status === 'rejected').map((result) => (result.reason as FleetgateError).code);
-      expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(3);
-      expect(refused).toEqual(Array(9).fill('ENROLL_CLAIM_EXHAUSTED'));
-      expect((await b.getClaim('batch'))?.uses).toBe(3);
-      expect(await a.listDevices({ prefix: 'sn-race-' })).toHaveLength(3);
-      expect(await b.verifyAudit()).toMatchObject({ ok: true });
+      await expectClaimRaceHeld(a, b);
     });
 
     it('registers a new id once when two processes race for it', async () => {

@@ -10,6 +10,7 @@ import { steps } from '../../registry/sqlite/schema-steps.ts';
 import { sqliteDialect } from '../../registry/sqlite/sqlite-dialect.ts';
 import { expectUpgraded, legacyAt as at, legacyAuditRows } from './fixtures/legacy-data.ts';
 import { migrateSqlite as legacyMigrate, sqliteMigrations as legacyMigrations } from './fixtures/legacy-runners.ts';
+import { expectClaimRaceHeld } from './fixtures/claim-race.ts';
 import { describeRegistryContract } from './registry-contract.ts';
 
 let dir: string;
@@ -192,26 +193,7 @@ describe('sqlite registry', () => {
     const a = await open(path);
     const b = await open(path);
     await seedDefaults(a);
-    const audit = (action: string) => ({ actor: 'test', action, result: 'ok' as const });
-    await a.createClaim({ id: 'batch', template: 'default', certificateSerial: 'c1a1', maxUses: 3, expiresAt: new Date('2030-01-01T00:00:00Z') }, audit('claim.create'));
-    const results = await Promise.allSettled(
-      Array.from({ length: 12 }, (_, n) =>
-        (n % 2 === 0 ? a : b).enrollWithClaim({
-          claimId: 'batch',
-          device: { id: `sn-race-${n}`, kind: 'device', template: 'default' },
-          certificate: { serial: `7a${n.toString(16).padStart(4, '0')}`, fingerprint: `f1${n}`, publicKeyHash: `e5${n}`, notBefore: new Date('2025-01-01T00:00:00.000Z'), notAfter: new Date('2030-01-01T00:00:00.000Z'), pem: `pem-${n}` },
-          requireAllowlist: false,
-          allowReenroll: false,
-          audit: audit('device.enroll'),
-        }),
-      ),
-    );
-    const refused = results.filter((result) => result.status === 'rejected').map((result) => (result.reason as FleetgateError).code);
-    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(3);
-    expect(refused).toEqual(Array(9).fill('ENROLL_CLAIM_EXHAUSTED'));
-    expect((await b.getClaim('batch'))?.uses).toBe(3);
-    expect(await a.listDevices({ prefix: 'sn-race-' })).toHaveLength(3);
-    expect(await b.verifyAudit()).toMatchObject({ ok: true });
+    await expectClaimRaceHeld(a, b);
   });
 
   it('lets a write in flight finish before the file closes', async () => {
