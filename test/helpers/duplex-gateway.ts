@@ -16,7 +16,6 @@ import {
   type EventBus,
   generateKeyPair,
   issueCertificate,
-  openTrustStore,
   systemClock,
   type TrustStore,
 } from '../../core/index.ts';
@@ -25,6 +24,7 @@ import { defaultFlowControl } from '../../broker/flow-control-config.ts';
 import { createGatewayCore, type GatewayCore } from '../../broker/gateway-broker.ts';
 import type { VerifiedPeer } from '../../broker/session-table.ts';
 import { registerDevice } from '../../provisioning/index.ts';
+import { wireTrustStore } from '../../cli/trust-wiring.ts';
 import { type AuditEntry, type AuditQuery, openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
 import { waitForAudit } from './registry-fixtures.ts';
 
@@ -57,14 +57,10 @@ export async function startDuplexGateway(): Promise<DuplexGateway> {
   const root = await createRootCa({ commonName: 'duplex root', clock: systemClock });
   const deviceCa = await createIssuingCa({ issuer: root, commonName: 'duplex device CA', clock: systemClock });
   const claimCa = await createIssuingCa({ issuer: root, commonName: 'duplex claim CA', clock: systemClock });
-  const trust = await openTrustStore({
-    parse: (pem) => new X509Certificate(pem),
-    device: deviceCa.certificate.toString('pem'),
-    claim: [claimCa.certificate.toString('pem')],
-    loadManufacturers: async () => (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [claim.issuerPem] : [])),
-  });
   const events = createInProcessEventBus();
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  // The process's trust store as the composition roots make it (cli/trust-wiring.ts).
+  const { trust } = await wireTrustStore({ registry, pem: { deviceCa: deviceCa.certificate.toString('pem'), claimCa: claimCa.certificate.toString('pem') }, events, log });
   // The listener's budgets on a server that never listens: only the CONNECT rate is ever asked here.
   const connections = createConnectionAdmission(createServer(), { ...defaultFlowControl, connectTimeoutMs: 10_000, onRefused: (code, remote, detail) => core.connectionRefused(code, remote, detail) });
   const core = await createGatewayCore({ maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 }, { registry, events, clock: systemClock, log, trust, connections });
