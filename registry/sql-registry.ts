@@ -58,6 +58,7 @@ const insertBatchSize = 500;
 
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', sql<string | null>`CAST(detail AS TEXT)`.as('detail')] as const;
 const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
+const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
 // token_hash is deliberately not among them: it is looked up by, never read back.
 const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as const;
 
@@ -71,6 +72,8 @@ export class SqlRegistry implements Registry {
   readonly #db: Db;
   readonly #clock: Clock;
   #closed = false;
+  /** getAdmission's statement, compiled on first use; only the serial changes between calls. */
+  #admission: CompiledQuery | undefined;
 
   constructor(dialect: StorageDialect, clock: Clock) {
     this.#dialect = dialect;
@@ -310,27 +313,35 @@ export class SqlRegistry implements Registry {
   }
 
   /**
-   * The broker's hot path: the certificate, its device and the device's template in one statement (device
-   * columns come back as `d_…`), then the policy core's effectivePolicyName names. A missing policy shows up
-   * as "no policy" (refused by the caller), not as an unknown certificate.
+   * The broker's hot path, in one statement: the certificate, its device (columns as `d_…`), the device's
+   * template, and both policies an identity can get, its own (`dp_…`) and its template's (`tp_…`). Which of
+   * them applies is core's rule (effectivePolicyName), decided here on the columns read, not in SQL. A
+   * missing policy shows up as "no policy" (refused by the caller), not as an unknown certificate.
    */
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
-    const row = await this.#db
+    // Built and compiled once: building the query cost more than running it (half of a lookup's CPU).
+    this.#admission ??= this.#db
       .selectFrom('certificates as c')
       .innerJoin('devices as d', 'd.id', 'c.device_id')
       .leftJoin('templates as t', 't.name', 'd.template')
+      .leftJoin('policies as dp', 'dp.name', 'd.policy')
+      .leftJoin('policies as tp', 'tp.name', 't.policy')
       .selectAll('c')
       .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
       .select(['t.policy as template_policy', 't.limits as template_limits'])
-      .where('c.serial', '=', certificateSerial)
-      .executeTakeFirst();
+      .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
+      .where('c.serial', '=', '')
+      .compile();
+    const row = (await this.#db.executeQuery({ ...this.#admission, parameters: [certificateSerial] })).rows[0];
     if (row === undefined) return undefined;
     const { template_policy: templatePolicy, template_limits: limits, ...columns } = row as Record<string, unknown>;
-    const of = (device: boolean) => Object.fromEntries(Object.entries(columns).flatMap(([key, value]) => (key.startsWith('d_') === device ? [[device ? key.slice(2) : key, value]] : [])));
-    const device = toRecord<DeviceRecord>(of(true));
+    const parts = splitPrefixed(columns, ['d_', 'dp_', 'tp_']);
+    const device = toRecord<DeviceRecord>(parts.d_ as object);
     const policyName = effectivePolicyName(device, templatePolicy == null ? undefined : { policy: templatePolicy as string });
-    const policy = policyName === null ? undefined : await this.getPolicy(policyName);
-    return { certificate: toRecord<CertificateRecord>(of(false)), device, policy, limits: limits == null ? {} : fromJson(limits) };
+    // The candidate named by the rule; its row is absent (name null) when that policy does not exist.
+    const chosen = policyName === null ? undefined : policyName === device.policy ? parts.dp_ : parts.tp_;
+    const policy = chosen?.name == null ? undefined : toRecord<PolicyRecord>(chosen);
+    return { certificate: toRecord<CertificateRecord>(parts.rest as object), device, policy, limits: limits == null ? {} : fromJson(limits) };
   }
 
   // templates and policies
@@ -569,6 +580,17 @@ async function audited<R>(written: Promise<R>, record: AuditWriter, entry: Audit
   return row;
 }
 
+/** A joined row's columns by prefix (the prefix removed); columns with none of them under `rest`. */
+function splitPrefixed(row: Record<string, unknown>, prefixes: readonly string[]): Record<string, Record<string, unknown>> {
+  const parts: Record<string, Record<string, unknown>> = { rest: {} };
+  for (const prefix of prefixes) parts[prefix] = {};
+  for (const column in row) {
+    const prefix = prefixes.find((candidate) => column.startsWith(candidate));
+    (parts[prefix ?? 'rest'] as Record<string, unknown>)[prefix === undefined ? column : column.slice(prefix.length)] = row[column];
+  }
+  return parts;
+}
+
 const mapped = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
 const deviceRow = (db: Db, id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
@@ -630,6 +652,9 @@ const flags = new Set(['require_allowlist', 'allow_reenroll']);
 /** Kept out of records: insertion order (PostgreSQL's seq), and what only admission asks for. */
 const internal = new Set(['seq', 'enrolled_by']);
 
+/** snake_case column → camelCase field, computed once per column name (the set of columns is fixed). */
+const fieldNames = new Map<string, string>();
+
 /**
  * A row as the port's record: each snake_case column becomes the camelCase field of the same name. Policy
  * documents were validated by parsePolicyDocument before they were written.
@@ -638,7 +663,8 @@ function toRecord<T>(row: object): T {
   const record: Record<string, unknown> = {};
   for (const [column, value] of Object.entries(row)) {
     if (internal.has(column)) continue;
-    const field = column.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+    let field = fieldNames.get(column);
+    if (field === undefined) fieldNames.set(column, (field = column.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase())));
     record[field] = value === null ? null : times.has(column) ? toDate(value as string | Date) : documents.has(column) ? fromJson(value) : flags.has(column) ? Boolean(value) : value;
   }
   return record as T;
