@@ -18,6 +18,7 @@ import {
   refuseIf,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
+import { AuditQueue, type QueuedAudit } from './audit-queue.ts';
 import { clampLimit, storedAuditEntry } from './registry-input.ts';
 import type {
   Admission,
@@ -44,7 +45,7 @@ import type {
   TemplateRecord,
 } from './registry-port.ts';
 import { operatorRoles } from './registry-port.ts';
-import { fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
+import { type AuditRow, fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
 
 type Db = Kysely<Tables>;
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
@@ -74,6 +75,7 @@ export class SqlRegistry implements Registry {
   #closed = false;
   /** getAdmission's statement, compiled on first use; only the serial changes between calls. */
   #admission: CompiledQuery | undefined;
+  readonly #queue = new AuditQueue(() => this.#flushQueued());
 
   constructor(dialect: StorageDialect, clock: Clock) {
     this.#dialect = dialect;
@@ -84,19 +86,33 @@ export class SqlRegistry implements Registry {
   /**
    * Every write runs here, on one connection: the dialect's BEGIN with the write lock, the work, COMMIT. A
    * throw rolls everything back, so a refusal leaves no row behind. The audit chain's tip is read under the
-   * lock, so no other writer can move it before this one commits.
+   * lock, so no other writer can move it before this one commits. Audit entries queued by queueAudit before
+   * this write was called (and not written yet) go first, in the same transaction: an entry queued before a
+   * write is always before it in the chain. (Entries queued after it was called wait for the next write; on
+   * SQLite, whose writes of a process run in call order, the chain is then exactly the order of the calls.
+   * On PostgreSQL concurrent writes take the lock in any order, as before.) `flush`: the write exists only
+   * for queued entries (audit-queue.ts).
    */
-  async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>): Promise<T> {
+  async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>, options: { flush?: boolean } = {}): Promise<T> {
+    // Queued entries up to here go before this write's rows; those queued after it was called, after them.
+    const queuedBefore = options.flush ? Number.POSITIVE_INFINITY : this.#queue.queued;
     try {
       return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
+        let queued: readonly QueuedAudit[] = [];
         try {
           const begun = await this.#dialect.beginWrite(db);
           const tip = { id: Number(begun.last_id), hash: begun.last_hash ?? auditGenesisHash };
-          const result = await work(db, (entry) => this.#insertAudit(db, tip, entry));
+          queued = this.#queue.drain(queuedBefore);
+          if (queued.length > 0) await this.#insertAudits(db, tip, queued.map((entry) => entry.fields));
+          const result = await work(db, async (entry) => storedAuditEntry((await this.#insertAudits(db, tip, [this.#auditFields(entry)]))[0] as StoredAuditFields));
           await db.executeQuery(CompiledQuery.raw('COMMIT'));
+          this.#queue.written(queued);
           return result;
         } catch (error) {
+          // Put back before the lock is released, so the next writer of this process drains them in order.
+          if (!options.flush) this.#queue.putBack(queued);
           await db.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
+          if (options.flush) this.#queue.failed(queued, this.#dialect.mapError(error));
           throw error;
         }
       }));
@@ -105,11 +121,19 @@ export class SqlRegistry implements Registry {
     }
   }
 
-  /** Appends one entry after `tip` (ids are gapless: the one after the highest ever handed out) and moves the tip. */
-  async #insertAudit(db: Db, tip: { id: number; hash: string }, entry: AuditInput): Promise<AuditEntry> {
+  /** The queue's flush: a write of its own; a failure is reported to each entry's caller, never thrown. */
+  async #flushQueued(): Promise<void> {
+    await this.#write(async () => undefined, { flush: true }).catch((error: unknown) => {
+      // Failed before it could drain (no connection): what is queued would fail the same way, and waiting
+      // for a flush that never drains would hang close().
+      this.#queue.failed(this.#queue.drain(), this.#dialect.mapError(error));
+    });
+  }
+
+  /** What an entry stores but its id: fixed when it is recorded or queued (`at`: when it happened). */
+  #auditFields(entry: AuditInput): Omit<StoredAuditFields, 'id'> {
     const text = this.#dialect.storableText;
-    const fields: StoredAuditFields = {
-      id: tip.id + 1,
+    return {
       at: (entry.at ?? this.#clock.now()).toISOString(),
       actor: text(entry.actor),
       action: text(entry.action),
@@ -119,12 +143,25 @@ export class SqlRegistry implements Registry {
       // JSON.stringify escapes NUL and lone surrogates itself, so this text is stored as it is.
       detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
     };
-    const hash = auditEntryHash(tip.hash, fields);
-    const { deviceId, ...stored } = fields;
-    await this.#dialect.insertAudit(db, { ...stored, result: entry.result, device_id: deviceId, prev_hash: tip.hash, hash });
-    tip.id = fields.id;
-    tip.hash = hash;
-    return storedAuditEntry(fields);
+  }
+
+  /** Appends entries after `tip` (ids are gapless: the one after the highest ever handed out), each chained to the one before, and moves the tip. */
+  async #insertAudits(db: Db, tip: { id: number; hash: string }, entries: readonly Omit<StoredAuditFields, 'id'>[]): Promise<StoredAuditFields[]> {
+    const stored: StoredAuditFields[] = [];
+    const rows: AuditRow[] = [];
+    let { id, hash: prevHash } = tip;
+    for (const entry of entries) {
+      const fields: StoredAuditFields = { id: (id += 1), ...entry };
+      const hash = auditEntryHash(prevHash, fields);
+      const { deviceId, ...columns } = fields;
+      rows.push({ ...columns, result: entry.result as AuditRow['result'], device_id: deviceId, prev_hash: prevHash, hash });
+      stored.push(fields);
+      prevHash = hash;
+    }
+    await this.#dialect.insertAudit(db, rows);
+    tip.id = id;
+    tip.hash = prevHash;
+    return stored;
   }
 
   #now(): string {
@@ -522,7 +559,26 @@ export class SqlRegistry implements Registry {
     return this.#write((_db, record) => record(entry));
   }
 
+  queueAudit(entry: AuditInput, onError: (error: unknown) => void): void {
+    let fields: Omit<StoredAuditFields, 'id'>;
+    try {
+      if (this.#closed) throw new Error('The registry is closed: the audit entry was not written.');
+      // Checked now, not in the batch: one bad entry must not fail the others written with it.
+      if (entry.result !== 'ok' && entry.result !== 'refused') throw new TypeError(`Audit result must be ok or refused, not ${String(entry.result)}.`);
+      fields = this.#auditFields(entry);
+    } catch (error) {
+      onError(error);
+      return;
+    }
+    this.#queue.push({ fields, onError });
+  }
+
+  async flushAudit(): Promise<void> {
+    await this.#queue.settle();
+  }
+
   async queryAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    await this.#queue.settle(); // this process reads what it queued
     const { deviceId, actor, action, result, since, until, afterId } = query;
     const rows = await this.#db
       .selectFrom('audit_log')
@@ -543,6 +599,7 @@ export class SqlRegistry implements Registry {
   }
 
   async verifyAudit(options: { anchor?: AuditAnchor } = {}): Promise<AuditVerification> {
+    await this.#queue.settle();
     const walker = new AuditChainWalker(options.anchor);
     for (;;) {
       const rows = await this.#db.selectFrom('audit_log').select([...auditColumns, 'prev_hash', 'hash']).where('id', '>', walker.lastId).orderBy('id').limit(verifyBatchSize).execute();
@@ -564,6 +621,8 @@ export class SqlRegistry implements Registry {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Nothing queued is lost on a clean shutdown.
+    await this.#queue.settle();
     await this.#dialect.close();
   }
 }
