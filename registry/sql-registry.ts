@@ -96,6 +96,7 @@ export class SqlRegistry implements Registry {
   async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>, options: { flush?: boolean } = {}): Promise<T> {
     // Queued entries up to here go before this write's rows; those queued after it was called, after them.
     const queuedBefore = options.flush ? Number.POSITIVE_INFINITY : this.#queue.queued;
+    let drained = false;
     try {
       return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
         let queued: readonly QueuedAudit[] = [];
@@ -103,6 +104,7 @@ export class SqlRegistry implements Registry {
           const begun = await this.#dialect.beginWrite(db);
           const tip = { id: Number(begun.last_id), hash: begun.last_hash ?? auditGenesisHash };
           queued = this.#queue.drain(queuedBefore);
+          drained = true;
           if (queued.length > 0) await this.#insertAudits(db, tip, queued.map((entry) => entry.fields));
           const result = await work(db, async (entry) => storedAuditEntry((await this.#insertAudits(db, tip, [this.#auditFields(entry)]))[0] as StoredAuditFields));
           await db.executeQuery(CompiledQuery.raw('COMMIT'));
@@ -117,17 +119,17 @@ export class SqlRegistry implements Registry {
         }
       }));
     } catch (error) {
-      throw this.#dialect.mapError(error);
+      const mapped = this.#dialect.mapError(error);
+      // A flush that failed before it could drain (no connection, database closed): what is queued would
+      // fail the same way, and a queue no flush can drain would hang close() and grow without end.
+      if (options.flush && !drained) this.#queue.failed(this.#queue.drain(), mapped);
+      throw mapped;
     }
   }
 
   /** The queue's flush: a write of its own; a failure is reported to each entry's caller, never thrown. */
   async #flushQueued(): Promise<void> {
-    await this.#write(async () => undefined, { flush: true }).catch((error: unknown) => {
-      // Failed before it could drain (no connection): what is queued would fail the same way, and waiting
-      // for a flush that never drains would hang close().
-      this.#queue.failed(this.#queue.drain(), this.#dialect.mapError(error));
-    });
+    await this.#write(async () => undefined, { flush: true }).catch(() => undefined);
   }
 
   /** What an entry stores but its id: fixed when it is recorded or queued (`at`: when it happened). */
