@@ -13,13 +13,14 @@ interface Queued extends QueuedAudit {
 }
 
 /**
- * Group commit for audit entries nobody waits for (a CONNECT, a sampled refusal: README "Audit trail"):
- * each used to be a write transaction of its own, on SQLite a synchronous fsync on the main thread per
- * CONNECT. Queued here instead, they are written by the registry's next write, many to one transaction:
- * the one `flush` starts on the next turn of the event loop, or any write that takes the write lock first
- * (registry/sql-registry.ts `#write` drains, under the lock and before its own rows, what was queued before
- * it was called: an entry queued before a write is in the hash chain before that write's rows). One flush is in flight at a time; what is
- * queued meanwhile goes into the next one, so the busier the gateway, the more rows per commit.
+ * Group commit for audit entries nobody waits for (a CONNECT, a sampled refusal: README "Audit
+ * durability"): each used to be a write transaction of its own, on SQLite a synchronous fsync on the main
+ * thread per CONNECT. Queued here instead, they are written by the registry's next write, many to one
+ * transaction: the one `flush` starts on the next turn of the event loop, or any write that takes the
+ * write lock first (registry/sql-registry.ts `#write` drains, under the lock and before its own rows, what
+ * was queued before it was called: an entry queued before a write is in the hash chain before that write's
+ * rows). One flush is in flight at a time; what is queued meanwhile goes into the next one, so the busier
+ * the gateway, the more rows per commit.
  */
 export class AuditQueue {
   readonly #flush: () => Promise<void>;
