@@ -83,9 +83,8 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
   const { registry, clock, log, cluster, trust } = deps;
   const metrics = deps.metrics ?? noMetrics;
   const table = new SessionTable();
-  const audit = (entry: AuditInput) => {
-    registry.appendAudit(entry).catch((error: unknown) => log.error({ err: error, action: entry.action }, 'audit write failed'));
-  };
+  // Nobody waits for these (CONNECTs, sampled refusals, discarded wills): queued, many rows per commit.
+  const audit = (entry: AuditInput) => registry.queueAudit(entry, (error) => log.error({ err: error, action: entry.action }, 'audit write failed'));
 
   const aedes = await Aedes.createBroker({
     connectTimeout: config.connectTimeoutMs,

@@ -292,8 +292,23 @@ export interface Registry {
   revokeOperatorToken(name: string, audit: AuditInput): Promise<OperatorTokenRecord>;
 
   // audit log (append-only: there is no update or delete; entries are hash-chained)
-  /** Appends in a write transaction of its own, so concurrent writers (other processes too) never fork the chain. */
+  /**
+   * Appends in a write transaction (with any queued entries before it), so concurrent writers (other
+   * processes too) never fork the chain; committed (on SQLite, fsynced) when it resolves. For entries a
+   * caller answers after: an operator's action, a refusal the reply reports.
+   */
   appendAudit(entry: AuditInput): Promise<AuditEntry>;
+  /**
+   * For entries nobody waits for (a CONNECT, a sampled refusal, a discarded will): queued and written with
+   * others in one transaction, soon (the next turn of the event loop, or after the batch being written);
+   * any write of this registry first writes what was queued before it was called, so an entry is in the
+   * chain before every write made after it. Never throws: an entry that cannot be written (the registry closed, the database gone) goes to
+   * `onError`. A crash can lose the entries of the last few milliseconds; close() writes all of them.
+   */
+  queueAudit(entry: AuditInput, onError: (error: unknown) => void): void;
+  /** Resolves once every entry queued before the call is written (or reported to its onError). */
+  flushAudit(): Promise<void>;
+  /** Sees every entry this registry queued before the call (queryAudit and verifyAudit flush first). */
   queryAudit(query?: AuditQuery): Promise<AuditEntry[]>;
   /**
    * Walks the whole chain in id order and reports the first break; with an anchor, also a chain that no
@@ -301,5 +316,6 @@ export interface Registry {
    */
   verifyAudit(options?: { anchor?: AuditAnchor }): Promise<AuditVerification>;
 
+  /** Writes the queued audit entries, then closes. */
   close(): Promise<void>;
 }

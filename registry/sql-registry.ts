@@ -18,6 +18,7 @@ import {
   refuseIf,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
+import { AuditQueue, type QueuedAudit } from './audit-queue.ts';
 import { clampLimit, storedAuditEntry } from './registry-input.ts';
 import type {
   Admission,
@@ -44,7 +45,7 @@ import type {
   TemplateRecord,
 } from './registry-port.ts';
 import { operatorRoles } from './registry-port.ts';
-import { fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
+import { type AuditRow, fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
 
 type Db = Kysely<Tables>;
 type Row<T extends keyof Tables> = Selectable<Tables[T]>;
@@ -58,6 +59,7 @@ const insertBatchSize = 500;
 
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', sql<string | null>`CAST(detail AS TEXT)`.as('detail')] as const;
 const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
+const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
 // token_hash is deliberately not among them: it is looked up by, never read back.
 const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as const;
 
@@ -71,6 +73,9 @@ export class SqlRegistry implements Registry {
   readonly #db: Db;
   readonly #clock: Clock;
   #closed = false;
+  /** getAdmission's statement, compiled on first use; only the serial changes between calls. */
+  #admission: CompiledQuery | undefined;
+  readonly #queue = new AuditQueue(() => this.#flushQueued());
 
   constructor(dialect: StorageDialect, clock: Clock) {
     this.#dialect = dialect;
@@ -81,32 +86,56 @@ export class SqlRegistry implements Registry {
   /**
    * Every write runs here, on one connection: the dialect's BEGIN with the write lock, the work, COMMIT. A
    * throw rolls everything back, so a refusal leaves no row behind. The audit chain's tip is read under the
-   * lock, so no other writer can move it before this one commits.
+   * lock, so no other writer can move it before this one commits. Audit entries queued by queueAudit before
+   * this write was called (and not written yet) go first, in the same transaction: an entry queued before a
+   * write is always before it in the chain. (Entries queued after it was called wait for the next write; on
+   * SQLite, whose writes of a process run in call order, the chain is then exactly the order of the calls.
+   * On PostgreSQL concurrent writes take the lock in any order, as before.) `flush`: the write exists only
+   * for queued entries (audit-queue.ts).
    */
-  async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>): Promise<T> {
+  async #write<T>(work: (db: Db, record: AuditWriter) => Promise<T>, options: { flush?: boolean } = {}): Promise<T> {
+    // Queued entries up to here go before this write's rows; those queued after it was called, after them.
+    const queuedBefore = options.flush ? Number.POSITIVE_INFINITY : this.#queue.queued;
+    let drained = false;
     try {
       return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
+        let queued: readonly QueuedAudit[] = [];
         try {
           const begun = await this.#dialect.beginWrite(db);
           const tip = { id: Number(begun.last_id), hash: begun.last_hash ?? auditGenesisHash };
-          const result = await work(db, (entry) => this.#insertAudit(db, tip, entry));
+          queued = this.#queue.drain(queuedBefore);
+          drained = true;
+          if (queued.length > 0) await this.#insertAudits(db, tip, queued.map((entry) => entry.fields));
+          const result = await work(db, async (entry) => storedAuditEntry((await this.#insertAudits(db, tip, [this.#auditFields(entry)]))[0] as StoredAuditFields));
           await db.executeQuery(CompiledQuery.raw('COMMIT'));
+          this.#queue.written(queued);
           return result;
         } catch (error) {
+          // Put back before the lock is released, so the next writer of this process drains them in order.
+          if (!options.flush) this.#queue.putBack(queued);
           await db.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
+          if (options.flush) this.#queue.failed(queued, this.#dialect.mapError(error));
           throw error;
         }
       }));
     } catch (error) {
-      throw this.#dialect.mapError(error);
+      const mapped = this.#dialect.mapError(error);
+      // A flush that failed before it could drain (no connection, database closed): what is queued would
+      // fail the same way, and a queue no flush can drain would hang close() and grow without end.
+      if (options.flush && !drained) this.#queue.failed(this.#queue.drain(), mapped);
+      throw mapped;
     }
   }
 
-  /** Appends one entry after `tip` (ids are gapless: the one after the highest ever handed out) and moves the tip. */
-  async #insertAudit(db: Db, tip: { id: number; hash: string }, entry: AuditInput): Promise<AuditEntry> {
+  /** The queue's flush: a write of its own; a failure is reported to each entry's caller, never thrown. */
+  async #flushQueued(): Promise<void> {
+    await this.#write(async () => undefined, { flush: true }).catch(() => undefined);
+  }
+
+  /** What an entry stores but its id: fixed when it is recorded or queued (`at`: when it happened). */
+  #auditFields(entry: AuditInput): Omit<StoredAuditFields, 'id'> {
     const text = this.#dialect.storableText;
-    const fields: StoredAuditFields = {
-      id: tip.id + 1,
+    return {
       at: (entry.at ?? this.#clock.now()).toISOString(),
       actor: text(entry.actor),
       action: text(entry.action),
@@ -116,12 +145,25 @@ export class SqlRegistry implements Registry {
       // JSON.stringify escapes NUL and lone surrogates itself, so this text is stored as it is.
       detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
     };
-    const hash = auditEntryHash(tip.hash, fields);
-    const { deviceId, ...stored } = fields;
-    await this.#dialect.insertAudit(db, { ...stored, result: entry.result, device_id: deviceId, prev_hash: tip.hash, hash });
-    tip.id = fields.id;
-    tip.hash = hash;
-    return storedAuditEntry(fields);
+  }
+
+  /** Appends entries after `tip` (ids are gapless: the one after the highest ever handed out), each chained to the one before, and moves the tip. */
+  async #insertAudits(db: Db, tip: { id: number; hash: string }, entries: readonly Omit<StoredAuditFields, 'id'>[]): Promise<StoredAuditFields[]> {
+    const stored: StoredAuditFields[] = [];
+    const rows: AuditRow[] = [];
+    let { id, hash: prevHash } = tip;
+    for (const entry of entries) {
+      const fields: StoredAuditFields = { id: (id += 1), ...entry };
+      const hash = auditEntryHash(prevHash, fields);
+      const { deviceId, ...columns } = fields;
+      rows.push({ ...columns, result: entry.result as AuditRow['result'], device_id: deviceId, prev_hash: prevHash, hash });
+      stored.push(fields);
+      prevHash = hash;
+    }
+    await this.#dialect.insertAudit(db, rows);
+    tip.id = id;
+    tip.hash = prevHash;
+    return stored;
   }
 
   #now(): string {
@@ -310,27 +352,35 @@ export class SqlRegistry implements Registry {
   }
 
   /**
-   * The broker's hot path: the certificate, its device and the device's template in one statement (device
-   * columns come back as `d_…`), then the policy core's effectivePolicyName names. A missing policy shows up
-   * as "no policy" (refused by the caller), not as an unknown certificate.
+   * The broker's hot path, in one statement: the certificate, its device (columns as `d_…`), the device's
+   * template, and both policies an identity can get, its own (`dp_…`) and its template's (`tp_…`). Which of
+   * them applies is core's rule (effectivePolicyName), decided here on the columns read, not in SQL. A
+   * missing policy shows up as "no policy" (refused by the caller), not as an unknown certificate.
    */
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
-    const row = await this.#db
+    // Built and compiled once: building the query cost more than running it (half of a lookup's CPU).
+    this.#admission ??= this.#db
       .selectFrom('certificates as c')
       .innerJoin('devices as d', 'd.id', 'c.device_id')
       .leftJoin('templates as t', 't.name', 'd.template')
+      .leftJoin('policies as dp', 'dp.name', 'd.policy')
+      .leftJoin('policies as tp', 'tp.name', 't.policy')
       .selectAll('c')
       .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
       .select(['t.policy as template_policy', 't.limits as template_limits'])
-      .where('c.serial', '=', certificateSerial)
-      .executeTakeFirst();
+      .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
+      .where('c.serial', '=', '')
+      .compile();
+    const row = (await this.#db.executeQuery({ ...this.#admission, parameters: [certificateSerial] })).rows[0];
     if (row === undefined) return undefined;
     const { template_policy: templatePolicy, template_limits: limits, ...columns } = row as Record<string, unknown>;
-    const of = (device: boolean) => Object.fromEntries(Object.entries(columns).flatMap(([key, value]) => (key.startsWith('d_') === device ? [[device ? key.slice(2) : key, value]] : [])));
-    const device = toRecord<DeviceRecord>(of(true));
+    const parts = splitPrefixed(columns, ['d_', 'dp_', 'tp_']);
+    const device = toRecord<DeviceRecord>(parts.d_ as object);
     const policyName = effectivePolicyName(device, templatePolicy == null ? undefined : { policy: templatePolicy as string });
-    const policy = policyName === null ? undefined : await this.getPolicy(policyName);
-    return { certificate: toRecord<CertificateRecord>(of(false)), device, policy, limits: limits == null ? {} : fromJson(limits) };
+    // The candidate named by the rule; its row is absent (name null) when that policy does not exist.
+    const chosen = policyName === null ? undefined : policyName === device.policy ? parts.dp_ : parts.tp_;
+    const policy = chosen?.name == null ? undefined : toRecord<PolicyRecord>(chosen);
+    return { certificate: toRecord<CertificateRecord>(parts.rest as object), device, policy, limits: limits == null ? {} : fromJson(limits) };
   }
 
   // templates and policies
@@ -511,7 +561,26 @@ export class SqlRegistry implements Registry {
     return this.#write((_db, record) => record(entry));
   }
 
+  queueAudit(entry: AuditInput, onError: (error: unknown) => void): void {
+    let fields: Omit<StoredAuditFields, 'id'>;
+    try {
+      if (this.#closed) throw new Error('The registry is closed: the audit entry was not written.');
+      // Checked now, not in the batch: one bad entry must not fail the others written with it.
+      if (entry.result !== 'ok' && entry.result !== 'refused') throw new TypeError(`Audit result must be ok or refused, not ${String(entry.result)}.`);
+      fields = this.#auditFields(entry);
+    } catch (error) {
+      onError(error);
+      return;
+    }
+    this.#queue.push({ fields, onError });
+  }
+
+  async flushAudit(): Promise<void> {
+    await this.#queue.settle();
+  }
+
   async queryAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    await this.#queue.settle(); // this process reads what it queued
     const { deviceId, actor, action, result, since, until, afterId } = query;
     const rows = await this.#db
       .selectFrom('audit_log')
@@ -532,6 +601,7 @@ export class SqlRegistry implements Registry {
   }
 
   async verifyAudit(options: { anchor?: AuditAnchor } = {}): Promise<AuditVerification> {
+    await this.#queue.settle();
     const walker = new AuditChainWalker(options.anchor);
     for (;;) {
       const rows = await this.#db.selectFrom('audit_log').select([...auditColumns, 'prev_hash', 'hash']).where('id', '>', walker.lastId).orderBy('id').limit(verifyBatchSize).execute();
@@ -553,6 +623,8 @@ export class SqlRegistry implements Registry {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Nothing queued is lost on a clean shutdown.
+    await this.#queue.settle();
     await this.#dialect.close();
   }
 }
@@ -567,6 +639,17 @@ async function audited<R>(written: Promise<R>, record: AuditWriter, entry: Audit
   const row = await written;
   await record(entry);
   return row;
+}
+
+/** A joined row's columns by prefix (the prefix removed); columns with none of them under `rest`. */
+function splitPrefixed(row: Record<string, unknown>, prefixes: readonly string[]): Record<string, Record<string, unknown>> {
+  const parts: Record<string, Record<string, unknown>> = { rest: {} };
+  for (const prefix of prefixes) parts[prefix] = {};
+  for (const column in row) {
+    const prefix = prefixes.find((candidate) => column.startsWith(candidate));
+    (parts[prefix ?? 'rest'] as Record<string, unknown>)[prefix === undefined ? column : column.slice(prefix.length)] = row[column];
+  }
+  return parts;
 }
 
 const mapped = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
@@ -630,6 +713,9 @@ const flags = new Set(['require_allowlist', 'allow_reenroll']);
 /** Kept out of records: insertion order (PostgreSQL's seq), and what only admission asks for. */
 const internal = new Set(['seq', 'enrolled_by']);
 
+/** snake_case column → camelCase field, computed once per column name (the set of columns is fixed). */
+const fieldNames = new Map<string, string>();
+
 /**
  * A row as the port's record: each snake_case column becomes the camelCase field of the same name. Policy
  * documents were validated by parsePolicyDocument before they were written.
@@ -638,7 +724,8 @@ function toRecord<T>(row: object): T {
   const record: Record<string, unknown> = {};
   for (const [column, value] of Object.entries(row)) {
     if (internal.has(column)) continue;
-    const field = column.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+    let field = fieldNames.get(column);
+    if (field === undefined) fieldNames.set(column, (field = column.replace(/_([a-z])/g, (_match, letter: string) => letter.toUpperCase())));
     record[field] = value === null ? null : times.has(column) ? toDate(value as string | Date) : documents.has(column) ? fromJson(value) : flags.has(column) ? Boolean(value) : value;
   }
   return record as T;

@@ -1,4 +1,4 @@
-import type { ColumnType, Insertable, Kysely } from 'kysely';
+import type { ColumnType, Kysely } from 'kysely';
 import type { CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole } from './registry-port.ts';
 
 /**
@@ -30,8 +30,11 @@ export interface StorageDialect {
   readonly legacySteps: number;
   /** SQL for the highest audit id ever handed out (a counter that survives removed rows). */
   readonly auditCounter: string;
-  /** Writes one audit row and moves the counter (PostgreSQL in the same statement; SQLite's AUTOINCREMENT itself). */
-  insertAudit(connection: Kysely<Tables>, row: Insertable<Tables['audit_log']>): Promise<void>;
+  /**
+   * Writes audit rows (consecutive ids, already chained) and moves the counter (PostgreSQL in the same
+   * statement; SQLite's AUTOINCREMENT itself).
+   */
+  insertAudit(connection: Kysely<Tables>, rows: readonly AuditRow[]): Promise<void>;
   /** The column giving certificates their insertion order (ties within a millisecond). */
   readonly insertionOrder: 'rowid' | 'seq';
   /** Text as the database will give it back, so an audit hash is computed over what is stored. */
@@ -39,6 +42,20 @@ export interface StorageDialect {
   /** A database refusal with a catalogue code where one fits; anything else as it is. */
   mapError(error: unknown): unknown;
   close(): Promise<void>;
+}
+
+/** An audit row as written. */
+export interface AuditRow {
+  readonly id: number;
+  readonly at: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly result: 'ok' | 'refused';
+  readonly code: string | null;
+  readonly device_id: string | null;
+  readonly detail: string | null;
+  readonly prev_hash: string;
+  readonly hash: string;
 }
 
 /** The highest audit id ever handed out and the newest entry's hash (null in an empty log). */

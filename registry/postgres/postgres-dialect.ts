@@ -91,12 +91,16 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
     steps,
     legacySteps: 3,
     auditCounter,
-    async insertAudit(connection, row) {
-      await connection
-        .with('entry', (db) => db.insertInto('audit_log').values(row).returning('id'))
-        .updateTable('audit_sequence')
-        .set({ last_id: sql<number>`(SELECT id FROM entry)` })
-        .execute();
+    // A batch of queued entries in few statements (a round trip each): many rows per INSERT, under the
+    // limit of 65535 bound parameters.
+    async insertAudit(connection, rows) {
+      for (let start = 0; start < rows.length; start += auditRowsPerInsert) {
+        await connection
+          .with('entry', (db) => db.insertInto('audit_log').values(rows.slice(start, start + auditRowsPerInsert)).returning('id'))
+          .updateTable('audit_sequence')
+          .set({ last_id: sql<number>`(SELECT max(id) FROM entry)` })
+          .execute();
+      }
     },
     insertionOrder: 'seq',
     storableText: pgText,
@@ -131,6 +135,9 @@ class OneSchemaDialect extends PostgresDialect {
     };
   }
 }
+
+/** Ten parameters per row. */
+const auditRowsPerInsert = 1_000;
 
 // audit_sequence is to this log what sqlite_sequence is to SQLite's: it survives removed rows.
 const auditCounter = 'GREATEST((SELECT last_id FROM audit_sequence), COALESCE((SELECT max(id) FROM audit_log), 0))';

@@ -6,6 +6,7 @@ import { type AuditTip, auditTipQuery, type StorageDialect, type Tables } from '
 import { steps } from './schema-steps.ts';
 
 const busyTimeoutMs = 5_000;
+const insertAuditSql = 'INSERT INTO audit_log (id, at, actor, action, result, code, device_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 // sqlite_sequence keeps the highest AUTOINCREMENT id even after rows are removed.
 const auditCounter = "max(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), COALESCE((SELECT max(id) FROM audit_log), 0))";
 
@@ -55,8 +56,12 @@ export function sqliteDialect(path: string): StorageDialect {
     steps,
     legacySteps: 4,
     auditCounter,
-    async insertAudit(connection, row) {
-      await connection.insertInto('audit_log').values(row).execute();
+    // One prepared statement (the same text every time), run per row: a batch of queued entries costs one
+    // statement execution per row, not a query built by Kysely per row.
+    async insertAudit(connection, rows) {
+      for (const row of rows) {
+        await connection.executeQuery(CompiledQuery.raw(insertAuditSql, [row.id, row.at, row.actor, row.action, row.result, row.code, row.device_id, row.detail, row.prev_hash, row.hash]));
+      }
     },
     insertionOrder: 'rowid',
     storableText,

@@ -26,6 +26,8 @@ export interface AuditChainBackend {
   open(): Promise<{ registry: Registry; tamper: AuditTamper }>;
   /** Changes to entry 3 only this database can make (its time arithmetic), each as [what, SQL]. */
   readonly changes?: readonly (readonly [string, string])[];
+  /** SQL that makes every INSERT into audit_log fail (a database refusing writes), and SQL that undoes it. */
+  readonly refuseInserts: { readonly block: string; readonly unblock: string };
 }
 
 /** What an attacker who knows the algorithm computes to make a changed row look consistent. */
@@ -160,6 +162,106 @@ export function describeAuditChainContract(name: string, backend: AuditChainBack
       const recorded = await registry.verifyAudit();
       for (let n = 0; n < 5; n += 1) await registry.appendAudit({ actor: 'system', action: 'later', result: 'ok' });
       expect(await registry.verifyAudit({ anchor: recorded.head! })).toMatchObject({ ok: true, entries: 8, head: { id: 8 } });
+    });
+
+    describe('queued entries (queueAudit: written in batches, nobody waits)', () => {
+      const entry = (action: string) => ({ actor: 'device:sensor-1', action, result: 'ok' as const, deviceId: 'sensor-1', detail: { action } });
+      // The registry swallows what an onError throws, so failures are collected and checked after each test.
+      const failures: unknown[] = [];
+      const unexpected = (error: unknown) => failures.push(error);
+      afterEach(() => {
+        expect(failures.splice(0)).toEqual([]);
+      });
+      /** Every entry's action, in id order. */
+      const actions = async (registry: Registry) => (await registry.queryAudit({ afterId: 0, limit: 1000 })).map((written) => written.action);
+
+      it('keeps one chain: entries queued before a durable write go before it', async () => {
+        const { registry } = await withEntries(0);
+        registry.queueAudit(entry('queued.1'), unexpected);
+        registry.queueAudit(entry('queued.2'), unexpected);
+        expect((await registry.appendAudit(entry('durable.1'))).id).toBe(3);
+        registry.queueAudit(entry('queued.3'), unexpected);
+        // Not awaited: the flush queued.3 scheduled and this write run concurrently; queued.3 still goes first.
+        const durable = registry.appendAudit(entry('durable.2'));
+        expect((await durable).id).toBe(5);
+        registry.queueAudit(entry('queued.4'), unexpected);
+        await registry.flushAudit();
+        expect(await actions(registry)).toEqual(['queued.1', 'queued.2', 'durable.1', 'queued.3', 'durable.2', 'queued.4']);
+        expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 6, head: { id: 6 } });
+      });
+
+      it('keeps queued entries when the durable write that took them along is refused', async () => {
+        const { registry } = await withEntries(0);
+        registry.queueAudit(entry('queued.1'), unexpected);
+        await expect(registry.setDeviceStatus({ id: 'nobody', status: 'suspended', reason: null, audit: entry('device.suspend') })).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+        registry.queueAudit(entry('queued.2'), unexpected);
+        await registry.appendAudit(entry('durable.1'));
+        expect(await actions(registry)).toEqual(['queued.1', 'queued.2', 'durable.1']);
+        expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 3 });
+      });
+
+      it('writes many entries queued among concurrent durable writes as one intact chain', async () => {
+        const { registry } = await withEntries(0);
+        const durable: Promise<unknown>[] = [];
+        for (let n = 0; n < 600; n += 1) {
+          registry.queueAudit(entry(`queued.${n}`), unexpected);
+          if (n % 100 === 50) durable.push(registry.appendAudit(entry(`durable.${n}`)));
+          // Some entries arrive on later turns of the event loop, while a batch is being written.
+          if (n % 150 === 0) await new Promise((resolve) => setImmediate(resolve));
+        }
+        await Promise.all(durable);
+        expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 606, head: { id: 606 } });
+        const queued = (await actions(registry)).filter((action) => action.startsWith('queued.'));
+        expect(queued).toEqual(Array.from({ length: 600 }, (_, n) => `queued.${n}`));
+      });
+
+      it('writes what is still queued when the registry closes', async () => {
+        const { registry, tamper } = await withEntries(1);
+        for (let n = 0; n < 50; n += 1) registry.queueAudit(entry(`queued.${n}`), unexpected);
+        await registry.close();
+        const rows = await tamper.rows();
+        expect(rows.map((row) => row.action)).toEqual(['step.1', ...Array.from({ length: 50 }, (_, n) => `queued.${n}`)]);
+        for (const [index, row] of rows.entries()) {
+          expect(row.hash).toBe(rehash(row, row.prevHash));
+          expect(row.prevHash).toBe(index === 0 ? '0'.repeat(64) : rows[index - 1]?.hash);
+        }
+      });
+
+      it('reports entries queued after close to their caller instead of throwing', async () => {
+        const { registry } = await withEntries(0);
+        await registry.close();
+        const errors: unknown[] = [];
+        registry.queueAudit(entry('late'), (error) => errors.push(error));
+        expect(errors).toEqual([expect.objectContaining({ message: expect.stringMatching(/closed/) })]);
+      });
+
+      it('reports an entry that cannot be stored at once, and writes the others', async () => {
+        const { registry } = await withEntries(0);
+        const errors: unknown[] = [];
+        registry.queueAudit(entry('queued.1'), unexpected);
+        registry.queueAudit({ ...entry('unserialisable'), detail: { size: 1n } }, (error) => errors.push(error));
+        registry.queueAudit(entry('queued.2'), unexpected);
+        await registry.flushAudit();
+        expect(errors).toHaveLength(1);
+        expect(await actions(registry)).toEqual(['queued.1', 'queued.2']);
+      });
+
+      it('reports a batch the database refuses to each caller, and carries on once it accepts writes again', async () => {
+        const { registry, tamper } = await withEntries(2);
+        await tamper.exec(backend.refuseInserts.block);
+        const errors: { action: string; error: unknown }[] = [];
+        for (const action of ['lost.1', 'lost.2', 'lost.3']) registry.queueAudit(entry(action), (error) => errors.push({ action, error }));
+        await registry.flushAudit();
+        expect(errors.map((failure) => failure.action)).toEqual(['lost.1', 'lost.2', 'lost.3']);
+        expect(String(errors[0]?.error)).toMatch(/refused for the test/);
+
+        await tamper.exec(backend.refuseInserts.unblock);
+        registry.queueAudit(entry('queued.after'), unexpected);
+        await registry.appendAudit(entry('durable.after'));
+        // Nothing of the refused batch was stored, and its ids were never handed out: no gap.
+        expect(await actions(registry)).toEqual(['step.1', 'step.2', 'queued.after', 'durable.after']);
+        expect(await registry.verifyAudit()).toMatchObject({ ok: true, entries: 4, head: { id: 4 } });
+      });
     });
 
     it('finds a cut tail with a reset id counter only through an anchor', async () => {

@@ -73,6 +73,10 @@ function tamper<T>(path: string, work: (db: Database.Database) => T): T {
 }
 
 describeAuditChainContract('sqlite', {
+  refuseInserts: {
+    block: "CREATE TRIGGER audit_log_refuse_insert BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'inserts refused for the test'); END",
+    unblock: 'DROP TRIGGER audit_log_refuse_insert',
+  },
   async open() {
     const path = freshPath();
     const registry = await openSqliteRegistry({ path });

@@ -61,6 +61,11 @@ const stored = (row: RawAuditRow) => ({ ...row, id: Number(row.id), at: row.at.t
 
 describeAuditChainContract('postgres', {
   changes: [['at by a millisecond', "UPDATE audit_log SET at = at + interval '1 millisecond' WHERE id = 3"]],
+  refuseInserts: {
+    block: `CREATE FUNCTION audit_log_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'inserts refused for the test'; END $$;
+      CREATE TRIGGER audit_log_refuse_insert BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_insert()`,
+    unblock: 'DROP TRIGGER audit_log_refuse_insert ON audit_log; DROP FUNCTION audit_log_refuse_insert()',
+  },
   async open() {
     const schema = schemas.fresh();
     const registry = await openPostgresRegistry({ url: testDatabaseUrl, schema });

@@ -315,6 +315,31 @@ describe('postgres registry', () => {
       await registry.close();
       await proxy.close();
     });
+
+    it('reports queued audit entries it cannot write to their callers, and does not hang on flush or close', async () => {
+      const proxy = await startPostgresProxy();
+      const schema = schemas.fresh();
+      const registry = await openPostgresRegistry({ url: databaseUrlVia(proxy.port), schema, connectTimeoutMs: 1000, queryTimeoutMs: 1000, onError: () => undefined });
+      opened.push(registry);
+      const unexpected: unknown[] = [];
+      registry.queueAudit(audit('before'), (error) => unexpected.push(error));
+      await registry.flushAudit();
+
+      await proxy.stop();
+      const lost: string[] = [];
+      for (const action of ['down.1', 'down.2']) registry.queueAudit(audit(action), () => lost.push(action));
+      await registry.flushAudit();
+      expect(lost).toEqual(['down.1', 'down.2']);
+
+      await proxy.start();
+      await eventually(() => registry.appendAudit(audit('after restart')));
+      registry.queueAudit(audit('queued after restart'), (error) => unexpected.push(error));
+      await registry.close();
+      expect(unexpected).toEqual([]);
+      const db = await schemas.connect(schema);
+      expect((await db.query<{ action: string }>('SELECT action FROM audit_log ORDER BY id')).rows.map((row) => row.action)).toEqual(['before', 'after restart', 'queued after restart']);
+      await proxy.close();
+    });
   });
 });
 
