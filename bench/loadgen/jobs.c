@@ -40,6 +40,8 @@ static struct {
   double window_cpu0;
   uint8_t *payload;
   size_t payload_len;
+  /* This job's start (CLOCK_MONOTONIC ns); throughput payloads carry it in their first 8 bytes. */
+  uint64_t tag;
 } J;
 
 static void push_latency(double ms) {
@@ -195,13 +197,22 @@ void job_conn_frame(conn_t *c, int type, int flags, const uint8_t *body, size_t 
       buf_append(&c->out, puback, 4); /* written after the whole read (conn layer flushes) */
       off += 2;
     }
-    J.delivered++;
-    if (J.kind == J_LATENCY && len >= off + 8) {
-      uint64_t sent_at;
-      memcpy(&sent_at, body + off, 8);
-      if (sent_at >= J.warm_at) push_latency((double)(now_ns() - sent_at) / 1e6);
-      else J.warm_delivered++;
+    /*
+     * A flood's backlog can outlive its job: the broker still routes PUBLISHes it had buffered from the
+     * previous job's publishers to this job's subscriber. Only payloads stamped by this job count.
+     */
+    if (len >= off + 8) {
+      uint64_t stamp;
+      memcpy(&stamp, body + off, 8);
+      if (J.kind == J_THROUGHPUT && stamp != J.tag) return;
+      if (J.kind == J_LATENCY) {
+        uint64_t now = now_ns();
+        if (stamp < J.tag || stamp > now) return;
+        if (stamp >= J.warm_at) push_latency((double)(now - stamp) / 1e6);
+        else J.warm_delivered++;
+      }
     }
+    J.delivered++;
     return;
   }
   if (c->owner == OWN_PUB && J.phase == P_RUN && J.kind == J_THROUGHPUT) {
@@ -281,8 +292,10 @@ int job_start(const job_args_t *a, char *err, size_t errlen) {
     snprintf(err, errlen, "rate must be positive");
     return -1;
   }
-  J.payload = malloc(J.payload_len + 1);
+  J.payload = malloc(J.payload_len + 8);
   memset(J.payload, 0x61, J.payload_len);
+  J.tag = now_ns();
+  if (J.payload_len >= 8) memcpy(J.payload, &J.tag, 8);
   J.pubs = calloc((size_t)J.ndev, sizeof(conn_t *));
   if (J.a.inflight < 1) J.a.inflight = 1;
   J.phase = P_SUB;
