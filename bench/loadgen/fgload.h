@@ -43,6 +43,10 @@ void tally_free(tally_t *t);
 /* ---- identities and TLS (net.c) ---- */
 typedef struct {
   char *id;
+  /* PEM text in the loaded file; parsed on first use (identity_ready): OpenSSL 3.0's decoders cost ~8 M
+   * instructions per key, 10,000 identities would take half a minute at start. */
+  const char *cert_pem, *key_pem;
+  size_t cert_len, key_len;
   X509 *cert;
   STACK_OF(X509) *chain; /* the device CA after the leaf */
   EVP_PKEY *key;
@@ -55,6 +59,8 @@ extern int g_ndevices;
 extern identity_t g_service;
 
 void identities_load(const char *file); /* dies on a bad file: nothing can run without it */
+/* Parses the identity's certificate chain and key once; returns 0, or -1 with a message. */
+int identity_ready(identity_t *id, char *err, size_t errlen);
 
 /* ---- connections (net.c) ---- */
 enum { ST_TCP, ST_TLS, ST_CONNACK, ST_UP };

@@ -268,6 +268,11 @@ int job_start(const job_args_t *a, char *err, size_t errlen) {
   if (target_resolve(&J.target, a->host[0] ? a->host : "127.0.0.1", (int)a->port, err, errlen) < 0) return -1;
   if (a->concurrency < 1) J.a.concurrency = 1;
 
+  /* Like contextFor() before the timer in mqtt-load.ts: parse the identities this job uses, untimed. */
+  if (identity_ready(&g_service, err, errlen) < 0) return -1;
+  for (int i = J.from; i < J.from + J.ndev; i++)
+    if (identity_ready(&g_devices[i], err, errlen) < 0) return -1;
+
   if (J.kind == J_HOLD) return fleet_hold_start(&J.target, J.from, J.from + J.ndev, (int)J.a.concurrency);
   if (J.kind == J_CONNECT) {
     J.count = a->count;

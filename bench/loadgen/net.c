@@ -31,21 +31,44 @@ static conn_t *live;   /* head of the live list */
 
 /* ---------- identities ---------- */
 
-static void parse_identity(identity_t *id, const char *name, const char *cert, size_t certn, const char *key, size_t keyn) {
+static void set_identity(identity_t *id, const char *name, const char *cert, size_t certn, const char *key, size_t keyn) {
   id->id = strdup(name);
-  BIO *bio = BIO_new_mem_buf(cert, (int)certn);
-  id->cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-  if (id->cert == NULL) die("identity %s: no certificate", name);
-  id->chain = sk_X509_new_null();
+  id->cert_pem = cert;
+  id->cert_len = certn;
+  id->key_pem = key;
+  id->key_len = keyn;
+  if (asprintf(&id->topic, "devices/%s/telemetry", name) < 0) die("out of memory");
+}
+
+int identity_ready(identity_t *id, char *err, size_t errlen) {
+  if (id->key != NULL) return 0;
+  BIO *bio = BIO_new_mem_buf(id->cert_pem, (int)id->cert_len);
+  X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+  if (cert == NULL) {
+    BIO_free(bio);
+    ERR_clear_error();
+    snprintf(err, errlen, "identity %s: no certificate", id->id);
+    return -1;
+  }
+  STACK_OF(X509) *chain = sk_X509_new_null();
   X509 *extra;
-  while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) sk_X509_push(id->chain, extra);
+  while ((extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) sk_X509_push(chain, extra);
   ERR_clear_error(); /* the loop ends on "no start line" */
   BIO_free(bio);
-  bio = BIO_new_mem_buf(key, (int)keyn);
-  id->key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+  bio = BIO_new_mem_buf(id->key_pem, (int)id->key_len);
+  EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
   BIO_free(bio);
-  if (id->key == NULL) die("identity %s: no private key", name);
-  if (asprintf(&id->topic, "devices/%s/telemetry", name) < 0) die("out of memory");
+  if (key == NULL) {
+    ERR_clear_error();
+    X509_free(cert);
+    sk_X509_pop_free(chain, X509_free);
+    snprintf(err, errlen, "identity %s: no private key", id->id);
+    return -1;
+  }
+  id->cert = cert;
+  id->chain = chain;
+  id->key = key;
+  return 0;
 }
 
 /* The file bench/c-loadgen.ts writes: "ca N\n" + N bytes, then "service|device ID CERTN KEYN\n" + cert + key. */
@@ -86,7 +109,7 @@ void identities_load(const char *file) {
       char *cert = nl + 1;
       if (cert + a + b > end) die("%s: truncated identity %s", file, name);
       if (strcmp(kind, "service") == 0) {
-        parse_identity(&g_service, name, cert, a, cert + a, b);
+        set_identity(&g_service, name, cert, a, cert + a, b);
       } else {
         if (g_ndevices == cap) {
           cap = cap ? cap * 2 : 1024;
@@ -94,7 +117,7 @@ void identities_load(const char *file) {
         }
         identity_t *id = &g_devices[g_ndevices++];
         memset(id, 0, sizeof *id);
-        parse_identity(id, name, cert, a, cert + a, b);
+        set_identity(id, name, cert, a, cert + a, b);
       }
       p = cert + a + b;
     } else {
@@ -102,7 +125,7 @@ void identities_load(const char *file) {
     }
     while (p < end && *p == '\n') p++;
   }
-  free(data);
+  /* `data` stays: the identities point into it. */
   if (!have_ca) die("%s: no CA certificate", file);
   if (g_service.id == NULL) die("%s: no service identity", file);
 }
@@ -293,6 +316,11 @@ conn_t *conn_open(const target_t *t, int owner, int dev, int use_ticket, int sav
   c->deadline_ns = c->started_ns + timeout_ns;
   c->next_id = 1;
   identity_t *id = dev < 0 ? &g_service : &g_devices[dev];
+  if (identity_ready(id, err, errlen) < 0) {
+    close(fd);
+    free(c);
+    return NULL;
+  }
   c->ssl = SSL_new(ctx);
   SSL_set_ex_data(c->ssl, conn_index, c);
   SSL_use_certificate(c->ssl, id->cert);
