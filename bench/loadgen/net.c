@@ -148,6 +148,8 @@ void net_init(void) {
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* Without read-ahead OpenSSL reads each record with two read()s (header, then body): one for many records. */
+  SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx, on_new_session);
   conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
@@ -443,6 +445,9 @@ static void on_readable(conn_t *c) {
     if (n > 0) {
       buf_append(&c->in, chunk, (size_t)n);
       if (parse_frames(c) < 0) return;
+      /* Nothing buffered in OpenSSL: stop here rather than pay a read() for EAGAIN; epoll (level-triggered)
+       * reports the socket again if more arrived. */
+      if (!SSL_has_pending(c->ssl)) break;
       continue;
     }
     int e = SSL_get_error(c->ssl, n);
