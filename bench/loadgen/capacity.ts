@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/loadgen/capacity.ts [--dir /tmp/fgload-capacity] [--devices 200] [--hold 0] [--node]
  *
- * --node repeats everything with the Node worker (bench/load-worker.ts) for comparison; --hold N adds an idle
+ * --skip-load runs only the idle fleet. --node repeats everything with the Node worker (bench/load-worker.ts) for comparison; --hold N adds an idle
  * fleet of N devices (needs N registered devices: --devices ≥ N; the first run creates them, later runs reuse).
  */
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { startMosquitto } from '../mosquitto-process.ts';
 import { cpuBetween, sampleCpu } from '../process-cpu.ts';
 import type { WorkerJob } from '../load-worker.ts';
 
-const { values } = parseArgs({ options: { dir: { type: 'string', default: '/tmp/fgload-capacity' }, devices: { type: 'string', default: '200' }, hold: { type: 'string', default: '0' }, node: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { 'skip-load': { type: 'boolean', default: false }, dir: { type: 'string', default: '/tmp/fgload-capacity' }, devices: { type: 'string', default: '200' }, hold: { type: 'string', default: '0' }, node: { type: 'boolean', default: false } } });
 const devices = Number(values.devices);
 const hold = Number(values.hold);
 const openFiles = Math.max(4096, hold * 2 + 1000);
@@ -41,6 +41,7 @@ const messages = (r: ThroughputResult) => `${Math.round(r.perSecond)} msg/s deli
 
 async function scenarios(label: string, worker: LoadWorker): Promise<void> {
   const range: [number, number] = [0, devices];
+  if (values['skip-load']) return holdAndStorm(label, worker);
   await worker.run({ kind: 'connect', target, devices: [0, 50], count: 200, concurrency: 20, resume: false }); // warm-up
   await measure(`${label} mtls connect full`, worker, { kind: 'connect', target, devices: range, count: 3000, concurrency: 50, resume: false }, connects);
   await measure(`${label} mtls connect resumed`, worker, { kind: 'connect', target, devices: range, count: 3000, concurrency: 50, resume: true }, connects);
@@ -48,11 +49,15 @@ async function scenarios(label: string, worker: LoadWorker): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 1000));
   await measure(`${label} qos0 throughput`, worker, { kind: 'throughput', target, devices: [0, Math.min(devices, 50)], qos: 0, durationMs: 5000, payloadBytes: 64, inflight: 1 }, messages);
   await new Promise((resolve) => setTimeout(resolve, 3000));
+  await holdAndStorm(label, worker);
+}
+
+async function holdAndStorm(label: string, worker: LoadWorker): Promise<void> {
   if (hold > 0) {
     await measure(`${label} hold ${hold} idle`, worker, { kind: 'hold', target, devices: [0, hold], concurrency: 100 }, (r: { connected: number; failed: number }) => `${r.connected} connected, ${r.failed} failed`);
     await worker.run({ kind: 'arm', policy: { baseMs: 500, capMs: 10_000, maxAttempts: 20 } });
     const { downMs } = await mosquitto.restart();
-    await measure(`${label} reconnect storm (${Math.round(downMs)} ms down)`, worker, { kind: 'settle', timeoutMs: 60_000 }, (r: { back: number; failed: number; lastBackAt: number; firstDropAt: number }) => `${r.back} back, ${r.failed} failed in ${((r.lastBackAt - r.firstDropAt) / 1000).toFixed(1)} s`);
+    await measure(`${label} reconnect storm (${Math.round(downMs)} ms down)`, worker, { kind: 'settle', timeoutMs: 60_000 }, (r: { back: number; failed: number; lastBackAt: number; firstDropAt: number; refusals: Record<string, number> }) => `${r.back} back, ${r.failed} failed in ${((r.lastBackAt - r.firstDropAt) / 1000).toFixed(1)} s; retried ${JSON.stringify(r.refusals)}`);
     await worker.run({ kind: 'release' });
   }
 }
