@@ -107,8 +107,7 @@ int conn_resumed(const conn_t *c);
 
 void net_init(void);
 extern int g_epoll;
-/* Set when a handler freed connections other than its own: the rest of the epoll batch is stale. */
-extern int g_batch_stale;
+/* An epoll batch stays valid because connection callbacks free only their own connection (jobs.c). */
 
 /* ---- jobs (jobs.c, fleet.c), called by the connection layer and the main loop ---- */
 void job_conn_up(conn_t *c);                  /* CONNACK 0 */

@@ -238,9 +238,8 @@ int main(int argc, char **argv) {
     if (!stdin_polled && !running) timeout = timeout > 10 ? 10 : timeout; /* stdin is a file: poll it */
     int n = epoll_wait(g_epoll, events, 512, timeout);
     if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
-    g_batch_stale = 0;
     int stdin_ready = !stdin_polled;
-    for (int i = 0; i < n && !g_batch_stale; i++) {
+    for (int i = 0; i < n; i++) {
       if (events[i].data.ptr == &stdin_marker) stdin_ready = 1;
       else conn_event(events[i].data.ptr, events[i].events);
     }

@@ -23,7 +23,6 @@ identity_t *g_devices;
 int g_ndevices;
 identity_t g_service;
 int g_epoll = -1;
-int g_batch_stale;
 
 static SSL_CTX *ctx;
 static int conn_index; /* SSL ex_data slot holding the conn_t */
