@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
  */
 export interface NodeRuntime {
   /** "node24": the suffix of broker names (fleetgate-node24). */
-  readonly label: string;
+  readonly label: `node${number}`;
   readonly major: number;
   readonly nodeBinary: string;
   /** `node --version` of that binary. */
