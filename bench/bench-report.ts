@@ -158,15 +158,14 @@ const showNumber = (value: number | null | undefined) => (value === null || valu
 const showRatio = (value: number | null | undefined) => (value === null || value === undefined ? '-' : `${value}×`);
 
 /**
- * metric | unit | one column per broker: "median (ratio to Mosquitto)" | fleetgate ÷ aedes per runtime | note.
- * A generator-bound metric shows its medians and "generator-bound" where the ratios would be.
+ * metric | unit | one column per broker: "median (ratio to Mosquitto)" | fleetgate ÷ aedes per runtime.
+ * A generator-bound metric shows its medians and "gen-bound" where the ratios would be; notes go below (formatNotes).
  */
 export function formatMetricsTable(metrics: readonly Metric[]): string {
   const brokers = brokerColumns(metrics);
   const versus = [...new Set(metrics.flatMap((m) => Object.keys(m.versusAedes)))];
-  const text = (value: unknown) => (typeof value === 'string' ? value : '');
   return formatTable(
-    ['metric', 'unit', ...brokers, ...versus.map((pair) => pair.replace(/-node(\d+)\/aedes-node\d+$/, ' ÷ aedes (node$1)')), 'note'],
+    ['metric', 'unit', ...brokers, ...versus.map((pair) => pair.replace(/-node(\d+)\/aedes-node\d+$/, ' ÷ aedes (node$1)'))],
     metrics.map((m) => [
       m.name,
       m.unit,
@@ -177,18 +176,40 @@ export function formatMetricsTable(metrics: readonly Metric[]): string {
         return `${showNumber(figures.median)} (${m.generatorBound ? 'gen-bound' : showRatio(m.ratios[broker])})`;
       }),
       ...versus.map((pair) => (pair in m.versusAedes ? (m.generatorBound ? 'gen-bound' : showRatio(m.versusAedes[pair])) : '')),
-      [m.generatorBound ? 'generator-bound: no ratios' : '', text(m.detail?.note)].filter(Boolean).join('; '),
     ]),
   );
 }
 
-/** metric | per broker "generator a–b% · broker c–d%" over the runs: which side was the limit. */
+/** One line per metric with a note or a generator-bound reason; metrics sharing a note share a line. */
+export function formatNotes(metrics: readonly Metric[]): string {
+  const lines: { names: string[]; text: string }[] = [];
+  for (const m of metrics) {
+    const text = [m.ratioNullReason, typeof m.detail?.note === 'string' ? m.detail.note : undefined].filter(Boolean).join('; ');
+    if (text === '') continue;
+    const last = lines.at(-1);
+    if (last?.text === text) last.names.push(m.name);
+    else lines.push({ names: [m.name], text });
+  }
+  return lines.map((line) => `${line.names.join(', ')}: ${line.text}`).join('\n');
+}
+
+/**
+ * metric | per broker "generator a–b% · broker c–d%" over the runs: which side was the limit. Metrics taken
+ * from the same runs (latency p50/p99/p99.9) have the same CPU and share one row.
+ */
 export function formatCpuTable(metrics: readonly Metric[]): string {
   const brokers = brokerColumns(metrics);
+  const rows: { names: string[]; cells: string[] }[] = [];
+  for (const m of metrics) {
+    if (!Object.values(m.brokers).some((f) => f.generatorCores.some((c) => c !== null) || f.brokerCores.some((c) => c !== null))) continue;
+    const cells = brokers.map((broker) => (m.brokers[broker] ? `${formatCpuRange(m.brokers[broker].generatorCores)} · ${formatCpuRange(m.brokers[broker].brokerCores)}` : ''));
+    const last = rows.at(-1);
+    // A subset of the brokers (fleetgate's event loop) with the same cells as the row above: the same runs.
+    if (last !== undefined && cells.every((cell, i) => cell === '' || cell === last.cells[i])) last.names.push(m.name);
+    else rows.push({ names: [m.name], cells });
+  }
   return formatTable(
     ['cpu (generator · broker)', ...brokers],
-    metrics
-      .filter((m) => Object.values(m.brokers).some((f) => f.generatorCores.some((c) => c !== null) || f.brokerCores.some((c) => c !== null)))
-      .map((m) => [m.name, ...brokers.map((broker) => (m.brokers[broker] ? `${formatCpuRange(m.brokers[broker].generatorCores)} · ${formatCpuRange(m.brokers[broker].brokerCores)}` : ''))]),
+    rows.map((row) => [row.names.length === 1 ? (row.names[0] as string) : `${row.names[0]} (+${row.names.length - 1} more, same runs)`, ...row.cells]),
   );
 }

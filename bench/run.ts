@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatCpuTable, formatMetricsTable, type Metric, missingMetrics, type ResultsDocument } from './bench-report.ts';
+import { formatCpuTable, formatMetricsTable, formatNotes, type Metric, missingMetrics, type ResultsDocument } from './bench-report.ts';
 import { type BrokerKind, brokerKinds, type BrokerUnderTest, type Pinning } from './broker-under-test.ts';
 import { buildLoadgen, startCLoadWorker } from './c-loadgen.ts';
 import { createBenchCredentials } from './device-credentials.ts';
@@ -88,20 +88,21 @@ const settings: SuiteSettings = quick
       slowReps: 1,
       concurrency: 50,
       connectDevices: 200,
-      connectCount: 300,
+      connectCount: 200,
       publishers: 20,
       throughputMs: 1000,
       payloadBytes: 64,
       qos1Inflight: 10,
       latencyRatePerSecond: 1000,
       latencyMs: 1500,
-      idleConnections: 1000,
+      idleConnections: 500,
       stormBackoff: { baseMs: 500, capMs: 5000, maxAttempts: 10 },
       stormTimeoutMs: 60_000,
       enrollDevices: 50,
       enrollWarmup: 10,
       revokeDevices: 30,
       policyIterations: 50_000,
+      warmUpConnects: 100,
     }
   : {
       reps: 4,
@@ -122,6 +123,7 @@ const settings: SuiteSettings = quick
       enrollWarmup: 100,
       revokeDevices: 300,
       policyIterations: 500_000,
+      warmUpConnects: 200,
     };
 /** What --quick gives up for its 5 minutes, printed with its table. */
 const quickLeavesOut = `quick: ${settings.reps} repetitions but the idle fleet, reconnect storm, enrollment and revocation run once (no median); ${settings.idleConnections} idle connections (full: 10,000), ${settings.connectCount} connections per connect measurement (3,000), ${settings.throughputMs / 1000} s throughput and ${settings.latencyMs / 1000} s latency windows (8 s, 10 s), ${settings.publishers} publishers (50)`;
@@ -180,7 +182,7 @@ try {
   for (let i = 0; i < workerCount; i++) workers.push(flags.loader === 'c' ? startCLoadWorker(file, loaderPinning) : startLoadWorker(file, loaderPinning));
 
   // JIT and caches on every side before anything is recorded.
-  for (const broker of brokers) await warmUp({ workers, credentials }, broker);
+  for (const broker of brokers) await warmUp({ workers, credentials, settings }, broker);
   progress('warm-up done');
 
   const fleetgate = brokers.find((broker): broker is FleetgateUnderTest => broker.kind === 'fleetgate');
@@ -245,8 +247,9 @@ process.stdout.write(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memory
 for (const runtime of runtimes) process.stdout.write(`${runtime.label}: Node ${runtime.version}, OpenSSL ${runtime.openssl}\n`);
 process.stdout.write(`${document.date}  ${command}\n\n`);
 process.stdout.write(formatMetricsTable(metrics) + '\n\n');
+process.stdout.write(formatNotes(metrics) + '\n\n');
 process.stdout.write(formatCpuTable(metrics) + '\n');
-process.stdout.write(`\n(×) = broker ÷ mosquitto in this run (higher is better for rates, lower for ms, KiB and s); fleetgate ÷ aedes on the same Node; gen-bound: the generator exceeded 90 % of its core in some run, so no ratio\n`);
+process.stdout.write(`\n(×) = broker ÷ mosquitto in this run (higher is better for rates, lower for ms, KiB and s); fleetgate ÷ aedes on the same Node; gen-bound: the generator exceeded 90 % of its core in some run of the metric, so no ratio\n`);
 if (quick) process.stdout.write(`${quickLeavesOut}\n`);
 process.stdout.write(`${metrics.length > 0 ? `wrote ${out}\n` : ''}`);
 progress(`done in ${((performance.now() - startedAt) / 1000).toFixed(0)} s`);

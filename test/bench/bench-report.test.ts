@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { brokerColumns, formatCpuRange, formatCpuTable, formatMetricsTable, loaderSaturated, median, metric, missingMetrics, ratio, requiredMetricNames, round } from '../../bench/bench-report.ts';
+import { brokerColumns, formatCpuRange, formatCpuTable, formatMetricsTable, formatNotes, loaderSaturated, median, metric, missingMetrics, ratio, requiredMetricNames, round } from '../../bench/bench-report.ts';
 import { gaugeMs } from '../../bench/event-loop-scrape.ts';
 import { launchPrefix } from '../../bench/broker-under-test.ts';
 
@@ -97,18 +97,31 @@ describe('the results document', () => {
     ];
     expect(brokerColumns(metrics)).toEqual(['mosquitto', 'fleetgate-node24', 'aedes-node24']);
     const lines = formatMetricsTable(metrics).split('\n');
-    expect(lines[0]).toMatch(/^metric\s+unit\s+mosquitto\s+fleetgate-node24\s+aedes-node24\s+fleetgate ÷ aedes \(node24\)\s+note$/);
-    expect(lines[1]).toMatch(/^mtls_connect_full_per_s\s+connections\/s\s+500\s+300 \(0\.6×\)\s+400 \(0\.8×\)\s+0\.75×\s*$/);
-    expect(lines[2]).toMatch(/^qos0_msgs_per_s\s+messages\/s\s+900\s+100 \(gen-bound\)\s+- \(gen-bound\)\s+gen-bound\s+generator-bound: no ratios; n$/);
-    expect(lines[3]).toMatch(/^enroll_per_s\s+enrollments\/s\s+53\s+fleetgate only$/);
+    expect(lines[0]).toMatch(/^metric\s+unit\s+mosquitto\s+fleetgate-node24\s+aedes-node24\s+fleetgate ÷ aedes \(node24\)$/);
+    expect(lines[1]).toMatch(/^mtls_connect_full_per_s\s+connections\/s\s+500\s+300 \(0\.6×\)\s+400 \(0\.8×\)\s+0\.75×$/);
+    expect(lines[2]).toMatch(/^qos0_msgs_per_s\s+messages\/s\s+900\s+100 \(gen-bound\)\s+- \(gen-bound\)\s+gen-bound$/);
+    expect(lines[3]).toMatch(/^enroll_per_s\s+enrollments\/s\s+53$/);
+    expect(formatNotes(metrics).split('\n')).toEqual([
+      'qos0_msgs_per_s: generator-bound: the load generator was above 90 % of its core in runs against mosquitto; n',
+      'enroll_per_s: fleetgate only',
+    ]);
   });
-  it('prints the generator and broker CPU per broker for the metrics that have them', () => {
+  it('gives metrics that share a note one line', () => {
+    const same = (name: string) => metric(name, 'ms', { mosquitto: { runs: [1] } }, { note: 'QoS 1 at 1000 msg/s' });
+    expect(formatNotes([same('latency_p50_ms'), same('latency_p99_ms')])).toBe('latency_p50_ms, latency_p99_ms: QoS 1 at 1000 msg/s');
+  });
+  it('prints the generator and broker CPU per broker for the metrics that have them, one row for metrics of the same runs', () => {
+    const cpu = { mosquitto: { runs: [1, 1], generatorCores: [0.93, 0.95], brokerCores: [0.5, 0.5] }, 'fleetgate-node24': { runs: [1], generatorCores: [0.2], brokerCores: [1] } };
     const lines = formatCpuTable([
-      metric('qos1_msgs_per_s', 'messages/s', { mosquitto: { runs: [1, 1], generatorCores: [0.93, 0.95], brokerCores: [0.5, 0.5] }, 'fleetgate-node24': { runs: [1], generatorCores: [0.2], brokerCores: [1] } }),
+      metric('latency_p50_ms', 'ms', cpu),
+      metric('latency_p99_ms', 'ms', cpu),
+      metric('latency_eventloop_max_ms', 'ms', { 'fleetgate-node24': cpu['fleetgate-node24'] }),
+      metric('qos1_msgs_per_s', 'messages/s', { ...cpu, mosquitto: { runs: [1], generatorCores: [0.5], brokerCores: [0.5] } }),
       metric('enroll_per_s', 'enrollments/s', { 'fleetgate-node24': { runs: [53] } }),
     ]).split('\n');
-    expect(lines).toHaveLength(2);
-    expect(lines[1]).toMatch(/^qos1_msgs_per_s\s+93–95% · 50%\s+20% · 100%$/);
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/^latency_p50_ms \(\+2 more, same runs\)\s+93–95% · 50%\s+20% · 100%$/);
+    expect(lines[2]).toMatch(/^qos1_msgs_per_s\s+50% · 50%\s+20% · 100%$/);
   });
   it.each([
     [[0.54, 0.57], '54–57%'],
