@@ -316,9 +316,12 @@ export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[
       await Promise.all(workers.map((worker) => worker.run({ kind: 'arm', policy: settings.stormBackoff })));
       const { downMs } = await broker.restart();
       const readyAt = Date.now();
+      // The restarted broker is a new process: its CPU over the storm, from ready to settled.
+      const stormCpuBefore = cpuSampleOf(broker.pid);
       const settled = await Promise.all(
         workers.map((worker) => worker.run<Awaited<ReturnType<IdleFleet['whenSettled']>>>({ kind: 'settle', timeoutMs: settings.stormTimeoutMs })),
       );
+      const stormCpuAfter = cpuSampleOf(broker.pid);
       await Promise.all(workers.map((worker) => worker.run({ kind: 'release' })));
       const back = settled.reduce((sum, s) => sum + s.result.back, 0);
       const failed = settled.reduce((sum, s) => sum + s.result.failed, 0);
@@ -327,7 +330,8 @@ export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[
       for (const s of settled) for (const [key, count] of Object.entries(s.result.refusals)) refusals[key] = (refusals[key] ?? 0) + count;
       const stormSeconds = back > 0 ? (lastBackAt - readyAt) / 1000 : null;
       const stormLoaderCores = Math.max(...settled.map((s) => s.cpuSeconds / s.wallSeconds));
-      storm[broker.name]?.push({ value: stormSeconds, loaderCores: stormLoaderCores, detail: { devices: connected, back, failed, restartMs: Math.round(downMs), refusedAttempts: refusals } });
+      const stormBrokerCores = stormCpuBefore && stormCpuAfter ? cpuBetween(stormCpuBefore, stormCpuAfter).cores : undefined;
+      storm[broker.name]?.push({ value: stormSeconds, loaderCores: stormLoaderCores, ...(stormBrokerCores === undefined ? {} : { brokerCores: stormBrokerCores }), detail: { devices: connected, back, failed, restartMs: Math.round(downMs), refusedAttempts: refusals } });
       failedRuns[broker.name]?.push({ value: failed, loaderCores: null });
       context.progress(`reconnect_storm ${broker.name}: ${back}/${connected} back ${stormSeconds ?? '-'} s after the restart (restart took ${Math.round(downMs)} ms), ${failed} failed; retried attempts ${JSON.stringify(refusals)}`);
       return {
