@@ -151,7 +151,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 try {
-  progress(`${quick ? 'quick' : 'full'} suite: ${kinds.join(', ')}${wants('fleetgate') || wants('aedes') ? ` on Node ${majors.join(', ')}` : ''}, fleetgate --mode ${mode}, ${flags.loader} load generator; work dir ${dir}`);
+  progress(`${quick ? 'quick' : 'full'} suite: ${kinds.join(', ')}${wants('fleetgate') || wants('aedes') ? ` on Node ${majors.join(', ')}` : ''}${wants('fleetgate') ? `, fleetgate --mode ${mode}` : ''}, ${flags.loader} load generator; work dir ${dir}`);
   if (wants('fleetgate') || wants('aedes')) for (const major of majors) runtimes.push(prepareRuntime(major, progress));
   for (const runtime of runtimes) progress(`${runtime.label}: ${runtime.nodeBinary} ${runtime.version}, OpenSSL ${runtime.openssl}${runtime.fleetgateRoot.includes('.build') ? `, fleetgate from ${runtime.fleetgateRoot}` : ''}`);
   if (flags.loader === 'c') {
