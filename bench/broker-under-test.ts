@@ -6,7 +6,11 @@ import { connect, createServer, type AddressInfo } from 'node:net';
  * the pid whose CPU and RSS are the broker's, and a restart on the same port (the reconnect storm).
  */
 export interface BrokerUnderTest {
-  readonly name: 'fleetgate' | 'mosquitto';
+  /** Its column in the tables: `mosquitto`, `fleetgate-node24`, `aedes-node20`, … (bench/run.ts names them). */
+  readonly name: BrokerName;
+  readonly kind: BrokerKind;
+  /** `node --version` of the runtime for the Node brokers. */
+  readonly runtime?: string;
   readonly host: string;
   readonly port: number;
   /** The process whose RSS and CPU count as the broker's (for a cluster: the first broker). */
@@ -17,6 +21,12 @@ export interface BrokerUnderTest {
   restart(): Promise<{ downMs: number }>;
   stop(): Promise<void>;
 }
+
+/** Mosquitto (the reference), fleetgate, and a minimal aedes broker (bench/minimal-aedes-broker.ts). */
+export const brokerKinds = ['mosquitto', 'fleetgate', 'aedes'] as const;
+export type BrokerKind = (typeof brokerKinds)[number];
+/** `mosquitto`, or a Node broker with its runtime: `fleetgate-node24`, `aedes-node20`. */
+export type BrokerName = 'mosquitto' | `${'fleetgate' | 'aedes'}-node${number}` | 'fleetgate';
 
 export interface Pinning {
   /** CPU list for `taskset -c`, e.g. "0"; undefined = no pinning. */

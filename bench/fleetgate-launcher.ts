@@ -1,4 +1,4 @@
-import type { BrokerUnderTest, Pinning } from './broker-under-test.ts';
+import type { BrokerName, BrokerUnderTest, Pinning } from './broker-under-test.ts';
 import { freePort, launchPrefix } from './broker-under-test.ts';
 import { startGatewayProcess, type GatewayProcess } from './gateway-process.ts';
 import { execFileSync } from 'node:child_process';
@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { apiRequest } from '../cli/api-client.ts';
+import type { NodeRuntime } from './node-runtimes.ts';
 
 /**
  * The fleetgate side of the suite, in one of its deployment shapes:
@@ -19,7 +20,7 @@ export const fleetgateModes = ['serve', 'cluster', 'cluster-1'] as const;
 export type FleetgateMode = (typeof fleetgateModes)[number];
 
 export interface FleetgateUnderTest extends BrokerUnderTest {
-  readonly name: 'fleetgate';
+  readonly kind: 'fleetgate';
   readonly mode: FleetgateMode;
   /** Admin/enrollment API, https://127.0.0.1:PORT. */
   readonly apiUrl: string;
@@ -32,6 +33,10 @@ export interface FleetgateLaunch {
   readonly dataDir: string;
   readonly pinning: Pinning;
   readonly env?: Record<string, string>;
+  /** The Node runtime and fleetgate tree to run (bench/node-runtimes.ts); default this process's Node and checkout. */
+  readonly runtime?: NodeRuntime;
+  /** The broker's name in the suite's tables; default `fleetgate`. */
+  readonly name?: BrokerName;
 }
 
 export class FleetgateModeUnavailable extends Error {}
@@ -60,6 +65,9 @@ export async function startFleetgate(launch: FleetgateLaunch): Promise<Fleetgate
 }
 
 const benchRedisDb = 9;
+
+const runtimeOptions = (launch: FleetgateLaunch) => (launch.runtime ? { nodeBinary: launch.runtime.nodeBinary, root: launch.runtime.fleetgateRoot } : {});
+const runtimeFacts = (launch: FleetgateLaunch) => ({ runtime: launch.runtime?.version ?? process.version });
 /** The same relaxed limits for every shape (see startServe). */
 const benchEnv = {
   FLEETGATE_ENROLL_RATE_PER_CLAIM: '1000000',
@@ -76,7 +84,7 @@ async function startCluster(launch: FleetgateLaunch, workers: number): Promise<F
   const env = { ...benchEnv, FLEETGATE_REDIS_URL: `redis://127.0.0.1:6379/${benchRedisDb}`, FLEETGATE_CLUSTER_NAME: `bench-${process.pid}`, ...launch.env };
   const common = ['--data-dir', launch.dataDir, '--host', '127.0.0.1', '--hostname', 'localhost'];
   // Provisioning is not what is measured: it runs unpinned.
-  const provisioning = await startGatewayProcess({ dataDir: launch.dataDir, env, command: ['provisioning', ...common, '--api-port', String(apiPort)] });
+  const provisioning = await startGatewayProcess({ dataDir: launch.dataDir, env, ...runtimeOptions(launch), command: ['provisioning', ...common, '--api-port', String(apiPort)] });
   // Brokers relay enrollment with their own credential (role broker), never the admin token.
   const created = await apiRequest<{ token: string }>(
     { baseUrl: `https://127.0.0.1:${apiPort}`, ca: readFileSync(join(launch.dataDir, 'pki', 'ca.crt'), 'utf8'), token: readFileSync(join(launch.dataDir, 'admin.token'), 'utf8').trim() },
@@ -88,6 +96,7 @@ async function startCluster(launch: FleetgateLaunch, workers: number): Promise<F
   const startBrokers = () =>
     startGatewayProcess({
       dataDir: launch.dataDir,
+      ...runtimeOptions(launch),
       env: { ...env, FLEETGATE_PROVISIONING_URL: `https://localhost:${apiPort}`, FLEETGATE_BROKER_TOKEN: created.body.token },
       // Both cores: that is the point of this shape (the load generator shares them).
       launchPrefix: launchPrefix({ ...launch.pinning, ...(launch.pinning.cpus !== undefined && workers > 1 ? { cpus: '0,1' } : {}) }),
@@ -103,7 +112,9 @@ async function startCluster(launch: FleetgateLaunch, workers: number): Promise<F
     }
   };
   return {
-    name: 'fleetgate',
+    name: launch.name ?? 'fleetgate',
+    kind: 'fleetgate',
+    ...runtimeFacts(launch),
     mode: workers > 1 ? 'cluster' : 'cluster-1',
     host: '127.0.0.1',
     port: mqttPort,
@@ -134,6 +145,7 @@ async function startServe(launch: FleetgateLaunch): Promise<FleetgateUnderTest> 
   const start = () =>
     startGatewayProcess({
       dataDir: launch.dataDir,
+      ...runtimeOptions(launch),
       mqttPort,
       apiPort,
       launchPrefix: launchPrefix(launch.pinning),
@@ -160,7 +172,9 @@ async function startServe(launch: FleetgateLaunch): Promise<FleetgateUnderTest> 
   };
   let gateway: GatewayProcess = watch(await start());
   return {
-    name: 'fleetgate',
+    name: launch.name ?? 'fleetgate',
+    kind: 'fleetgate',
+    ...runtimeFacts(launch),
     mode: 'serve',
     host: '127.0.0.1',
     port: mqttPort,

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
-const bin = join(import.meta.dirname, '..', 'bin', 'fleetgate.js');
+const checkout = join(import.meta.dirname, '..');
 
 export interface GatewayProcess {
   readonly child: ChildProcess;
@@ -29,6 +29,10 @@ export async function startGatewayProcess(options: {
   apiPort?: number;
   /** argv run in front of node, e.g. `taskset -c 0` (see launchPrefix in broker-under-test.ts); same pid. */
   launchPrefix?: readonly string[];
+  /** The node to run (default: this process's), e.g. Node 24 from bench/node-runtimes.ts. */
+  nodeBinary?: string;
+  /** The directory holding bin/fleetgate.js and a node_modules that works on nodeBinary (default: this checkout). */
+  root?: string;
   /** Another fleetgate command line (`provisioning …`, `broker …`) instead of `serve` on the given ports. */
   command?: readonly string[];
 }): Promise<GatewayProcess> {
@@ -45,11 +49,13 @@ export async function startGatewayProcess(options: {
     '--hostname',
     'localhost',
   ];
-  const argv = [...(options.launchPrefix ?? []), process.execPath, ...(options.nodeFlags ?? []), bin, ...command];
+  const nodeBinary = options.nodeBinary ?? process.execPath;
+  const root = options.root ?? checkout;
+  const argv = [...(options.launchPrefix ?? []), nodeBinary, ...(options.nodeFlags ?? []), join(root, 'bin', 'fleetgate.js'), ...command];
   // The load generators open every connection from 127.0.0.1: per-source limits (README "Flow control and
   // admission limits") would shed the fleet they simulate, so they are raised to the global ones.
   const env = { ...process.env, FLEETGATE_LOG_LEVEL: 'warn', FLEETGATE_MAX_PENDING_HANDSHAKES_PER_SOURCE: '512', FLEETGATE_MAX_CONNECTIONS_PER_SOURCE: '100000', ...options.env };
-  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0] ?? nodeBinary, argv.slice(1), { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

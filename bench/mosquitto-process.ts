@@ -93,6 +93,7 @@ export async function startMosquitto(options: { dir: string; tls: MosquittoTls; 
   let child = await launch();
   return {
     name: 'mosquitto',
+    kind: 'mosquitto',
     host: '127.0.0.1',
     port,
     get pid() {

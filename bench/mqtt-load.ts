@@ -255,7 +255,8 @@ export interface LatencyResult {
   readonly sent: number;
   readonly delivered: number;
   readonly ratePerSecond: number;
-  readonly latencyMs: LatencySummary;
+  /** p999 too (the C generator's results have it; summarizeLatencies stops at p99). */
+  readonly latencyMs: LatencySummary & { readonly p999?: number };
   readonly loaderCpuSeconds: number;
   readonly windowMs: number;
 }
@@ -305,7 +306,9 @@ export async function measureLatency(target: Target, publishers: readonly BenchI
   const loaderCpuSeconds = cpuSecondsSince(cpuBefore);
   const windowMs = performance.now() - started;
   for (const session of [...sessions, subscriber]) closeSession(session);
-  return { sent, delivered: samples.length + warmUpDelivered, ratePerSecond: options.ratePerSecond, latencyMs: summarizeLatencies(samples), loaderCpuSeconds, windowMs };
+  const sorted = [...samples].sort((a, b) => a - b);
+  const p999 = sorted.length === 0 ? 0 : Math.round((sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.999) - 1)] ?? 0) * 100) / 100;
+  return { sent, delivered: samples.length + warmUpDelivered, ratePerSecond: options.ratePerSecond, latencyMs: { ...summarizeLatencies(samples), p999 }, loaderCpuSeconds, windowMs };
 }
 
 /**

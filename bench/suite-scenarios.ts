@@ -1,6 +1,7 @@
 import { type BackoffPolicy } from '../device-sim/index.ts';
-import { formatCpuRange, loaderSaturated, type Metric, metric } from './bench-report.ts';
+import { type BrokerRuns, generatorBoundCores, type Metric, metric } from './bench-report.ts';
 import { type BrokerUnderTest, rssKib } from './broker-under-test.ts';
+import { type EventLoopDelay, readEventLoopDelay } from './event-loop-scrape.ts';
 import type { BenchCredentials } from './device-credentials.ts';
 import { measureEnrollment } from './enroll.ts';
 import type { FleetgateUnderTest } from './fleetgate-launcher.ts';
@@ -33,11 +34,15 @@ export interface SuiteSettings {
   readonly enrollWarmup: number;
   readonly revokeDevices: number;
   readonly policyIterations: number;
+  /** Connections that warm a broker up (JIT, caches) at the start and after each restart. */
+  readonly warmUpConnects: number;
 }
 
 export interface SuiteContext {
-  readonly fleetgate: FleetgateUnderTest;
-  readonly mosquitto: BrokerUnderTest;
+  /** Every broker under test, Mosquitto first; alternated (rotated) per repetition. */
+  readonly brokers: readonly BrokerUnderTest[];
+  /** The fleetgate that runs the fleetgate-only scenarios (enrollment, revocation); undefined if none was chosen. */
+  readonly fleetgate: FleetgateUnderTest | undefined;
   /** Load workers; the first runs every scenario but the idle fleet, which is spread over all of them. */
   readonly workers: readonly LoadWorker[];
   readonly credentials: BenchCredentials;
@@ -54,22 +59,24 @@ interface Observation {
   readonly detail?: Record<string, unknown>;
 }
 
-type Runs = { fleetgate: Observation[]; mosquitto: Observation[] };
+type Runs = Record<string, Observation[]>;
+const emptyRuns = (context: SuiteContext): Runs => Object.fromEntries(context.brokers.map((broker) => [broker.name, []]));
 
 const targetOf = (broker: BrokerUnderTest, ca: string): Target => ({ host: broker.host, port: broker.port, ca });
 const r2 = (value: number) => Math.round(value * 100) / 100;
 
-/** Repeats `run` per broker, alternating which goes first, so drift on a shared machine hits both alike. */
+/** Repeats `run` per broker, rotating which goes first each repetition, so drift on a shared machine hits all alike. */
 async function alternate(context: SuiteContext, name: string, reps: number, run: (broker: BrokerUnderTest) => Promise<Observation>, format: (o: Observation) => string): Promise<Runs> {
-  const runs: Runs = { fleetgate: [], mosquitto: [] };
+  const runs = emptyRuns(context);
+  const { brokers } = context;
   for (let rep = 0; rep < reps; rep++) {
-    const order: BrokerUnderTest[] = rep % 2 === 0 ? [context.fleetgate, context.mosquitto] : [context.mosquitto, context.fleetgate];
+    const order = brokers.map((_, i) => brokers[(i + rep) % brokers.length] as BrokerUnderTest);
     for (const broker of order) {
       if (!isAlive(broker.pid)) {
         // It died after its previous run (e.g. while working off a backlog): start a fresh one.
         context.progress(`${name}: ${broker.name} is not running (it died after its last run; see its stderr above); restarting it`);
-        const previous = runs[broker.name].pop();
-        if (previous !== undefined) runs[broker.name].push({ ...previous, detail: { ...previous.detail, brokerDiedAfter: true } });
+        const previous = runs[broker.name]?.pop();
+        if (previous !== undefined) runs[broker.name]?.push({ ...previous, detail: { ...previous.detail, brokerDiedAfter: true } });
         await restartWarm(context, broker);
       }
       const pid = broker.pid;
@@ -92,37 +99,23 @@ async function alternate(context: SuiteContext, name: string, reps: number, run:
       // Unknown when the broker died before the second look.
       const brokerCores = observation.brokerCores ?? (before && after ? cpuBetween(before, after).cores : undefined);
       const complete: Observation = { ...observation, ...(brokerCores === undefined ? {} : { brokerCores }) };
-      runs[broker.name].push(complete);
-      const loader = observation.loaderCores === null ? '' : `, loader ${Math.round(observation.loaderCores * 100)}% CPU${loaderSaturated(observation.loaderCores, 1) ? ' (saturated: lower bound)' : ''}`;
-      context.progress(`${name} rep ${rep + 1}/${reps} ${broker.name.padEnd(9)} ${format(complete)} (broker ${brokerCores === undefined ? '?' : brokerCores.toFixed(2)} cores${loader})`);
+      runs[broker.name]?.push(complete);
+      const loader = observation.loaderCores === null ? '' : `, generator ${Math.round(observation.loaderCores * 100)}% CPU${observation.loaderCores > generatorBoundCores ? ' (generator-bound: lower bound)' : ''}`;
+      context.progress(`${name} rep ${rep + 1}/${reps} ${broker.name.padEnd(16)} ${format(complete)} (broker ${brokerCores === undefined ? '?' : brokerCores.toFixed(2)} cores${loader})`);
     }
   }
   return runs;
 }
 
-/** Metric detail: per-run figures, loader CPU and whether the loader was the limit. */
+/** Medians and ratios (bench-report.ts) with every run's value, generator and broker CPU, and details. */
 function summarize(name: string, unit: string, runs: Runs, note?: string): Metric {
-  const saturated = [...runs.fleetgate, ...runs.mosquitto].some((o) => o.loaderCores !== null && loaderSaturated(o.loaderCores, 1));
-  const side = (observations: Observation[]) => ({
-    runs: observations.map((o) => (o.value === null ? null : r2(o.value))),
-    loaderCores: observations.map((o) => (o.loaderCores === null ? null : r2(o.loaderCores))),
-    brokerCores: observations.map((o) => (o.brokerCores === undefined ? null : r2(o.brokerCores))),
-    ...(observations.some((o) => o.detail) ? { detail: observations.map((o) => o.detail ?? null) } : {}),
-  });
-  const notes = [note, saturated ? 'loader >90% CPU in some run: figure is a lower bound' : undefined].filter(Boolean).join('; ');
-  return metric(
-    name,
-    unit,
-    runs.fleetgate.map((o) => o.value),
-    runs.mosquitto.map((o) => o.value),
-    {
-      fleetgate: side(runs.fleetgate),
-      mosquitto: side(runs.mosquitto),
-      loaderCpu: `${formatCpuRange(runs.fleetgate.map((o) => o.loaderCores))} / ${formatCpuRange(runs.mosquitto.map((o) => o.loaderCores))}`,
-      loaderSaturated: saturated,
-      ...(notes ? { note: notes } : {}),
-    },
-  );
+  const byBroker: Record<string, BrokerRuns> = {};
+  const details: Record<string, unknown> = {};
+  for (const [broker, observations] of Object.entries(runs)) {
+    byBroker[broker] = { runs: observations.map((o) => o.value), generatorCores: observations.map((o) => o.loaderCores), brokerCores: observations.map((o) => o.brokerCores ?? null) };
+    if (observations.some((o) => o.detail)) details[broker] = observations.map((o) => o.detail ?? null);
+  }
+  return metric(name, unit, byBroker, { ...(note ? { note } : {}), ...(Object.keys(details).length > 0 ? { runs: details } : {}) });
 }
 
 /** A restarted broker gets the same warm-up as at the start, so its JIT is not what the next run measures. */
@@ -131,8 +124,8 @@ async function restartWarm(context: SuiteContext, broker: BrokerUnderTest): Prom
   await warmUp(context, broker);
 }
 
-export async function warmUp(context: Pick<SuiteContext, 'workers' | 'credentials'>, broker: BrokerUnderTest): Promise<void> {
-  await (context.workers[0] as LoadWorker).run({ kind: 'connect', target: targetOf(broker, context.credentials.ca), devices: [0, 50], count: 200, concurrency: 20, resume: false });
+export async function warmUp(context: Pick<SuiteContext, 'workers' | 'credentials' | 'settings'>, broker: BrokerUnderTest): Promise<void> {
+  await (context.workers[0] as LoadWorker).run({ kind: 'connect', target: targetOf(broker, context.credentials.ca), devices: [0, 50], count: context.settings.warmUpConnects, concurrency: 20, resume: false });
 }
 
 /** Waits until the broker uses less than a fifth of a core (or has exited), at most `maxMs`. */
@@ -188,7 +181,8 @@ export async function connectScenarios(context: SuiteContext): Promise<Metric[]>
   const full = await alternate(context, 'mtls_connect_full', settings.reps, connect(false), show);
   const resumed = await alternate(context, 'mtls_connect_resumed', settings.reps, connect(true), show);
   const reuse = (runs: Observation[]) => runs.map((o) => `${Math.round(Number(o.detail?.reuseRatio ?? 0) * 100)}%`).join(', ');
-  const reuseNote = `TLS 1.3 session tickets saved from a first connection; sessions resumed: fleetgate ${reuse(resumed.fleetgate)}, mosquitto ${reuse(resumed.mosquitto)}`;
+  const everyRunResumed = Object.values(resumed).every((runs) => runs.every((o) => o.detail?.reuseRatio === 1));
+  const reuseNote = `TLS 1.3 session tickets saved from a first connection; sessions resumed: ${everyRunResumed ? '100% in every run' : Object.entries(resumed).map(([broker, runs]) => `${broker} ${reuse(runs)}`).join(', ')}`;
   return [
     summarize('mtls_connect_full_per_s', 'connections/s', full, `new TLS 1.3 handshake + CONNECT/CONNACK, concurrency ${settings.concurrency}`),
     summarize('mtls_connect_resumed_per_s', 'connections/s', resumed, reuseNote),
@@ -224,6 +218,12 @@ export async function throughputScenarios(context: SuiteContext): Promise<Metric
   return metrics;
 }
 
+/**
+ * QoS 1 end-to-end latency at a fixed rate. For fleetgate (`serve`) the same window also reads the event loop's
+ * delay from its own GET /metrics (prom-client's default `fleetgate_nodejs_eventloop_lag_*`, a
+ * perf_hooks.monitorEventLoopDelay histogram reset at each scrape): scraped right before the job and right
+ * after, so the second scrape covers the job alone (its publishers connecting, the stream, the drain).
+ */
 export async function latencyScenario(context: SuiteContext): Promise<Metric[]> {
   const { settings, credentials } = context;
   const worker = context.workers[0] as LoadWorker;
@@ -232,6 +232,8 @@ export async function latencyScenario(context: SuiteContext): Promise<Metric[]> 
     'latency',
     settings.reps,
     async (broker) => {
+      const metricsUrl = broker.kind === 'fleetgate' && (broker as FleetgateUnderTest).mode === 'serve' ? (broker as FleetgateUnderTest).apiUrl : undefined;
+      if (metricsUrl !== undefined) await readEventLoopDelay(metricsUrl, credentials.ca).catch(() => undefined);
       const { result } = await worker.run<LatencyResult>({
         kind: 'latency',
         target: targetOf(broker, credentials.ca),
@@ -241,13 +243,38 @@ export async function latencyScenario(context: SuiteContext): Promise<Metric[]> 
         durationMs: settings.latencyMs,
         payloadBytes: settings.payloadBytes,
       });
-      return { value: result.latencyMs.p99, loaderCores: cores(result.loaderCpuSeconds, result.windowMs), detail: { p50: result.latencyMs.p50, p99: result.latencyMs.p99, max: result.latencyMs.max, sent: result.sent, delivered: result.delivered } };
+      let eventLoop: EventLoopDelay | undefined;
+      if (metricsUrl !== undefined) eventLoop = await readEventLoopDelay(metricsUrl, credentials.ca).catch(() => undefined);
+      return {
+        value: result.latencyMs.p99,
+        loaderCores: cores(result.loaderCpuSeconds, result.windowMs),
+        detail: {
+          p50: result.latencyMs.p50,
+          p99: result.latencyMs.p99,
+          p999: result.latencyMs.p999 ?? null,
+          max: result.latencyMs.max,
+          sent: result.sent,
+          delivered: result.delivered,
+          ...(eventLoop ? { eventLoopMaxMs: eventLoop.maxMs, eventLoopP99Ms: eventLoop.p99Ms } : {}),
+        },
+      };
     },
-    (o) => `p50 ${String(o.detail?.p50)} ms, p99 ${String(o.detail?.p99)} ms (${String(o.detail?.delivered)}/${String(o.detail?.sent)})`,
+    (o) => `p50 ${String(o.detail?.p50)} ms, p99 ${String(o.detail?.p99)} ms, p99.9 ${String(o.detail?.p999 ?? '-')} ms (${String(o.detail?.delivered)}/${String(o.detail?.sent)})${o.detail?.eventLoopMaxMs === undefined ? '' : `; event loop delay max ${String(o.detail.eventLoopMaxMs)} ms, p99 ${String(o.detail.eventLoopP99Ms)} ms`}`,
   );
-  const p50: Runs = { fleetgate: runs.fleetgate.map((o) => ({ ...o, value: Number(o.detail?.p50) })), mosquitto: runs.mosquitto.map((o) => ({ ...o, value: Number(o.detail?.p50) })) };
+  const pick = (key: string, only?: (broker: string) => boolean): Runs =>
+    Object.fromEntries(
+      Object.entries(runs)
+        .filter(([broker]) => only?.(broker) ?? true)
+        .map(([broker, observations]) => [broker, observations.map((o) => ({ ...o, value: typeof o.detail?.[key] === 'number' ? o.detail[key] : null }))]),
+    );
   const note = `QoS 1 at ${settings.latencyRatePerSecond} msg/s for ${settings.latencyMs / 1000} s, ${settings.publishers} publishers → 1 wildcard subscriber`;
-  return [summarize('latency_p50_ms', 'ms', p50, note), summarize('latency_p99_ms', 'ms', runs, note)];
+  const metrics = [summarize('latency_p50_ms', 'ms', pick('p50'), note), summarize('latency_p99_ms', 'ms', runs, note), summarize('latency_p999_ms', 'ms', pick('p999'), note)];
+  const withEventLoop = (broker: string) => runs[broker]?.some((o) => o.detail?.eventLoopMaxMs !== undefined) ?? false;
+  if (Object.keys(runs).some(withEventLoop)) {
+    const loopNote = 'fleetgate serve\'s event-loop delay during each latency run (its /metrics: fleetgate_nodejs_eventloop_lag_max/p99_seconds, monitorEventLoopDelay at 10 ms resolution); issue 16 goal: no stall above 5 ms';
+    metrics.push(summarize('latency_eventloop_max_ms', 'ms', pick('eventLoopMaxMs', withEventLoop), loopNote), summarize('latency_eventloop_p99_ms', 'ms', pick('eventLoopP99Ms', withEventLoop), loopNote));
+  }
+  return metrics;
 }
 
 /**
@@ -257,8 +284,8 @@ export async function latencyScenario(context: SuiteContext): Promise<Metric[]> 
  */
 export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[]> {
   const { settings, credentials, workers } = context;
-  const storm: Runs = { fleetgate: [], mosquitto: [] };
-  const failedRuns: Runs = { fleetgate: [], mosquitto: [] };
+  const storm = emptyRuns(context);
+  const failedRuns = emptyRuns(context);
   const rss = await alternate(
     context,
     'idle_fleet',
@@ -289,9 +316,12 @@ export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[
       await Promise.all(workers.map((worker) => worker.run({ kind: 'arm', policy: settings.stormBackoff })));
       const { downMs } = await broker.restart();
       const readyAt = Date.now();
+      // The restarted broker is a new process: its CPU over the storm, from ready to settled.
+      const stormCpuBefore = cpuSampleOf(broker.pid);
       const settled = await Promise.all(
         workers.map((worker) => worker.run<Awaited<ReturnType<IdleFleet['whenSettled']>>>({ kind: 'settle', timeoutMs: settings.stormTimeoutMs })),
       );
+      const stormCpuAfter = cpuSampleOf(broker.pid);
       await Promise.all(workers.map((worker) => worker.run({ kind: 'release' })));
       const back = settled.reduce((sum, s) => sum + s.result.back, 0);
       const failed = settled.reduce((sum, s) => sum + s.result.failed, 0);
@@ -300,8 +330,9 @@ export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[
       for (const s of settled) for (const [key, count] of Object.entries(s.result.refusals)) refusals[key] = (refusals[key] ?? 0) + count;
       const stormSeconds = back > 0 ? (lastBackAt - readyAt) / 1000 : null;
       const stormLoaderCores = Math.max(...settled.map((s) => s.cpuSeconds / s.wallSeconds));
-      storm[broker.name].push({ value: stormSeconds, loaderCores: stormLoaderCores, detail: { devices: connected, back, failed, restartMs: Math.round(downMs), refusedAttempts: refusals } });
-      failedRuns[broker.name].push({ value: failed, loaderCores: null });
+      const stormBrokerCores = stormCpuBefore && stormCpuAfter ? cpuBetween(stormCpuBefore, stormCpuAfter).cores : undefined;
+      storm[broker.name]?.push({ value: stormSeconds, loaderCores: stormLoaderCores, ...(stormBrokerCores === undefined ? {} : { brokerCores: stormBrokerCores }), detail: { devices: connected, back, failed, restartMs: Math.round(downMs), refusedAttempts: refusals } });
+      failedRuns[broker.name]?.push({ value: failed, loaderCores: null });
       context.progress(`reconnect_storm ${broker.name}: ${back}/${connected} back ${stormSeconds ?? '-'} s after the restart (restart took ${Math.round(downMs)} ms), ${failed} failed; retried attempts ${JSON.stringify(refusals)}`);
       return {
         value: connected > 0 ? (rssAfter - rssBefore) / connected : null,
@@ -324,6 +355,10 @@ export async function idleFleetScenarios(context: SuiteContext): Promise<Metric[
 /** fleetgate only: enrollment over MQTT (bench/enroll.ts) and revocation → disconnect (bench/revoke.ts). */
 export async function fleetgateOnlyScenarios(context: SuiteContext): Promise<Metric[]> {
   const { settings, credentials, fleetgate } = context;
+  if (fleetgate === undefined) {
+    context.progress('fleetgate-only scenarios skipped: no fleetgate among --brokers');
+    return [];
+  }
   const enroll: number[] = [];
   const enrollDetail: unknown[] = [];
   const revoke: number[] = [];
@@ -344,19 +379,20 @@ export async function fleetgateOnlyScenarios(context: SuiteContext): Promise<Met
     if (phase !== undefined) {
       enroll.push(phase.perSecond);
       enrollDetail.push({ ok: phase.ok, failed: phase.failed, p50Ms: phase.latencyMs.p50, p99Ms: phase.latencyMs.p99, gatewayCores: phase.gateway.cores, loaderCores: phase.loadGenerator.cores });
-      context.progress(`enroll rep ${rep + 1}/${settings.slowReps} fleetgate  ${phase.perSecond} enrollments/s (${phase.ok} ok, ${phase.failed} failed, gateway ${phase.gateway.cores} cores, loader ${phase.loadGenerator.cores} cores)`);
+      context.progress(`enroll rep ${rep + 1}/${settings.slowReps} ${fleetgate.name}  ${phase.perSecond} enrollments/s (${phase.ok} ok, ${phase.failed} failed, gateway ${phase.gateway.cores} cores, loader ${phase.loadGenerator.cores} cores)`);
     }
     const revocation = await measureRevocation({ apiUrl: fleetgate.apiUrl, mqttUrl: fleetgate.mqttUrl, ca: credentials.ca, token: credentials.token, devices: settings.revokeDevices, prefix: `rv${rep}-`, log: () => {} });
     revoke.push(revocation.endToEndMs.p99);
     revokeDetail.push(revocation);
-    context.progress(`revoke rep ${rep + 1}/${settings.slowReps} fleetgate  p50 ${revocation.endToEndMs.p50} ms, p99 ${revocation.endToEndMs.p99} ms (${revocation.devices} devices, reconnects refused ${revocation.refusedReconnects})`);
+    context.progress(`revoke rep ${rep + 1}/${settings.slowReps} ${fleetgate.name}  p50 ${revocation.endToEndMs.p50} ms, p99 ${revocation.endToEndMs.p99} ms (${revocation.devices} devices, reconnects refused ${revocation.refusedReconnects})`);
   }
   const policyRuns: number[] = [];
   for (let rep = 0; rep < Math.max(3, settings.reps); rep++) policyRuns.push(measurePolicyCheckNs(settings.policyIterations).nsPerCheck);
-  context.progress(`policy_check fleetgate  ${policyRuns.map((ns) => ns.toFixed(0)).join(' / ')} ns per check`);
+  context.progress(`policy_check ${fleetgate.name}  ${policyRuns.map((ns) => ns.toFixed(0)).join(' / ')} ns per check`);
   return [
-    metric('enroll_per_s', 'enrollments/s', enroll, null, { runs: enrollDetail, note: `claim session + CSR over MQTT until accepted, ${settings.enrollDevices} devices, concurrency ${settings.concurrency} (bench/enroll.ts)` }),
-    metric('revoke_to_disconnect_p99_ms', 'ms', revoke, null, { runs: revokeDetail, note: `POST /v1/devices/{id}/revoke → client sees close, ${settings.revokeDevices} devices revoked one at a time (bench/revoke.ts)` }),
-    metric('policy_check_ns', 'ns', policyRuns, null, { runs: policyRuns.map((ns) => r2(ns)), note: 'decideInScope: device publish + backend receive, in process (core/policy.ts)' }),
+    metric('enroll_per_s', 'enrollments/s', { [fleetgate.name]: { runs: enroll } }, { runs: enrollDetail, note: `claim session + CSR over MQTT until accepted, ${settings.enrollDevices} devices, concurrency ${settings.concurrency} (bench/enroll.ts)` }),
+    metric('revoke_to_disconnect_p99_ms', 'ms', { [fleetgate.name]: { runs: revoke } }, { runs: revokeDetail, note: `POST /v1/devices/{id}/revoke → client sees close, ${settings.revokeDevices} devices revoked one at a time (bench/revoke.ts)` }),
+    // In this process (the orchestrator's Node), not in a broker.
+    metric('policy_check_ns', 'ns', { [`fleetgate-node${process.versions.node.split('.')[0]}`]: { runs: policyRuns } }, { note: 'decideInScope: device publish + backend receive, in the orchestrator process (core/policy.ts)' }),
   ];
 }
