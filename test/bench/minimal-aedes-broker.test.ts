@@ -74,7 +74,7 @@ describe('minimal aedes broker', () => {
       const received: string[] = [];
       service.on('message', (topic) => received.push(topic));
       // aedes ends the connection of a client whose PUBLISH it refuses (authorizePublish error).
-      const closed = new Promise((resolve) => forger.once('close', resolve));
+      const closed = new Promise<void>((resolve) => forger.once('close', () => resolve()));
       forger.publish(`devices/${device(1).id}/telemetry`, 'forged');
       await closed;
       const publisher = await connect(device(0));
