@@ -112,7 +112,9 @@ function prepareFleetgateTree(home: string, nodeVersion: string, progress: (line
     execFileSync(join(home, 'bin', 'node'), [nodeGyp, 'rebuild', '--release', `--nodedir=${home}`], {
       cwd: sqlite,
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, PATH: `${join(home, 'bin')}:${process.env.PATH ?? ''}` },
+      // Under `npm run bench`, npm exports its own config (npm_config_nodedir=/usr here) and node-gyp reads it
+      // over --nodedir: it would build against the machine's Node headers. Point it at this Node's too.
+      env: { ...process.env, npm_config_nodedir: home, PATH: `${join(home, 'bin')}:${process.env.PATH ?? ''}` },
     });
     writeFileSync(builtMarker, nodeVersion);
   }
