@@ -289,7 +289,9 @@ export function emitterOf(aedes: Aedes): unknown {
 export function preventEmitterRecursion(emitter: unknown): void {
   const internals = emitter as { _do(message: unknown, callback: unknown): unknown };
   const run = internals._do.bind(internals);
-  const pending: [unknown, unknown][] = [];
+  // Drained by index, not shift(): past ~16k entries an array lives in V8's large-object space, where
+  // shift() cannot trim in place and copies the rest, so a backlog would be drained in quadratic time.
+  let pending: [unknown, unknown][] = [];
   let running = false;
   internals._do = (message, callback) => {
     if (running) {
@@ -297,10 +299,16 @@ export function preventEmitterRecursion(emitter: unknown): void {
       return internals;
     }
     running = true;
+    let next = 0;
     try {
       run(message, callback);
-      for (let next = pending.shift(); next !== undefined; next = pending.shift()) run(next[0], next[1]);
+      while (next < pending.length) {
+        const [queuedMessage, queuedCallback] = pending[next++] as [unknown, unknown];
+        run(queuedMessage, queuedCallback);
+      }
     } finally {
+      // After a throw, what was not run yet stays queued for the next _do, as before.
+      pending = next < pending.length ? pending.slice(next) : [];
       running = false;
     }
     return internals;
