@@ -4,7 +4,7 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchCredentials } from './device-credentials.ts';
-import { measureConnectRate, measureThroughput, type Target } from './mqtt-load.ts';
+import { measureConnectRate, measureLatency, measureThroughput, type Target } from './mqtt-load.ts';
 import { cpuBetween, sampleCpu } from './process-cpu.ts';
 import { summarizeCpuProfile } from './profile-summary.ts';
 
@@ -27,6 +27,7 @@ const { values } = parseArgs({
     connects: { type: 'string', default: '1500' },
     'throughput-ms': { type: 'string', default: '6000' },
     publishers: { type: 'string', default: '10' },
+    /** Comma-separated phases: full, resumed, qos1, qos0, latency. */
     only: { type: 'string' },
     profile: { type: 'string' },
   },
@@ -101,6 +102,16 @@ await measureConnectRate(target, devices, { count: Math.min(300, connects), conc
 for (const phase of phases) {
   if (phase === 'full') await measure('connect_full', async () => (await measureConnectRate(target, devices, { count: connects, concurrency: 20, resume: false })).ok);
   if (phase === 'resumed') await measure('connect_resumed', async () => (await measureConnectRate(target, devices, { count: connects, concurrency: 20, resume: true })).ok);
+  if (phase === 'latency') {
+    // The suite's latency scenario: QoS 1 at 1,000 msg/s from 20 publishers to one wildcard subscriber.
+    let latency: unknown;
+    await measure('latency', async () => {
+      const result = await measureLatency(target, devices.slice(0, 20), credentials.service, { qos: 1, ratePerSecond: 1000, durationMs: Number(values['throughput-ms']), payloadBytes: 64 });
+      latency = { p50: result.latencyMs.p50, p90: result.latencyMs.p90, p99: result.latencyMs.p99, max: result.latencyMs.max };
+      return result.delivered;
+    });
+    (results.latency as Record<string, unknown>).ms = latency;
+  }
   for (const qos of [1, 0] as const) {
     if (phase !== `qos${qos}`) continue;
     // The window only: set-up connects and the ramp are outside the CPU interval as far as possible.
