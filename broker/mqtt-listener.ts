@@ -1,4 +1,4 @@
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
@@ -46,7 +46,7 @@ export function createMqttListener(config: MqttListenerConfig, deps: MqttListene
   const { metrics, log, trust } = deps;
   // Reconnecting devices are recognised by fingerprint instead of classified anew (core/peer-classifier.ts);
   // a new trust snapshot comes with new issuers, which empty it.
-  const peers = createPeerClassifier<X509Certificate>();
+  const peers = createPeerClassifier({ parse: (der) => new X509Certificate(der) });
   const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...trust.current().anchors.manufacturer] });
 
   const server: Server = createServer(

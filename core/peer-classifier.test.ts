@@ -35,30 +35,47 @@ function peer(leaf: CertificateView | undefined, authorized = true, authorizatio
       certificateReads++;
       return leaf;
     },
-    getPeerCertificate: () => (leaf === undefined ? {} : { fingerprint256: leaf.fingerprint256 }),
+    getPeerCertificate: () => (leaf === undefined ? {} : { fingerprint256: leaf.fingerprint256, raw: leaf.raw }),
   };
   return { tlsPeer, reads: () => certificateReads };
 }
 
+/** The classifier with a parser that counts what it parsed (a remembered peer's certificate, from its DER). */
+function classifierWith(limit?: number) {
+  const parsed: Uint8Array[] = [];
+  const classifier = createPeerClassifier<CertificateView>({
+    parse: (der) => {
+      parsed.push(der);
+      return certificate('parsed-from-der');
+    },
+    ...(limit === undefined ? {} : { limit }),
+  });
+  return { classifier, parsed };
+}
+
 describe('the peer classifier', () => {
-  it('classifies a certificate once per trust snapshot and hands back the same answer and certificate object', () => {
+  it('classifies a certificate once per trust snapshot, and parses a remembered peer’s certificate only when read', () => {
     const trusted = issuers();
     const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
-    const classifier = createPeerClassifier();
+    const { classifier, parsed } = classifierWith();
     const first = peer(leaf);
     const again = peer(leaf);
     const a = classifier.classify(first.tlsPeer, trusted);
     const b = classifier.classify(again.tlsPeer, trusted);
     expect(a.credential).toMatchObject({ kind: 'device', deviceId: 'device-1' });
-    expect(b).toBe(a);
-    expect(b.certificate).toBe(leaf);
+    expect(a.certificate).toBe(leaf);
+    expect(b.credential).toBe(a.credential);
     expect([first.reads(), again.reads()]).toEqual([1, 0]);
+    expect(parsed).toEqual([]);
+    expect(b.certificate?.subject).toBe('CN=parsed-from-der');
+    expect(b.certificate).toBe(b.certificate);
+    expect(parsed).toEqual([leaf.raw]);
   });
 
   it('reads OpenSSL’s verdict on every handshake: a certificate it refuses now is refused, remembered or not', () => {
     const trusted = issuers();
     const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
-    const classifier = createPeerClassifier();
+    const { classifier } = classifierWith();
     expect(classifier.classify(peer(leaf).tlsPeer, trusted).credential.kind).toBe('device');
     const expired = classifier.classify(peer(leaf, false, 'CERT_HAS_EXPIRED').tlsPeer, trusted);
     expect(expired.credential).toMatchObject({ kind: 'refused', code: 'AUTH_CERT_EXPIRED' });
@@ -67,7 +84,7 @@ describe('the peer classifier', () => {
   it('never remembers a refusal: neither OpenSSL’s nor one of the certificate’s names', () => {
     const trusted = issuers();
     const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
-    const classifier = createPeerClassifier();
+    const { classifier } = classifierWith();
     classifier.classify(peer(leaf, false, 'CERT_HAS_EXPIRED').tlsPeer, trusted);
     expect(classifier.size).toBe(0);
     // Signed by the device CA, but its URI SAN names another device than its CN.
@@ -85,7 +102,7 @@ describe('the peer classifier', () => {
   it('forgets everything when the trusted issuers change (a new trust snapshot)', () => {
     const before = issuers();
     const leaf = certificate('device-1', { issuedBy: before.device.certificate });
-    const classifier = createPeerClassifier();
+    const { classifier } = classifierWith();
     expect(classifier.classify(peer(leaf).tlsPeer, before).credential.kind).toBe('device');
     expect(classifier.size).toBe(1);
     // The new snapshot no longer trusts the CA that signed the leaf.
@@ -100,7 +117,7 @@ describe('the peer classifier', () => {
     const trusted = issuers();
     const leaves = ['d-1', 'd-2', 'd-3'].map((name) => certificate(name, { issuedBy: trusted.device.certificate }));
     const [d1, d2, d3] = leaves as [CertificateView, CertificateView, CertificateView];
-    const classifier = createPeerClassifier(2);
+    const { classifier } = classifierWith(2);
     classifier.classify(peer(d1).tlsPeer, trusted);
     classifier.classify(peer(d2).tlsPeer, trusted);
     classifier.classify(peer(d1).tlsPeer, trusted); // d-1 is now the most recent
@@ -117,8 +134,8 @@ describe('the peer classifier', () => {
   it('remembers nothing when the certificate object is not the one fingerprinted', () => {
     const trusted = issuers();
     const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
-    const classifier = createPeerClassifier();
-    const odd: SummarisedTlsPeer<CertificateView> = { authorized: true, getPeerX509Certificate: () => leaf, getPeerCertificate: () => ({ fingerprint256: 'CC:DD' }) };
+    const { classifier } = classifierWith();
+    const odd: SummarisedTlsPeer<CertificateView> = { authorized: true, getPeerX509Certificate: () => leaf, getPeerCertificate: () => ({ fingerprint256: 'CC:DD', raw: leaf.raw }) };
     expect(classifier.classify(odd, trusted).credential.kind).toBe('device');
     expect(classifier.size).toBe(0);
   });
