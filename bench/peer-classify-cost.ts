@@ -12,10 +12,10 @@ import type { BenchCredentials } from './device-credentials.ts';
  * mTLS connections of the bench devices, alternating connection by connection so that both see the same
  * machine. The classifier is warmed first (every device connected once), as for a fleet that reconnects.
  *
- *   node --import tsx bench/peer-classify-cost.ts --data /tmp/fg-data [--connections 2000]
+ *   node --import tsx bench/peer-classify-cost.ts --data /tmp/fg-data [--connections 2000] [--resume]
  * (`--data` is a data directory made by bench/profile-gateway.ts or the suite: bench-credentials.json.)
  */
-const { values } = parseArgs({ options: { data: { type: 'string', default: '/tmp/fleetgate-profile-data' }, connections: { type: 'string', default: '2000' } } });
+const { values } = parseArgs({ options: { data: { type: 'string', default: '/tmp/fleetgate-profile-data' }, connections: { type: 'string', default: '2000' }, resume: { type: 'boolean', default: false } } });
 const credentials = JSON.parse(readFileSync(join(values.data, 'bench-credentials.json'), 'utf8')) as BenchCredentials;
 const pki = join(values.data, 'pki');
 const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: readFileSync(join(pki, 'device-ca.crt'), 'utf8'), claim: [readFileSync(join(pki, 'claim-ca.crt'), 'utf8')], manufacturer: [] });
@@ -42,16 +42,20 @@ const server = createServer(
       spent[way] += cost;
       counts[way]++;
     }
-    socket.destroy();
+    socket.end();
   },
 );
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const port = (server.address() as { port: number }).port;
+// --resume: each device resumes the TLS session of its previous connection (TLS 1.3 tickets), as the suite's resumed connects.
+const tickets = new Map<string, Buffer>();
 const connectOnce = (index: number) =>
   new Promise<void>((resolve) => {
     const device = credentials.devices[index % credentials.devices.length];
     if (device === undefined) throw new Error('no devices');
-    const socket = connect({ host: '127.0.0.1', port, ca: credentials.ca, cert: device.cert, key: device.key, servername: 'localhost' });
+    const ticket = values.resume ? tickets.get(device.id) : undefined;
+    const socket = connect({ host: '127.0.0.1', port, ca: credentials.ca, cert: device.cert, key: device.key, servername: 'localhost', ...(ticket ? { session: ticket } : {}) });
+    socket.on('session', (session: Buffer) => tickets.set(device.id, session));
     socket.on('error', () => resolve());
     socket.on('close', () => resolve());
   });
@@ -60,4 +64,4 @@ warming = false;
 for (let i = 0; i < Number(values.connections); i++) await connectOnce(i);
 server.close();
 const perCall = (way: keyof typeof spent) => Math.round((spent[way] / Math.max(1, counts[way])) * 10) / 10;
-process.stdout.write(`${JSON.stringify({ node: process.version, connections: counts, cpuUsPerConnection: { classifyPeer: perCall('classifyPeer'), classifier: perCall('classifier') } })}\n`);
+process.stdout.write(`${JSON.stringify({ node: process.version, resumed: values.resume, connections: counts, cpuUsPerConnection: { classifyPeer: perCall('classifyPeer'), classifier: perCall('classifier') } })}\n`);
