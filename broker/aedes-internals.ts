@@ -289,7 +289,9 @@ export function emitterOf(aedes: Aedes): unknown {
 export function preventEmitterRecursion(emitter: unknown): void {
   const internals = emitter as { _do(message: unknown, callback: unknown): unknown };
   const run = internals._do.bind(internals);
-  const pending: [unknown, unknown][] = [];
+  // Drained by index, not shift(): past ~16k entries an array lives in V8's large-object space, where
+  // shift() cannot trim in place and copies the rest, so a backlog would be drained in quadratic time.
+  let pending: [unknown, unknown][] = [];
   let running = false;
   internals._do = (message, callback) => {
     if (running) {
@@ -297,14 +299,72 @@ export function preventEmitterRecursion(emitter: unknown): void {
       return internals;
     }
     running = true;
+    let next = 0;
     try {
       run(message, callback);
-      for (let next = pending.shift(); next !== undefined; next = pending.shift()) run(next[0], next[1]);
+      while (next < pending.length) {
+        const [queuedMessage, queuedCallback] = pending[next++] as [unknown, unknown];
+        run(queuedMessage, queuedCallback);
+      }
     } finally {
+      // After a throw, what was not run yet stays queued for the next _do, as before.
+      pending = next < pending.length ? pending.slice(next) : [];
       running = false;
     }
     return internals;
   };
+}
+
+/**
+ * A first-in-first-out queue with the part of the Array interface mqemitter uses on its queues (push,
+ * shift, length), where shift is O(1): it moves a head index and compacts once the consumed half is large.
+ */
+class FifoQueue<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): number {
+    this.#items.push(item);
+    return this.length;
+  }
+
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 4096 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+}
+
+/**
+ * mqemitter queues the messages beyond its `concurrency` in two arrays and takes each next one with
+ * `Array#shift` (`released()`, mqemitter.js constructor). Past ~16,000 entries an array lives in V8's
+ * large-object space, where shift cannot trim in place and copies the rest: a backlog after a burst of
+ * QoS 0 traffic is then drained in quadratic time on the main thread (30,000 queued: ~2.5 s of shifting on
+ * this machine), which stalls every session. This swaps the instance's two queues (empty right after the
+ * broker was created, their order kept otherwise) for queues whose shift is O(1); mqemitter-redis inherits them from mqemitter.
+ * Upstream candidate: mqemitter using a linked or ring queue.
+ */
+export function useConstantTimeEmitterQueue(emitter: unknown): void {
+  const internals = emitter as { _messageQueue: unknown[]; _messageCallbacks: unknown[] };
+  const swap = (queued: unknown[]) => {
+    const queue = new FifoQueue<unknown>();
+    for (const item of queued) queue.push(item); // normally none yet (a cluster emitter may have started)
+    return queue as unknown as unknown[];
+  };
+  internals._messageQueue = swap(internals._messageQueue);
+  internals._messageCallbacks = swap(internals._messageCallbacks);
 }
 
 export type Emit = (packet: { topic: string; payload: Buffer }, done?: (error?: Error) => void) => unknown;

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
-import { assertPinnedVersions, clientById, emitterOf, preventEmitterRecursion } from './aedes-internals.ts';
+import { assertPinnedVersions, clientById, emitterOf, preventEmitterRecursion, useConstantTimeEmitterQueue } from './aedes-internals.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
 import type { ConnectionAdmission } from './connection-admission.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
@@ -92,6 +92,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
     ...(cluster ? { id: cluster.brokerId, mq: cluster.mq, persistence: cluster.persistence, heartbeatInterval: 10_000 } : {}),
   });
   preventEmitterRecursion(emitterOf(aedes));
+  useConstantTimeEmitterQueue(emitterOf(aedes));
 
   // MQTT 3.1.1 rules whose breach must close the connection, checked between mqtt-packet and aedes (README
   // "MQTT 3.1.1 strictness"); refusals reach aedes' error path, where flow control audits them (sampled).

@@ -52,14 +52,22 @@ interface IngressState {
   timers: Set<NodeJS.Timeout>;
 }
 
+/**
+ * Marks a packet admitted but not yet published, whose completion gives back an in-flight slot of this
+ * state. A property of the packet rather than a WeakMap entry per message: short-lived WeakMap keys are
+ * ephemerons, extra work for every scavenge at tens of thousands of messages per second. The packet is
+ * mqtt-packet's parsed object, which aedes hands on to publish and then drops (aedes copies it into its own
+ * packet for delivery); nothing else reads this symbol.
+ */
+const countedBy = Symbol('fleetgate.ingress.counted');
+type CountedPacket = PublishPacket & { [countedBy]?: IngressState | undefined };
+
 /** Rate-limit debt is allowed to build up to this many seconds of traffic before the socket stops being read. */
 const burstSeconds = 2;
 
 export function createIngressFlowControl(aedes: Aedes, options: IngressOptions): IngressFlowControl {
   const now = options.now ?? (() => performance.now());
   const states = new WeakMap<Client, IngressState>();
-  /** Packets admitted but not yet published, whose completion gives back an in-flight slot. */
-  const counted = new WeakMap<PublishPacket, IngressState>();
   /** QoS 0 packets over the limit: authorized (so the connection stays up) but never forwarded. */
   const dropped = new WeakSet<PublishPacket>();
 
@@ -67,9 +75,9 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
   // (broker/aedes-internals.ts). Dropped packets stop here; counted ones give their in-flight slot back when
   // aedes is done with them.
   interceptClientPublishes(aedes, (packet, client, done, publish) => {
-    const state = counted.get(packet);
+    const state = (packet as CountedPacket)[countedBy];
     if (state === undefined) return publish(packet, client, done);
-    counted.delete(packet);
+    (packet as CountedPacket)[countedBy] = undefined;
     if (dropped.has(packet)) {
       // Asynchronously, so that a chunk of dropped packets does not recurse into the next read.
       setImmediate(() => {
@@ -154,7 +162,7 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
       // answered without publishing, so it would never give an in-flight slot back.
       if (packet.qos !== 2) {
         state.inflight++;
-        counted.set(packet, state);
+        (packet as CountedPacket)[countedBy] = state;
       }
       if (packet.qos === 0) {
         if (state.messages.tryTake(1, at) && state.bytes.tryTake(size, at)) return callback(null);

@@ -1,8 +1,9 @@
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { classifyPeer, type GatewayMetrics, listenerSecureContext, type TrustSource } from '../core/index.ts';
+import { createPeerClassifier, type GatewayMetrics, listenerSecureContext, type TrustSource } from '../core/index.ts';
 import { type ConnectionAdmission, type ConnectionAdmissionOptions, createConnectionAdmission } from './connection-admission.ts';
 import type { VerifiedPeer } from './session-table.ts';
 
@@ -38,11 +39,14 @@ export interface MqttListener {
 /**
  * The MQTT side's TLS listener: mutual TLS with `core/tls-profile.ts`'s options and the trust store's CAs,
  * connection budgets in front of it, and one reading per connection of who the peer is (`classifyPeer`,
- * core/peer-identity.ts). Aedes never sees a socket that did not finish a handshake; MQTT starts in
- * `onConnection`.
+ * core/peer-identity.ts, remembered per certificate by core/peer-classifier.ts). Aedes never sees a socket
+ * that did not finish a handshake; MQTT starts in `onConnection`.
  */
 export function createMqttListener(config: MqttListenerConfig, deps: MqttListenerDeps): MqttListener {
   const { metrics, log, trust } = deps;
+  // Reconnecting devices are recognised by fingerprint instead of classified anew (core/peer-classifier.ts);
+  // a new trust snapshot comes with new issuers, which empty it.
+  const peers = createPeerClassifier({ parse: (der) => new X509Certificate(der) });
   const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...trust.current().anchors.manufacturer] });
 
   const server: Server = createServer(
@@ -58,7 +62,7 @@ export function createMqttListener(config: MqttListenerConfig, deps: MqttListene
     },
     (socket) => {
       metrics.tlsHandshake('ok');
-      deps.onConnection(socket, classifyPeer(socket, trust.current().issuers));
+      deps.onConnection(socket, peers.classify(socket, trust.current().issuers));
     },
   );
   const connections = createConnectionAdmission(server, { ...config.budgets, connectTimeoutMs: config.connectTimeoutMs, onRefused: deps.onRefused });

@@ -1,5 +1,6 @@
 import type { AedesPublishPacket, Client } from 'aedes';
 import { type Deliver, isRetainedReplay, wrapDelivery } from './aedes-internals.ts';
+import { callSoon } from './call-soon.ts';
 
 /**
  * Bounds what is queued towards one subscriber. Aedes hands each message to `client.deliver0` /
@@ -56,8 +57,9 @@ export function limitOutboundQueue(client: Client, options: OutboundQueueOptions
       bytes -= size;
       if (overSince !== undefined && !overBy(1, 0)) overSince = undefined;
     });
-    // The emitter goes on at once; asynchronously, so that it does not recurse into its own queue.
-    setImmediate(callback);
+    // The emitter goes on at once; asynchronously, so that it does not recurse into its own queue (one
+    // Immediate per loop turn for all deliveries: broker/call-soon.ts).
+    callSoon(callback);
   };
 
   wrapDelivery(client, ({ deliver0, deliverQoS }) => {
@@ -67,7 +69,7 @@ export function limitOutboundQueue(client: Client, options: OutboundQueueOptions
         dropped++;
         options.onDropped(0);
         over();
-        setImmediate(callback);
+        callSoon(callback);
         return;
       }
       queue(deliver0, packet, size, callback);
@@ -84,7 +86,7 @@ export function limitOutboundQueue(client: Client, options: OutboundQueueOptions
         dropped++;
         options.onDropped(packet.qos);
         tooSlow();
-        setImmediate(callback);
+        callSoon(callback);
         return;
       }
       queue(deliverQoS, packet, size, callback);

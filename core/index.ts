@@ -12,6 +12,7 @@ export * from './pki/profiles.ts';
 export * from './pki/certificate-authority.ts';
 export * from './pki/csr.ts';
 export * from './event-bus.ts';
+export * from './peer-classifier.ts';
 export * from './peer-identity.ts';
 export * from './enrollment-protocol.ts';
 export * from './pki/pkcs7.ts';

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { preventEmitterRecursion } from '../../broker/aedes-internals.ts';
+import { preventEmitterRecursion, useConstantTimeEmitterQueue } from '../../broker/aedes-internals.ts';
 
 const require = createRequire(import.meta.url);
 type Emitter = {
@@ -60,5 +60,32 @@ describe('preventEmitterRecursion', () => {
     expect(result.error).toBeUndefined();
     expect(result.finished).toBe(20_000);
     expect(result.order).toEqual(Array.from({ length: 20 }, (_, i) => i * 1000));
+  });
+});
+
+describe('useConstantTimeEmitterQueue', () => {
+  it('keeps a bare mqemitter delivering every queued message once, in order, with its callback', async () => {
+    const emitter = mqemitter({ concurrency: 1 }) as Emitter & { length: number };
+    preventEmitterRecursion(emitter);
+    useConstantTimeEmitterQueue(emitter);
+    const seen: number[] = [];
+    emitter.on('seen/+', (message, done) => {
+      seen.push(message.n ?? -1);
+      setImmediate(done); // asynchronous: every other message waits in the queue
+    });
+    const total = 5000;
+    const called: number[] = [];
+    await new Promise<void>((resolve) => {
+      for (let n = 0; n < total; n++) {
+        emitter.emit({ topic: 'seen/x', n }, () => {
+          called.push(n);
+          if (called.length === total) resolve();
+        });
+      }
+      expect(emitter.length).toBe(total - 1);
+    });
+    expect(seen).toEqual([...Array(total).keys()]);
+    expect(called).toEqual([...Array(total).keys()]);
+    expect(emitter.length).toBe(0);
   });
 });
