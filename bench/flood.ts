@@ -131,7 +131,9 @@ async function freePort(): Promise<number> {
 
 async function startFleetgate(dataDir: string, ids: FloodIdentities): Promise<Broker> {
   // FLOOD_FLEETGATE_ENV='{"FLEETGATE_PUBLISH_RATE":"100000000"}' runs the same flood with other limits.
-  const serve = await startGatewayProcess({ dataDir, env: JSON.parse(process.env.FLOOD_FLEETGATE_ENV ?? '{}') as Record<string, string> });
+  // FLOOD_NODE_FLAGS='--initial-old-space-size=32' runs it with V8 flags that NODE_OPTIONS does not take.
+  const nodeFlags = (process.env.FLOOD_NODE_FLAGS ?? '').split(' ').filter((flag) => flag !== '');
+  const serve = await startGatewayProcess({ dataDir, env: JSON.parse(process.env.FLOOD_FLEETGATE_ENV ?? '{}') as Record<string, string>, nodeFlags });
   const names = ['fleetgate_mqtt_publish_dropped_total', 'fleetgate_mqtt_publish_throttled_total', 'fleetgate_mqtt_deliveries_dropped_total', 'fleetgate_mqtt_flow_disconnects_total'];
   return {
     name: 'fleetgate',

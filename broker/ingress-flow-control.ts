@@ -49,7 +49,8 @@ interface IngressState {
   dropped: number;
   throttled: number;
   reported: boolean;
-  timers: Set<NodeJS.Timeout>;
+  /** QoS 1/2 packets held for their tokens; made (with its 'close' listener) by the first one, as most sessions never are. */
+  timers: Set<NodeJS.Timeout> | undefined;
 }
 
 /**
@@ -124,7 +125,7 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
 
   return {
     attach(client) {
-      const state: IngressState = { inflight: 0, parsing: 0, stalled: false, wakeScheduled: false, overSince: undefined, lastViolation: 0, dropped: 0, throttled: 0, reported: false, timers: new Set() };
+      const state: IngressState = { inflight: 0, parsing: 0, stalled: false, wakeScheduled: false, overSince: undefined, lastViolation: 0, dropped: 0, throttled: 0, reported: false, timers: undefined };
       states.set(client, state);
       interceptReads(client.conn, (read) => (size) => {
         if (state.parsing > 0 || gated(state, now())) {
@@ -142,9 +143,6 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
         } finally {
           state.parsing--;
         }
-      });
-      client.conn.once('close', () => {
-        for (const timer of state.timers) clearTimeout(timer);
       });
     },
 
@@ -180,11 +178,18 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
       // Not acknowledged until the tokens are there; meanwhile the socket is not read (see gated). Each
       // held packet waits for its own reservation, so they are released in the order they came.
       const timer = setTimeout(() => {
-        state.timers.delete(timer);
+        state.timers?.delete(timer);
         if (client.closed) return;
         callback(null);
         wake(client, state);
       }, waitMs);
+      if (state.timers === undefined) {
+        const timers = new Set<NodeJS.Timeout>();
+        state.timers = timers;
+        client.conn.once('close', () => {
+          for (const held of timers) clearTimeout(held);
+        });
+      }
       state.timers.add(timer);
     },
 
