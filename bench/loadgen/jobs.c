@@ -35,7 +35,7 @@ static struct {
   /* throughput / latency */
   conn_t *sub;
   conn_t **pubs;
-  int pubs_up;
+  int pubs_up, rr;
   long sent, delivered, warm_delivered, window_sent0, window_delivered0;
   double window_cpu0;
   uint8_t *payload;
@@ -94,6 +94,14 @@ static void connect_main_start(void) {
 
 /* ---------- shared by throughput and latency ---------- */
 
+/*
+ * QoS 1 throughput is closed-loop end to end: a message counts against the publishers' windows until the
+ * subscriber has it, not merely until the broker's PUBACK. Otherwise publishers outrun the subscriber and the
+ * figure measures how a broker drops or queues (Mosquitto's max_queued_messages, fleetgate's outbound queue
+ * limit, both 1,000) rather than how fast it delivers.
+ */
+static long e2e_room(void) { return (long)J.ndev * J.a.inflight - (J.sent - J.delivered); }
+
 static void publisher_refill(conn_t *c) {
   uint8_t header[300];
   if (J.kind == J_THROUGHPUT && J.a.qos == 0) {
@@ -105,7 +113,7 @@ static void publisher_refill(conn_t *c) {
       J.sent++;
     }
   } else {
-    while (c->outstanding < J.a.inflight) {
+    while (c->outstanding < J.a.inflight && e2e_room() > 0) {
       size_t h = mqtt_publish_header(header, g_devices[c->dev].topic, J.payload_len, 1, c->next_id);
       c->next_id = c->next_id == 65535 ? 1 : c->next_id + 1;
       buf_append(&c->out, header, h);
@@ -115,6 +123,15 @@ static void publisher_refill(conn_t *c) {
     }
   }
   conn_flush(c);
+}
+
+/* A delivery made room end to end: the next publishers in turn with PUBACK room send. */
+static void refill_next(void) {
+  for (int k = 0; k < J.ndev && e2e_room() > 0; k++) {
+    conn_t *c = J.pubs[J.rr];
+    J.rr = (J.rr + 1) % J.ndev;
+    if (c != NULL && c->outstanding < J.a.inflight) publisher_refill(c);
+  }
 }
 
 static void run_start(uint64_t now) {
@@ -213,6 +230,7 @@ void job_conn_frame(conn_t *c, int type, int flags, const uint8_t *body, size_t 
       }
     }
     J.delivered++;
+    if (J.kind == J_THROUGHPUT && J.a.qos == 1 && J.phase == P_RUN) refill_next();
     return;
   }
   if (c->owner == OWN_PUB && J.phase == P_RUN && J.kind == J_THROUGHPUT) {
