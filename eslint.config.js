@@ -12,7 +12,7 @@ const layer = (files, forbidden, message) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'build/', '.ci/node24/', 'data/', 'test-output/', 'firmware-samples/**/build/', 'console/dist/', '**/*.d.ts'] },
+  { ignores: ['node_modules/', 'build/', 'bench/.build/', '.ci/node24/', 'data/', 'test-output/', 'firmware-samples/**/build/', 'console/dist/', '**/*.d.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -20,8 +20,10 @@ import { loadOrCreatePki } from '../provisioning/index.ts';
  *   node --expose-gc --import tsx bench/memory-server.ts <tls|aedes|fleetgate> <data dir>
  */
 
-const [mode, dataDir] = process.argv.slice(2);
-if (mode === undefined || dataDir === undefined || process.send === undefined) throw new Error('usage: fork bench/memory-server.ts <tls|aedes|fleetgate> <data dir>');
+const [mode, dataDirArgument] = process.argv.slice(2);
+if (mode === undefined || dataDirArgument === undefined || process.send === undefined) throw new Error('usage: fork bench/memory-server.ts <tls|aedes|fleetgate> <data dir>');
+/** Narrowed once: closures below do not see the check above. */
+const dataDir: string = dataDirArgument;
 
 async function bareServer(handle: (socket: TLSSocket) => void): Promise<number> {
   const pki = await loadOrCreatePki({ dataDir, hostnames: ['localhost'], clock: systemClock });
