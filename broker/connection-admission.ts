@@ -105,6 +105,10 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
     refuse(socket, 'MQTT_CONNECT_TIMEOUT', { stage: entry.handshaking ? 'tls' : 'mqtt', connectTimeoutMs: options.connectTimeoutMs });
     entry.tls?.destroy();
   };
+  // One listener for every raw socket, `this` being the socket: no closure or `once` wrapper per connection.
+  function releaseOnClose(this: Socket): void {
+    release(this);
+  }
   // Node keeps the raw socket a TLSSocket wraps in `_parent` (lib/_tls_wrap.js); it has no public accessor.
   const rawOf = (tls: TLSSocket) => (tls as TLSSocket & { readonly _parent?: Socket })._parent;
 
@@ -128,8 +132,9 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
     pending++;
     const entry: Tracked = { source, handshaking: true };
     tracked.set(socket, entry);
-    entry.deadline = setTimeout(() => expire(socket), options.connectTimeoutMs);
-    socket.once('close', () => release(socket));
+    entry.deadline = setTimeout(expire, options.connectTimeoutMs, socket);
+    // 'close' is emitted once per socket, and `release` forgets the socket on the first call anyway.
+    socket.on('close', releaseOnClose);
   });
   server.on('secureConnection', (tls: TLSSocket) => {
     const raw = rawOf(tls);
