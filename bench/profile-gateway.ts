@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBenchCredentials } from './device-credentials.ts';
 import { measureConnectRate, measureLatency, measureThroughput, type Target } from './mqtt-load.ts';
 import { cpuBetween, sampleCpu } from './process-cpu.ts';
 import { summarizeCpuProfile } from './profile-summary.ts';
+import { systemClock } from '../core/index.ts';
+import { loadOrCreatePki } from '../provisioning/index.ts';
 
 /**
  * Broker CPU per operation of one `fleetgate serve`, for comparing builds of the gateway (issue 16):
@@ -18,6 +20,10 @@ import { summarizeCpuProfile } from './profile-summary.ts';
  * raw-MQTT client as the suite, bench/mqtt-load.ts); the figure is the gateway's CPU seconds (/proc, every
  * thread and the main thread) divided by the operations, which a noisy shared machine distorts far less
  * than rates. With --profile the gateway runs under --cpu-prof and the heaviest self-time functions are printed.
+ *
+ * With --minimal the same load runs against bench/minimal-aedes-broker.ts instead (issue 16's yardstick:
+ * aedes behind node:tls mTLS, client id = CN, a per-device topic ACL), with the gateway's server certificate
+ * and CA from the same data directory, run by this Node from this checkout (`--root` is ignored).
  */
 const { values } = parseArgs({
   options: {
@@ -30,6 +36,7 @@ const { values } = parseArgs({
     /** Comma-separated phases: full, resumed, qos1, qos0, latency. */
     only: { type: 'string' },
     profile: { type: 'string' },
+    minimal: { type: 'boolean', default: false },
   },
 });
 
@@ -42,8 +49,19 @@ if (profileDir !== undefined) {
   rmSync(profileDir, { recursive: true, force: true });
   mkdirSync(profileDir, { recursive: true });
 }
+const profileFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+let minimalArgv: string[] = [];
+if (values.minimal) {
+  const pki = await loadOrCreatePki({ dataDir: values.data, hostnames: ['localhost'], clock: systemClock });
+  const files = { ca: join(values.data, 'minimal-ca.pem'), cert: join(values.data, 'minimal-cert.pem'), key: join(values.data, 'minimal-key.pem') };
+  writeFileSync(files.ca, pki.caBundle.join('\n'));
+  writeFileSync(files.cert, pki.server.cert);
+  writeFileSync(files.key, pki.server.key, { mode: 0o600 });
+  const port = 20000 + (process.pid % 20000);
+  minimalArgv = [...profileFlags, '--import', 'tsx', join(import.meta.dirname, 'minimal-aedes-broker.ts'), String(port), files.ca, files.cert, files.key, credentials.service.id];
+}
 const argv = [
-  ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]),
+  ...profileFlags,
   join(values.root, 'bin', 'fleetgate.js'),
   'serve',
   '--data-dir',
@@ -57,7 +75,8 @@ const argv = [
   '--hostname',
   'localhost',
 ];
-const child = spawn(process.execPath, argv, {
+const child = spawn(process.execPath, values.minimal ? minimalArgv : argv, {
+  cwd: resolve(import.meta.dirname, '..'),
   env: {
     ...process.env,
     FLEETGATE_LOG_LEVEL: 'warn',
@@ -76,17 +95,17 @@ child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
 const ready = await new Promise<string>((done, fail) => {
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString();
-    const match = /fleetgate ready .*/.exec(stdout)?.[0];
+    const match = /fleetgate ready .*|minimal aedes ready on \d+/.exec(stdout)?.[0];
     if (match) done(match);
   });
   child.once('exit', (code) => fail(new Error(`fleetgate exited with ${code}\n${stdout}`)));
 });
-const port = Number(/mqtt=mqtts:\/\/[^:]+:(\d+)/.exec(ready)?.[1]);
+const port = Number(/mqtt=mqtts:\/\/[^:]+:(\d+)|minimal aedes ready on (\d+)/.exec(ready)?.slice(1).find((group) => group !== undefined));
 const target: Target = { host: '127.0.0.1', port, ca: credentials.ca };
 const pid = child.pid as number;
 
 const phases = (values.only ?? 'full,resumed,qos1,qos0').split(',');
-const results: Record<string, unknown> = { root: values.root };
+const results: Record<string, unknown> = { root: values.minimal ? 'minimal aedes' : values.root };
 async function measure(name: string, run: () => Promise<number>): Promise<void> {
   const before = sampleCpu(pid);
   const operations = await run();

@@ -31,6 +31,13 @@ export interface ConnectionAdmission {
   admitConnect(remote: string | undefined): boolean;
   /** The session on this TLS socket was admitted (aedes 'client'): its connect deadline no longer applies. */
   sessionAdmitted(conn: TLSSocket): void;
+  /**
+   * A finished handshake's socket gets the peer address already read from its raw socket when it was
+   * accepted, before anyone asks the TLS socket for it (the listener's connection callback runs before this
+   * module's 'secureConnection' listener). Node caches a socket's peer address per socket object, so the TLS
+   * socket over the raw one would otherwise ask the kernel again (getpeername through the raw handle).
+   */
+  shareRemoteAddress(tls: TLSSocket): void;
   /** TLS handshakes in progress now. */
   pendingHandshakes(): number;
   /** Closes every connection that is not a session yet and stops the timers (the server is closing). */
@@ -105,8 +112,17 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
     refuse(socket, 'MQTT_CONNECT_TIMEOUT', { stage: entry.handshaking ? 'tls' : 'mqtt', connectTimeoutMs: options.connectTimeoutMs });
     entry.tls?.destroy();
   };
+  // One listener for every raw socket, `this` being the socket: no closure or `once` wrapper per connection.
+  function releaseOnClose(this: Socket): void {
+    release(this);
+  }
   // Node keeps the raw socket a TLSSocket wraps in `_parent` (lib/_tls_wrap.js); it has no public accessor.
   const rawOf = (tls: TLSSocket) => (tls as TLSSocket & { readonly _parent?: Socket })._parent;
+  // net.Socket keeps what `remoteAddress` / `remotePort` / `remoteFamily` read in `_peername`, filled by the
+  // first of them from the handle's getpeername (lib/net.js `_getpeername`); the 'connection' listener below
+  // filled the raw socket's. The TLS socket's handle forwards getpeername to the raw one (lib/_tls_wrap.js
+  // `methodProxy`): the same connection, the same answer.
+  type WithPeername = Socket & { _peername?: { address?: string; family?: string; port?: number } };
 
   server.maxConnections = options.maxConnections;
   server.on('drop', (data?: { remoteAddress?: string }) => options.onRefused('MQTT_CONNECTION_LIMIT', data?.remoteAddress, { max: options.maxConnections }));
@@ -128,8 +144,9 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
     pending++;
     const entry: Tracked = { source, handshaking: true };
     tracked.set(socket, entry);
-    entry.deadline = setTimeout(() => expire(socket), options.connectTimeoutMs);
-    socket.once('close', () => release(socket));
+    entry.deadline = setTimeout(expire, options.connectTimeoutMs, socket);
+    // 'close' is emitted once per socket, and `release` forgets the socket on the first call anyway.
+    socket.on('close', releaseOnClose);
   });
   server.on('secureConnection', (tls: TLSSocket) => {
     const raw = rawOf(tls);
@@ -162,6 +179,11 @@ export function createConnectionAdmission(server: Server, options: ConnectionAdm
       if (!entry) return;
       clearTimeout(entry.deadline);
       entry.deadline = undefined;
+    },
+    shareRemoteAddress(tls) {
+      const raw = rawOf(tls) as WithPeername | undefined;
+      const peername = raw?._peername;
+      if (peername?.address !== undefined && (tls as WithPeername)._peername === undefined) (tls as WithPeername)._peername = peername;
     },
     pendingHandshakes: () => pending,
     close() {

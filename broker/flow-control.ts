@@ -22,8 +22,8 @@ export interface FlowControlDeps {
 
 /** The broker's hooks into ingress flow control, outbound queue limits and connection admission. */
 export interface FlowControl {
-  /** Right after `aedes.handle(socket)`. */
-  attach(client: Client): void;
+  /** Right after `aedes.handle(socket)`; `inspectRead` sees each chunk read before the parser (broker/ingress-flow-control.ts). */
+  attach(client: Client, inspectRead?: (chunk: Buffer) => boolean): void;
   /** In authorizePublish once the ACL allowed the packet, instead of `callback(null)`. */
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** First thing in authenticate: false means answer CONNACK 3 with MQTT_CONNECT_RATE_LIMITED (already counted and audited). */
@@ -104,10 +104,10 @@ export function createFlowControl(aedes: Aedes, connections: ConnectionAdmission
   aedes.on('connectionError', onProtocolError);
 
   return {
-    attach(client) {
+    attach(client, inspectRead) {
       const remote = (client.conn as { remoteAddress?: string }).remoteAddress;
       if (remote !== undefined) remotes.set(client, remote);
-      ingress.attach(client);
+      ingress.attach(client, inspectRead);
       limitOutboundQueue(client, outbound);
     },
     admitPublish: (client, packet, callback) => ingress.admitPublish(client, packet, callback),

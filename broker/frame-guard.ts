@@ -1,14 +1,15 @@
-import type { Duplex } from 'node:stream';
-import { interceptReads } from './aedes-internals.ts';
-
 /**
  * Enforces a maximum MQTT packet size on a socket. Aedes hands whatever `conn.read()` returns to mqtt-packet,
  * which buffers a packet of any announced length (up to 256 MB) before parsing it. This watches the same
  * bytes as they are read: it decodes each fixed header (type byte + variable-length "remaining length",
  * MQTT 3.1.1 §2.2.3) and skips the body arithmetically, so a too-large packet is refused as soon as its
  * header arrives, before its body is buffered.
+ *
+ * Returns the inspection of one chunk as read from the socket (false once the limit was broken: the chunk
+ * must not reach the parser), for the connection's one read interceptor (broker/ingress-flow-control.ts
+ * calls it on every chunk it lets through) rather than a second wrapper around `conn.read`.
  */
-export function guardFrameSize(socket: Duplex, maxPacketBytes: number, onViolation: (announcedBytes: number, malformedLength: boolean) => void): void {
+export function frameSizeGuard(maxPacketBytes: number, onViolation: (announcedBytes: number, malformedLength: boolean) => void): (chunk: Buffer) => boolean {
   let state: 'type' | 'length' | 'body' = 'type';
   let remaining = 0; // body bytes still to skip
   let length = 0;
@@ -16,7 +17,7 @@ export function guardFrameSize(socket: Duplex, maxPacketBytes: number, onViolati
   let headerBytes = 1;
   let tripped = false;
 
-  const inspect = (chunk: Buffer) => {
+  return (chunk) => {
     let offset = 0;
     while (offset < chunk.length && !tripped) {
       if (state === 'body') {
@@ -43,18 +44,13 @@ export function guardFrameSize(socket: Duplex, maxPacketBytes: number, onViolati
       if (total > maxPacketBytes || malformedLength) {
         tripped = true;
         onViolation(total, malformedLength);
-        return;
+        return false;
       }
       if ((byte & 0x80) === 0) {
         remaining = length;
         state = remaining === 0 ? 'type' : 'body';
       }
     }
+    return !tripped;
   };
-
-  interceptReads(socket, (read) => (size) => {
-    const chunk = read(size) as Buffer | string | null;
-    if (chunk !== null && typeof chunk !== 'string') inspect(chunk);
-    return tripped ? null : chunk;
-  });
 }

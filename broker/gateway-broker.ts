@@ -8,7 +8,7 @@ import type { BrokerCluster } from './cluster/redis-cluster.ts';
 import type { ConnectionAdmission } from './connection-admission.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
 import { createFlowControl, type FlowControl } from './flow-control.ts';
-import { guardFrameSize } from './frame-guard.ts';
+import { frameSizeGuard } from './frame-guard.ts';
 import { createLiveSessions } from './live-session-updates.ts';
 import { remainingLengthTooLong } from './mqtt-conformance.ts';
 import { createConformanceGuard } from './mqtt-conformance-guard.ts';
@@ -16,6 +16,9 @@ import { createMqttListener } from './mqtt-listener.ts';
 import { createSessionHooks, installSessionHooks } from './session-hooks.ts';
 import { SessionTable, type VerifiedPeer } from './session-table.ts';
 import { createWillDiscard } from './will-discard.ts';
+
+/** Shared by every connection (one function, not one closure per socket). */
+const ignoreError = () => {};
 
 export interface GatewayBrokerConfig {
   readonly host: string;
@@ -147,16 +150,17 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
         return client;
       }
       const remote = (conn as { remoteAddress?: string }).remoteAddress;
-      guardFrameSize(conn, config.maxPacketBytes, (announced, malformedLength) => {
+      const frameGuard = frameSizeGuard(config.maxPacketBytes, (announced, malformedLength) => {
         if (malformedLength) return conformance.refuse(client, remainingLengthTooLong);
         metrics.aclDenied('packet');
         // Sampled: a TLS connection without a certificate can send this header as often as it reconnects.
         flow.sampleRefusal('MQTT_PACKET_TOO_LARGE', { remote, detail: { announcedBytes: announced, maxPacketBytes: config.maxPacketBytes } });
         conn.destroy();
       });
-      conn.on('error', () => {}); // a reset peer is routine; aedes reports client errors itself
+      conn.on('error', ignoreError); // a reset peer is routine; aedes reports client errors itself
       conformance.attach(client);
-      flow.attach(client);
+      // One read interceptor for the frame guard and the ingress gate (broker/ingress-flow-control.ts).
+      flow.attach(client, frameGuard);
       return client;
     },
     connectionRefused: (code, remote, detail) => flow.connectionRefused(code, remote, detail),

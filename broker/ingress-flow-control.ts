@@ -17,8 +17,12 @@ import { TokenBucket } from './token-bucket.ts';
  * it is acknowledged. A session that stays over its limit for `overLimitGraceMs` is reported to be closed.
  */
 export interface IngressFlowControl {
-  /** Right after `aedes.handle(socket)`: gates the reads of this connection. */
-  attach(client: Client): void;
+  /**
+   * Right after `aedes.handle(socket)`: gates the reads of this connection. `inspect` sees every chunk read
+   * before the parser does (broker/frame-guard.ts); false withholds it and everything after. One wrapper
+   * around `conn.read` for both, instead of one each.
+   */
+  attach(client: Client, inspect?: (chunk: Buffer) => boolean): void;
   /** In authorizePublish, once the ACL allowed the packet, instead of `callback(null)`. */
   admitPublish(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void;
   /** The session's limits changed: its token buckets are rebuilt from them at its next PUBLISH. */
@@ -124,7 +128,7 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
   }
 
   return {
-    attach(client) {
+    attach(client, inspect) {
       const state: IngressState = { inflight: 0, parsing: 0, stalled: false, wakeScheduled: false, overSince: undefined, lastViolation: 0, dropped: 0, throttled: 0, reported: false, timers: undefined };
       states.set(client, state);
       interceptReads(client.conn, (read) => (size) => {
@@ -134,7 +138,9 @@ export function createIngressFlowControl(aedes: Aedes, options: IngressOptions):
           if (state.parsing > 0 && !gated(state, now())) wake(client, state);
           return null;
         }
-        return read(size);
+        const chunk = read(size);
+        if (inspect === undefined || chunk === null || typeof chunk === 'string') return chunk;
+        return inspect(chunk as Buffer) ? chunk : null;
       });
       interceptParse(client, (parse) => {
         state.parsing++;

@@ -62,6 +62,7 @@ export function createMqttListener(config: MqttListenerConfig, deps: MqttListene
     },
     (socket) => {
       metrics.tlsHandshake('ok');
+      connections.shareRemoteAddress(socket);
       deps.onConnection(socket, peers.classify(socket, trust.current().issuers));
     },
   );

@@ -5,7 +5,7 @@ import type { AuditInput, Registry } from '../registry/index.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
 import { connackReturnCode } from './connack-codes.ts';
 import type { FlowControl } from './flow-control.ts';
-import { admitSession, type SessionContext } from './session-admission.ts';
+import { type AdmissionResult, admitSession, type SessionContext } from './session-admission.ts';
 import { claimClientId, remoteOf, type SessionTable } from './session-table.ts';
 import type { WillDiscard } from './will-discard.ts';
 
@@ -157,37 +157,37 @@ export function createSessionHooks(deps: SessionHookDeps): SessionHooks {
       const admission = clusterDown
         ? Promise.resolve({ admitted: false as const, code: 'CLUSTER_UNAVAILABLE' as const, reason: clusterDown })
         : admitSession({ credential, clientId: claimSerial ?? client.id, willTopic: table.willTopicOf(client), now, isConnected }, registry);
-      admission
-        .catch((error: unknown) => {
-          // Fail closed: a registry we cannot read admits nobody.
-          log.error({ err: error }, 'registry unavailable during CONNECT; refusing the session');
-          return { admitted: false as const, code: 'AUTH_SERVICE_UNAVAILABLE' as const, reason: 'registry error' };
-        })
-        .then((result) => {
-          if (result.admitted) {
-            table.setSession(client, result.session);
-            done(null, true);
-            return;
-          }
-          const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
-          metrics.connectRefused(result.code);
-          const detail = { remote: remoteOf(client), clientId: (claimSerial ?? client.id).slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) };
-          const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
-          if (credential.kind === 'refused') {
-            // No verified identity: anyone can send these at will, so they are sampled (counted, not one row each).
-            flow.sampleRefusal(result.code, { remote: remoteOf(client), action: 'mqtt.connect', detail });
-            return done(error, false);
-          }
-          audit({
-            actor: deviceId !== undefined ? `device:${deviceId}` : claimSerial !== undefined ? `claim:${claimSerial.slice(0, 128)}` : `anonymous@${remoteOf(client) ?? '?'}`,
-            action: 'mqtt.connect',
-            result: 'refused',
-            code: result.code,
-            ...(deviceId !== undefined ? { deviceId } : {}),
-            detail,
-          });
-          done(error, false);
+      const settle = (result: AdmissionResult) => {
+        if (result.admitted) {
+          table.setSession(client, result.session);
+          done(null, true);
+          return;
+        }
+        const deviceId = credential.kind === 'device' ? credential.deviceId : undefined;
+        metrics.connectRefused(result.code);
+        const detail = { remote: remoteOf(client), clientId: (claimSerial ?? client.id).slice(0, 128), reason: result.reason, ...('serial' in credential ? { serial: credential.serial } : {}) };
+        const error = Object.assign(new Error(result.code), { returnCode: connackReturnCode[result.code] });
+        if (credential.kind === 'refused') {
+          // No verified identity: anyone can send these at will, so they are sampled (counted, not one row each).
+          flow.sampleRefusal(result.code, { remote: remoteOf(client), action: 'mqtt.connect', detail });
+          return done(error, false);
+        }
+        audit({
+          actor: deviceId !== undefined ? `device:${deviceId}` : claimSerial !== undefined ? `claim:${claimSerial.slice(0, 128)}` : `anonymous@${remoteOf(client) ?? '?'}`,
+          action: 'mqtt.connect',
+          result: 'refused',
+          code: result.code,
+          ...(deviceId !== undefined ? { deviceId } : {}),
+          detail,
         });
+        done(error, false);
+      };
+      // One reaction for both outcomes (not a catch, then a then: one promise and one microtask fewer per CONNECT).
+      admission.then(settle, (error: unknown) => {
+        // Fail closed: a registry we cannot read admits nobody.
+        log.error({ err: error }, 'registry unavailable during CONNECT; refusing the session');
+        settle({ admitted: false, code: 'AUTH_SERVICE_UNAVAILABLE', reason: 'registry error' });
+      });
     },
 
     authorizePublish(client, packet, callback) {

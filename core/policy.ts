@@ -148,14 +148,16 @@ export function compilePolicy(document: PolicyDocument, subject: PolicySubject):
   };
   // The broker asks on every publish and every delivery, mostly about the same few topics: remember the
   // answers (a compiled policy never changes; a changed policy is compiled anew). Bounded: a session that
-  // touches ever new topics only ever holds the last `decisionCacheSize` of them per action.
-  const cache: Record<PolicyAction, Map<string, Decision>> = { publish: new Map(), subscribe: new Map(), receive: new Map() };
+  // touches ever new topics only ever holds the last `decisionCacheSize` of them per action. Each Map is made
+  // by the first decision of its action: a policy is compiled on every CONNECT, and a session that connects
+  // and leaves (or only publishes) never asks most actions anything.
+  const cache: Record<PolicyAction, Map<string, Decision> | undefined> = { publish: undefined, subscribe: undefined, receive: undefined };
   return {
     decide(action, topic) {
-      const remembered = cache[action].get(topic);
+      const remembered = cache[action]?.get(topic);
       if (remembered !== undefined) return remembered;
       const decision = evaluate(action, topic);
-      const entries = cache[action];
+      const entries = (cache[action] ??= new Map());
       if (entries.size >= decisionCacheSize) entries.delete(entries.keys().next().value as string);
       entries.set(topic, decision);
       return decision;
