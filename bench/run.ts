@@ -106,7 +106,7 @@ const settings: SuiteSettings = quick
     }
   : {
       // Issue 16's shapes: 10 publishers with 20 in flight each, latency at 1,000 msg/s; 3 repetitions of
-      // five brokers keep the full run near 35 minutes on 2 cores.
+      // five brokers keep the full run near 30 minutes on 2 cores (27 min measured).
       reps: 3,
       slowReps: 3,
       concurrency: 50,
