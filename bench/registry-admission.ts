@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultDevicePolicy, effectivePolicyName, systemClock } from '../core/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../registry/index.ts';
+import { admissionStatement, deviceColumns } from '../registry/sql-registry.ts';
 import { sqliteDialect } from '../registry/sqlite/sqlite-dialect.ts';
 import { fromJson, type Tables, toDate } from '../registry/storage-dialect.ts';
 import { sampleCpu } from './process-cpu.ts';
@@ -25,8 +26,6 @@ const lookups = Number(flags.lookups);
 const rounds = Number(flags.rounds);
 const dir = mkdtempSync(join(tmpdir(), 'fleetgate-admission-'));
 const path = join(dir, 'fleetgate.db');
-
-const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
 
 /** The admission read before the policy joined the statement (registry/sql-registry.ts at ebd87d9), mapping included. */
 async function twoStatementAdmission(db: Kysely<Tables>, registry: Registry, serial: string): Promise<unknown> {
@@ -50,18 +49,7 @@ async function twoStatementAdmission(db: Kysely<Tables>, registry: Registry, ser
 
 /** The one-statement read as getAdmission makes it, but built and compiled by Kysely on every call. */
 async function oneStatementBuiltPerCall(db: Kysely<Tables>, serial: string): Promise<unknown> {
-  const row = await db
-    .selectFrom('certificates as c')
-    .innerJoin('devices as d', 'd.id', 'c.device_id')
-    .leftJoin('templates as t', 't.name', 'd.template')
-    .leftJoin('policies as dp', 'dp.name', 'd.policy')
-    .leftJoin('policies as tp', 'tp.name', 't.policy')
-    .selectAll('c')
-    .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
-    .select(['t.policy as template_policy', 't.limits as template_limits'])
-    .select(['name', 'document', 'version', 'updated_at'].flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
-    .where('c.serial', '=', serial)
-    .executeTakeFirst();
+  const row = await admissionStatement(db, serial).executeTakeFirst();
   if (row === undefined) return undefined;
   const { template_policy: templatePolicy, ...columns } = row as Record<string, unknown>;
   const device = camel(Object.fromEntries(Object.entries(columns).filter(([key]) => key.startsWith('d_')))) as { policy: string | null };

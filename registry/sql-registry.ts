@@ -58,7 +58,7 @@ const verifyBatchSize = 2_000;
 const insertBatchSize = 500;
 
 const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', sql<string | null>`CAST(detail AS TEXT)`.as('detail')] as const;
-const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
+export const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'] as const;
 const policyColumns = ['name', 'document', 'version', 'updated_at'] as const;
 // token_hash is deliberately not among them: it is looked up by, never read back.
 const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as const;
@@ -68,6 +68,25 @@ const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as con
  * holds transactions and rows; what may be written is decided by core's rules (core/registry-rules.ts,
  * core/enrollment-rules.ts) on the rows read inside the write transaction.
  */
+/**
+ * The CONNECT admission read (getAdmission): the certificate, its device (`d_…`), the device's template, and
+ * both candidate policies, the device's own (`dp_…`) and its template's (`tp_…`). Exported for
+ * bench/registry-admission.ts, which measures building it per call against compiling it once.
+ */
+export function admissionStatement(db: Kysely<Tables>, certificateSerial: string) {
+  return db
+    .selectFrom('certificates as c')
+    .innerJoin('devices as d', 'd.id', 'c.device_id')
+    .leftJoin('templates as t', 't.name', 'd.template')
+    .leftJoin('policies as dp', 'dp.name', 'd.policy')
+    .leftJoin('policies as tp', 'tp.name', 't.policy')
+    .selectAll('c')
+    .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
+    .select(['t.policy as template_policy', 't.limits as template_limits'])
+    .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
+    .where('c.serial', '=', certificateSerial);
+}
+
 export class SqlRegistry implements Registry {
   readonly #dialect: StorageDialect;
   readonly #db: Db;
@@ -359,18 +378,7 @@ export class SqlRegistry implements Registry {
    */
   async getAdmission(certificateSerial: string): Promise<Admission | undefined> {
     // Built and compiled once: building the query cost more than running it (half of a lookup's CPU).
-    this.#admission ??= this.#db
-      .selectFrom('certificates as c')
-      .innerJoin('devices as d', 'd.id', 'c.device_id')
-      .leftJoin('templates as t', 't.name', 'd.template')
-      .leftJoin('policies as dp', 'dp.name', 'd.policy')
-      .leftJoin('policies as tp', 'tp.name', 't.policy')
-      .selectAll('c')
-      .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
-      .select(['t.policy as template_policy', 't.limits as template_limits'])
-      .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
-      .where('c.serial', '=', '')
-      .compile();
+    this.#admission ??= admissionStatement(this.#db, '').compile();
     const row = (await this.#db.executeQuery({ ...this.#admission, parameters: [certificateSerial] })).rows[0];
     if (row === undefined) return undefined;
     const { template_policy: templatePolicy, template_limits: limits, ...columns } = row as Record<string, unknown>;
