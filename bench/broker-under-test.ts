@@ -1,3 +1,5 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 
@@ -78,4 +80,57 @@ export async function waitForPort(host: string, port: number, timeoutMs: number)
 export function rssKib(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1] ?? NaN);
+}
+
+/**
+ * A broker that is one child process listening on `port` (Mosquitto, the minimal aedes broker): started with
+ * `argv` (pinning prefix included), ready once the port accepts connections, restarted on the same port, its
+ * stderr tail in the error when it dies at start and printed when it exits unexpectedly later.
+ */
+export async function startChildBroker(options: { name: BrokerName; kind: BrokerKind; runtime?: string; port: number; argv: readonly string[]; cwd?: string; startTimeoutMs: number }): Promise<BrokerUnderTest> {
+  const [command, ...args] = options.argv;
+  if (command === undefined) throw new Error(`${options.name}: no command to start`);
+  let stderr = '';
+  let stopping = false;
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn(command, args, { ...(options.cwd === undefined ? {} : { cwd: options.cwd }), stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+    const exited = once(child, 'exit').then(() => {
+      throw new Error(`${options.name} exited at start:\n${stderr}`);
+    });
+    await Promise.race([waitForPort('127.0.0.1', options.port, options.startTimeoutMs), exited]);
+    exited.catch(() => {});
+    child.once('exit', (code, signal) => {
+      if (!stopping) process.stderr.write(`${options.name} (pid ${child.pid}) exited unexpectedly: code ${code}, signal ${signal}\n${stderr}\n`);
+    });
+    return child;
+  };
+  /** `final`: stopped for good, so a later exit is never "unexpected". */
+  const stopChild = async (child: ChildProcess, final: boolean) => {
+    stopping = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+    stopping = final;
+  };
+  let child = await launch();
+  return {
+    name: options.name,
+    kind: options.kind,
+    ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
+    host: '127.0.0.1',
+    port: options.port,
+    get pid() {
+      return child.pid ?? 0;
+    },
+    pids: () => [child.pid ?? 0],
+    async restart() {
+      const started = performance.now();
+      await stopChild(child, false);
+      child = await launch();
+      return { downMs: performance.now() - started };
+    },
+    stop: () => stopChild(child, true),
+  };
 }

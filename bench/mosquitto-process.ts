@@ -1,8 +1,7 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type BrokerUnderTest, freePort, launchPrefix, type Pinning, waitForPort } from './broker-under-test.ts';
+import { type BrokerUnderTest, freePort, launchPrefix, type Pinning, startChildBroker } from './broker-under-test.ts';
 
 export const mosquittoPath = '/usr/sbin/mosquitto';
 
@@ -73,42 +72,5 @@ export async function startMosquitto(options: { dir: string; tls: MosquittoTls; 
   const configFile = join(options.dir, 'mosquitto.conf');
   writeFileSync(aclFile, mosquittoAcl(options.serviceNames));
   writeFileSync(configFile, mosquittoConfig({ port, tls: options.tls, aclFile, runAsRoot: process.getuid?.() === 0 }));
-  const prefix = launchPrefix(options.pinning);
-
-  let stderr = '';
-  const launch = async (): Promise<ChildProcess> => {
-    const argv = [...prefix, found.path, '-c', configFile];
-    const child = spawn(argv[0] ?? found.path, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
-    const exited = once(child, 'exit').then(() => {
-      throw new Error(`mosquitto exited at start:\n${stderr}`);
-    });
-    await Promise.race([waitForPort('127.0.0.1', port, 10_000), exited]);
-    exited.catch(() => {});
-    return child;
-  };
-  const stopChild = async (child: ChildProcess) => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-  };
-
-  let child = await launch();
-  return {
-    name: 'mosquitto',
-    kind: 'mosquitto',
-    host: '127.0.0.1',
-    port,
-    get pid() {
-      return child.pid ?? 0;
-    },
-    pids: () => [child.pid ?? 0],
-    async restart() {
-      const started = performance.now();
-      await stopChild(child);
-      child = await launch();
-      return { downMs: performance.now() - started };
-    },
-    stop: () => stopChild(child),
-  };
+  return startChildBroker({ name: 'mosquitto', kind: 'mosquitto', port, argv: [...launchPrefix(options.pinning), found.path, '-c', configFile], startTimeoutMs: 10_000 });
 }
