@@ -19,6 +19,7 @@ export * from './pki/pkcs7.ts';
 export * from './pki/crl.ts';
 export * from './pki/ocsp.ts';
 export * from './pki/trusted-issuers.ts';
+export * from './pki/ca-rotation.ts';
 export * from './metrics.ts';
 export * from './session-directory.ts';
 export * from './flow-limits.ts';

@@ -17,11 +17,12 @@ import type { CertificateRecord } from '../registry/index.ts';
 import { auditRefusals } from './audited.ts';
 import { type IssuingDeps, issueForTemplate, toNewCertificate } from './issue-for-template.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import type { CertificateAuthorities } from './certificate-authorities.ts';
 
 export interface CertificateServiceDeps extends IssuingDeps {
   readonly metrics?: GatewayMetrics;
-  /** Issuing CA then root, PEM: sent with every certificate. */
-  readonly chainPem: string;
+  /** The chain sent with each certificate: its issuing CA, then that CA's root. */
+  readonly authorities: IssuingDeps['authorities'] & Pick<CertificateAuthorities, 'chainFor'>;
   /** Enrollments per claim. */
   readonly claimRateLimiter: RateLimiter;
 }
@@ -41,7 +42,7 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
     deviceId: record.deviceId,
     serial: record.serial,
     certificate: record.pem,
-    chain: deps.chainPem,
+    chain: deps.authorities.chainFor(record.issuerCa),
     notAfter: record.notAfter.toISOString(),
     serverTime: clock.now().toISOString(),
   });

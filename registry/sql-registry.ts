@@ -28,6 +28,9 @@ import type {
   AuditInput,
   AuditQuery,
   AuditVerification,
+  CaChange,
+  CaUsage,
+  CertificateAuthorityRecord,
   CertificateRecord,
   ClaimRecord,
   DeviceQuery,
@@ -35,6 +38,7 @@ import type {
   DeviceStatus,
   EnrollWithClaimInput,
   NewCertificate,
+  NewCertificateAuthority,
   NewClaim,
   NewDevice,
   NewTemplate,
@@ -356,18 +360,18 @@ export class SqlRegistry implements Registry {
     return (await this.#certificates().where(column, '=', value).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
   }
 
-  async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
+  async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string; issuerCa: string | null }[]> {
     const at = now.toISOString();
     // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
-    const { rows } = await sql<{ serial: string; revoked_at: string | Date; revocation_reason: string | null }>`
-      SELECT serial, revoked_at, revocation_reason FROM certificates
+    const { rows } = await sql<{ serial: string; revoked_at: string | Date; revocation_reason: string | null; issuer_ca: string | null }>`
+      SELECT serial, revoked_at, revocation_reason, issuer_ca FROM certificates
       WHERE status IN ('revoked', 'superseded') AND not_after > ${at}
       UNION ALL
-      SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+      SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason, c.issuer_ca
       FROM certificates c JOIN devices d ON d.id = c.device_id
       WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > ${at}
       ORDER BY revoked_at, serial`.execute(this.#db);
-    return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
+    return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified', issuerCa: row.issuer_ca }));
   }
 
   /**
@@ -460,6 +464,7 @@ export class SqlRegistry implements Registry {
           template: claim.template,
           certificate_serial: claim.certificateSerial,
           issuer_pem: claim.issuerPem ?? null,
+          issuer_ca: claim.issuerCa ?? null,
           max_uses: claim.maxUses,
           uses: 0,
           expires_at: claim.expiresAt.toISOString(),
@@ -495,6 +500,50 @@ export class SqlRegistry implements Registry {
       await record({ ...audit, detail: { ...audit.detail, claimId: id } });
       return toClaim(row);
     });
+  }
+
+  // certificate authorities
+
+  async listCertificateAuthorities(): Promise<CertificateAuthorityRecord[]> {
+    return (await this.#db.selectFrom('certificate_authorities').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCertificateAuthority);
+  }
+
+  async importCertificateAuthorities(input: { cas: readonly NewCertificateAuthority[]; firstIssuers: { device: string; claim: string }; audit: AuditInput }): Promise<boolean> {
+    return this.#write(async (db, record) => {
+      if ((await db.selectFrom('certificate_authorities').select('id').limit(1).executeTakeFirst()) !== undefined) return false;
+      const now = this.#now();
+      await db.insertInto('certificate_authorities').values(input.cas.map((ca) => caRow(ca, now))).execute();
+      await db.updateTable('certificates').set({ issuer_ca: input.firstIssuers.device }).where('issuer_ca', 'is', null).execute();
+      await db.updateTable('claims').set({ issuer_ca: input.firstIssuers.claim }).where('issuer_ca', 'is', null).where('issuer_pem', 'is', null).execute();
+      await record({ ...input.audit, detail: { ...input.audit.detail, cas: input.cas.map((ca) => ({ id: ca.id, role: ca.role })) } });
+      return true;
+    });
+  }
+
+  async changeCertificateAuthorities(change: CaChange): Promise<CertificateAuthorityRecord[]> {
+    return this.#write(async (db, record) => {
+      const now = this.#now();
+      if (change.mustBeUnused !== undefined) {
+        const usage = await caUsage(db, change.mustBeUnused.id, change.mustBeUnused.now.toISOString());
+        if (usage.certificates + usage.claims + usage.authorities > 0) throw new FleetgateError('PKI_CA_IN_USE', { detail: { caId: change.mustBeUnused.id, ...usage } });
+      }
+      for (const transition of change.transitions ?? []) {
+        const moved = await db
+          .updateTable('certificate_authorities')
+          .set({ state: transition.to, updated_at: now })
+          .where('id', '=', transition.id)
+          .where('state', '=', transition.from)
+          .executeTakeFirst();
+        if (Number(moved.numUpdatedRows) !== 1) throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { caId: transition.id, expected: transition.from } });
+      }
+      if (change.add !== undefined && change.add.length > 0) await db.insertInto('certificate_authorities').values(change.add.map((ca) => caRow(ca, now))).execute();
+      await record(change.audit);
+      return (await db.selectFrom('certificate_authorities').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCertificateAuthority);
+    });
+  }
+
+  async certificateAuthorityUsage(caId: string, now: Date): Promise<CaUsage> {
+    return caUsage(this.#db, caId, now.toISOString());
   }
 
   // allow-lists
@@ -702,9 +751,47 @@ function insertCertificate(db: Db, deviceId: string, certificate: NewCertificate
       revoked_at: null,
       revocation_reason: null,
       replaces,
+      issuer_ca: certificate.issuerCa ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+function caRow(ca: NewCertificateAuthority, now: string) {
+  return {
+    id: ca.id, role: ca.role, state: ca.state, fingerprint: ca.fingerprint, subject: ca.subject, issuer_id: ca.issuerId, cross_of: ca.crossOf, pem: ca.pem,
+    key_ref: ca.keyRef, not_before: ca.notBefore.toISOString(), not_after: ca.notAfter.toISOString(), created_at: now, updated_at: now,
+  };
+}
+
+/** Unexpired active certificates of identities not revoked, usable claims, and CAs not retired, signed by `caId`. */
+async function caUsage(db: Db, caId: string, now: string): Promise<CaUsage> {
+  const certificates = await db
+    .selectFrom('certificates')
+    .innerJoin('devices', 'devices.id', 'certificates.device_id')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('certificates.issuer_ca', '=', caId)
+    .where('certificates.status', '=', 'active')
+    .where('certificates.not_after', '>', now)
+    .where('devices.status', '<>', 'revoked')
+    .executeTakeFirstOrThrow();
+  const claims = await db
+    .selectFrom('claims')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('issuer_ca', '=', caId)
+    .where('status', '=', 'active')
+    .where('expires_at', '>', now)
+    .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+    .executeTakeFirstOrThrow();
+  const authorities = await db
+    .selectFrom('certificate_authorities')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('issuer_id', '=', caId)
+    .where('role', '<>', 'cross')
+    .where('state', '<>', 'retired')
+    .where('id', '<>', caId)
+    .executeTakeFirstOrThrow();
+  return { certificates: Number(certificates.n), claims: Number(claims.n), authorities: Number(authorities.n) };
 }
 
 /** Marks certificates superseded (the caller narrows which). */
@@ -744,4 +831,5 @@ const toCertificate = (row: Row<'certificates'>) => toRecord<CertificateRecord>(
 const toTemplate = (row: Row<'templates'>) => toRecord<TemplateRecord>(row);
 const toPolicy = (row: Row<'policies'>) => toRecord<PolicyRecord>(row);
 const toClaim = (row: Row<'claims'>) => toRecord<ClaimRecord>(row);
+const toCertificateAuthority = (row: Row<'certificate_authorities'>) => toRecord<CertificateAuthorityRecord>(row);
 const toOperatorToken = (row: Pick<Row<'operator_tokens'>, (typeof operatorTokenColumns)[number]>) => toRecord<OperatorTokenRecord>(row);

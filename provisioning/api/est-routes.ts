@@ -6,8 +6,8 @@ export interface EstRouteDeps {
   readonly certificates: CertificateRequestHandler;
   /** Current trusted issuers (manufacturer CAs can be added while running). */
   readonly issuers: () => TrustedIssuers;
-  /** Issuing CA then root. */
-  readonly caPems: readonly string[];
+  /** The trust bundle (README "Rotating certificates and CAs"): every trusted root, cross-certificate and issuing CA. */
+  readonly trustBundle: () => string;
 }
 
 /** RFC 7030 §4.1.3 / §4.2.3 response media type. */
@@ -26,7 +26,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
   app.addContentTypeParser('application/pkcs10', { parseAs: 'string', bodyLimit: 32 * 1024 }, (_request, body, done) => done(null, body));
 
   app.get('/.well-known/est/cacerts', { schema: { tags: ['est'], summary: 'CA certificates (certs-only PKCS#7, base64)' } }, async (_request, reply) =>
-    reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64(deps.caPems))),
+    reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64([deps.trustBundle()]))),
   );
 
   const respond = async (reply: FastifyReply, work: () => Promise<{ certificate: string }>) => {

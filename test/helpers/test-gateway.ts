@@ -38,7 +38,7 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     apiPort,
     dataDirPath: dir.path,
     ca: pki.pem.root,
-    ...registryFixtures(pki, registry),
+    ...registryFixtures(gateway.dataDir.authorities, registry),
     connect(clientId, credential, extra = {}) {
       return connectClient(mqttPort, pki.pem.root, clientId, credential, extra);
     },
