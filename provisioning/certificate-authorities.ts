@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   activeCa,
@@ -119,9 +119,15 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     return ca.pem + (root?.pem ?? '');
   };
   const trusted = (role: CertificateAuthorityRecord['role']) => cas.filter((ca) => ca.role === role && isTrusted(ca));
+  const trustBundle = () => [...trusted('root'), ...trusted('cross'), ...trusted('device'), ...trusted('claim')].map((ca) => ca.pem).join('');
 
   const reload = async () => {
     cas = await registry.listCertificateAuthorities();
+    // pki/trust-bundle.pem: what the CLI verifies the API with (cli/operator-context.ts) and operators hand to devices.
+    const bundlePath = join(deps.pkiDir, 'trust-bundle.pem');
+    if (cas.length > 0 && existsSync(deps.pkiDir) && (!existsSync(bundlePath) || readFileSync(bundlePath, 'utf8') !== trustBundle())) {
+      writeFileSync(bundlePath, trustBundle(), { mode: 0o644 });
+    }
   };
   await reload();
   if (cas.length === 0) {
@@ -171,7 +177,7 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     credential,
     chainFor,
     rootsPem: () => trusted('root').map((ca) => ca.pem).join(''),
-    trustBundle: () => [...trusted('root'), ...trusted('cross'), ...trusted('device'), ...trusted('claim')].map((ca) => ca.pem).join(''),
+    trustBundle,
     async rotate(role, stage, actor) {
       await reload();
       const plan = planRotation(cas, role, stage);
@@ -192,6 +198,7 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
           audit: audit(caId, { crossCertificates: plan.transitions.slice(1).map((transition) => transition.id) }),
         });
       }
+      await reload();
       // The server certificate follows the active root, so that once the old root is gone it verifies under the new one.
       if (role === 'root' && stage !== 'prepare') await deps.renewServerCertificate(await credential(activeCa(cas, 'root').id));
       return { role, stage, ca: byId(caId), cas };

@@ -7,6 +7,7 @@ import {
   assertEnrollment,
   assertOperatorToken,
   assertTemplate,
+  caInUse,
   certificateRecordingRefusal,
   type Clock,
   decideStatusChange,
@@ -524,8 +525,8 @@ export class SqlRegistry implements Registry {
     return this.#write(async (db, record) => {
       const now = this.#now();
       if (change.mustBeUnused !== undefined) {
-        const usage = await caUsage(db, change.mustBeUnused.id, change.mustBeUnused.now.toISOString());
-        if (usage.certificates + usage.claims + usage.authorities > 0) throw new FleetgateError('PKI_CA_IN_USE', { detail: { caId: change.mustBeUnused.id, ...usage } });
+        const refusal = caInUse(change.mustBeUnused.id, await caUsage(db, change.mustBeUnused.id, change.mustBeUnused.now.toISOString()));
+        if (refusal !== undefined) throw refusal;
       }
       for (const transition of change.transitions ?? []) {
         const moved = await db

@@ -43,6 +43,24 @@ export function activeCa<T extends CaView>(cas: readonly T[], role: RotatableRol
   return active;
 }
 
+/** What a CA still vouches for (registry CaUsage). */
+export interface CaUsageCounts {
+  readonly certificates: number;
+  readonly claims: number;
+  readonly authorities: number;
+}
+
+/** Retiring a CA is refused while it vouches for anything; the message says what and how to move it. */
+export function caInUse(caId: string, usage: CaUsageCounts): FleetgateError | undefined {
+  if (usage.certificates + usage.claims + usage.authorities === 0) return undefined;
+  const steps = [
+    ...(usage.certificates > 0 ? [`${usage.certificates} unexpired device or service certificate(s): move them with \`fleetgate rotate start --select ca=${caId}\``] : []),
+    ...(usage.claims > 0 ? [`${usage.claims} usable claim(s): give factories new claims (\`fleetgate claim create\`) and revoke these, or let them expire`] : []),
+    ...(usage.authorities > 0 ? [`${usage.authorities} CA(s) it signed that are not retired: rotate and retire those first (\`fleetgate ca rotate device|claim\`)`] : []),
+  ];
+  return new FleetgateError('PKI_CA_IN_USE', { message: `CA ${caId} still vouches for ${steps.join('; ')}. Then retire it again.`, detail: { caId, ...usage } });
+}
+
 /** The one decision of what a rotation stage may do, given the CAs as they are. */
 export function planRotation(cas: readonly CaView[], role: RotatableRole, stage: RotationStage): RotationPlan {
   const ofRole = cas.filter((ca) => ca.role === role);
