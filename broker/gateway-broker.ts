@@ -1,4 +1,5 @@
 import { Aedes, type Client } from 'aedes';
+import { publishTrustBundle } from './trust-bundle.ts';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
@@ -130,6 +131,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
   const live = createLiveSessions({ aedes, table, registry, clock, log, metrics, wills, flow, hooks });
 
   const unsubscribe = deps.events.subscribe((event) => live.apply(event));
+  const unpublishTrust = publishTrustBundle(aedes, trust, log);
   cluster?.onRecovered(() => {
     // A manufacturer CA registered or revoked meanwhile was missed too (trust.changed is pub/sub as well).
     trust.reload().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers after the outage'));
@@ -167,6 +169,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
     sessions: () => live.sessions(),
     async close() {
       unsubscribe();
+      unpublishTrust();
       flow.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },

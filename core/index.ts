@@ -29,3 +29,4 @@ export * from './audit-sampler.ts';
 export * from './operator-roles.ts';
 export * from './trust-store.ts';
 export * from './registry-rules.ts';
+export * from './pki/trust-bundle-update.ts';

@@ -117,6 +117,15 @@ export function anchorsFromCas(cas: readonly (CaView & { readonly pem: string })
   return { roots: pems('root'), device: pems('device'), claim: pems('claim'), manufacturer: [...manufacturer], cross: pems('cross') };
 }
 
+/**
+ * The trust bundle, PEM (GET /v1/pki/trust-bundle, EST /cacerts, `$fleetgate/trust/bundle`): every trusted
+ * root, the cross-certificates between them, then the issuing CAs. A device keeps a new root from it only if
+ * a cross-certificate in the same bundle chains it to a root the device already trusts.
+ */
+export function trustBundleOf(anchors: Pick<TrustAnchors, 'roots' | 'cross' | 'device' | 'claim'>): string {
+  return [...anchors.roots, ...anchors.cross, ...anchors.device, ...anchors.claim].join('');
+}
+
 /** Every CA certificate a TLS server needs to verify client chains: roots, then issuing and manufacturer CAs. */
 export function clientVerificationCas(anchors: TrustAnchors): string[] {
   return [...anchors.roots, ...anchors.device, ...anchors.claim, ...anchors.manufacturer];

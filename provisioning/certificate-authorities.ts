@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   activeCa,
+  anchorsFromCas,
   type CaCredential,
   type Clock,
   createIssuingCa,
@@ -16,6 +17,7 @@ import {
   type RotatableRole,
   type RotationPlan,
   type RotationStage,
+  trustBundleOf,
   x509,
 } from '../core/index.ts';
 import type { CertificateAuthorityRecord, NewCertificateAuthority, Registry } from '../registry/index.ts';
@@ -119,7 +121,7 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     return ca.pem + (root?.pem ?? '');
   };
   const trusted = (role: CertificateAuthorityRecord['role']) => cas.filter((ca) => ca.role === role && isTrusted(ca));
-  const trustBundle = () => [...trusted('root'), ...trusted('cross'), ...trusted('device'), ...trusted('claim')].map((ca) => ca.pem).join('');
+  const trustBundle = () => trustBundleOf(anchorsFromCas(cas, []));
 
   const reload = async () => {
     cas = await registry.listCertificateAuthorities();
