@@ -2,8 +2,8 @@ import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CaRotation, CertificateAuthority, CertificateAuthorityList } from '../../contract/index.ts';
-import { createCsr, generateKeyPair, privateKeyToPem } from '../../core/index.ts';
-import { type ClientCredential, connectClient, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+import { createCsr, createRootCa, generateKeyPair, privateKeyToPem, rootsToTrust, systemClock } from '../../core/index.ts';
+import { type ClientCredential, connectClient, foreignDeviceCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
  * CA rollover without downtime (README "Rotating certificates and CAs"): device, claim and root CAs rotate
@@ -155,6 +155,43 @@ describe('device CA rotation', () => {
     const withDeviceCertificate = await gw.api<{ code: string }>('POST', '/v1/pki/cas/rotate', { credential: device, body: { role: 'device', stage: 'activate' } });
     expect(withDeviceCertificate.status).toBe(401);
     expect((await cas()).filter((ca) => ca.role === 'device').map((ca) => ca.state)).toEqual(['active', 'next']);
+  });
+});
+
+describe('the trust bundle on MQTT', () => {
+  it('is retained for every device session to read, follows a rotation, and nobody may publish it', async () => {
+    const device = await gw.createDevice('bundle-reader');
+    const client = await connectOk('bundle-reader', device);
+    const first = new Promise<string>((resolve) => client.once('message', (_topic, payload: Buffer) => resolve(payload.toString())));
+    await client.subscribeAsync('$fleetgate/trust/bundle', { qos: 1 });
+    expect(await first).toBe((await gw.api<string>('GET', '/v1/pki/trust-bundle')).body);
+
+    const next = new Promise<string>((resolve) => client.once('message', (_topic, payload: Buffer) => resolve(payload.toString())));
+    const prepared = await rotateOk('root', 'prepare');
+    const updated = await next;
+    expect(updated).toContain(prepared.ca.pem.trim());
+    // What a device keeps: the new root, because the bundle carries it signed by the root the device trusts.
+    expect((await rootsToTrust([gw.ca], updated)).map((pem) => pem.trim()).sort()).toEqual([gw.ca.trim(), prepared.ca.pem.trim()].sort());
+
+    // A device cannot plant a bundle: the PUBLISH closes its connection and the retained bundle is unchanged.
+    const attacker = await connectOk('bundle-reader', device);
+    const closed = new Promise<void>((resolve) => attacker.once('close', () => resolve()));
+    attacker.publish('$fleetgate/trust/bundle', 'forged', { qos: 1, retain: true });
+    await closed;
+    await gw.waitForAudit({ action: 'mqtt.publish', result: 'refused' }, (entry) => entry.code === 'ACL_RESERVED_TOPIC');
+    const reader = await connectOk('bundle-reader', device);
+    const retained = new Promise<string>((resolve) => reader.once('message', (_topic, payload: Buffer) => resolve(payload.toString())));
+    await reader.subscribeAsync('$fleetgate/trust/bundle', { qos: 1 });
+    expect(await retained).toBe(updated);
+    await reader.endAsync();
+    await client.endAsync(true);
+  });
+
+  it('adds no root a forged bundle vouches for itself', async () => {
+    const forged = (await foreignDeviceCredential('x')).cert;
+    const rogue = await createRootCa({ commonName: 'rogue root', clock: systemClock });
+    const rogueBundle = rogue.certificate.toString('pem') + '\n' + forged;
+    expect(await rootsToTrust([gw.ca], rogueBundle)).toEqual([gw.ca.trim() + '\n']);
   });
 });
 
