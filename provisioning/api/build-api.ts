@@ -150,9 +150,9 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerPkiRoutes(app, { rootPem: deps.pem.root, revocation: deps.revocation, registry: deps.registry });
 
   const currentIssuers = () => deps.trust.current().issuers;
-  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
+  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, clock: deps.clock });
   registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth, issuers: currentIssuers, clock: deps.clock });
-  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
+  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root], clock: deps.clock });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
   registerSecurityRoutes(app, {
     registry: deps.registry,

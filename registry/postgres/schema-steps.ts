@@ -188,4 +188,9 @@ export const steps: readonly SchemaStep[] = [
       INSERT INTO schema_migrations (version, name, applied_at) VALUES (4, 'later steps are in kysely_migration', now());
     `,
   },
+  {
+    name: '0006-renew-after-expiry',
+    // As SQLite step 7 (registry/sqlite/schema-steps.ts).
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];

@@ -180,4 +180,10 @@ export const steps: readonly SchemaStep[] = [
       INSERT INTO schema_migrations (version, name, applied_at) VALUES (5, 'later steps are in kysely_migration', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     `,
   },
+  {
+    name: '0007-renew-after-expiry',
+    // Days after expiry during which a certificate of the template may still renew once (README "Renewal
+    // after expiry"); 0, the value every existing template gets, keeps expired certificates refused.
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];
