@@ -14,6 +14,9 @@ import { type CertificateView, classifyPeer, credentialOfCertificate, type PeerC
  * renew (`decideRenewalAfterExpiry`, asked by the renewal use-case in provisioning/certificate-service.ts).
  */
 
+/** id-kp-clientAuth (RFC 5280 §4.2.1.12). */
+const clientAuthOid = '1.3.6.1.5.5.7.3.2';
+
 /** A peer as the two renewal routes see it; `afterExpiry` is true only for an expired device certificate re-checked here. */
 export interface RenewalPeer<C extends CertificateView> {
   readonly credential: PeerCredential;
@@ -23,11 +26,15 @@ export interface RenewalPeer<C extends CertificateView> {
 
 /**
  * `classifyPeer`, except that a device certificate refused only because it expired is accepted, after
- * `expiredRenewalCredential` checked it again. For POST /v1/renew and EST simplereenroll only.
+ * `expiredRenewalCredential` checked it again. For POST /v1/renew and EST simplereenroll only. A peer
+ * OpenSSL passed whose leaf has nevertheless expired at `now` (a TLS session resumed from before the
+ * expiry keeps its old verdict, or a clock that differs from OpenSSL's) goes through the same check, so
+ * the use-case always knows it renews an expired certificate.
  */
 export function classifyRenewalPeer<C extends CertificateView>(peer: TlsPeer<C>, issuers: TrustedIssuers, now: Date): RenewalPeer<C> {
   const { credential, certificate } = classifyPeer(peer, issuers);
-  if (credential.kind !== 'refused' || credential.code !== 'AUTH_CERT_EXPIRED' || certificate === undefined) return { credential, certificate, afterExpiry: false };
+  const expiredLeaf = credential.kind === 'refused' ? credential.code === 'AUTH_CERT_EXPIRED' : credential.kind === 'device' && credential.notAfter.getTime() < now.getTime();
+  if (!expiredLeaf || certificate === undefined) return { credential, certificate, afterExpiry: false };
   const expired = expiredRenewalCredential(certificate, issuers, now);
   return { credential: expired, certificate, afterExpiry: expired.kind === 'device' };
 }
@@ -38,7 +45,8 @@ export function classifyRenewalPeer<C extends CertificateView>(peer: TlsPeer<C>,
  * each error and reports the last one, and OpenSSL checks a certificate's validity period after its
  * signature and after the chain's trust and purpose, so an expired leaf hides an unknown issuer, a bad
  * signature, a wrong purpose or an expired CA above it. Everything is checked again here:
- * - the client certificate itself is the one that expired (not a CA above it), with a sane validity period;
+ * - the client certificate itself is the one that expired (not a CA above it), with a sane validity period,
+ *   issued for TLS client authentication;
  * - it is a device certificate: signed by our device CA, found by verifying its signature against the CAs
  *   we know (`credentialOfCertificate`, evaluated at the certificate's last valid moment), with the names
  *   that CA lets it assert; claim, birth and operator certificates never renew after expiry;
@@ -53,6 +61,8 @@ export function expiredRenewalCredential(certificate: CertificateView, issuers: 
   const notAfter = Date.parse(certificate.validTo);
   if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter) || notBefore > notAfter) return refuse('AUTH_CERT_INVALID', 'certificate with an unreadable or empty validity period');
   if (notAfter >= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'a CA certificate in the chain has expired, not the client certificate');
+  // RFC 5280 §4.2.1.12: a certificate with an extended key usage serves only those purposes; ours say clientAuth.
+  if (certificate.keyUsage !== undefined && !certificate.keyUsage.includes(clientAuthOid)) return refuse('AUTH_CERT_INVALID', 'certificate not issued for TLS client authentication');
   const credential = credentialOfCertificate(certificate, issuers, new Date(notAfter));
   if (credential.kind === 'refused') return credential;
   if (credential.kind !== 'device') return refuse('AUTH_CERT_EXPIRED', `certificate expired; a ${credential.kind} certificate never renews after expiry`);
