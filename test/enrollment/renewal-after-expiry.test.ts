@@ -161,12 +161,21 @@ describe('refused: what an expired certificate must never do', () => {
     const nearlyExpired = fixedClock(new Date(Date.now() - validityDays * dayMs + 3000));
     const used = await gw.createDevice('rx-used', { template: 'revivable', clock: nearlyExpired });
     const unused = await gw.createDevice('rx-unused', { template: 'revivable', clock: nearlyExpired });
+    // A session opened while its certificate was valid, still open after it expired.
+    const session = await gw.connect('rx-session', await gw.createDevice('rx-session', { template: 'revivable', clock: nearlyExpired }));
+    await session.subscribeAsync('$fleetgate/certs/rx-session/renew/rejected');
     const usedRenewal = await renew('rx-used', used);
     const unusedRenewal = await renew('rx-unused', unused);
     expect([usedRenewal.status, unusedRenewal.status]).toEqual([201, 201]);
     await expectMqttWorks('rx-used', { key: usedRenewal.key, cert: usedRenewal.body.certificate + usedRenewal.body.chain });
     expect((await gw.gateway.dataDir.registry.getCertificate(used.serial))?.status).toBe('superseded');
     await new Promise((resolve) => setTimeout(resolve, 3500));
+
+    // Renewal over MQTT is never renewal after expiry, even in a session admitted before the expiry.
+    const rejected = nextMessage(session, '$fleetgate/certs/rx-session/renew/rejected', 5000);
+    await session.publishAsync('$fleetgate/certs/rx-session/renew/request', JSON.stringify({ csr: (await deviceKeyAndCsr('rx-session')).csr }), { qos: 1 });
+    expect(JSON.parse((await rejected) ?? '{}')).toMatchObject({ code: 'AUTH_CERT_EXPIRED' });
+    await session.endAsync();
 
     // Superseded, then expired: it is refused as any superseded certificate is.
     expect(await renew('rx-used', used)).toMatchObject({ status: 401, body: { code: 'AUTH_CERT_REVOKED' } });
