@@ -89,13 +89,19 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
     }
     if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: device.template } });
     const { issued } = await issueForTemplate(deps, { id: device.id, kind: device.kind, template, csr });
-    const record = await registry.registerCertificate({
-      device: { id: device.id, kind: device.kind, template: device.template },
-      certificate: toNewCertificate(issued, current.serial),
-      mustBeNew: false,
-      onlySuccessor: true,
-      audit: { ...context, result: 'ok', deviceId: device.id, detail: { ...context.detail, ...expiry, certificateSerial: issued.serial, keyType: csr.keyType, sameKey: csr.publicKeyHash === current.publicKeyHash } },
-    });
+    const record = await registry
+      .registerCertificate({
+        device: { id: device.id, kind: device.kind, template: device.template },
+        certificate: toNewCertificate(issued, current.serial),
+        mustBeNew: false,
+        onlySuccessor: true,
+        audit: { ...context, result: 'ok', deviceId: device.id, detail: { ...context.detail, ...expiry, certificateSerial: issued.serial, keyType: csr.keyType, sameKey: csr.publicKeyHash === current.publicKeyHash } },
+      })
+      .catch((error: unknown) => {
+        // A racing request renewed it first (or any other refusal of the registry): audited with the expiry too.
+        if (isFleetgateError(error)) throw new FleetgateError(error.code, { message: error.message, detail: { ...error.detail, ...expiry }, cause: error });
+        throw error;
+      });
     return reply(record);
   };
 

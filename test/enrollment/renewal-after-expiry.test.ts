@@ -244,6 +244,8 @@ describe('renewal within the grace', () => {
     const winner = first.status === 201 ? first : second;
     const loser = first.status === 201 ? second : first;
     expect(loser.body).toMatchObject({ code: 'RENEW_EXPIRED_ALREADY_RENEWED' });
+    const refusal = await gw.waitForAudit({ deviceId: 'rx-once', action: 'device.renew', result: 'refused' }, (e) => e.code === 'RENEW_EXPIRED_ALREADY_RENEWED');
+    expect(refusal.detail).toMatchObject({ afterExpiry: true, transport: 'https', expiredForDays: expect.any(Number) });
 
     const repeated = await renew('rx-once', device, { key: winner.key, csr: winner.csr });
     expect(repeated).toMatchObject({ status: 201, body: { serial: winner.body.serial, certificate: winner.body.certificate } });
