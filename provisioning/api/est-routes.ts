@@ -47,7 +47,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
     }),
   );
 
-  app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate)' } }, async (request, reply) =>
+  app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate; an expired one once, within its template\'s renewAfterExpiryDays)' } }, async (request, reply) =>
     respond(reply, async () => {
       // The one route besides POST /v1/renew where an expired device certificate may be accepted.
       const device = requireRenewalCredential(request, deps.issuers(), deps.clock.now());
