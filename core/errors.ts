@@ -87,6 +87,9 @@ export const errorCatalogue = {
   ENROLL_SERIAL_MISMATCH: { http: 403, message: 'A birth certificate enrolls only the serial in its CN; use that serial as the MQTT client id and in the request.' },
   ENROLL_RATE_LIMITED: { http: 429, message: 'Too many enrollments with this claim right now; retry after a short backoff.' },
   ENROLL_REQUEST_INVALID: { http: 400, message: 'The enrollment request must be JSON {"csr": "<PEM>", "attributes": {...}?} with no other fields.' },
+  RENEW_EXPIRED_NOT_ALLOWED: { http: 403, message: 'The certificate has expired and its template does not allow renewal after expiry; re-enroll the device with a claim certificate, or have an operator set renewAfterExpiryDays on the template.' },
+  RENEW_EXPIRED_TOO_LATE: { http: 403, message: 'The certificate expired longer ago than its template allows renewal after expiry (renewAfterExpiryDays); re-enroll the device with a claim certificate.' },
+  RENEW_EXPIRED_ALREADY_RENEWED: { http: 409, message: 'This expired certificate was already renewed once: send the same key again to get the certificate issued then, or re-enroll the device with a claim certificate.' },
 
   // registry
   DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },

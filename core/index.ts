@@ -30,3 +30,4 @@ export * from './operator-roles.ts';
 export * from './trust-store.ts';
 export * from './registry-rules.ts';
 export * from './pki/trust-bundle-update.ts';
+export * from './renewal-after-expiry.ts';

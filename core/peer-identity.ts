@@ -53,6 +53,11 @@ export interface CertificateView {
   /** DER. */
   readonly raw: Uint8Array;
   readonly publicKey: unknown;
+  /**
+   * Extended key usage OIDs; undefined without the extension. Node's X509Certificate names it `keyUsage`.
+   * Optional: only the renewal-after-expiry check reads it (core/renewal-after-expiry.ts).
+   */
+  readonly keyUsage?: readonly string[] | undefined;
   /** Issuer name and key identifiers match `other` (OpenSSL X509_check_issued); says nothing of the signature. */
   checkIssued(other: CertificateView): boolean;
   /** The signature verifies under `publicKey`. */

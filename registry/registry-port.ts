@@ -213,6 +213,11 @@ export interface NewTemplate {
   readonly allowReenroll: boolean;
   /** Traffic limits for devices of this template; `{}` (the default) means the gateway defaults. */
   readonly limits?: TemplateLimits;
+  /**
+   * Days after its expiry during which a certificate of this template may still renew, once, over
+   * POST /v1/renew or EST simplereenroll (README "Renewal after expiry"); 0 (the default): never.
+   */
+  readonly renewAfterExpiryDays?: number;
 }
 
 export interface NewClaim {
@@ -257,9 +262,11 @@ export interface Registry {
   /**
    * Registers the device if it is new (the template must exist) and records its certificate, in one
    * transaction with the audit entry. Refuses with PKI_PUBLIC_KEY_IN_USE when the key is bound to another
-   * device, DEVICE_EXISTS when `mustBeNew` and the id is taken, TEMPLATE_NOT_FOUND otherwise.
+   * device, DEVICE_EXISTS when `mustBeNew` and the id is taken, TEMPLATE_NOT_FOUND otherwise. With
+   * `onlySuccessor` (a renewal after expiry, README "Renewal after expiry") the certificate named in
+   * `certificate.replaces` must have no successor yet, whatever its status: RENEW_EXPIRED_ALREADY_RENEWED.
    */
-  registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord>;
+  registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput; onlySuccessor?: boolean }): Promise<CertificateRecord>;
   /** Changes status with the audit entry; revoking also revokes every non-revoked certificate. */
   setDeviceStatus(input: { id: string; status: DeviceStatus; reason: string | null; audit: AuditInput }): Promise<DeviceRecord>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;

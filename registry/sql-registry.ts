@@ -218,7 +218,7 @@ export class SqlRegistry implements Registry {
     return rows.map(toDevice);
   }
 
-  async registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord> {
+  async registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput; onlySuccessor?: boolean }): Promise<CertificateRecord> {
     const { device, certificate, mustBeNew, audit } = input;
     // The id goes into topics and certificate names; the registry is the last gate before it is stored.
     const id = assertDeviceId(device.id);
@@ -234,7 +234,14 @@ export class SqlRegistry implements Registry {
           mustBeNew,
           template: { name: device.template, exists: existing !== undefined || (await named(db, 'templates', device.template)) },
           policy: device.policy == null ? null : { name: device.policy, exists: existing !== undefined || (await named(db, 'policies', device.policy)) },
-          replaces: certificate.replaces == null ? null : { serial: certificate.replaces, found: replaced && { deviceId: replaced.device_id, status: replaced.status } },
+          replaces:
+            certificate.replaces == null
+              ? null
+              : {
+                  serial: certificate.replaces,
+                  found: replaced && { deviceId: replaced.device_id, status: replaced.status },
+                  ...(input.onlySuccessor === true ? { successors: await successorCount(db, id, certificate.replaces) } : {}),
+                },
           publicKeyHash: certificate.publicKeyHash,
           keyHolder: await this.#otherKeyHolder(db, certificate.publicKeyHash, id),
         }),
@@ -421,10 +428,11 @@ export class SqlRegistry implements Registry {
           require_allowlist: template.requireAllowlist ? 1 : 0,
           allow_reenroll: template.allowReenroll ? 1 : 0,
           limits: JSON.stringify(template.limits ?? {}),
+          renew_after_expiry_days: template.renewAfterExpiryDays ?? 0,
           created_at: now,
           updated_at: now,
         })
-        .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'updated_at'])))
+        .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'renew_after_expiry_days', 'updated_at'])))
         .returningAll()
         .executeTakeFirstOrThrow();
       return toTemplate(await audited(written, record, audit));
@@ -793,6 +801,16 @@ async function caUsage(db: Db, caId: string, now: string): Promise<CaUsage> {
     .where('id', '<>', caId)
     .executeTakeFirstOrThrow();
   return { certificates: Number(certificates.n), claims: Number(claims.n), authorities: Number(authorities.n) };
+}
+
+/**
+ * Certificates of `deviceId` naming `serial` in `replaces`, whatever their status (a renewal after expiry
+ * happens once). A renewal is always recorded for the holder of the certificate it replaces, so the
+ * device_id index finds them all.
+ */
+async function successorCount(db: Db, deviceId: string, serial: string): Promise<number> {
+  const row = await db.selectFrom('certificates').select((eb) => eb.fn.countAll<number | string>().as('n')).where('device_id', '=', deviceId).where('replaces', '=', serial).executeTakeFirstOrThrow();
+  return Number(row.n);
 }
 
 /** Marks certificates superseded (the caller narrows which). */

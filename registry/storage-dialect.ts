@@ -93,7 +93,7 @@ export interface Tables {
     pem: string; issued_at: Stamp; revoked_at: NullableStamp; revocation_reason: string | null; replaces: string | null; issuer_ca: string | null;
   };
   templates: {
-    name: string; policy: string; validity_days: number; key_types: Json; require_allowlist: Flag; allow_reenroll: Flag; limits: Json;
+    name: string; policy: string; validity_days: number; key_types: Json; require_allowlist: Flag; allow_reenroll: Flag; limits: Json; renew_after_expiry_days: number;
     created_at: Stamp; updated_at: Stamp;
   };
   policies: { name: string; document: Json; version: number; updated_at: Stamp };

@@ -89,6 +89,7 @@ export function registerAdminRoutes(fastify: FastifyInstance, deps: AdminRouteDe
           keyTypes: request.body.keyTypes ?? base.keyTypes,
           requireAllowlist: request.body.requireAllowlist ?? (current?.requireAllowlist ?? false),
           allowReenroll: request.body.allowReenroll ?? (current?.allowReenroll ?? false),
+          renewAfterExpiryDays: request.body.renewAfterExpiryDays ?? (current?.renewAfterExpiryDays ?? 0),
           limits: mergeLimits(current?.limits ?? {}, request.body.limits),
         },
         { actor: operator.actor, action: 'template.put', result: 'ok', detail: { template: request.body.name } },

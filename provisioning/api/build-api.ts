@@ -147,9 +147,9 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerPkiRoutes(app, { authorities: deps.authorities, revocation: deps.revocation, registry: deps.registry, auth: deps.auth, events: deps.events, clock: deps.clock });
 
   const currentIssuers = () => deps.trust.current().issuers;
-  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
+  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, clock: deps.clock });
   registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth, issuers: currentIssuers, clock: deps.clock });
-  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, trustBundle: () => deps.authorities.trustBundle() });
+  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, trustBundle: () => deps.authorities.trustBundle(), clock: deps.clock });
   registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, authorities: deps.authorities, clock: deps.clock, events: deps.events });
   registerSecurityRoutes(app, {
     registry: deps.registry,

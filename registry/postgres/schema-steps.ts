@@ -214,4 +214,9 @@ export const steps: readonly SchemaStep[] = [
       ALTER TABLE claims ADD COLUMN issuer_ca TEXT COLLATE "C";
     `,
   },
+  {
+    name: '0006-renew-after-expiry',
+    // As SQLite step 7 (registry/sqlite/schema-steps.ts).
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];

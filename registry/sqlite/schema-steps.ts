@@ -212,4 +212,10 @@ export const steps: readonly SchemaStep[] = [
       ALTER TABLE claims ADD COLUMN issuer_ca TEXT;
     `,
   },
+  {
+    name: '0007-renew-after-expiry',
+    // Days after expiry during which a certificate of the template may still renew once (README "Renewal
+    // after expiry"); 0, the value every existing template gets, keeps expired certificates refused.
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];

@@ -107,15 +107,16 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           requireAllowlist: false,
           allowReenroll: false,
           limits: {},
+          renewAfterExpiryDays: 0,
           createdAt: expect.any(Date),
           updatedAt: expect.any(Date),
         });
 
         const replaced = await registry.putTemplate(
-          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } },
+          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 }, renewAfterExpiryDays: 90 },
           audit('template.put'),
         );
-        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } });
+        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 }, renewAfterExpiryDays: 90 });
         expect(replaced.createdAt).toEqual(created?.createdAt);
         expect(replaced.updatedAt.getTime()).toBeGreaterThanOrEqual(created?.updatedAt.getTime() ?? Infinity);
         expect(await registry.getTemplate('sensors')).toEqual(replaced);
@@ -144,6 +145,9 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         await expectRefusal(registry.putTemplate({ ...template('lamps'), validityDays: 1.5 }, audit('template.put')), 'TEMPLATE_INVALID');
         await expectRefusal(registry.putTemplate({ ...template('lamps'), keyTypes: [] }, audit('template.put')), 'TEMPLATE_INVALID');
         await expectRefusal(registry.putTemplate({ ...template('lamps'), keyTypes: ['DSA 1024'] }, audit('template.put')), 'TEMPLATE_INVALID');
+        for (const renewAfterExpiryDays of [-1, 3651, 2.5]) {
+          await expectRefusal(registry.putTemplate({ ...template('lamps'), renewAfterExpiryDays }, audit('template.put')), 'TEMPLATE_INVALID');
+        }
         expect(await snapshot()).toEqual(before);
       });
     });
@@ -273,6 +277,19 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         // Passes every check, then collides on the certificate's primary key after the device row was written.
         await expect(register('sensor-2', 2, { certificate: { serial: certificate(1).serial } })).rejects.toThrow();
         expect(await snapshot()).toEqual(before);
+      });
+
+      it('records one renewal after expiry of a certificate: a second is refused with RENEW_EXPIRED_ALREADY_RENEWED and writes nothing', async () => {
+        await givenBasics();
+        const expired = await register('sensor-1', 1);
+        const renewal = (n: number, onlySuccessor: boolean) =>
+          registry.registerCertificate({ device: { id: 'sensor-1', kind: 'device', template: 'sensors' }, certificate: certificate(n, { replaces: expired.serial }), mustBeNew: false, onlySuccessor, audit: audit('device.renew') });
+        expect(await renewal(2, true)).toMatchObject({ replaces: expired.serial, status: 'active' });
+        const before = await snapshot();
+        await expectRefusal(renewal(3, true), 'RENEW_EXPIRED_ALREADY_RENEWED');
+        expect(await snapshot()).toEqual(before);
+        // An ordinary renewal may be asked for again with another key; the use-case decides when it may.
+        expect(await renewal(4, false)).toMatchObject({ replaces: expired.serial });
       });
 
       it('returns undefined or empty lists for unknown devices and certificates', async () => {
