@@ -24,8 +24,9 @@ export async function issueForTemplate(
   if (!template.keyTypes.includes(csr.keyType)) {
     throw new FleetgateError('PKI_KEY_TYPE_NOT_ALLOWED', { detail: { keyType: csr.keyType, template: template.name, allowed: template.keyTypes } });
   }
-  const revocation = deps.revocation ? { revocation: deps.revocation } : {};
   const issuer = await deps.authorities.issuer('device');
+  // The CRL of the CA that signs it: after a rotation the active CA's CRL does not list this certificate.
+  const revocation = deps.revocation ? { revocation: { ...deps.revocation, crl: `${deps.revocation.crl}?ca=${issuer.id}` } } : {};
   const issued = await issueCertificate({
     issuer: issuer.credential,
     publicKey: csr.publicKey,

@@ -13,6 +13,7 @@ import {
   type OcspCertStatus,
   parseOcspRequest,
   type RevocationReason,
+  x509,
 } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
 import type { CertificateAuthorities } from './certificate-authorities.ts';
@@ -121,9 +122,10 @@ export function createRevocationStatus(deps: { registry: Registry; authorities: 
       }
       const now = deps.clock.now();
       // The device CA the first CertID names signs the answer (CertIDs naming another CA are answered unknown).
+      // Matched on the CA certificates; only the signer's key is loaded (a retired CA's key may be gone).
       let signer = deviceCa(undefined);
       for (const ca of deviceCas()) {
-        if (parsed.certIds[0] !== undefined && (await certIdNamesIssuer((await deps.authorities.credential(ca.id)).certificate, parsed.certIds[0]))) signer = ca;
+        if (parsed.certIds[0] !== undefined && (await certIdNamesIssuer(new x509.X509Certificate(ca.pem), parsed.certIds[0]))) signer = ca;
       }
       const response = await createOcspResponse({
         issuer: await deps.authorities.credential(signer.id),

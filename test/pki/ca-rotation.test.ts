@@ -1,8 +1,11 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { get as httpsGet } from 'node:https';
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CaRotation, CertificateAuthority, CertificateAuthorityList } from '../../contract/index.ts';
-import { createCsr, createRootCa, generateKeyPair, privateKeyToPem, rootsToTrust, systemClock } from '../../core/index.ts';
+import { createCsr, createRootCa, generateKeyPair, privateKeyToPem, rootsToTrust, systemClock, x509 } from '../../core/index.ts';
 import { type ClientCredential, connectClient, foreignDeviceCredential, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
@@ -57,6 +60,18 @@ async function renew(id: string, credential: ClientCredential): Promise<ClientCr
   const response = await gw.api<{ certificate: string; chain: string }>('POST', '/v1/renew', { credential, body: { csr: await createCsr(keys, id) } });
   expect(response.status, JSON.stringify(response.body)).toBe(201);
   return { key: await privateKeyToPem(keys.privateKey), cert: response.body.certificate + response.body.chain };
+}
+
+/** A public binary answer (CRL), verified with the trust bundle. */
+function fetchDer(path: string): Promise<ArrayBuffer> {
+  const ca = readFileSync(join(gw.dataDirPath, 'pki', 'trust-bundle.pem'), 'utf8');
+  return new Promise((resolve, reject) => {
+    httpsGet({ host: '127.0.0.1', port: gw.apiPort, path, ca, servername: 'localhost' }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => (response.statusCode === 200 ? resolve(new Uint8Array(Buffer.concat(chunks)).buffer) : reject(new Error(`${path}: HTTP ${response.statusCode}`))));
+    }).on('error', reject);
+  });
 }
 
 const issuerOf = (pem: string, candidates: readonly CertificateAuthority[]) => candidates.find((ca) => new X509Certificate(pem).checkIssued(new X509Certificate(ca.pem)))?.id;
@@ -124,6 +139,11 @@ describe('device CA rotation', () => {
     const alphaNew = await renew('rot-alpha', alpha);
     const betaNew = await renew('rot-beta', beta);
     expect(issuerOf(alphaNew.cert, await cas())).toBe(activated.ca.id);
+    // A renewed certificate's CRL distribution point names its CA, whose CRL is signed by that CA.
+    const [crlUrl] = new x509.X509Certificate(alphaNew.cert).getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints[0]?.distributionPoint?.fullName?.map((name) => name.uniformResourceIdentifier) ?? [];
+    expect(crlUrl).toMatch(new RegExp(`/v1/pki/crl\\?ca=${activated.ca.id}$`));
+    expect(new x509.X509Crl(await fetchDer(`/v1/pki/crl?ca=${activated.ca.id}`)).issuer).toBe(activated.ca.subject);
+    expect(new x509.X509Crl(await fetchDer(`/v1/pki/crl?ca=${oldDeviceCa.id}`)).issuer).toBe(oldDeviceCa.subject);
     await alphaLive.endAsync();
     await (await connectOk('rot-alpha', alphaNew)).endAsync();
     await (await connectOk('rot-beta', betaNew)).endAsync();
@@ -171,7 +191,7 @@ describe('the trust bundle on MQTT', () => {
     const updated = await next;
     expect(updated).toContain(prepared.ca.pem.trim());
     // What a device keeps: the new root, because the bundle carries it signed by the root the device trusts.
-    expect((await rootsToTrust([gw.ca], updated)).map((pem) => pem.trim()).sort()).toEqual([gw.ca.trim(), prepared.ca.pem.trim()].sort());
+    expect((await rootsToTrust([gw.ca], updated, new Date())).map((pem) => pem.trim()).sort()).toEqual([gw.ca.trim(), prepared.ca.pem.trim()].sort());
 
     // A device cannot plant a bundle: the PUBLISH closes its connection and the retained bundle is unchanged.
     const attacker = await connectOk('bundle-reader', device);
@@ -191,7 +211,7 @@ describe('the trust bundle on MQTT', () => {
     const forged = (await foreignDeviceCredential('x')).cert;
     const rogue = await createRootCa({ commonName: 'rogue root', clock: systemClock });
     const rogueBundle = rogue.certificate.toString('pem') + '\n' + forged;
-    expect(await rootsToTrust([gw.ca], rogueBundle)).toEqual([gw.ca.trim() + '\n']);
+    expect(await rootsToTrust([gw.ca], rogueBundle, new Date())).toEqual([gw.ca.trim() + '\n']);
   });
 });
 
