@@ -188,7 +188,11 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
       if (plan.stage === 'prepare') {
         const added = await makeCa(plan);
         caId = added[0]!.id;
-        cas = await registry.changeCertificateAuthorities({ add: added, audit: audit(caId, { parent: plan.parent.id, crossCertificates: added.slice(1).map((ca) => ca.id) }) });
+        cas = await registry.changeCertificateAuthorities({
+          add: added,
+          preparedFrom: { role, parentId: plan.parent.id },
+          audit: audit(caId, { parent: plan.parent.id, crossCertificates: added.slice(1).map((ca) => ca.id) }),
+        });
       } else if (plan.stage === 'activate') {
         caId = plan.next.id;
         cas = await registry.changeCertificateAuthorities({ transitions: plan.transitions, audit: audit(caId, { previous: plan.previous.id }) });

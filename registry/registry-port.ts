@@ -12,7 +12,7 @@ export type DeviceStatus = 'active' | 'suspended' | 'revoked';
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';
 export type ClaimStatus = 'active' | 'revoked';
 /** A CA's role and rotation state (core/pki/ca-rotation.ts). */
-import type { CaRole, CaState } from '../core/index.ts';
+import type { CaRole, CaState, RotatableRole } from '../core/index.ts';
 export type { CaRole, CaState };
 
 export interface DeviceRecord extends Required<NewDevice> {
@@ -198,6 +198,8 @@ export interface CaUsage {
 export interface CaChange {
   readonly add?: readonly NewCertificateAuthority[];
   readonly transitions?: readonly { readonly id: string; readonly from: CaState; readonly to: CaState }[];
+  /** A prepare: refused with PKI_CA_ROTATION_CONFLICT unless, under the lock, the stage would still make a CA of `role` under `parentId`. */
+  readonly preparedFrom?: { readonly role: RotatableRole; readonly parentId: string };
   /** Refused with PKI_CA_IN_USE (detail: the usage) unless this CA vouches for nothing unexpired at `now`. */
   readonly mustBeUnused?: { readonly id: string; readonly now: Date };
   readonly audit: AuditInput;

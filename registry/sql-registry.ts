@@ -15,6 +15,7 @@ import {
   FleetgateError,
   keyBindingRefusal,
   parsePolicyDocument,
+  planRotation,
   type PolicyDocument,
   refuseIf,
 } from '../core/index.ts';
@@ -466,6 +467,7 @@ export class SqlRegistry implements Registry {
   async createClaim(claim: NewClaim, audit: AuditInput): Promise<ClaimRecord> {
     return this.#write(async (db, record) => {
       if (!(await named(db, 'templates', claim.template))) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
+      await assertIssuerActive(db, claim.issuerCa);
       const written = db
         .insertInto('claims')
         .values({
@@ -532,6 +534,20 @@ export class SqlRegistry implements Registry {
   async changeCertificateAuthorities(change: CaChange): Promise<CertificateAuthorityRecord[]> {
     return this.#write(async (db, record) => {
       const now = this.#now();
+      if (change.preparedFrom !== undefined) {
+        // The stage decided again on the rows as they are under the lock (core planRotation): a prepare that
+        // raced another one, or a root rotation that moved on meanwhile, is refused instead of half-applied.
+        const { role, parentId } = change.preparedFrom;
+        const rows = (await db.selectFrom('certificate_authorities').selectAll().execute()).map(toCertificateAuthority);
+        let parent: string | undefined;
+        try {
+          const plan = planRotation(rows, role, 'prepare');
+          parent = plan.stage === 'prepare' ? plan.parent.id : undefined;
+        } catch {
+          parent = undefined;
+        }
+        if (parent !== parentId) throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { role, stage: 'prepare' } });
+      }
       if (change.mustBeUnused !== undefined) {
         const refusal = caInUse(change.mustBeUnused.id, await caUsage(db, change.mustBeUnused.id, change.mustBeUnused.now.toISOString()));
         if (refusal !== undefined) throw refusal;
@@ -744,7 +760,19 @@ function insertDevice(
     .execute();
 }
 
-function insertCertificate(db: Db, deviceId: string, certificate: NewCertificate, replaces: string | null, now: string) {
+/**
+ * What a CA signed is recorded only while that CA is the active one, decided under the write lock: a
+ * certificate signed just before a rotation stage moved its CA on is refused (the caller asks again and
+ * the CA now active signs), so nothing is ever recorded against a retiring or retired CA.
+ */
+async function assertIssuerActive(db: Db, issuerCa: string | null | undefined): Promise<void> {
+  if (issuerCa == null) return;
+  const row = await db.selectFrom('certificate_authorities').select('state').where('id', '=', issuerCa).executeTakeFirst();
+  if (row !== undefined && row.state !== 'active') throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { caId: issuerCa, state: row.state } });
+}
+
+async function insertCertificate(db: Db, deviceId: string, certificate: NewCertificate, replaces: string | null, now: string) {
+  await assertIssuerActive(db, certificate.issuerCa);
   return db
     .insertInto('certificates')
     .values({

@@ -58,9 +58,14 @@ export function registerPkiRoutes(fastify: FastifyInstance, deps: PkiRouteDeps):
   app.post('/v1/pki/cas/rotate', { onRequest: allow(['admin']), schema: schemas.rotateCa }, async (request) => {
     const { role, stage } = request.body;
     const actor = operatorOf(request).actor;
-    const outcome = await auditRefusals(registry, { actor, action: `ca.${stage}`, detail: { role } }, () => authorities.rotate(role, stage, actor));
-    // Every process (this one's listeners too) reloads its trust store and its CAs.
-    await deps.events.publish({ type: 'trust.changed' });
+    let outcome;
+    try {
+      outcome = await auditRefusals(registry, { actor, action: `ca.${stage}`, detail: { role } }, () => authorities.rotate(role, stage, actor));
+    } finally {
+      // Every process (this one's listeners too) reloads its trust store and its CAs, also when a step after
+      // the committed stage failed (the server certificate could not be re-issued): what is recorded counts.
+      await deps.events.publish({ type: 'trust.changed' });
+    }
     const items = await described(outcome.cas);
     return { role, stage, ca: items.find((ca) => ca.id === outcome.ca.id)!, items };
   });

@@ -167,7 +167,10 @@ describe('device CA rotation', () => {
   it('refuses stages out of order, and rotation by anyone but an admin', async () => {
     expect((await rotate('device', 'activate')).body.code).toBe('PKI_CA_ROTATION_STAGE');
     expect((await rotate('device', 'retire')).body.code).toBe('PKI_CA_ROTATION_STAGE');
-    await rotateOk('device', 'prepare');
+    // Two admins preparing at once: one CA is made, the other gets a coded refusal (never a 500).
+    const racing = await Promise.all([rotate('device', 'prepare'), rotate('device', 'prepare')]);
+    expect(racing.map((response) => response.status).sort()).toEqual([200, 409]);
+    expect(['PKI_CA_ROTATION_STAGE', 'PKI_CA_ROTATION_CONFLICT']).toContain(racing.find((response) => response.status === 409)?.body.code);
     expect((await rotate('device', 'prepare')).body.code).toBe('PKI_CA_ROTATION_STAGE');
     const anonymous = await gw.api<{ code: string }>('POST', '/v1/pki/cas/rotate', { body: { role: 'device', stage: 'activate' } });
     expect(anonymous.status).toBe(401);

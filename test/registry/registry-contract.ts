@@ -864,23 +864,36 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           ],
           audit: audit('ca.activate'),
         });
-        await register('moving', 2, { certificate: { issuerCa: 'device1', notAfter: new Date('2035-01-01T00:00:00Z') } });
+        // A certificate the old CA signed just before the activation committed is not recorded against it.
+        await expectRefusal(register('late', 3, { certificate: { issuerCa: 'device1' } }), 'PKI_CA_ROTATION_CONFLICT');
+        expect(await registry.getDevice('late')).toBeUndefined();
+        await register('moving', 2, { certificate: { issuerCa: 'device2', notAfter: new Date('2035-01-01T00:00:00Z') } });
+        await registry.changeCertificateAuthorities({ add: [ca('device3', 'device', 'next', 'root1')], audit: audit('ca.prepare') });
+        await registry.changeCertificateAuthorities({
+          transitions: [
+            { id: 'device2', from: 'active', to: 'retiring' },
+            { id: 'device3', from: 'next', to: 'active' },
+          ],
+          audit: audit('ca.activate'),
+        });
+        // device1 is retired first (nothing of it is in service), then device2 is in use by 'moving'.
+        await registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') });
         const before = await registry.listCertificateAuthorities();
         const auditBefore = await registry.queryAudit({ limit: 1000 });
         await expectRefusal(
-          registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') }),
+          registry.changeCertificateAuthorities({ transitions: [{ id: 'device2', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device2', now: new Date() }, audit: audit('ca.retire') }),
           'PKI_CA_IN_USE',
         );
-        await expectRefusal(registry.changeCertificateAuthorities({ transitions: [{ id: 'device2', from: 'next', to: 'active' }], audit: audit('ca.activate') }), 'PKI_CA_ROTATION_CONFLICT');
+        await expectRefusal(registry.changeCertificateAuthorities({ transitions: [{ id: 'device3', from: 'next', to: 'active' }], audit: audit('ca.activate') }), 'PKI_CA_ROTATION_CONFLICT');
         expect(await registry.listCertificateAuthorities()).toEqual(before);
         expect(await registry.queryAudit({ limit: 1000 })).toEqual(auditBefore);
         // One active CA per role, whatever the caller asks.
-        await expect(registry.changeCertificateAuthorities({ add: [ca('device3', 'device', 'active', 'root1')], audit: audit('ca.prepare') })).rejects.toThrow();
+        await expect(registry.changeCertificateAuthorities({ add: [ca('device4', 'device', 'active', 'root1')], audit: audit('ca.prepare') })).rejects.toThrow();
 
         await registry.setDeviceStatus({ id: 'moving', status: 'revoked', reason: 'keyCompromise', audit: audit('device.revoke') });
-        const after = await registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') });
-        expect(after.find((row) => row.id === 'device1')?.state).toBe('retired');
-        expect(await registry.queryAudit({ action: 'ca.retire' })).toMatchObject([{ result: 'ok' }]);
+        const after = await registry.changeCertificateAuthorities({ transitions: [{ id: 'device2', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device2', now: new Date() }, audit: audit('ca.retire') });
+        expect(after.find((row) => row.id === 'device2')?.state).toBe('retired');
+        expect((await registry.queryAudit({ action: 'ca.retire' })).map((entry) => entry.result)).toEqual(['ok', 'ok']);
       });
     });
   });
