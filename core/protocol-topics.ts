@@ -16,6 +16,9 @@ export const renewTopics = (deviceId: string) =>
     rejected: `$fleetgate/certs/${deviceId}/renew/rejected`,
   }) as const;
 
+/** Server → device: renew now (a rotation campaign, README "Rotation campaigns"). Only the device may subscribe to and receive its own. */
+export const rotateTopic = (deviceId: string) => `$fleetgate/certs/${deviceId}/rotate`;
+
 /** Filters the provisioning service subscribes to inside the broker. */
 export const enrollRequestFilter = '$fleetgate/enroll/+/request';
 export const renewRequestFilter = '$fleetgate/certs/+/renew/request';
