@@ -10,6 +10,7 @@ import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
+import { registerRotateCommands } from './rotate-commands.ts';
 // The servers' modules (broker, provisioning, registry drivers) load only for the command that runs them:
 // `fleetgate --version` or an operator command should not pay for aedes, fastify and Kysely at start.
 const servers = () => import('./serve.ts');
@@ -140,6 +141,7 @@ registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerTokenCommands(program);
+registerRotateCommands(program);
 registerSimCommand(program);
 registerConfigCommand(program);
 

@@ -1,9 +1,14 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
 import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { registerRotateCommands, renderRotationLine } from '../../cli/rotate-commands.ts';
 import type { RotationCampaign } from '../../contract/index.ts';
 import { createCsr, generateKeyPair, renewTopics, rotateTopic } from '../../core/index.ts';
 import { type DeviceEvent, SimulatedDevice } from '../../device-sim/index.ts';
 import { startTestGateway, subscribeGranted, type TestGateway } from '../helpers/test-gateway.ts';
+import { makeTempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
 
 /**
@@ -197,5 +202,72 @@ describe('rotation campaigns', () => {
     }
     await gw.waitForAudit({ action: 'rotation.start', result: 'refused' }, (entry) => entry.code === 'ROTATION_SELECTOR_UNSUPPORTED');
     expect((await gw.api<{ code: string }>('GET', '/v1/rotations/rot-000000000000', { token: true })).body.code).toBe('ROTATION_CAMPAIGN_NOT_FOUND');
+  });
+
+  describe('fleetgate rotate', () => {
+    /** Runs `fleetgate rotate <args>` in-process against the gateway's API, as the CLI would. */
+    async function cli(args: string[]): Promise<string> {
+      const program = new Command('fleetgate').exitOverride();
+      registerRotateCommands(program);
+      program.commands.forEach(function quiet(command: Command): void {
+        command.exitOverride().configureOutput({ writeErr: () => {} });
+        command.commands.forEach(quiet);
+      });
+      const chunks: string[] = [];
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+        chunks.push(String(chunk));
+        return true;
+      });
+      try {
+        await program.parseAsync(['rotate', ...args, '--api', `https://localhost:${gw.apiPort}`, '--data-dir', gw.dataDirPath], { from: 'user' });
+      } finally {
+        spy.mockRestore();
+      }
+      return chunks.join('');
+    }
+
+    it('starts from an id file, shows progress as a bar and as JSON, pauses, resumes and closes', async () => {
+      for (const id of ['cli-1', 'cli-2', 'cli-3']) await gw.createDevice(id);
+      const dir = makeTempDir();
+      try {
+        const file = join(dir.path, 'ids.txt');
+        writeFileSync(file, '# devices of batch 7\ncli-1\n\ncli-2\ncli-3  # last\n');
+        const started = JSON.parse(await cli(['start', '--select', `ids=@${file}`, '--rate', '2/s', '--json'])) as RotationCampaign;
+        expect(started).toMatchObject({ selector: 'ids (3)', ratePerSecond: 2, state: 'running', progress: { selected: 3 } });
+
+        const text = await cli(['status', started.id]);
+        expect(text).toMatch(new RegExp(`^${started.id} running \\[-{24}\\] 0/3 renewed, 0 notified, 0 failed, \\d offline, \\d pending`));
+        expect(text).toContain('selector  ids (3) at 2/s');
+        const list = JSON.parse(await cli(['status', '--json'])) as { items: RotationCampaign[] };
+        expect(list.items.map((c) => c.id)).toContain(started.id);
+        expect(await cli(['status'])).toMatch(/ID\s+STATE\s+SELECTOR/);
+
+        expect(JSON.parse(await cli(['pause', started.id, '--json'])).state).toBe('paused');
+        expect(await cli(['resume', started.id])).toContain(`Campaign ${started.id} resumed.`);
+        expect(JSON.parse(await cli(['close', started.id, '--json'])).state).toBe('closed');
+        // status --watch on an ended campaign prints once and returns.
+        expect(await cli(['status', started.id, '--watch'])).toContain(`${started.id} closed`);
+        await expect(cli(['resume', started.id])).rejects.toMatchObject({ code: 'ROTATION_CAMPAIGN_STATE' });
+        await expect(cli(['start', '--select', 'template=rot', '--rate', 'fast'])).rejects.toMatchObject({ code: 'REQUEST_INVALID' });
+      } finally {
+        dir.remove();
+      }
+    });
+
+    it('draws the bar from the renewed share and cuts the line to the terminal', () => {
+      const campaign: RotationCampaign = {
+        id: 'rot-1',
+        selector: 'template=t',
+        ratePerSecond: 50,
+        state: 'running',
+        createdBy: 'operator:admin',
+        createdAt: '2030-01-01T00:00:00.000Z',
+        updatedAt: '2030-01-01T00:00:00.000Z',
+        endedAt: null,
+        progress: { selected: 8, pending: 1, notified: 5, renewed: 4, failed: 1, offline: 2 },
+      };
+      expect(renderRotationLine(campaign, 200)).toBe('rot-1 running [############------------] 4/8 renewed, 5 notified, 1 failed, 2 offline, 1 pending');
+      expect(renderRotationLine(campaign, 30)).toHaveLength(30);
+    });
   });
 });

@@ -1,0 +1,730 @@
+import { CompiledQuery, sql } from 'kysely';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { allowlistRows, assertAttributes, assertDeviceId, assertEnrollment, assertOperatorToken, assertTemplate, certificateRecordingRefusal, decideStatusChange, effectivePolicyName, FleetgateError, keyBindingRefusal, parsePolicyDocument, formatRotationSelector, refuseIf, rotationCampaignTransition, } from "../core/index.js";
+import { auditEntryHash, AuditChainWalker, auditGenesisHash } from "./audit-chain.js";
+import { AuditQueue } from "./audit-queue.js";
+import { clampLimit, storedAuditEntry } from "./registry-input.js";
+import { campaignRecords, deviceRows, dispatchPending, insertSelection, pendingForDevice } from "./rotation-queries.js";
+import { operatorRoles } from "./registry-port.js";
+import { fromJson, toDate, toIsoText } from "./storage-dialect.js";
+/** Audit rows hashed per step of verifyAudit; the event loop (broker, API) runs in between. */
+const verifyBatchSize = 2_000;
+/** Rows per INSERT of an allow-list import, well under both databases' limits on bound parameters. */
+const insertBatchSize = 500;
+const auditColumns = ['id', 'at', 'actor', 'action', 'result', 'code', 'device_id', sql `CAST(detail AS TEXT)`.as('detail')];
+export const deviceColumns = ['id', 'kind', 'status', 'template', 'policy', 'status_reason', 'attributes', 'reported_attributes', 'created_at', 'updated_at'];
+const policyColumns = ['name', 'document', 'version', 'updated_at'];
+// token_hash is deliberately not among them: it is looked up by, never read back.
+const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'];
+/**
+ * The registry, written once for SQLite and PostgreSQL (the differences are in the StorageDialect). It
+ * holds transactions and rows; what may be written is decided by core's rules (core/registry-rules.ts,
+ * core/enrollment-rules.ts) on the rows read inside the write transaction.
+ */
+/**
+ * The CONNECT admission read (getAdmission): the certificate, its device (`d_…`), the device's template, and
+ * both candidate policies, the device's own (`dp_…`) and its template's (`tp_…`). Exported for
+ * bench/registry-admission.ts, which measures building it per call against compiling it once.
+ */
+export function admissionStatement(db, certificateSerial) {
+    return db
+        .selectFrom('certificates as c')
+        .innerJoin('devices as d', 'd.id', 'c.device_id')
+        .leftJoin('templates as t', 't.name', 'd.template')
+        .leftJoin('policies as dp', 'dp.name', 'd.policy')
+        .leftJoin('policies as tp', 'tp.name', 't.policy')
+        .selectAll('c')
+        .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
+        .select(['t.policy as template_policy', 't.limits as template_limits'])
+        .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
+        .where('c.serial', '=', certificateSerial);
+}
+export class SqlRegistry {
+    #dialect;
+    #db;
+    #clock;
+    #closed = false;
+    /** getAdmission's statement, compiled on first use; only the serial changes between calls. */
+    #admission;
+    #queue = new AuditQueue(() => this.#flushQueued());
+    constructor(dialect, clock) {
+        this.#dialect = dialect;
+        this.#db = dialect.db;
+        this.#clock = clock;
+    }
+    /**
+     * Every write runs here, on one connection: the dialect's BEGIN with the write lock, the work, COMMIT. A
+     * throw rolls everything back, so a refusal leaves no row behind. The audit chain's tip is read under the
+     * lock, so no other writer can move it before this one commits. Audit entries queued by queueAudit before
+     * this write was called (and not written yet) go first, in the same transaction: an entry queued before a
+     * write is always before it in the chain. (Entries queued after it was called wait for the next write; on
+     * SQLite, whose writes of a process run in call order, the chain is then exactly the order of the calls.
+     * On PostgreSQL concurrent writes take the lock in any order, as before.) `flush`: the write exists only
+     * for queued entries (audit-queue.ts).
+     */
+    async #write(work, options = {}) {
+        // Queued entries up to here go before this write's rows; those queued after it was called, after them.
+        const queuedBefore = options.flush ? Number.POSITIVE_INFINITY : this.#queue.queued;
+        let drained = false;
+        try {
+            return await this.#dialect.queueWrite(() => this.#db.connection().execute(async (db) => {
+                let queued = [];
+                try {
+                    const begun = await this.#dialect.beginWrite(db);
+                    const tip = { id: Number(begun.last_id), hash: begun.last_hash ?? auditGenesisHash };
+                    queued = this.#queue.drain(queuedBefore);
+                    drained = true;
+                    if (queued.length > 0)
+                        await this.#insertAudits(db, tip, queued.map((entry) => entry.fields));
+                    const result = await work(db, async (entry) => storedAuditEntry((await this.#insertAudits(db, tip, [this.#auditFields(entry)]))[0]));
+                    await db.executeQuery(CompiledQuery.raw('COMMIT'));
+                    this.#queue.written(queued);
+                    return result;
+                }
+                catch (error) {
+                    // Put back before the lock is released, so the next writer of this process drains them in order.
+                    if (!options.flush)
+                        this.#queue.putBack(queued);
+                    await db.executeQuery(CompiledQuery.raw('ROLLBACK')).catch(() => undefined);
+                    if (options.flush)
+                        this.#queue.failed(queued, this.#dialect.mapError(error));
+                    throw error;
+                }
+            }));
+        }
+        catch (error) {
+            const mapped = this.#dialect.mapError(error);
+            // A flush that failed before it could drain (no connection, database closed): what is queued would
+            // fail the same way, and a queue no flush can drain would hang close() and grow without end.
+            if (options.flush && !drained)
+                this.#queue.failed(this.#queue.drain(), mapped);
+            throw mapped;
+        }
+    }
+    /** The queue's flush: a write of its own; a failure is reported to each entry's caller, never thrown. */
+    async #flushQueued() {
+        await this.#write(async () => undefined, { flush: true }).catch(() => undefined);
+    }
+    /** What an entry stores but its id: fixed when it is recorded or queued (`at`: when it happened). */
+    #auditFields(entry) {
+        const text = this.#dialect.storableText;
+        return {
+            at: (entry.at ?? this.#clock.now()).toISOString(),
+            actor: text(entry.actor),
+            action: text(entry.action),
+            result: entry.result,
+            code: entry.code ?? null,
+            deviceId: entry.deviceId === undefined ? null : text(entry.deviceId),
+            // JSON.stringify escapes NUL and lone surrogates itself, so this text is stored as it is.
+            detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
+        };
+    }
+    /** Appends entries after `tip` (ids are gapless: the one after the highest ever handed out), each chained to the one before, and moves the tip. */
+    async #insertAudits(db, tip, entries) {
+        const stored = [];
+        const rows = [];
+        let { id, hash: prevHash } = tip;
+        for (const entry of entries) {
+            const fields = { id: (id += 1), ...entry };
+            const hash = auditEntryHash(prevHash, fields);
+            const { deviceId, ...columns } = fields;
+            rows.push({ ...columns, result: entry.result, device_id: deviceId, prev_hash: prevHash, hash });
+            stored.push(fields);
+            prevHash = hash;
+        }
+        await this.#dialect.insertAudit(db, rows);
+        tip.id = id;
+        tip.hash = prevHash;
+        return stored;
+    }
+    #now() {
+        return this.#clock.now().toISOString();
+    }
+    // devices and certificates
+    async getDevice(id) {
+        return mapped(await deviceRow(this.#db, id), toDevice);
+    }
+    async listDevices(query = {}) {
+        const { status, kind, template, prefix, after } = query;
+        const rows = await this.#db
+            .selectFrom('devices')
+            .selectAll()
+            .$if(status !== undefined, (q) => q.where('status', '=', status))
+            .$if(kind !== undefined, (q) => q.where('kind', '=', kind))
+            .$if(template !== undefined, (q) => q.where('template', '=', template))
+            // A range on the primary key instead of LIKE: LIKE treats % and _ as wildcards (and is case-insensitive
+            // in SQLite). Ids compare by code point (BINARY, COLLATE "C"), and no character sorts after U+10FFFF.
+            .$if(Boolean(prefix), (q) => q.where('id', '>=', prefix).where('id', '<', `${prefix}\u{10FFFF}`))
+            .$if(after !== undefined, (q) => q.where('id', '>', after))
+            .orderBy('id')
+            .limit(clampLimit(query.limit))
+            .execute();
+        return rows.map(toDevice);
+    }
+    async registerCertificate(input) {
+        const { device, certificate, mustBeNew, audit } = input;
+        // The id goes into topics and certificate names; the registry is the last gate before it is stored.
+        const id = assertDeviceId(device.id);
+        const attributes = assertAttributes(device.attributes);
+        const reported = assertAttributes(device.reportedAttributes);
+        return this.#write(async (db, record) => {
+            const existing = await deviceRow(db, id);
+            const replaced = certificate.replaces == null ? undefined : await certificateRow(db, certificate.replaces);
+            refuseIf(certificateRecordingRefusal({
+                id,
+                existing,
+                mustBeNew,
+                template: { name: device.template, exists: existing !== undefined || (await named(db, 'templates', device.template)) },
+                policy: device.policy == null ? null : { name: device.policy, exists: existing !== undefined || (await named(db, 'policies', device.policy)) },
+                replaces: certificate.replaces == null ? null : { serial: certificate.replaces, found: replaced && { deviceId: replaced.device_id, status: replaced.status } },
+                publicKeyHash: certificate.publicKeyHash,
+                keyHolder: await this.#otherKeyHolder(db, certificate.publicKeyHash, id),
+            }));
+            const now = this.#now();
+            if (existing === undefined) {
+                await insertDevice(db, { id, kind: device.kind, template: device.template, policy: device.policy ?? null, attributes, reported, enrolledBy: null, now });
+            }
+            const row = await insertCertificate(db, id, certificate, certificate.replaces ?? null, now);
+            await record({ ...audit, deviceId: audit.deviceId ?? id });
+            return toCertificate(row);
+        });
+    }
+    /** Another identity holding any certificate for this key, whatever its status (core keyBindingRefusal). */
+    async #otherKeyHolder(db, publicKeyHash, deviceId) {
+        const row = await db.selectFrom('certificates').select('device_id').where('public_key_hash', '=', publicKeyHash).where('device_id', '<>', deviceId).limit(1).executeTakeFirst();
+        return row?.device_id;
+    }
+    async enrollWithClaim(input) {
+        const { claimId, device, certificate, audit } = input;
+        const id = assertDeviceId(device.id);
+        const trusted = assertAttributes(device.attributes);
+        const reported = assertAttributes(device.reportedAttributes);
+        return this.#write(async (db, record) => {
+            const now = this.#clock.now();
+            // Read under the write lock: a racing enrollment with the same claim either committed before (its use
+            // is counted here) or waits until this one commits.
+            const claimRow = await db.selectFrom('claims').selectAll().where('id', '=', claimId).executeTakeFirst();
+            if (claimRow === undefined)
+                throw new FleetgateError('ENROLL_CLAIM_UNKNOWN', { detail: { claimId } });
+            const claim = toClaim(claimRow);
+            const existing = await deviceRow(db, id);
+            const listed = await db.selectFrom('allowlist').select('attributes').where('template', '=', claim.template).where('serial', '=', id).executeTakeFirst();
+            const same = existing === undefined ? undefined : await this.#certificates(db).where('device_id', '=', id).where('public_key_hash', '=', certificate.publicKeyHash).where('status', '=', 'active').orderBy('issued_at', 'desc').orderBy(sql.ref(this.#dialect.insertionOrder), 'desc').limit(1).executeTakeFirst();
+            // The rule is core's (decideEnrollment); this only supplies the rows read under the write lock.
+            const decision = assertEnrollment({
+                claim,
+                template: { requireAllowlist: input.requireAllowlist, allowReenroll: input.allowReenroll },
+                serialAllowed: listed !== undefined,
+                existing,
+                holdsSameKey: same !== undefined,
+                now,
+            }, { claimId, id, template: claim.template });
+            if (decision.outcome === 'repeat' && same !== undefined)
+                return { certificate: toCertificate(same), repeated: true };
+            refuseIf(keyBindingRefusal(certificate.publicKeyHash, await this.#otherKeyHolder(db, certificate.publicKeyHash, id)));
+            const stamp = now.toISOString();
+            if (decision.outcome === 'enroll') {
+                const attributes = { ...trusted, ...(listed === undefined ? {} : fromJson(listed.attributes)) };
+                await insertDevice(db, { id, kind: 'device', template: claim.template, policy: null, attributes, reported, enrolledBy: claimId, now: stamp });
+            }
+            else {
+                await supersede(db, stamp).where('device_id', '=', id).where('status', '=', 'active').execute();
+                await db.updateTable('devices').set({ reported_attributes: JSON.stringify(reported), enrolled_by: claimId, updated_at: stamp }).where('id', '=', id).execute();
+            }
+            // The decision above found a use left; the CHECK on uses <= max_uses is the second line.
+            await db.updateTable('claims').set({ uses: sql `uses + 1` }).where('id', '=', claimId).execute();
+            const row = await insertCertificate(db, id, certificate, null, stamp);
+            await record({ ...audit, deviceId: audit.deviceId ?? id, detail: { ...audit.detail, reenrolled: decision.outcome === 'reenroll' } });
+            return { certificate: toCertificate(row), repeated: false };
+        });
+    }
+    async getEnrollingClaim(deviceId) {
+        return (await this.#db.selectFrom('devices').select('enrolled_by').where('id', '=', deviceId).executeTakeFirst())?.enrolled_by ?? undefined;
+    }
+    async supersedeReplaced(serial, audit) {
+        const replaces = (await certificateRow(this.#db, serial))?.replaces;
+        if (replaces == null)
+            return undefined;
+        return this.#write(async (db, record) => {
+            const now = this.#now();
+            const changed = await supersede(db, now).where('serial', '=', replaces).where('status', '=', 'active').returning(['serial', 'device_id']).executeTakeFirst();
+            // Renewals of the same certificate that lost the race: the first one used retires the others.
+            const siblings = await supersede(db, now).where('replaces', '=', replaces).where('serial', '<>', serial).where('status', '=', 'active').returning(['serial', 'device_id']).execute();
+            if (changed === undefined && siblings.length === 0)
+                return undefined;
+            const deviceId = audit.deviceId ?? changed?.device_id ?? siblings[0]?.device_id;
+            const detail = { ...audit.detail, superseded: replaces, by: serial, ...(siblings.length > 0 ? { siblings: siblings.map((row) => row.serial) } : {}) };
+            await record({ ...audit, ...(deviceId ? { deviceId } : {}), detail });
+            return changed === undefined ? undefined : replaces;
+        });
+    }
+    async setDeviceStatus(input) {
+        const { id, status, reason, audit } = input;
+        return this.#write(async (db, record) => {
+            let row = await deviceRow(db, id);
+            if (row === undefined)
+                throw new FleetgateError('DEVICE_NOT_FOUND', { detail: { id } });
+            const change = decideStatusChange(id, row.status, status);
+            if (change.outcome === 'refused')
+                refuseIf(change.refusal);
+            if (change.outcome === 'write') {
+                const now = this.#now();
+                row = await db.updateTable('devices').set({ status, status_reason: reason, updated_at: now }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+                if (status === 'revoked') {
+                    await db.updateTable('certificates').set({ status: 'revoked', revoked_at: now, revocation_reason: reason ?? 'unspecified' }).where('device_id', '=', id).where('status', '<>', 'revoked').execute();
+                }
+            }
+            await record({ ...audit, deviceId: audit.deviceId ?? id });
+            return toDevice(row);
+        });
+    }
+    #certificates(db = this.#db) {
+        return db.selectFrom('certificates').selectAll();
+    }
+    async getCertificate(serial) {
+        return mapped(await certificateRow(this.#db, serial), toCertificate);
+    }
+    async listCertificates(deviceId) {
+        return this.#certificatesBy('device_id', deviceId);
+    }
+    async findCertificatesByPublicKey(publicKeyHash) {
+        return this.#certificatesBy('public_key_hash', publicKeyHash);
+    }
+    /** Oldest first; certificates issued in the same millisecond in the order they were written. */
+    async #certificatesBy(column, value) {
+        return (await this.#certificates().where(column, '=', value).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
+    }
+    async listRevokedCertificates(now) {
+        const at = now.toISOString();
+        // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
+        const { rows } = await sql `
+      SELECT serial, revoked_at, revocation_reason FROM certificates
+      WHERE status IN ('revoked', 'superseded') AND not_after > ${at}
+      UNION ALL
+      SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+      FROM certificates c JOIN devices d ON d.id = c.device_id
+      WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > ${at}
+      ORDER BY revoked_at, serial`.execute(this.#db);
+        return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
+    }
+    /**
+     * The broker's hot path, in one statement: the certificate, its device (columns as `d_…`), the device's
+     * template, and both policies an identity can get, its own (`dp_…`) and its template's (`tp_…`). Which of
+     * them applies is core's rule (effectivePolicyName), decided here on the columns read, not in SQL. A
+     * missing policy shows up as "no policy" (refused by the caller), not as an unknown certificate.
+     */
+    async getAdmission(certificateSerial) {
+        // Built and compiled once: building the query cost more than running it (half of a lookup's CPU).
+        this.#admission ??= admissionStatement(this.#db, '').compile();
+        const row = (await this.#db.executeQuery({ ...this.#admission, parameters: [certificateSerial] })).rows[0];
+        if (row === undefined)
+            return undefined;
+        const { template_policy: templatePolicy, template_limits: limits, ...columns } = row;
+        const parts = splitPrefixed(columns, ['d_', 'dp_', 'tp_']);
+        const device = toRecord(parts.d_);
+        const policyName = effectivePolicyName(device, templatePolicy == null ? undefined : { policy: templatePolicy });
+        // The candidate named by the rule; its row is absent (name null) when that policy does not exist.
+        const chosen = policyName === null ? undefined : policyName === device.policy ? parts.dp_ : parts.tp_;
+        const policy = chosen?.name == null ? undefined : toRecord(chosen);
+        return { certificate: toRecord(parts.rest), device, policy, limits: limits == null ? {} : fromJson(limits) };
+    }
+    // templates and policies
+    async getTemplate(name) {
+        return mapped(await this.#db.selectFrom('templates').selectAll().where('name', '=', name).executeTakeFirst(), toTemplate);
+    }
+    async listTemplates() {
+        return (await this.#db.selectFrom('templates').selectAll().orderBy('name').execute()).map(toTemplate);
+    }
+    async putTemplate(template, audit) {
+        assertTemplate(template);
+        return this.#write(async (db, record) => {
+            if (!(await named(db, 'policies', template.policy)))
+                throw new FleetgateError('POLICY_NOT_FOUND', { detail: { policy: template.policy, template: template.name } });
+            const now = this.#now();
+            const written = db
+                .insertInto('templates')
+                .values({
+                name: template.name,
+                policy: template.policy,
+                validity_days: template.validityDays,
+                key_types: JSON.stringify(template.keyTypes),
+                require_allowlist: template.requireAllowlist ? 1 : 0,
+                allow_reenroll: template.allowReenroll ? 1 : 0,
+                limits: JSON.stringify(template.limits ?? {}),
+                created_at: now,
+                updated_at: now,
+            })
+                .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'updated_at'])))
+                .returningAll()
+                .executeTakeFirstOrThrow();
+            return toTemplate(await audited(written, record, audit));
+        });
+    }
+    async getPolicy(name) {
+        return mapped(await this.#db.selectFrom('policies').selectAll().where('name', '=', name).executeTakeFirst(), toPolicy);
+    }
+    async listPolicies() {
+        return (await this.#db.selectFrom('policies').selectAll().orderBy('name').execute()).map(toPolicy);
+    }
+    async putPolicy(name, document, audit) {
+        // Re-validated here because a stored policy that does not parse would lock every device using it out.
+        const parsed = parsePolicyDocument(document);
+        return this.#write(async (db, record) => {
+            const written = db
+                .insertInto('policies')
+                .values({ name, document: JSON.stringify(parsed), version: 1, updated_at: this.#now() })
+                .onConflict((conflict) => conflict.column('name').doUpdateSet({ ...excluded('policies', ['document', 'updated_at']), version: sql `policies.version + 1` }))
+                .returningAll()
+                .executeTakeFirstOrThrow();
+            return toPolicy(await audited(written, record, audit));
+        });
+    }
+    // claims
+    async createClaim(claim, audit) {
+        return this.#write(async (db, record) => {
+            if (!(await named(db, 'templates', claim.template)))
+                throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: claim.template } });
+            const written = db
+                .insertInto('claims')
+                .values({
+                id: claim.id,
+                template: claim.template,
+                certificate_serial: claim.certificateSerial,
+                issuer_pem: claim.issuerPem ?? null,
+                max_uses: claim.maxUses,
+                uses: 0,
+                expires_at: claim.expiresAt.toISOString(),
+                status: 'active',
+                created_at: this.#now(),
+            })
+                .returningAll()
+                .executeTakeFirstOrThrow();
+            return toClaim(await audited(written, record, audit));
+        });
+    }
+    async getClaim(id) {
+        return mapped(await this.#db.selectFrom('claims').selectAll().where('id', '=', id).executeTakeFirst(), toClaim);
+    }
+    async getClaimByCertificateSerial(serial) {
+        return mapped(await this.#db.selectFrom('claims').selectAll().where('certificate_serial', '=', serial).executeTakeFirst(), toClaim);
+    }
+    async listClaimIssuers() {
+        return (await this.#db.selectFrom('claims').selectAll().where('issuer_pem', 'is not', null).where('status', '=', 'active').orderBy('id').execute()).map(toClaim);
+    }
+    async listClaims() {
+        return (await this.#db.selectFrom('claims').selectAll().orderBy('created_at').orderBy('id').execute()).map(toClaim);
+    }
+    async revokeClaim(id, audit) {
+        return this.#write(async (db, record) => {
+            const row = await db.updateTable('claims').set({ status: 'revoked' }).where('id', '=', id).returningAll().executeTakeFirst();
+            if (row === undefined)
+                throw new FleetgateError('CLAIM_NOT_FOUND', { detail: { claimId: id } });
+            await record({ ...audit, detail: { ...audit.detail, claimId: id } });
+            return toClaim(row);
+        });
+    }
+    // allow-lists
+    async importAllowlist(template, entries, audit) {
+        const rows = allowlistRows(entries);
+        return this.#write(async (db, record) => {
+            if (!(await named(db, 'templates', template)))
+                throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template } });
+            const before = await countAllowlist(db, template);
+            const now = this.#now();
+            for (let start = 0; start < rows.length; start += insertBatchSize) {
+                const batch = rows.slice(start, start + insertBatchSize);
+                // An entry without attributes leaves a listed serial's as they are; one with attributes replaces them.
+                for (const withAttributes of [false, true]) {
+                    const values = batch
+                        .filter((row) => (row.attributes !== undefined) === withAttributes)
+                        .map((row) => ({ template, serial: row.serial, added_at: now, attributes: JSON.stringify(row.attributes ?? {}) }));
+                    if (values.length === 0)
+                        continue;
+                    await db
+                        .insertInto('allowlist')
+                        .values(values)
+                        .onConflict((conflict) => (withAttributes ? conflict.columns(['template', 'serial']).doUpdateSet(excluded('allowlist', ['attributes'])) : conflict.doNothing()))
+                        .execute();
+                }
+            }
+            const total = await countAllowlist(db, template);
+            const added = total - before;
+            await record({ ...audit, detail: { ...audit.detail, template, added, total, withAttributes: rows.filter((row) => row.attributes !== undefined).length } });
+            return { added, total };
+        });
+    }
+    async isSerialAllowed(template, serial) {
+        return (await this.#db.selectFrom('allowlist').select('serial').where('template', '=', template).where('serial', '=', serial).executeTakeFirst()) !== undefined;
+    }
+    // operator tokens
+    async createOperatorToken(input) {
+        const { name, role, tokenHash, audit } = input;
+        assertOperatorToken(name, role, tokenHash, operatorRoles);
+        return this.#write(async (db, record) => {
+            if ((await tokenRow(db, name)) !== undefined)
+                throw new FleetgateError('OPERATOR_TOKEN_EXISTS', { detail: { name } });
+            const row = await db.insertInto('operator_tokens').values({ name, role, token_hash: tokenHash, created_at: this.#now(), revoked_at: null }).returning(operatorTokenColumns).executeTakeFirstOrThrow();
+            await record({ ...audit, detail: { ...audit.detail, name, role } });
+            return toOperatorToken(row);
+        });
+    }
+    async findOperatorToken(tokenHash) {
+        return mapped(await this.#db.selectFrom('operator_tokens').select(operatorTokenColumns).where('token_hash', '=', tokenHash).executeTakeFirst(), toOperatorToken);
+    }
+    async listOperatorTokens() {
+        return (await this.#db.selectFrom('operator_tokens').select(operatorTokenColumns).orderBy('name').execute()).map(toOperatorToken);
+    }
+    async revokeOperatorToken(name, audit) {
+        return this.#write(async (db, record) => {
+            const before = await tokenRow(db, name);
+            if (before === undefined)
+                throw new FleetgateError('OPERATOR_TOKEN_NOT_FOUND', { detail: { name } });
+            // The first revocation date stands.
+            const row = await db.updateTable('operator_tokens').set({ revoked_at: sql `COALESCE(revoked_at, ${this.#now()})` }).where('name', '=', name).returning(operatorTokenColumns).executeTakeFirstOrThrow();
+            await record({ ...audit, detail: { ...audit.detail, name, role: row.role, alreadyRevoked: before.revoked_at !== null } });
+            return toOperatorToken(row);
+        });
+    }
+    // audit log
+    async appendAudit(entry) {
+        return this.#write((_db, record) => record(entry));
+    }
+    queueAudit(entry, onError) {
+        let fields;
+        try {
+            if (this.#closed)
+                throw new Error('The registry is closed: the audit entry was not written.');
+            // Checked now, not in the batch: one bad entry must not fail the others written with it.
+            if (entry.result !== 'ok' && entry.result !== 'refused')
+                throw new TypeError(`Audit result must be ok or refused, not ${String(entry.result)}.`);
+            fields = this.#auditFields(entry);
+        }
+        catch (error) {
+            onError(error);
+            return;
+        }
+        this.#queue.push({ fields, onError });
+    }
+    async flushAudit() {
+        await this.#queue.settle();
+    }
+    async queryAudit(query = {}) {
+        await this.#queue.settle(); // this process reads what it queued
+        const { deviceId, actor, action, result, since, until, afterId } = query;
+        const rows = await this.#db
+            .selectFrom('audit_log')
+            .select(auditColumns)
+            .$if(deviceId !== undefined, (q) => q.where('device_id', '=', deviceId))
+            .$if(actor !== undefined, (q) => q.where('actor', '=', actor))
+            .$if(action !== undefined, (q) => q.where('action', '=', action))
+            .$if(result !== undefined, (q) => q.where('result', '=', result))
+            // Half-open [since, until): consecutive windows neither overlap nor leave gaps.
+            .$if(since !== undefined, (q) => q.where('at', '>=', since.toISOString()))
+            .$if(until !== undefined, (q) => q.where('at', '<', until.toISOString()))
+            .$if(afterId !== undefined, (q) => q.where('id', '>', afterId))
+            // Ordered by id, not by `at`: callers may supply `at`, but ids are the order entries were written in.
+            .orderBy('id', afterId === undefined ? 'desc' : 'asc')
+            .limit(clampLimit(query.limit))
+            .execute();
+        return rows.map((row) => storedAuditEntry(storedFields(row)));
+    }
+    async verifyAudit(options = {}) {
+        await this.#queue.settle();
+        const walker = new AuditChainWalker(options.anchor);
+        for (;;) {
+            const rows = await this.#db.selectFrom('audit_log').select([...auditColumns, 'prev_hash', 'hash']).where('id', '>', walker.lastId).orderBy('id').limit(verifyBatchSize).execute();
+            for (const row of rows) {
+                const broken = walker.check({ ...storedFields(row), prevHash: row.prev_hash, hash: row.hash });
+                if (broken !== undefined)
+                    return broken;
+            }
+            if (rows.length < verifyBatchSize) {
+                // One statement, so both numbers come from the same snapshot.
+                const { rows: ids } = await sql `SELECT ${sql.raw(this.#dialect.auditCounter)} AS counter,
+          COALESCE((SELECT max(id) FROM audit_log), 0) AS max_id`.execute(this.#db);
+                // Entries appended while we walked are checked too; otherwise this was the end of the log.
+                if (Number(ids[0]?.max_id ?? 0) <= walker.lastId)
+                    return walker.finish(Number(ids[0]?.counter ?? 0));
+            }
+            await nextTurn();
+        }
+    }
+    // rotation campaigns (statements in rotation-queries.ts)
+    async createRotationCampaign(input) {
+        const { id, selector, ratePerSecond, audit } = input;
+        return this.#write(async (db, record) => {
+            const now = this.#clock.now();
+            const stamp = now.toISOString();
+            const text = formatRotationSelector(selector);
+            await db.insertInto('rotation_campaigns').values({ id, selector: text, rate_per_second: ratePerSecond, state: 'running', created_by: audit.actor, created_at: stamp, updated_at: stamp, ended_at: null }).execute();
+            const selected = await insertSelection(db, id, selector, now);
+            if (selected === 0)
+                throw new FleetgateError('ROTATION_SELECTION_EMPTY', { detail: { selector: text } });
+            await record({ ...audit, detail: { ...audit.detail, campaignId: id, selector: text, ratePerSecond, selected } });
+            return (await campaignRecords(db, { id }))[0];
+        });
+    }
+    async getRotationCampaign(id) {
+        return (await campaignRecords(this.#db, { id }))[0];
+    }
+    async listRotationCampaigns(query = {}) {
+        return campaignRecords(this.#db, query.states === undefined ? {} : { states: query.states });
+    }
+    async changeRotationCampaign(id, action, audit) {
+        return this.#write(async (db, record) => {
+            const row = await db.selectFrom('rotation_campaigns').select('state').where('id', '=', id).executeTakeFirst();
+            if (row === undefined)
+                throw new FleetgateError('ROTATION_CAMPAIGN_NOT_FOUND', { detail: { campaignId: id } });
+            const next = rotationCampaignTransition(row.state, action);
+            if ('code' in next)
+                throw new FleetgateError(next.code, { detail: { campaignId: id, ...next.detail } });
+            const stamp = this.#now();
+            await db.updateTable('rotation_campaigns').set({ state: next.to, updated_at: stamp, ...(next.to === 'closed' ? { ended_at: stamp } : {}) }).where('id', '=', id).execute();
+            await record({ ...audit, detail: { ...audit.detail, campaignId: id, from: row.state, to: next.to } });
+            return (await campaignRecords(db, { id }))[0];
+        });
+    }
+    async completeRotationCampaign(id, audit) {
+        return this.#write(async (db, record) => {
+            const [campaign] = await campaignRecords(db, { id });
+            if (campaign === undefined || (campaign.state !== 'running' && campaign.state !== 'paused'))
+                return undefined;
+            if (campaign.progress.renewed < campaign.progress.selected)
+                return undefined;
+            const stamp = this.#now();
+            await db.updateTable('rotation_campaigns').set({ state: 'completed', updated_at: stamp, ended_at: stamp }).where('id', '=', id).execute();
+            await record({ ...audit, detail: { ...audit.detail, campaignId: id, from: campaign.state, to: 'completed', renewed: campaign.progress.renewed } });
+            return (await campaignRecords(db, { id }))[0];
+        });
+    }
+    async dispatchRotation(campaignId, limit) {
+        return this.#write(async (db) => {
+            const now = this.#clock.now();
+            return (await dispatchPending(db, campaignId, limit, now)).map((row) => ({ ...row, at: now }));
+        });
+    }
+    async pendingRotations(deviceId) {
+        return pendingForDevice(this.#db, deviceId);
+    }
+    async markRotationNotified(campaignId, deviceId, audit) {
+        return this.#write(async (db, record) => {
+            const stamp = this.#now();
+            const first = await db
+                .updateTable('rotation_devices')
+                .set({ state: 'notified', notified_at: stamp })
+                .where('campaign_id', '=', campaignId)
+                .where('device_id', '=', deviceId)
+                .where('state', '=', 'offline')
+                .executeTakeFirst();
+            if (Number(first.numUpdatedRows) === 0)
+                return false;
+            await record({ ...audit, deviceId, detail: { ...audit.detail, campaignId } });
+            return true;
+        });
+    }
+    async listRotationDevices(campaignId) {
+        return deviceRows(this.#db, campaignId);
+    }
+    async close() {
+        if (this.#closed)
+            return;
+        this.#closed = true;
+        // Nothing queued is lost on a clean shutdown.
+        await this.#queue.settle();
+        await this.#dialect.close();
+    }
+}
+/** An upsert's replacement: these columns take the values of the row that conflicted (`excluded`). */
+function excluded(_table, columns) {
+    return Object.fromEntries(columns.map((column) => [column, sql.ref(`excluded.${column}`)]));
+}
+/** The row a write returned, once its audit entry is recorded in the same transaction. */
+async function audited(written, record, entry) {
+    const row = await written;
+    await record(entry);
+    return row;
+}
+/** A joined row's columns by prefix (the prefix removed); columns with none of them under `rest`. */
+function splitPrefixed(row, prefixes) {
+    const parts = { rest: {} };
+    for (const prefix of prefixes)
+        parts[prefix] = {};
+    for (const column in row) {
+        const prefix = prefixes.find((candidate) => column.startsWith(candidate));
+        parts[prefix ?? 'rest'][prefix === undefined ? column : column.slice(prefix.length)] = row[column];
+    }
+    return parts;
+}
+const mapped = (row, map) => (row === undefined ? undefined : map(row));
+const deviceRow = (db, id) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+const certificateRow = (db, serial) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst();
+const tokenRow = (db, name) => db.selectFrom('operator_tokens').select(operatorTokenColumns).where('name', '=', name).executeTakeFirst();
+async function named(db, table, name) {
+    return (await db.selectFrom(table).select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
+}
+async function countAllowlist(db, template) {
+    const row = await db.selectFrom('allowlist').select((eb) => eb.fn.countAll().as('total')).where('template', '=', template).executeTakeFirst();
+    return Number(row?.total ?? 0);
+}
+function insertDevice(db, device) {
+    const { id, kind, template, policy, now } = device;
+    return db
+        .insertInto('devices')
+        .values({ id, kind, status: 'active', template, policy, attributes: JSON.stringify(device.attributes), reported_attributes: JSON.stringify(device.reported), status_reason: null, enrolled_by: device.enrolledBy, created_at: now, updated_at: now })
+        .execute();
+}
+function insertCertificate(db, deviceId, certificate, replaces, now) {
+    return db
+        .insertInto('certificates')
+        .values({
+        serial: certificate.serial,
+        device_id: deviceId,
+        fingerprint: certificate.fingerprint,
+        public_key_hash: certificate.publicKeyHash,
+        not_before: certificate.notBefore.toISOString(),
+        not_after: certificate.notAfter.toISOString(),
+        status: 'active',
+        pem: certificate.pem,
+        issued_at: now,
+        revoked_at: null,
+        revocation_reason: null,
+        replaces,
+    })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+}
+/** Marks certificates superseded (the caller narrows which). */
+const supersede = (db, now) => db.updateTable('certificates').set({ status: 'superseded', revoked_at: now, revocation_reason: 'superseded' });
+function storedFields(row) {
+    return { id: Number(row.id), at: toIsoText(row.at), actor: row.actor, action: row.action, result: row.result, code: row.code, deviceId: row.device_id, detail: row.detail };
+}
+/** Columns stored as time, JSON or a flag: read back as the port's Date, parsed value or boolean. */
+const times = new Set(['created_at', 'updated_at', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'expires_at']);
+const documents = new Set(['attributes', 'reported_attributes', 'key_types', 'limits', 'document']);
+const flags = new Set(['require_allowlist', 'allow_reenroll']);
+/** Kept out of records: insertion order (PostgreSQL's seq), and what only admission asks for. */
+const internal = new Set(['seq', 'enrolled_by']);
+/** snake_case column → camelCase field, computed once per column name (the set of columns is fixed). */
+const fieldNames = new Map();
+/**
+ * A row as the port's record: each snake_case column becomes the camelCase field of the same name. Policy
+ * documents were validated by parsePolicyDocument before they were written.
+ */
+function toRecord(row) {
+    const record = {};
+    for (const [column, value] of Object.entries(row)) {
+        if (internal.has(column))
+            continue;
+        let field = fieldNames.get(column);
+        if (field === undefined)
+            fieldNames.set(column, (field = column.replace(/_([a-z])/g, (_match, letter) => letter.toUpperCase())));
+        record[field] = value === null ? null : times.has(column) ? toDate(value) : documents.has(column) ? fromJson(value) : flags.has(column) ? Boolean(value) : value;
+    }
+    return record;
+}
+const toDevice = (row) => toRecord(row);
+const toCertificate = (row) => toRecord(row);
+const toTemplate = (row) => toRecord(row);
+const toPolicy = (row) => toRecord(row);
+const toClaim = (row) => toRecord(row);
+const toOperatorToken = (row) => toRecord(row);
