@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import { type RotationCampaign, type RotationCampaignList, rotationRate, type StartRotation } from '../contract/index.ts';
+import { type Command, Option } from 'commander';
+import { listLimit, type RotationCampaign, type RotationCampaignList, type RotationDevicePage, rotationOutcomes, rotationRate, type StartRotation } from '../contract/index.ts';
 import { parseRotationRate } from '../core/index.ts';
 import type { ApiClientOptions } from './api-client.ts';
 import { callApi, operatorClient, type OperatorOptions, withOperatorOptions } from './operator-context.ts';
@@ -44,7 +44,7 @@ function campaignText(campaign: RotationCampaign): string {
     `  selector  ${campaign.selector} at ${campaign.ratePerSecond}/s`,
     `  started   ${campaign.createdAt} by ${campaign.createdBy}`,
     ...(campaign.endedAt ? [`  ended     ${campaign.endedAt}`] : []),
-    ...(campaign.progress.failed > 0 ? [`  ${campaign.progress.failed} device(s) had a renewal refused: \`fleetgate audit --action device.renew --result refused\` says why`] : []),
+    ...(campaign.progress.failed > 0 ? [`  ${campaign.progress.failed} device(s) had a renewal refused: \`fleetgate rotate status ${campaign.id} --devices failed\` lists them, \`fleetgate audit --device ID --action device.renew\` says why`] : []),
     ...(campaign.progress.offline > 0 ? [`  ${campaign.progress.offline} device(s) were offline: each gets the command when it next connects`] : []),
   ].join('\n');
 }
@@ -113,11 +113,23 @@ export function registerRotateCommands(program: Command): void {
       .command('status')
       .description('every campaign with its progress, or one campaign (with --watch: until it ends)')
       .argument('[id]', 'campaign id')
-      .option('--watch', 'redraw every second until the campaign ends (needs an id)'),
-  ).action(async (id: string | undefined, options: OperatorOptions & { watch?: boolean }) => {
+      .option('--watch', 'redraw every second until the campaign ends (needs an id)')
+      .addOption(new Option('--devices [outcome]', "list the campaign's devices, or only those with this outcome").choices(rotationOutcomes))
+      .option('--after <id>', 'with --devices: start after this device id (paging)')
+      .option('--limit <n>', `with --devices: at most this many (${listLimit.min}-${listLimit.max})`, String(listLimit.default)),
+  ).action(async (id: string | undefined, options: OperatorOptions & { watch?: boolean; devices?: string | true; after?: string; limit: string }) => {
     const client = operatorClient(options);
+    if (id !== undefined && options.devices !== undefined) {
+      const search = new URLSearchParams({ limit: options.limit, ...(typeof options.devices === 'string' ? { outcome: options.devices } : {}), ...(options.after ? { after: options.after } : {}) });
+      const page = await callApi<RotationDevicePage>(client, 'GET', `${path(id)}/devices?${search.toString()}`);
+      emit(Boolean(options.json), page, () =>
+        (page.items.length === 0 ? '(no devices)' : formatTable(['DEVICE', 'OUTCOME', 'REACHED', 'NOTIFIED'], page.items.map((d) => [d.deviceId, d.outcome, d.dispatchedAt, d.notifiedAt]))) +
+        (page.next ? `\n(more: fleetgate rotate status ${id} --devices${typeof options.devices === 'string' ? ` ${options.devices}` : ''} --after ${page.next})` : ''),
+      );
+      return;
+    }
     if (id === undefined) {
-      if (options.watch) throw new Error('--watch needs a campaign id: fleetgate rotate status ID --watch');
+      if (options.watch || options.devices !== undefined) throw new Error('--watch and --devices need a campaign id: fleetgate rotate status ID --watch');
       const list = await callApi<RotationCampaignList>(client, 'GET', '/v1/rotations');
       emit(Boolean(options.json), list, () =>
         list.items.length === 0

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import type { RotationCampaignState } from '../core/index.ts';
-import { bearer, List, problems } from './common.ts';
+import { bearer, LimitParam, List, Page, problems } from './common.ts';
 import { Answer, DateTime, Nullable, StringEnum } from './json-schema.ts';
 
 /**
@@ -12,6 +12,7 @@ import { Answer, DateTime, Nullable, StringEnum } from './json-schema.ts';
 export const rotationStates = ['running', 'paused', 'completed', 'closed'] as const satisfies readonly RotationCampaignState[];
 export const rotationRate = { min: 1, max: 1000, default: 50 } as const;
 export const rotationActions = ['pause', 'resume', 'close'] as const;
+export const rotationOutcomes = ['pending', 'offline', 'notified', 'renewed', 'failed'] as const;
 
 // ---- answers -------------------------------------------------------------------------------------------
 
@@ -41,6 +42,16 @@ export type RotationCampaign = Static<typeof RotationCampaign>;
 export const RotationCampaignList = List(RotationCampaign);
 export type RotationCampaignList = Static<typeof RotationCampaignList>;
 
+export const RotationDevice = Answer({
+  deviceId: Type.String(),
+  outcome: StringEnum(rotationOutcomes, { description: 'where the device stands, as the progress counts it' }),
+  dispatchedAt: Nullable(DateTime(), { description: 'when the scheduler reached it' }),
+  notifiedAt: Nullable(DateTime(), { description: 'when the command was written to its live session' }),
+});
+export type RotationDevice = Static<typeof RotationDevice>;
+export const RotationDevicePage = Page(RotationDevice);
+export type RotationDevicePage = Static<typeof RotationDevicePage>;
+
 // ---- requests ------------------------------------------------------------------------------------------
 
 export const StartRotation = Type.Object(
@@ -55,6 +66,16 @@ export type StartRotation = Static<typeof StartRotation>;
 
 const CampaignParams = Type.Object({ id: Type.String({ maxLength: 128 }) }, { additionalProperties: false });
 
+export const RotationDeviceQuery = Type.Object(
+  {
+    outcome: Type.Optional(StringEnum(rotationOutcomes)),
+    after: Type.Optional(Type.String({ maxLength: 128, description: 'device ids sorting after this one (the `next` of the previous page)' })),
+    limit: Type.Optional(LimitParam),
+  },
+  { additionalProperties: false },
+);
+export type RotationDeviceQuery = Static<typeof RotationDeviceQuery>;
+
 // ---- routes --------------------------------------------------------------------------------------------
 
 const rotations = { tags: ['rotations'], security: bearer };
@@ -68,6 +89,13 @@ export const rotationSchemas = {
   },
   list: { ...rotations, summary: 'Rotation campaigns with their progress, newest first', response: { 200: RotationCampaignList, ...problems } },
   get: { ...rotations, summary: 'One rotation campaign and its progress', params: CampaignParams, response: { 200: RotationCampaign, ...problems } },
+  devices: {
+    ...rotations,
+    summary: "A campaign's devices, by id, with where each stands (e.g. ?outcome=failed)",
+    params: CampaignParams,
+    querystring: RotationDeviceQuery,
+    response: { 200: RotationDevicePage, ...problems },
+  },
   pause: { ...rotations, summary: 'Pause a running campaign: nobody more is told until it is resumed', params: CampaignParams, response: { 200: RotationCampaign, ...problems } },
   resume: { ...rotations, summary: 'Resume a paused campaign', params: CampaignParams, response: { 200: RotationCampaign, ...problems } },
   close: { ...rotations, summary: 'Close a campaign for good (devices already told may still renew)', params: CampaignParams, response: { 200: RotationCampaign, ...problems } },

@@ -220,6 +220,26 @@ export interface RotationCampaignRecord {
   readonly progress: RotationProgress;
 }
 
+/** Where a device stands in its campaign, as the progress counts it: `renewed` and `failed` win over the scheduler's state. */
+export type RotationOutcome = RotationDeviceState | 'renewed' | 'failed';
+
+export interface RotationDeviceRow {
+  readonly deviceId: string;
+  /** How far the scheduler and the brokers got with it. */
+  readonly state: RotationDeviceState;
+  readonly outcome: RotationOutcome;
+  /** When the scheduler reached it, and when a broker delivered the command (null: not yet). */
+  readonly dispatchedAt: Date | null;
+  readonly notifiedAt: Date | null;
+}
+
+export interface RotationDeviceQuery {
+  readonly outcome?: RotationOutcome;
+  /** Device ids sorting after this one (keyset paging). */
+  readonly after?: string;
+  readonly limit?: number;
+}
+
 /** A device the scheduler reached: `renewed` when it already holds a certificate issued since the campaign started. */
 export interface RotationDispatch {
   readonly deviceId: string;
@@ -367,8 +387,8 @@ export interface Registry {
    * time, with the audit entry). True when this was its first notification by this campaign.
    */
   markRotationNotified(campaignId: string, deviceId: string, audit: AuditInput): Promise<boolean>;
-  /** When the scheduler reached each device and when it was notified (null: not yet), by device id. */
-  listRotationDevices(campaignId: string): Promise<{ deviceId: string; state: RotationDeviceState; dispatchedAt: Date | null; notifiedAt: Date | null }[]>;
+  /** The campaign's devices by id, each with its outcome and when it was reached and notified; `outcome` narrows. */
+  listRotationDevices(campaignId: string, query?: RotationDeviceQuery): Promise<RotationDeviceRow[]>;
 
   /** Writes the queued audit entries, then closes. */
   close(): Promise<void>;

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import { FleetgateError, type RotationCampaignState, type RotationProgress, type RotationSelector } from '../core/index.ts';
-import type { RotationCampaignRecord, RotationDeviceState } from './registry-port.ts';
+import type { RotationCampaignRecord, RotationDeviceQuery, RotationDeviceRow, RotationOutcome } from './registry-port.ts';
 import { type Tables, toDate } from './storage-dialect.ts';
 
 /**
@@ -166,11 +166,22 @@ export async function pendingForDevice(db: Db, deviceId: string): Promise<{ camp
   return rows.filter((row) => !row.renewed && !row.refused).map((row) => ({ campaignId: row.campaign_id, state: row.state as 'offline' | 'notified' }));
 }
 
-export async function deviceRows(db: Db, campaignId: string): Promise<{ deviceId: string; state: RotationDeviceState; dispatchedAt: Date | null; notifiedAt: Date | null }[]> {
-  const rows = await db.selectFrom('rotation_devices').selectAll().where('campaign_id', '=', campaignId).orderBy('device_id').execute();
+/** A device's place in its campaign, as the progress counts it (core RotationProgress). */
+const outcomeOf = sql<RotationOutcome>`CASE WHEN f.renewed THEN 'renewed' WHEN f.refused THEN 'failed' ELSE f.state END`;
+
+export async function deviceRows(db: Db, campaignId: string, query: RotationDeviceQuery = {}): Promise<RotationDeviceRow[]> {
+  const rows = await db
+    .selectFrom(deviceFacts(db).where('rd.campaign_id', '=', campaignId).as('f'))
+    .select(['f.device_id', 'f.state', 'f.dispatched_at', 'f.notified_at', outcomeOf.as('outcome')])
+    .$if(query.outcome !== undefined, (q) => q.where(outcomeOf, '=', query.outcome!))
+    .$if(query.after !== undefined, (q) => q.where('f.device_id', '>', query.after!))
+    .orderBy('f.device_id')
+    .$if(query.limit !== undefined, (q) => q.limit(query.limit!))
+    .execute();
   return rows.map((row) => ({
     deviceId: row.device_id,
     state: row.state,
+    outcome: row.outcome,
     dispatchedAt: row.dispatched_at === null ? null : toDate(row.dispatched_at),
     notifiedAt: row.notified_at === null ? null : toDate(row.notified_at),
   }));

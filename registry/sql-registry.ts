@@ -48,7 +48,8 @@ import type {
   PolicyRecord,
   Registry,
   RotationCampaignRecord,
-  RotationDeviceState,
+  RotationDeviceQuery,
+  RotationDeviceRow,
   RotationDispatch,
   TemplateRecord,
 } from './registry-port.ts';
@@ -713,8 +714,8 @@ export class SqlRegistry implements Registry {
     });
   }
 
-  async listRotationDevices(campaignId: string): Promise<{ deviceId: string; state: RotationDeviceState; dispatchedAt: Date | null; notifiedAt: Date | null }[]> {
-    return deviceRows(this.#db, campaignId);
+  async listRotationDevices(campaignId: string, query: RotationDeviceQuery = {}): Promise<RotationDeviceRow[]> {
+    return deviceRows(this.#db, campaignId, { ...query, ...(query.limit === undefined ? {} : { limit: clampLimit(query.limit) }) });
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
-import { type RotationCampaign, rotationRate, rotationSchemas as schemas } from '../../contract/index.ts';
+import { listLimit, type RotationCampaign, rotationRate, rotationSchemas as schemas } from '../../contract/index.ts';
 import { FleetgateError, parseRotationSelector, type RotationCampaignAction } from '../../core/index.ts';
 import type { Registry, RotationCampaignRecord } from '../../registry/index.ts';
 import { auditRefusals } from '../audited.ts';
@@ -55,6 +55,22 @@ export function registerRotationRoutes(fastify: FastifyInstance, deps: RotationR
     const campaign = await registry.getRotationCampaign(request.params.id);
     if (campaign === undefined) throw new FleetgateError('ROTATION_CAMPAIGN_NOT_FOUND', { detail: { campaignId: request.params.id } });
     return campaignJson(campaign);
+  });
+
+  app.get('/v1/rotations/:id/devices', { onRequest: allow(readers), schema: schemas.devices }, async (request) => {
+    const { id } = request.params;
+    if ((await registry.getRotationCampaign(id)) === undefined) throw new FleetgateError('ROTATION_CAMPAIGN_NOT_FOUND', { detail: { campaignId: id } });
+    const limit = request.query.limit === undefined ? listLimit.default : Number(request.query.limit);
+    if (limit < listLimit.min || limit > listLimit.max) throw new FleetgateError('REQUEST_INVALID', { message: `limit must be between ${listLimit.min} and ${listLimit.max}.` });
+    const rows = await registry.listRotationDevices(id, {
+      limit,
+      ...(request.query.outcome ? { outcome: request.query.outcome } : {}),
+      ...(request.query.after ? { after: request.query.after } : {}),
+    });
+    return {
+      items: rows.map((row) => ({ deviceId: row.deviceId, outcome: row.outcome, dispatchedAt: row.dispatchedAt?.toISOString() ?? null, notifiedAt: row.notifiedAt?.toISOString() ?? null })),
+      next: rows.length === limit ? (rows.at(-1)?.deviceId ?? null) : null,
+    };
   });
 
   const change = (action: RotationCampaignAction) =>

@@ -121,6 +121,13 @@ describe.each(backends)('rotation campaigns on %s', (_name, backend) => {
       await registry.registerCertificate({ device: { id: 'a2', kind: 'device', template: 'sensors' }, certificate: certificate('a2-new', { replaces: certificate('a2').serial }), mustBeNew: false, audit: audit('device.renew') });
       expect((await registry.getRotationCampaign('c-template'))?.progress).toEqual({ selected: 3, pending: 1, notified: 1, renewed: 1, failed: 1, offline: 0 });
       expect(await registry.pendingRotations('a1')).toEqual([]); // failed: not told again on reconnect
+      expect((await registry.listRotationDevices('c-template')).map((row) => [row.deviceId, row.state, row.outcome])).toEqual([
+        ['a1', 'notified', 'failed'],
+        ['a2', 'offline', 'renewed'],
+        ['a3', 'pending', 'pending'],
+      ]);
+      expect((await registry.listRotationDevices('c-template', { outcome: 'renewed' })).map((row) => row.deviceId)).toEqual(['a2']);
+      expect((await registry.listRotationDevices('c-template', { after: 'a1', limit: 1 })).map((row) => row.deviceId)).toEqual(['a2']);
       expect(await registry.pendingRotations('a2')).toEqual([]); // renewed
 
       // Paused: nothing more is dispatched; resumed: the rest is.

@@ -110,6 +110,11 @@ describe('rotation campaigns', () => {
       await until(() => events.get(serial)?.some((event) => event.type === 'renewed') ?? false, `${serial} to reconnect with its new certificate`);
     }
     await gw.waitForAudit({ action: 'rotation.notify', deviceId: 'live-1' });
+    // Which devices: by outcome, from the API.
+    const devicesBy = async (outcome: string) => (await gw.api<{ items: { deviceId: string }[] }>('GET', `/v1/rotations/${id}/devices?outcome=${outcome}`, { token: true })).body.items.map((d) => d.deviceId);
+    expect(await devicesBy('failed')).toEqual(['failing-1']);
+    expect(await devicesBy('offline')).toEqual(['off-1', 'off-2']);
+    expect(await devicesBy('renewed')).toEqual(['live-1', 'live-2', 'live-3']);
     await gw.waitForAudit({ action: 'rotation.start', actor: 'operator:admin' });
 
     // Prometheus shows the same.
@@ -238,6 +243,9 @@ describe('rotation campaigns', () => {
         const text = await cli(['status', started.id]);
         expect(text).toMatch(new RegExp(`^${started.id} running \\[-{24}\\] 0/3 renewed, 0 notified, 0 failed, \\d offline, \\d pending`));
         expect(text).toContain('selector  ids (3) at 2/s');
+        const devices = JSON.parse(await cli(['status', started.id, '--devices', '--json'])) as { items: { deviceId: string; outcome: string }[] };
+        expect(devices.items.map((d) => d.deviceId)).toEqual(['cli-1', 'cli-2', 'cli-3']);
+        expect(await cli(['status', started.id, '--devices', 'renewed'])).toBe('(no devices)\n');
         const list = JSON.parse(await cli(['status', '--json'])) as { items: RotationCampaign[] };
         expect(list.items.map((c) => c.id)).toContain(started.id);
         expect(await cli(['status'])).toMatch(/ID\s+STATE\s+SELECTOR/);
