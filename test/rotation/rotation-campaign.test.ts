@@ -8,21 +8,33 @@ import type { RotationCampaign } from '../../contract/index.ts';
 import { createCsr, generateKeyPair, renewTopics, rotateTopic } from '../../core/index.ts';
 import { type DeviceEvent, SimulatedDevice } from '../../device-sim/index.ts';
 import { startTestGateway, subscribeGranted, type TestGateway } from '../helpers/test-gateway.ts';
+import { testDatabaseUrl, testSchemas } from '../helpers/postgres.ts';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 import { until } from '../helpers/until.ts';
 
 /**
  * Rotation campaigns end to end (README "Rotation campaigns"): a real gateway, devices over real mTLS
  * sessions (the simulator's, and bare mqtt.js ones), the scheduler, the broker's delivery and the counts
- * the API reports.
+ * the API reports; all of it on an SQLite and on a PostgreSQL registry.
  */
-describe('rotation campaigns', () => {
+const schemas = testSchemas();
+afterAll(async () => schemas.dropAll());
+const postgresUrl = () => {
+  const url = new URL(testDatabaseUrl);
+  url.searchParams.set('schema', schemas.fresh());
+  return url.toString();
+};
+
+describe.each([
+  ['SQLite', () => ({})],
+  ['PostgreSQL', () => ({ FLEETGATE_DATABASE_URL: postgresUrl() })],
+])('rotation campaigns on %s', (_registry, env) => {
   let gw: TestGateway;
   const sims: SimulatedDevice[] = [];
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    gw = await startTestGateway();
+    gw = await startTestGateway(env());
     const created = await gw.api('POST', '/v1/templates', { body: { name: 'rot', policy: 'default' }, token: true });
     expect(created.status).toBe(201);
   });
