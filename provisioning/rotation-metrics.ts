@@ -10,7 +10,7 @@ const progressStates = ['selected', 'pending', 'notified', 'renewed', 'failed', 
  * small), and campaigns per state.
  */
 export function registerRotationMetrics(prometheus: PromRegistry, registry: Registry): void {
-  const devices = new Gauge({
+  new Gauge({
     name: 'fleetgate_rotation_campaign_devices',
     help: 'Devices of each running or paused rotation campaign, by progress state (selected, pending, notified, renewed, failed, offline)',
     labelNames: ['campaign', 'state'],
@@ -22,7 +22,7 @@ export function registerRotationMetrics(prometheus: PromRegistry, registry: Regi
       }
     },
   });
-  const campaigns = new Gauge({
+  new Gauge({
     name: 'fleetgate_rotation_campaigns',
     help: 'Rotation campaigns by state',
     labelNames: ['state'],
@@ -32,6 +32,4 @@ export function registerRotationMetrics(prometheus: PromRegistry, registry: Regi
       for (const state of rotationCampaignStates) this.set({ state }, all.filter((campaign) => campaign.state === state).length);
     },
   });
-  void devices;
-  void campaigns;
 }
