@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
-import { assertPinnedVersions, clientById, emitterOf, preventEmitterRecursion, subscriptionsOf, useConstantTimeEmitterQueue } from './aedes-internals.ts';
+import { assertPinnedVersions, clientById, emitterOf, listClients, preventEmitterRecursion, subscriptionsOf, useConstantTimeEmitterQueue } from './aedes-internals.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
 import type { ConnectionAdmission } from './connection-admission.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
@@ -145,6 +145,8 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
     // A manufacturer CA registered or revoked meanwhile was missed too (trust.changed is pub/sub as well).
     trust.reload().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers after the outage'));
     live.recheckAll();
+    // Rotate commands announced meanwhile were missed too: every session listening for one asks the registry.
+    for (const client of listClients(aedes)) rotations.subscribed(client, subscriptionsOf(client));
   });
 
   return {
