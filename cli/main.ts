@@ -8,6 +8,7 @@ import { operatorClient, type OperatorOptions, withOperatorOptions } from './ope
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
+import { registerCaCommands } from './ca-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
 import { registerRotateCommands } from './rotate-commands.ts';
@@ -141,6 +142,7 @@ registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerTokenCommands(program);
+registerCaCommands(program);
 registerRotateCommands(program);
 registerSimCommand(program);
 registerConfigCommand(program);

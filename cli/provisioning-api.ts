@@ -35,7 +35,7 @@ export interface Provisioning {
  */
 export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir; events: EventBus; clock: Clock; log: Logger; trust?: TrustStore }): Provisioning {
   const { dataDir, events, clock, log } = deps;
-  const { pki, registry } = dataDir;
+  const { authorities, registry } = dataDir;
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
   const revocationUrls = { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` };
   const prometheus = createPrometheusMetrics();
@@ -43,17 +43,15 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
   const certificates = createCertificateService({
     metrics: prometheus.metrics,
     registry,
-    deviceCa: pki.deviceCa,
+    authorities,
     clock,
     revocation: revocationUrls,
-    chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
   const apiArguments = (sessions: SessionDirectory, trust: TrustStore): [ApiServerConfig, ApiDeps] => [
     {
       host: config.host,
       port: config.apiPort,
-      tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
       rateLimitPerMinute: config.apiRateLimitPerMinute,
       consoleDir: config.consoleDir,
     },
@@ -64,18 +62,16 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       certificates,
       events,
       metricsText: () => prometheus.registry.metrics(),
-      revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
-      claimCa: pki.claimCa,
-      deviceCa: pki.deviceCa,
+      revocation: createRevocationStatus({ registry, authorities, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, issuers: () => trust.current().issuers }),
+      authorities,
       revocationUrls,
       sessions,
-      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
       trust,
     },
   ];
   // The process's trust store, or one of the API's own (followed until the API closes).
-  const trustStore = async () => (deps.trust === undefined ? wireTrustStore({ registry, pem: pki.pem, events, log }) : { trust: deps.trust, close: () => {} });
+  const trustStore = async () => (deps.trust === undefined ? wireTrustStore({ registry, dataDir: config.dataDir, pem: dataDir.pki.pem, events, log }) : { trust: deps.trust, close: () => {} });
   return {
     certificates,
     prometheus,

@@ -10,4 +10,5 @@ export * from './fleet.ts';
 export * from './admin.ts';
 export * from './security.ts';
 export * from './enrollment.ts';
+export * from './pki.ts';
 export * from './rotation.ts';

@@ -16,6 +16,12 @@ export const renewTopics = (deviceId: string) =>
     rejected: `$fleetgate/certs/${deviceId}/renew/rejected`,
   }) as const;
 
+/**
+ * The trust bundle (README "Rotating certificates and CAs"), retained, published by every broker whenever its
+ * trusted CAs change; every device session may read it, nobody may publish it.
+ */
+export const trustBundleTopic = '$fleetgate/trust/bundle';
+
 /** Server → device: renew now (a rotation campaign, README "Rotation campaigns"). Only the device may subscribe to and receive its own. */
 export const rotateTopic = (deviceId: string) => `$fleetgate/certs/${deviceId}/rotate`;
 

@@ -31,7 +31,7 @@ describe('rotation campaigns across a restart', () => {
 
   it('carries on after a restart, and a paused campaign stays paused', async () => {
     let gw = await start();
-    const fixtures = registryFixtures(gw.dataDir.pki, gw.dataDir.registry);
+    const fixtures = registryFixtures(gw.dataDir.authorities, gw.dataDir.registry);
     const ids = Array.from({ length: 10 }, (_, i) => `restart-${i}`);
     for (const id of ids) await fixtures.createDevice(id);
     const slow = (await api<RotationCampaign>(gw, 'POST', '/v1/rotations', { select: 'ids', ids, ratePerSecond: 4 })).body;
