@@ -105,7 +105,6 @@ export const errorCatalogue = {
 
   // rotation campaigns (README "Rotation campaigns")
   ROTATION_SELECTOR_INVALID: { http: 400, message: 'The device selector is not valid; use template=NAME, ca=CA_ID, expires-within=30d or ids=@FILE (registered device ids, one per line).' },
-  ROTATION_SELECTOR_UNSUPPORTED: { http: 501, message: 'Selecting devices by issuing CA (ca=CA_ID) needs the CA registry, which this gateway does not have yet; select by template, expires-within or ids instead.' },
   ROTATION_SELECTION_EMPTY: { http: 409, message: 'No device matches the selector (services and revoked devices are never selected); check it with `fleetgate device list`.' },
   ROTATION_CAMPAIGN_NOT_FOUND: { http: 404, message: 'No rotation campaign with that id exists; list campaigns with `fleetgate rotate status`.' },
   ROTATION_CAMPAIGN_STATE: { http: 409, message: 'The campaign cannot do that in its state: only a running campaign can be paused, only a paused one resumed, and a completed or closed campaign is final.' },

@@ -430,7 +430,7 @@ export interface Registry {
   /**
    * Creates a running campaign over the devices the selector matches now (never services or revoked
    * devices), with the audit entry. Refuses TEMPLATE_NOT_FOUND, ROTATION_SELECTOR_INVALID (ids that are not
-   * selectable devices), ROTATION_SELECTOR_UNSUPPORTED (`ca`, until certificates record their issuing CA)
+   * selectable devices, or a `ca` that is not a device CA or root of this gateway)
    * and ROTATION_SELECTION_EMPTY.
    */
   createRotationCampaign(input: { id: string; selector: RotationSelector; ratePerSecond: number; audit: AuditInput }): Promise<RotationCampaignRecord>;

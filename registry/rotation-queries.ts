@@ -53,10 +53,29 @@ export async function insertSelection(db: Db, campaignId: string, selector: Rota
       }
       return inserted;
     }
-    case 'ca':
-      // The one place the issuing-CA selection goes: `WHERE certificates.issuer_ca = ?` over active
-      // certificates, once certificates record the CA that issued them.
-      throw new FleetgateError('ROTATION_SELECTOR_UNSUPPORTED', { detail: { caId: selector.caId } });
+    case 'ca': {
+      // The devices holding an unexpired active certificate signed by the CA (what keeps it from being
+      // retired), or, for a root, by any device CA under it.
+      const ca = await db.selectFrom('certificate_authorities').select(['id', 'role']).where('id', '=', selector.caId).executeTakeFirst();
+      if (ca === undefined) {
+        throw new FleetgateError('ROTATION_SELECTOR_INVALID', { message: `ca=${selector.caId} is not a CA of this gateway; \`fleetgate ca list\` shows their ids.`, detail: { caId: selector.caId } });
+      }
+      if (ca.role !== 'device' && ca.role !== 'root') {
+        throw new FleetgateError('ROTATION_SELECTOR_INVALID', {
+          message: `ca=${selector.caId} is a ${ca.role} CA; only the devices of a device CA (or of the device CAs under a root) renew. Claims move by new claims from the factory.`,
+          detail: { caId: selector.caId, role: ca.role },
+        });
+      }
+      const issuers = ca.role === 'device' ? [ca.id] : (await db.selectFrom('certificate_authorities').select('id').where('issuer_id', '=', ca.id).where('role', '=', 'device').execute()).map((row) => row.id);
+      if (issuers.length === 0) return 0;
+      return insertFrom(
+        db,
+        campaignId,
+        selectable.where((eb) =>
+          eb.exists(eb.selectFrom('certificates as c').select('c.serial').whereRef('c.device_id', '=', 'd.id').where('c.status', '=', 'active').where('c.issuer_ca', 'in', issuers).where('c.not_after', '>', now.toISOString())),
+        ),
+      );
+    }
   }
 }
 

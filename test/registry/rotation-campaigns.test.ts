@@ -80,7 +80,7 @@ describe.each(backends)('rotation campaigns on %s', (_name, backend) => {
 
       // Refusals write nothing.
       const refused: [RotationSelector, ErrorCode][] = [
-        [{ kind: 'ca', caId: 'device-2024' }, 'ROTATION_SELECTOR_UNSUPPORTED'],
+        [{ kind: 'ca', caId: 'device-2024' }, 'ROTATION_SELECTOR_INVALID'], // no such CA
         [{ kind: 'template', template: 'nope' }, 'TEMPLATE_NOT_FOUND'],
         [{ kind: 'ids', ids: ['a1', 'ghost'] }, 'ROTATION_SELECTOR_INVALID'],
         [{ kind: 'ids', ids: ['s1'] }, 'ROTATION_SELECTOR_INVALID'],

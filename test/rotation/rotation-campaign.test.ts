@@ -206,7 +206,7 @@ describe.each([
 
   it('refuses what it cannot select, with a code, and audits it', async () => {
     const cases: [unknown, number, string][] = [
-      [{ select: 'ca=device-2026' }, 501, 'ROTATION_SELECTOR_UNSUPPORTED'],
+      [{ select: 'ca=0123456789abcdef' }, 400, 'ROTATION_SELECTOR_INVALID'],
       [{ select: 'template=nope' }, 404, 'TEMPLATE_NOT_FOUND'],
       [{ select: 'colour=blue' }, 400, 'ROTATION_SELECTOR_INVALID'],
       [{ select: 'ids', ids: ['ghost-1', 'live-1'] }, 400, 'ROTATION_SELECTOR_INVALID'],
@@ -217,7 +217,7 @@ describe.each([
       const answer = await gw.api<{ code: string }>('POST', '/v1/rotations', { body, token: true });
       expect({ body, status: answer.status, code: answer.body.code }).toEqual({ body, status, code });
     }
-    await gw.waitForAudit({ action: 'rotation.start', result: 'refused' }, (entry) => entry.code === 'ROTATION_SELECTOR_UNSUPPORTED');
+    await gw.waitForAudit({ action: 'rotation.start', result: 'refused' }, (entry) => entry.code === 'ROTATION_SELECTION_EMPTY');
     expect((await gw.api<{ code: string }>('GET', '/v1/rotations/rot-000000000000', { token: true })).body.code).toBe('ROTATION_CAMPAIGN_NOT_FOUND');
   });
 
