@@ -4,13 +4,14 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
 import type { AuditInput, Registry } from '../registry/index.ts';
-import { assertPinnedVersions, clientById, emitterOf, preventEmitterRecursion, useConstantTimeEmitterQueue } from './aedes-internals.ts';
+import { assertPinnedVersions, clientById, emitterOf, listClients, preventEmitterRecursion, subscriptionsOf, useConstantTimeEmitterQueue } from './aedes-internals.ts';
 import type { BrokerCluster } from './cluster/redis-cluster.ts';
 import type { ConnectionAdmission } from './connection-admission.ts';
 import { defaultFlowControl, type FlowControlConfig } from './flow-control-config.ts';
 import { createFlowControl, type FlowControl } from './flow-control.ts';
 import { frameSizeGuard } from './frame-guard.ts';
 import { createLiveSessions } from './live-session-updates.ts';
+import { createRotationNotices } from './rotation-notices.ts';
 import { remainingLengthTooLong } from './mqtt-conformance.ts';
 import { createConformanceGuard } from './mqtt-conformance-guard.ts';
 import { createMqttListener } from './mqtt-listener.ts';
@@ -130,12 +131,23 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
   installSessionHooks(aedes, hooks, log);
   const live = createLiveSessions({ aedes, table, registry, clock, log, metrics, wills, flow, hooks });
 
-  const unsubscribe = deps.events.subscribe((event) => live.apply(event));
+  // Rotation campaigns' rotate commands (broker/rotation-notices.ts): on the scheduler's event for live
+  // sessions here, and on each subscription to the rotate topic for devices that were offline then.
+  const rotations = createRotationNotices({ aedes, table, registry, clock, log });
+  aedes.on('subscribe', (subscriptions, client) => rotations.subscribed(client, subscriptions.map((subscription) => subscription.topic)));
+  aedes.on('client', (client) => rotations.subscribed(client, subscriptionsOf(client)));
+
+  const unsubscribe = deps.events.subscribe((event) => {
+    if (event.type === 'rotation.notify') return rotations.notify(event.campaignId, event.deviceId);
+    live.apply(event);
+  });
   const unpublishTrust = publishTrustBundle(aedes, trust, log);
   cluster?.onRecovered(() => {
     // A manufacturer CA registered or revoked meanwhile was missed too (trust.changed is pub/sub as well).
     trust.reload().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers after the outage'));
     live.recheckAll();
+    // Rotate commands announced meanwhile were missed too: every session listening for one asks the registry.
+    for (const client of listClients(aedes)) rotations.subscribed(client, subscriptionsOf(client));
   });
 
   return {

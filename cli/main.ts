@@ -11,6 +11,7 @@ import { registerOperatorCommands } from './operator-commands.ts';
 import { registerCaCommands } from './ca-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
+import { registerRotateCommands } from './rotate-commands.ts';
 // The servers' modules (broker, provisioning, registry drivers) load only for the command that runs them:
 // `fleetgate --version` or an operator command should not pay for aedes, fastify and Kysely at start.
 const servers = () => import('./serve.ts');
@@ -142,6 +143,7 @@ const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerTokenCommands(program);
 registerCaCommands(program);
+registerRotateCommands(program);
 registerSimCommand(program);
 registerConfigCommand(program);
 

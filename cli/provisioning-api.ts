@@ -11,6 +11,7 @@ import {
   createRateLimiter,
   createRevocationStatus,
   pkiDir,
+  registerRotationMetrics,
   startApiServer,
   tokenAuth,
 } from '../provisioning/index.ts';
@@ -38,6 +39,7 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
   const revocationUrls = { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` };
   const prometheus = createPrometheusMetrics();
+  registerRotationMetrics(prometheus.registry, registry);
   const certificates = createCertificateService({
     metrics: prometheus.metrics,
     registry,

@@ -19,7 +19,7 @@ export interface RedisEventBus extends EventBus {
 
 /** Every event type, checked by the compiler: a type missing here would be dropped by every process on Redis. */
 const eventTypes = new Set<string>(
-  Object.keys({ 'device.status': true, 'policy.changed': true, 'template.changed': true, 'claim.revoked': true, 'trust.changed': true } satisfies Record<GatewayEvent['type'], true>),
+  Object.keys({ 'device.status': true, 'policy.changed': true, 'template.changed': true, 'claim.revoked': true, 'trust.changed': true, 'rotation.notify': true } satisfies Record<GatewayEvent['type'], true>),
 );
 
 /**

@@ -103,6 +103,12 @@ export const errorCatalogue = {
   CLAIM_NOT_FOUND: { http: 404, message: 'No claim with that id exists; list claims to find it.' },
   CERT_NOT_FOUND: { http: 404, message: 'No certificate with that serial number is registered.' },
 
+  // rotation campaigns (README "Rotation campaigns")
+  ROTATION_SELECTOR_INVALID: { http: 400, message: 'The device selector is not valid; use template=NAME, ca=CA_ID, expires-within=30d or ids=@FILE (registered device ids, one per line).' },
+  ROTATION_SELECTION_EMPTY: { http: 409, message: 'No device matches the selector (services and revoked devices are never selected); check it with `fleetgate device list`.' },
+  ROTATION_CAMPAIGN_NOT_FOUND: { http: 404, message: 'No rotation campaign with that id exists; list campaigns with `fleetgate rotate status`.' },
+  ROTATION_CAMPAIGN_STATE: { http: 409, message: 'The campaign cannot do that in its state: only a running campaign can be paused, only a paused one resumed, and a completed or closed campaign is final.' },
+
   // HTTPS API
   API_UNAUTHENTICATED: { http: 401, message: 'Send an operator token as "Authorization: Bearer <token>" (the bootstrap token is in <data-dir>/admin.token).' },
   API_FORBIDDEN: { http: 403, message: 'Your role does not allow this operation; ask an admin for a token with the right role.' },

@@ -17,7 +17,12 @@ export type GatewayEvent =
   | { readonly type: 'template.changed'; readonly template: string }
   | { readonly type: 'claim.revoked'; readonly claimId: string; readonly certificateSerial: string }
   /** The set of trusted claim issuers (manufacturer CAs) changed: reload TLS trust. */
-  | { readonly type: 'trust.changed' };
+  | { readonly type: 'trust.changed' }
+  /**
+   * A rotation campaign reached this device (README "Rotation campaigns"): the broker holding its live
+   * session sends the rotate command. Brokers that missed it deliver it when the device next subscribes.
+   */
+  | { readonly type: 'rotation.notify'; readonly campaignId: string; readonly deviceId: string };
 
 export type GatewayEventHandler = (event: GatewayEvent) => void;
 

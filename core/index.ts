@@ -31,3 +31,4 @@ export * from './trust-store.ts';
 export * from './registry-rules.ts';
 export * from './pki/trust-bundle-update.ts';
 export * from './renewal-after-expiry.ts';
+export * from './rotation-campaign.ts';

@@ -22,6 +22,9 @@ export const renewTopics = (deviceId: string) =>
  */
 export const trustBundleTopic = '$fleetgate/trust/bundle';
 
+/** Server → device: renew now (a rotation campaign, README "Rotation campaigns"). Only the device may subscribe to and receive its own. */
+export const rotateTopic = (deviceId: string) => `$fleetgate/certs/${deviceId}/rotate`;
+
 /** Filters the provisioning service subscribes to inside the broker. */
 export const enrollRequestFilter = '$fleetgate/enroll/+/request';
 export const renewRequestFilter = '$fleetgate/certs/+/renew/request';

@@ -3,7 +3,7 @@ import type { ErrorCode } from './errors.ts';
 import { errorCodes } from './errors.ts';
 import type { PolicyAction } from './policy.ts';
 import { backendPolicy, compilePolicy, defaultDevicePolicy } from './policy.ts';
-import { enrollRequestFilter, enrollTopics, renewRequestFilter, renewTopics } from './protocol-topics.ts';
+import { enrollRequestFilter, enrollTopics, renewRequestFilter, renewTopics, rotateTopic } from './protocol-topics.ts';
 import type { SessionIdentity } from './session-scope.ts';
 import { decideInScope } from './session-scope.ts';
 
@@ -201,5 +201,52 @@ describe('device sessions: the policy, but never "$" topics except their own ren
     expectScope(service, ['publish', 'devices/d1/commands/reboot', 'allowed']);
     expectScope(service, ['subscribe', '#', 'ACL_SUBSCRIBE_DENIED']);
     expectScope(service, ['subscribe', '$fleetgate/enroll/+/accepted', 'ACL_RESERVED_TOPIC']);
+  });
+});
+
+describe('the rotate command topic: a device subscribes to and receives its own, never sends one or reads another', () => {
+  const device: SessionIdentity = { kind: 'device', id: 'd1', policy: compilePolicy(defaultDevicePolicy, { id: 'd1', template: 'default', attributes: {} }) };
+  const greedy: SessionIdentity = {
+    kind: 'device',
+    id: 'd1',
+    policy: compilePolicy({ statements: [{ effect: 'allow', actions: ['publish', 'subscribe', 'receive'], topics: ['#', '$fleetgate/#'] }] }, { id: 'd1', template: 't', attributes: {} }),
+  };
+
+  it('is built from the device id', () => {
+    expect(rotateTopic('d1')).toBe('$fleetgate/certs/d1/rotate');
+  });
+
+  it.each<Row>([
+    ['subscribe', '$fleetgate/certs/d1/rotate', 'allowed'],
+    ['receive', '$fleetgate/certs/d1/rotate', 'allowed'],
+    // a device must never be able to tell itself, or anyone, to rotate
+    ['publish', '$fleetgate/certs/d1/rotate', 'ACL_RESERVED_TOPIC'],
+    ['publish', '$fleetgate/certs/d2/rotate', 'ACL_RESERVED_TOPIC'],
+    // nor learn when another device is told
+    ['subscribe', '$fleetgate/certs/d2/rotate', 'ACL_RESERVED_TOPIC'],
+    ['receive', '$fleetgate/certs/d2/rotate', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/d10/rotate', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/D1/rotate', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/+/rotate', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/d1/+', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/d1/rotate/#', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '$fleetgate/certs/#', 'ACL_RESERVED_TOPIC'],
+    ['subscribe', '+/certs/d1/rotate', 'ACL_SUBSCRIBE_DENIED'],
+    ['receive', '$fleetgate/certs/d1/rotate/x', 'ACL_RESERVED_TOPIC'],
+    ['receive', '$fleetgate/certs/d1/rotatex', 'ACL_RESERVED_TOPIC'],
+  ])('%s %j → %s', (...row) => {
+    expectScope(device, row);
+  });
+
+  it('no policy widens it', () => {
+    expectScope(greedy, ['publish', '$fleetgate/certs/d1/rotate', 'ACL_RESERVED_TOPIC']);
+    expectScope(greedy, ['subscribe', '$fleetgate/certs/+/rotate', 'ACL_RESERVED_TOPIC']);
+    expectScope(greedy, ['receive', '$fleetgate/certs/d2/rotate', 'ACL_RESERVED_TOPIC']);
+  });
+
+  it('claim sessions get none of it, not even for their own serial', () => {
+    const claim: SessionIdentity = { kind: 'claim', serial: 'd1' };
+    expectScope(claim, ['subscribe', '$fleetgate/certs/d1/rotate', 'ACL_CLAIM_SCOPE']);
+    expectScope(claim, ['receive', '$fleetgate/certs/d1/rotate', 'ACL_CLAIM_SCOPE']);
   });
 });

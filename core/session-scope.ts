@@ -1,6 +1,6 @@
 import type { ErrorCode } from './errors.ts';
 import type { CompiledPolicy, Decision, PolicyAction } from './policy.ts';
-import { enrollTopics, renewTopics, trustBundleTopic } from './protocol-topics.ts';
+import { enrollTopics, renewTopics, rotateTopic, trustBundleTopic } from './protocol-topics.ts';
 import { isReservedTopic, isValidTopicFilter, isValidTopicName } from './topic.ts';
 
 /**
@@ -41,7 +41,8 @@ export function decideInScope(identity: SessionIdentity, action: PolicyAction, t
   if (isReservedTopic(topic)) {
     if (topic === trustBundleTopic) return action === 'publish' ? { allowed: false, code: 'ACL_RESERVED_TOPIC' } : allowed;
     const topics = renewTopics(identity.id);
-    return gatewayTopicDecision(action, topic, topics.request, [topics.accepted, topics.rejected], 'ACL_RESERVED_TOPIC');
+    // The rotate command is the gateway's to publish: a device may subscribe to and receive its own, never send one.
+    return gatewayTopicDecision(action, topic, topics.request, [topics.accepted, topics.rejected, rotateTopic(identity.id)], 'ACL_RESERVED_TOPIC');
   }
 
   const decision = identity.policy.decide(action, topic);

@@ -1,5 +1,5 @@
 import type { MqttClient } from 'mqtt';
-import { type CertificateReply, createCsr, enrollTopics, generateKeyPair, privateKeyToPem, renewTopics, x509 } from '../core/index.ts';
+import { type CertificateReply, createCsr, enrollTopics, generateKeyPair, privateKeyToPem, renewTopics, rotateTopic, x509 } from '../core/index.ts';
 import { type BackoffPolicy, defaultBackoff, fullJitterDelayMs } from './backoff.ts';
 import { closeMqtt, connectMqtt, type MqttCredential, type MqttTarget, type ReplyReceived, requestCertificate } from './mqtt-connection.ts';
 import { maxTimerDelayMs, renewalDelayMs } from './renewal-schedule.ts';
@@ -18,6 +18,8 @@ export type DeviceEvent =
   | { readonly type: 'online' }
   | { readonly type: 'telemetry' }
   | { readonly type: 'renewed'; readonly latencyMs: number }
+  /** The gateway asked for a renewal now (a rotation campaign, on `$fleetgate/certs/{id}/rotate`). */
+  | { readonly type: 'rotate'; readonly campaignId: string | undefined }
   | { readonly type: 'renewal-failed'; readonly code: string; readonly message: string }
   | { readonly type: 'retry'; readonly stage: DeviceStage; readonly code: string; readonly delayMs: number }
   | { readonly type: 'failed'; readonly stage: DeviceStage; readonly code: string; readonly message: string };
@@ -39,6 +41,11 @@ export interface SimulatedDeviceOptions {
     /** Renew this long after each new certificate instead (tests and renewal load). */
     readonly afterMs?: number;
   };
+  /**
+   * A device enrolled before (its key and the certificate reply, e.g. another life's `credential`): it
+   * skips enrollment and connects with them, as a device coming back after power-off would.
+   */
+  readonly enrolled?: DeviceCredential;
   /** A key pair made in advance, so a benchmark does not time key generation. */
   readonly keyPair?: DeviceKeyPair;
   /** Benchmarks: end the device's life once it is enrolled, or once its first device session is up. */
@@ -55,6 +62,12 @@ export interface DeviceOutcome {
   readonly failure?: { readonly stage: DeviceStage; readonly code: string; readonly message: string };
   /** Serial number of the certificate the device held last. */
   readonly certificateSerial?: string;
+}
+
+/** A device's private key (PEM) and the certificate reply it holds. */
+export interface DeviceCredential {
+  readonly key: string;
+  readonly reply: CertificateReply;
 }
 
 interface HeldCertificate {
@@ -112,6 +125,11 @@ export class SimulatedDevice {
     return this.#held?.reply;
   }
 
+  /** The key and certificate in use, for a later life of the same device (`enrolled`). */
+  get credential(): DeviceCredential | undefined {
+    return this.#held === undefined ? undefined : { key: this.#held.key, reply: this.#held.reply };
+  }
+
   /** Runs the device until `stop()` or a final failure. Calling it again returns the same life. */
   run(): Promise<DeviceOutcome> {
     this.#running ??= this.#live();
@@ -141,10 +159,15 @@ export class SimulatedDevice {
     let stage: DeviceStage = 'enroll';
     try {
       this.#state = 'enrolling';
-      const keys = this.#options.keyPair ?? (await generateKeyPair());
-      const csr = await createCsr(keys, this.serial);
-      const enrolled = await this.#withRetries('enroll', () => this.#enrollOnce(csr));
-      this.#hold(await privateKeyToPem(keys.privateKey), enrolled);
+      const before = this.#options.enrolled;
+      if (before !== undefined) {
+        this.#hold(before.key, { reply: before.reply, latencyMs: 0, receivedAt: new Date() });
+      } else {
+        const keys = this.#options.keyPair ?? (await generateKeyPair());
+        const csr = await createCsr(keys, this.serial);
+        const enrolled = await this.#withRetries('enroll', () => this.#enrollOnce(csr));
+        this.#hold(await privateKeyToPem(keys.privateKey), enrolled);
+      }
       this.#enrolled = true;
       if (this.#options.stopAfter === 'enrolled') return this.#outcome('stopped');
 
@@ -210,6 +233,31 @@ export class SimulatedDevice {
     this.#client = client;
     client.once('close', () => {
       if (this.#client === client) this.#wake('closed');
+    });
+    this.#listenForRotation(client, held.reply.deviceId);
+  }
+
+  /**
+   * A rotation campaign's command (README "Rotation campaigns"): renew now, as the schedule would. The
+   * subscription is made on every new session (clean sessions keep none); the gateway sends a command that
+   * waited while the device was offline as soon as this subscription arrives.
+   */
+  #listenForRotation(client: MqttClient, deviceId: string): void {
+    const topic = rotateTopic(deviceId);
+    client.on('message', (received, payload) => {
+      if (received !== topic || this.#client !== client) return;
+      let campaignId: string | undefined;
+      try {
+        const command = JSON.parse(payload.toString('utf8')) as { campaignId?: unknown };
+        campaignId = typeof command.campaignId === 'string' ? command.campaignId : undefined;
+      } catch {
+        campaignId = undefined; // a command without a readable body still means "renew now"
+      }
+      this.#emit({ type: 'rotate', campaignId });
+      if (this.#state !== 'renewing') this.#wake('renew');
+    });
+    client.subscribe(topic, { qos: 1 }, (error) => {
+      if (error) this.#emit({ type: 'retry', stage: 'connect', code: 'SUBSCRIBE_REFUSED', delayMs: 0 });
     });
   }
 

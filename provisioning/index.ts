@@ -10,3 +10,5 @@ export * from './revocation-status.ts';
 export * from './register-claim-issuer.ts';
 export * from './prometheus-metrics.ts';
 export * from './certificate-authorities.ts';
+export * from './rotation-scheduler.ts';
+export * from './rotation-metrics.ts';

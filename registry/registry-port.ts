@@ -1,4 +1,4 @@
-import type { ErrorCode, OperatorRole, PolicyDocument, TemplateLimits } from '../core/index.ts';
+import type { ErrorCode, OperatorRole, PolicyDocument, RotationCampaignAction, RotationCampaignState, RotationProgress, RotationSelector, TemplateLimits } from '../core/index.ts';
 
 /**
  * The device registry: the one source of truth for who may connect and what they may do. Every method is
@@ -257,6 +257,50 @@ export interface EnrollWithClaimInput {
   readonly audit: AuditInput;
 }
 
+/** How far a campaign's scheduler got with one device (core/rotation-campaign.ts RotationProgress). */
+export type RotationDeviceState = 'pending' | 'offline' | 'notified';
+
+export interface RotationCampaignRecord {
+  readonly id: string;
+  /** As the operator wrote it (core formatRotationSelector; an id list is summarised). */
+  readonly selector: string;
+  readonly ratePerSecond: number;
+  readonly state: RotationCampaignState;
+  readonly createdBy: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  /** When it completed or was closed. */
+  readonly endedAt: Date | null;
+  readonly progress: RotationProgress;
+}
+
+/** Where a device stands in its campaign, as the progress counts it: `renewed` and `failed` win over the scheduler's state. */
+export type RotationOutcome = RotationDeviceState | 'renewed' | 'failed';
+
+export interface RotationDeviceRow {
+  readonly deviceId: string;
+  /** How far the scheduler and the brokers got with it. */
+  readonly state: RotationDeviceState;
+  readonly outcome: RotationOutcome;
+  /** When the scheduler reached it, and when a broker delivered the command (null: not yet). */
+  readonly dispatchedAt: Date | null;
+  readonly notifiedAt: Date | null;
+}
+
+export interface RotationDeviceQuery {
+  readonly outcome?: RotationOutcome;
+  /** Device ids sorting after this one (keyset paging). */
+  readonly after?: string;
+  readonly limit?: number;
+}
+
+/** A device the scheduler reached: `renewed` when it already holds a certificate issued since the campaign started. */
+export interface RotationDispatch {
+  readonly deviceId: string;
+  readonly renewed: boolean;
+  readonly at: Date;
+}
+
 export interface Registry {
   // devices and their certificates
   getDevice(id: string): Promise<DeviceRecord | undefined>;
@@ -383,6 +427,36 @@ export interface Registry {
    * longer contains that entry with that hash. Reads in batches; writers are not blocked.
    */
   verifyAudit(options?: { anchor?: AuditAnchor }): Promise<AuditVerification>;
+
+  // rotation campaigns (README "Rotation campaigns")
+  /**
+   * Creates a running campaign over the devices the selector matches now (never services or revoked
+   * devices), with the audit entry. Refuses TEMPLATE_NOT_FOUND, ROTATION_SELECTOR_INVALID (ids that are not
+   * selectable devices, or a `ca` that is not a device CA or root of this gateway)
+   * and ROTATION_SELECTION_EMPTY.
+   */
+  createRotationCampaign(input: { id: string; selector: RotationSelector; ratePerSecond: number; audit: AuditInput }): Promise<RotationCampaignRecord>;
+  getRotationCampaign(id: string): Promise<RotationCampaignRecord | undefined>;
+  /** Newest first; `states` narrows. */
+  listRotationCampaigns(query?: { states?: readonly RotationCampaignState[] }): Promise<RotationCampaignRecord[]>;
+  /** pause, resume or close (core rotationCampaignTransition), with the audit entry; ROTATION_CAMPAIGN_NOT_FOUND, ROTATION_CAMPAIGN_STATE. */
+  changeRotationCampaign(id: string, action: RotationCampaignAction, audit: AuditInput): Promise<RotationCampaignRecord>;
+  /** A running or paused campaign whose every device renewed becomes completed (with the audit entry); returns it if it did. */
+  completeRotationCampaign(id: string, audit: AuditInput): Promise<RotationCampaignRecord | undefined>;
+  /**
+   * The scheduler's step: up to `limit` devices still pending in a running campaign are marked reached
+   * (`offline` until a broker delivers the command), in device id order. Nothing when it is not running.
+   */
+  dispatchRotation(campaignId: string, limit: number): Promise<RotationDispatch[]>;
+  /** Running campaigns that reached this device and wait for it: reached, not renewed since, no refused renewal since notified. */
+  pendingRotations(deviceId: string): Promise<{ campaignId: string; state: 'offline' | 'notified' }[]>;
+  /**
+   * A broker wrote the rotate command to the device's live session: the device becomes notified (the first
+   * time, with the audit entry). True when this was its first notification by this campaign.
+   */
+  markRotationNotified(campaignId: string, deviceId: string, audit: AuditInput): Promise<boolean>;
+  /** The campaign's devices by id, each with its outcome and when it was reached and notified; `outcome` narrows. */
+  listRotationDevices(campaignId: string, query?: RotationDeviceQuery): Promise<RotationDeviceRow[]>;
 
   /** Writes the queued audit entries, then closes. */
   close(): Promise<void>;

@@ -17,7 +17,12 @@ import {
   parsePolicyDocument,
   planRotation,
   type PolicyDocument,
+  formatRotationSelector,
   refuseIf,
+  type RotationCampaignAction,
+  rotationCampaignTransition,
+  type RotationCampaignState,
+  type RotationSelector,
 } from '../core/index.ts';
 import { auditEntryHash, AuditChainWalker, auditGenesisHash, type StoredAuditFields } from './audit-chain.ts';
 import { AuditQueue, type QueuedAudit } from './audit-queue.ts';
@@ -48,8 +53,13 @@ import type {
   OperatorTokenRecord,
   PolicyRecord,
   Registry,
+  RotationCampaignRecord,
+  RotationDeviceQuery,
+  RotationDeviceRow,
+  RotationDispatch,
   TemplateRecord,
 } from './registry-port.ts';
+import { campaignRecords, deviceRows, dispatchPending, insertSelection, pendingForDevice } from './rotation-queries.ts';
 import { operatorRoles } from './registry-port.ts';
 import { type AuditRow, fromJson, type StorageDialect, type Tables, toDate, toIsoText } from './storage-dialect.ts';
 
@@ -700,6 +710,86 @@ export class SqlRegistry implements Registry {
       }
       await nextTurn();
     }
+  }
+
+  // rotation campaigns (statements in rotation-queries.ts)
+
+  async createRotationCampaign(input: { id: string; selector: RotationSelector; ratePerSecond: number; audit: AuditInput }): Promise<RotationCampaignRecord> {
+    const { id, selector, ratePerSecond, audit } = input;
+    return this.#write(async (db, record) => {
+      const now = this.#clock.now();
+      const stamp = now.toISOString();
+      const text = formatRotationSelector(selector);
+      await db.insertInto('rotation_campaigns').values({ id, selector: text, rate_per_second: ratePerSecond, state: 'running', created_by: audit.actor, created_at: stamp, updated_at: stamp, ended_at: null }).execute();
+      const selected = await insertSelection(db, id, selector, now);
+      if (selected === 0) throw new FleetgateError('ROTATION_SELECTION_EMPTY', { detail: { selector: text } });
+      await record({ ...audit, detail: { ...audit.detail, campaignId: id, selector: text, ratePerSecond, selected } });
+      return (await campaignRecords(db, { id }))[0] as RotationCampaignRecord;
+    });
+  }
+
+  async getRotationCampaign(id: string): Promise<RotationCampaignRecord | undefined> {
+    return (await campaignRecords(this.#db, { id }))[0];
+  }
+
+  async listRotationCampaigns(query: { states?: readonly RotationCampaignState[] } = {}): Promise<RotationCampaignRecord[]> {
+    return campaignRecords(this.#db, query.states === undefined ? {} : { states: query.states });
+  }
+
+  async changeRotationCampaign(id: string, action: RotationCampaignAction, audit: AuditInput): Promise<RotationCampaignRecord> {
+    return this.#write(async (db, record) => {
+      const row = await db.selectFrom('rotation_campaigns').select('state').where('id', '=', id).executeTakeFirst();
+      if (row === undefined) throw new FleetgateError('ROTATION_CAMPAIGN_NOT_FOUND', { detail: { campaignId: id } });
+      const next = rotationCampaignTransition(row.state, action);
+      if ('code' in next) throw new FleetgateError(next.code, { detail: { campaignId: id, ...next.detail } });
+      const stamp = this.#now();
+      await db.updateTable('rotation_campaigns').set({ state: next.to, updated_at: stamp, ...(next.to === 'closed' ? { ended_at: stamp } : {}) }).where('id', '=', id).execute();
+      await record({ ...audit, detail: { ...audit.detail, campaignId: id, from: row.state, to: next.to } });
+      return (await campaignRecords(db, { id }))[0] as RotationCampaignRecord;
+    });
+  }
+
+  async completeRotationCampaign(id: string, audit: AuditInput): Promise<RotationCampaignRecord | undefined> {
+    return this.#write(async (db, record) => {
+      const [campaign] = await campaignRecords(db, { id });
+      if (campaign === undefined || (campaign.state !== 'running' && campaign.state !== 'paused')) return undefined;
+      if (campaign.progress.renewed < campaign.progress.selected) return undefined;
+      const stamp = this.#now();
+      await db.updateTable('rotation_campaigns').set({ state: 'completed', updated_at: stamp, ended_at: stamp }).where('id', '=', id).execute();
+      await record({ ...audit, detail: { ...audit.detail, campaignId: id, from: campaign.state, to: 'completed', renewed: campaign.progress.renewed } });
+      return (await campaignRecords(db, { id }))[0];
+    });
+  }
+
+  async dispatchRotation(campaignId: string, limit: number): Promise<RotationDispatch[]> {
+    return this.#write(async (db) => {
+      const now = this.#clock.now();
+      return (await dispatchPending(db, campaignId, limit, now)).map((row) => ({ ...row, at: now }));
+    });
+  }
+
+  async pendingRotations(deviceId: string): Promise<{ campaignId: string; state: 'offline' | 'notified' }[]> {
+    return pendingForDevice(this.#db, deviceId);
+  }
+
+  async markRotationNotified(campaignId: string, deviceId: string, audit: AuditInput): Promise<boolean> {
+    return this.#write(async (db, record) => {
+      const stamp = this.#now();
+      const first = await db
+        .updateTable('rotation_devices')
+        .set({ state: 'notified', notified_at: stamp })
+        .where('campaign_id', '=', campaignId)
+        .where('device_id', '=', deviceId)
+        .where('state', '=', 'offline')
+        .executeTakeFirst();
+      if (Number(first.numUpdatedRows) === 0) return false;
+      await record({ ...audit, deviceId, detail: { ...audit.detail, campaignId } });
+      return true;
+    });
+  }
+
+  async listRotationDevices(campaignId: string, query: RotationDeviceQuery = {}): Promise<RotationDeviceRow[]> {
+    return deviceRows(this.#db, campaignId, { ...query, ...(query.limit === undefined ? {} : { limit: clampLimit(query.limit) }) });
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { ColumnType, Kysely } from 'kysely';
-import type { CaRole, CaState, CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole } from './registry-port.ts';
+import type { RotationCampaignState } from '../core/index.ts';
+import type { CaRole, CaState, CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole, RotationDeviceState } from './registry-port.ts';
 
 /**
  * Everything that differs between SQLite and PostgreSQL, in one shape; the registry itself
@@ -112,6 +113,10 @@ export interface Tables {
   };
   audit_sequence: { last_id: Id };
   operator_tokens: { name: string; role: OperatorRole; token_hash: string; created_at: Stamp; revoked_at: NullableStamp };
+  rotation_campaigns: {
+    id: string; selector: string; rate_per_second: number; state: RotationCampaignState; created_by: string; created_at: Stamp; updated_at: Stamp; ended_at: NullableStamp;
+  };
+  rotation_devices: { campaign_id: string; device_id: string; state: RotationDeviceState; dispatched_at: NullableStamp; notified_at: NullableStamp };
   schema_migrations: { version: number; name: string; applied_at: Stamp };
   kysely_migration: { name: string; timestamp: string };
 }

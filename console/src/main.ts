@@ -8,6 +8,7 @@ import { ClaimsPage } from './pages/claims.ts';
 import { DeviceDetailPage } from './pages/device-detail.ts';
 import { DevicesPage } from './pages/devices.ts';
 import { OverviewPage } from './pages/overview.ts';
+import { RotationsPage } from './pages/rotations.ts';
 
 /** Hash routes: the server serves one file, and a reload keeps the page (though not the token). */
 function currentRoute(): string {
@@ -61,6 +62,8 @@ function Page({ route, who }: { route: string; who: Whoami }) {
       return html`<${ClaimsPage} role=${who.role} />`;
     case '/audit':
       return html`<${AuditFeedPage} />`;
+    case '/rotations':
+      return html`<${RotationsPage} role=${who.role} />`;
     default:
       return html`<${OverviewPage} />`;
   }
@@ -92,7 +95,7 @@ function App() {
       <span class="brand">fleetgate</span>
       <nav>
         ${can.readFleet(who.role) ? [link('#/', 'Overview'), link('#/devices', 'Devices')] : null} ${link('#/claims', 'Claims & templates')}
-        ${can.readFleet(who.role) ? link('#/audit', 'Audit feed') : null}
+        ${can.readFleet(who.role) ? [link('#/rotations', 'Rotations'), link('#/audit', 'Audit feed')] : null}
       </nav>
       <span class="who" data-test="who">${who.name} · <strong>${who.role}</strong></span>
       <button type="button" class="small" onClick=${signOut}>Sign out</button>

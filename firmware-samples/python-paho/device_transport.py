@@ -131,9 +131,9 @@ class Session:
             raise TransportError("REPLY_INVALID", f"{topic}: missing {', '.join(missing)}")
         return reply, received_at
 
-    def wait(self, seconds):
-        """Sleep while keeping the session alive (PINGREQ) and delivering incoming commands."""
-        self._pump_until(lambda: False, seconds, None)
+    def wait(self, seconds, until=lambda: False):
+        """Sleep while keeping the session alive (PINGREQ) and delivering incoming commands; returns early once `until()` holds."""
+        self._pump_until(until, seconds, None)
 
     def close(self, timeout=2.0):
         """Graceful DISCONNECT when connected, bounded so a dead socket cannot hold the device."""

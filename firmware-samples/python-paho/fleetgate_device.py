@@ -2,8 +2,9 @@
 """fleetgate device sample: Debian's python3-paho-mqtt + python3-cryptography, the whole life of a device.
 
 First boot: make a P-256 key, connect with the factory claim certificate (client id = serial), enroll over
-MQTT, store the certificate. Then, on every boot: connect as the device, subscribe to its commands, publish
-telemetry, and renew when a third of the certificate's lifetime is left. Refusals that cannot get better
+MQTT, store the certificate. Then, on every boot: connect as the device, subscribe to its commands and to
+its rotate topic, publish telemetry, and renew when a third of the certificate's lifetime is left, or at
+once when the gateway asks on `$fleetgate/certs/{id}/rotate` (a rotation campaign). Refusals that cannot get better
 stop the device with the gateway's code; everything else is retried with full-jitter backoff.
 
 Pieces: device_crypto.py (key, CSR, dates), device_storage.py (state dir), device_transport.py (MQTT/TLS).
@@ -37,6 +38,7 @@ class Device:
         self.store = store
         self.serial = args.serial
         self.force_renew = args.renew_now
+        self.renew_reason = "--renew-now" if args.renew_now else None
         self.sent = 0
         self.next_telemetry = 0.0
         self.started = time.monotonic()
@@ -104,7 +106,8 @@ class Device:
         session = Session(self.args.host, self.args.port, self.args.ca, self.store.path(CERT), self.store.path(KEY), device_id, on_message=self._command)
         try:
             session.connect(self.args.timeout)
-            session.subscribe([f"devices/{device_id}/commands/#"], self.args.timeout)
+            # The rotate topic on every session: a command that waited while we were offline arrives right after this SUBACK.
+            session.subscribe([f"devices/{device_id}/commands/#", f"$fleetgate/certs/{device_id}/rotate"], self.args.timeout)
             self.progress = True
             self.log(f"connected as {device_id} (certificate {certificate_info(self.store.read(CERT))['serial']})")
             while True:
@@ -116,7 +119,8 @@ class Device:
                     return "done"
                 wait = self.next_telemetry - time.monotonic()
                 if wait > 0:
-                    session.wait(min(wait, 60))  # wake at least every minute to look at the renewal date
+                    # Wake at least every minute to look at the renewal date, and at once for a rotate command.
+                    session.wait(min(wait, 60), until=lambda: self.force_renew)
                     continue
                 self._publish_telemetry(session, device_id)
         finally:
@@ -132,6 +136,15 @@ class Device:
         self.log(f"telemetry {seq}{total} sent")
 
     def _command(self, topic, payload):
+        if topic.startswith("$fleetgate/certs/") and topic.endswith("/rotate"):
+            try:
+                campaign = json.loads(payload).get("campaignId", "?")
+            except (ValueError, AttributeError):
+                campaign = "?"  # a command without a readable body still means "renew now"
+            self.log(f"rotation campaign {campaign}: renewing now")
+            self.force_renew = True
+            self.renew_reason = f"rotation campaign {campaign}"
+            return
         self.log(f"command {topic}: {payload.decode('utf-8', 'replace')}")
 
     # --- renewal ----------------------------------------------------------------------------------
@@ -143,7 +156,7 @@ class Device:
         return utc_now() >= due
 
     def _renew(self, session, device_id):
-        reason = "--renew-now" if self.force_renew else "a third of the lifetime left"
+        reason = self.renew_reason if self.force_renew and self.renew_reason else "a third of the lifetime left"
         key = self.store.renewal_key(generate_key_pem)
         self.log(f"renewing ({reason})")
         reply, received_at = session.request(f"$fleetgate/certs/{device_id}/renew", {"csr": make_csr_pem(key, self.serial)}, self.args.timeout)

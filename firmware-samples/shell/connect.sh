@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Talks MQTT 3.1.1 as an enrolled device with mosquitto_pub / mosquitto_sub over mutual TLS.
 #
-#   connect.sh --host HOST [--port 8883] --dir DIR --serial SERIAL [publish|listen|run] [options]
+#   connect.sh --host HOST [--port 8883] --dir DIR --serial SERIAL [publish|listen|run|rotate] [options]
 #
 #   publish  one telemetry message on devices/SERIAL/telemetry (--message, default a small JSON document)
 #   listen   print commands arriving on devices/SERIAL/commands/# as "topic payload" lines
 #            (--count N: exit after N, --timeout S: give up after S seconds without one)
 #   run      publish, then listen (the default)
+#   rotate   wait on $fleetgate/certs/SERIAL/rotate and renew over HTTPS (renew-https.sh, needs --api URL)
+#            each time a rotation campaign asks (--count N: exit after N renewals, --timeout S as above)
 #
 # DIR holds device.crt, device.key and ca.crt as written by enroll-https.sh or enroll-est.sh. The client id
 # must be the serial. Publisher and subscriber are separate processes with that one client id, so they run
@@ -19,11 +21,11 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
-HOST='' PORT=8883 DIR='' SERIAL='' MODE=run MESSAGE='' COUNT='' TIMEOUT=''
+HOST='' PORT=8883 DIR='' SERIAL='' MODE=run MESSAGE='' COUNT='' TIMEOUT='' API=''
 while [ $# -gt 0 ]; do
   case "$1" in
     --host) HOST="${2-}"; shift 2 || usage ;;
@@ -33,7 +35,8 @@ while [ $# -gt 0 ]; do
     --message) MESSAGE="${2-}"; shift 2 || usage ;;
     --count) COUNT="${2-}"; shift 2 || usage ;;
     --timeout) TIMEOUT="${2-}"; shift 2 || usage ;;
-    publish | listen | run) MODE="$1"; shift ;;
+    --api) API="${2-}"; shift 2 || usage ;;
+    publish | listen | run | rotate) MODE="$1"; shift ;;
     -h | --help) usage ;;
     *) printf '%s: unknown argument: %s\n' "${0##*/}" "$1" >&2; usage ;;
   esac
@@ -67,8 +70,28 @@ listen() {
     die "mosquitto_sub ended with exit $? (refused, disconnected or timed out)"
 }
 
+# A rotation campaign's command (README "Rotation campaigns"): renew now. A clean session subscribes anew on
+# every connection, which is when the gateway delivers a command that waited while the device was offline.
+rotate() {
+  [ -n "$API" ] || die "rotate needs --api https://HOST:8443 (renewal goes over POST /v1/renew)"
+  local renewed=0 extra=()
+  [ -z "$TIMEOUT" ] || extra+=(-W "$TIMEOUT")
+  while [ -z "$COUNT" ] || [ "$renewed" -lt "$COUNT" ]; do
+    printf 'waiting for a rotate command on $fleetgate/certs/%s/rotate\n' "$SERIAL" >&2
+    # Clean session (no -c), and read afresh each time: after a renewal the next connection uses the new certificate.
+    command_json="$(mosquitto_sub -h "$HOST" -p "$PORT" -V mqttv311 -i "$SERIAL" -q 1 \
+      --cafile "$DIR/ca.crt" --cert "$DIR/device.crt" --key "$DIR/device.key" \
+      -t "\$fleetgate/certs/$SERIAL/rotate" -C 1 "${extra[@]}")" ||
+      die "mosquitto_sub ended with exit $? (refused, disconnected or timed out)"
+    printf 'rotate command: %s\n' "$command_json" >&2
+    "$(dirname "$0")/renew-https.sh" --api "$API" --dir "$DIR" --serial "$SERIAL"
+    renewed=$((renewed + 1))
+  done
+}
+
 case "$MODE" in
   publish) publish ;;
   listen) listen ;;
   run) publish && listen ;;
+  rotate) rotate ;;
 esac

@@ -15,6 +15,8 @@ import { registerRelayRoutes } from './relay-routes.ts';
 import { registerEnrollmentRoutes } from './enrollment-routes.ts';
 import { registerEstRoutes } from './est-routes.ts';
 import { registerPkiRoutes } from './pki-routes.ts';
+import { registerRotationRoutes } from './rotation-routes.ts';
+import { createRotationScheduler } from '../rotation-scheduler.ts';
 import type { RevocationStatus } from '../revocation-status.ts';
 import type { OperatorAuth } from './operator-auth.ts';
 import type { CertificateAuthorities } from '../certificate-authorities.ts';
@@ -164,6 +166,12 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     sessions: deps.sessions,
     issuing: { authorities: deps.authorities, clock: deps.clock, revocation: deps.revocationUrls },
   });
+
+  // Rotation campaigns run in the process that serves their API, from the registry (restarts pick them up).
+  const rotations = createRotationScheduler({ registry: deps.registry, events: deps.events, clock: deps.clock, log: deps.log.child({ component: 'rotations' }) });
+  registerRotationRoutes(app, { registry: deps.registry, auth: deps.auth, scheduler: rotations });
+  app.addHook('onReady', async () => rotations.start());
+  app.addHook('onClose', async () => rotations.close());
 
   if (config.consoleDir !== undefined) await registerConsoleRoutes(app, { distDir: config.consoleDir });
 

@@ -219,4 +219,31 @@ export const steps: readonly SchemaStep[] = [
     // As SQLite step 7 (registry/sqlite/schema-steps.ts).
     sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
   },
+  {
+    name: '0007-rotation-campaigns',
+    // As SQLite step 8 (registry/sqlite/schema-steps.ts).
+    sql: `
+      CREATE TABLE rotation_campaigns (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        selector TEXT NOT NULL,
+        rate_per_second INTEGER NOT NULL CHECK (rate_per_second BETWEEN 1 AND 1000),
+        state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'completed', 'closed')),
+        created_by TEXT NOT NULL,
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        updated_at TIMESTAMPTZ(3) NOT NULL,
+        ended_at TIMESTAMPTZ(3)
+      );
+      CREATE TABLE rotation_devices (
+        campaign_id TEXT COLLATE "C" NOT NULL REFERENCES rotation_campaigns (id),
+        device_id TEXT COLLATE "C" NOT NULL REFERENCES devices (id),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'offline', 'notified')),
+        dispatched_at TIMESTAMPTZ(3),
+        notified_at TIMESTAMPTZ(3),
+        PRIMARY KEY (campaign_id, device_id)
+      );
+      CREATE INDEX rotation_devices_state ON rotation_devices (campaign_id, state, device_id);
+      CREATE INDEX rotation_devices_device ON rotation_devices (device_id, state);
+      CREATE INDEX certificates_device_issued ON certificates (device_id, issued_at);
+    `,
+  },
 ];

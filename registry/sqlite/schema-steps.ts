@@ -218,4 +218,33 @@ export const steps: readonly SchemaStep[] = [
     // after expiry"); 0, the value every existing template gets, keeps expired certificates refused.
     sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
   },
+  {
+    name: '0008-rotation-campaigns',
+    // Rotation campaigns (README "Rotation campaigns"). A device's row says how far the scheduler got with it
+    // (pending, then offline until a broker delivered the command, then notified); whether it renewed or
+    // its renewal was refused is read from certificates and audit_log, whatever the transport.
+    sql: `
+      CREATE TABLE rotation_campaigns (
+        id TEXT PRIMARY KEY,
+        selector TEXT NOT NULL,
+        rate_per_second INTEGER NOT NULL CHECK (rate_per_second BETWEEN 1 AND 1000),
+        state TEXT NOT NULL CHECK (state IN ('running', 'paused', 'completed', 'closed')),
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        ended_at TEXT
+      ) STRICT;
+      CREATE TABLE rotation_devices (
+        campaign_id TEXT NOT NULL REFERENCES rotation_campaigns (id),
+        device_id TEXT NOT NULL REFERENCES devices (id),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'offline', 'notified')),
+        dispatched_at TEXT,
+        notified_at TEXT,
+        PRIMARY KEY (campaign_id, device_id)
+      ) STRICT;
+      CREATE INDEX rotation_devices_state ON rotation_devices (campaign_id, state, device_id);
+      CREATE INDEX rotation_devices_device ON rotation_devices (device_id, state);
+      CREATE INDEX certificates_device_issued ON certificates (device_id, issued_at);
+    `,
+  },
 ];

@@ -110,6 +110,25 @@ describe('c-libmosquitto firmware sample against a live gateway', () => {
     expect((await gw.gateway.dataDir.registry.listCertificates(serial)).filter((c) => c.status === 'active')).toHaveLength(1);
   });
 
+  it('renews when a rotation campaign asks, on the next boot after it was offline', async () => {
+    const rotated = 'SN-C-0003';
+    const state = join(dir.path, 'rotated-state');
+    const first = await run(binary, [...baseArgs, '--serial', rotated, '--state-dir', state, '--telemetry-count', '1', '--telemetry-interval-ms', '200']);
+    expect(first.code, first.stderr + first.stdout).toBe(0);
+    const started = await gw.api<{ id: string }>('POST', '/v1/rotations', { token: true, body: { select: 'ids', ids: [rotated], ratePerSecond: 10 } });
+    expect(started.status).toBe(201);
+    await expect.poll(async () => (await gw.api<{ progress: { offline: number } }>('GET', `/v1/rotations/${started.body.id}`, { token: true })).body.progress.offline).toBe(1);
+
+    const device = await run(binary, [...baseArgs, '--serial', rotated, '--state-dir', state, '--telemetry-count', '2', '--telemetry-interval-ms', '1000']);
+    expect(device.code, device.stderr + device.stdout).toBe(0);
+    expect(device.stdout + device.stderr).toContain(`rotate command: {"campaignId":"${started.body.id}"`);
+    expect(device.stdout + device.stderr).toContain('renewing (a rotation campaign asked)');
+    await expect
+      .poll(async () => (await gw.api<{ state: string; progress: unknown }>('GET', `/v1/rotations/${started.body.id}`, { token: true })).body, { timeout: 10_000 })
+      .toMatchObject({ state: 'completed', progress: { selected: 1, notified: 1, renewed: 1, failed: 0, offline: 0 } });
+    expect((await gw.gateway.dataDir.registry.listCertificates(rotated)).filter((c) => c.status === 'active')).toHaveLength(1);
+  });
+
   it('stops with CONNACK_5 when its claim was revoked, without retrying', async () => {
     const claim = await gw.issueClaim({ maxUses: 5 });
     writeFileSync(join(dir.path, 'revoked.crt'), claim.cert);

@@ -104,6 +104,29 @@ describe.skipIf(!hasPaho)('python-paho firmware sample against a live gateway', 
     expect((await gw.gateway.dataDir.registry.listCertificates(serial)).filter((c) => c.status === 'active')).toHaveLength(1);
   });
 
+  it('renews when a rotation campaign asks, on the next boot after it was offline', async () => {
+    const rotated = 'SN-PY-0003';
+    const state = join(dir.path, 'rotated-state');
+    const first = await runDevice([...baseArgs, '--serial', rotated, '--state-dir', state, '--telemetry-count', '1', '--telemetry-interval', '0.2']);
+    expect(first.code, first.stderr + first.stdout).toBe(0);
+    // The device is offline when the campaign starts: the command waits for its next session.
+    const started = await gw.api<{ id: string }>('POST', '/v1/rotations', { token: true, body: { select: 'ids', ids: [rotated], ratePerSecond: 10 } });
+    expect(started.status).toBe(201);
+    await expect.poll(async () => (await gw.api<{ progress: { offline: number } }>('GET', `/v1/rotations/${started.body.id}`, { token: true })).body.progress.offline).toBe(1);
+
+    const run = await runDevice([...baseArgs, '--serial', rotated, '--state-dir', state, '--telemetry-count', '2', '--telemetry-interval', '1']);
+    expect(run.code, run.stderr + run.stdout).toBe(0);
+    expect(run.stdout).toContain(`rotation campaign ${started.body.id}: renewing now`);
+    expect(run.stdout).toContain(`renewing (rotation campaign ${started.body.id})`);
+    await expect
+      .poll(async () => (await gw.api<{ state: string; progress: unknown }>('GET', `/v1/rotations/${started.body.id}`, { token: true })).body, { timeout: 10_000 })
+      .toMatchObject({ state: 'completed', progress: { selected: 1, notified: 1, renewed: 1, failed: 0, offline: 0 } });
+    const held = readFileSync(join(state, 'device.crt'), 'utf8');
+    const active = (await gw.gateway.dataDir.registry.listCertificates(rotated)).filter((c) => c.status === 'active');
+    expect(active).toHaveLength(1);
+    expect(held.startsWith(active[0]?.pem.trim() ?? '-')).toBe(true);
+  });
+
   it('stops with CONNACK_5 when its claim was revoked, without retrying', async () => {
     const claim = await gw.issueClaim({ maxUses: 5 });
     writeFileSync(join(dir.path, 'revoked.crt'), claim.cert);

@@ -130,4 +130,27 @@ describe('firmware-samples/shell', () => {
     expect(unreachable.code).not.toBe(0);
     expect(unreachable.stderr).toContain('could not reach the API');
   });
+
+  it('renews over HTTPS when a rotation campaign asks (connect.sh rotate, renew-https.sh), after being offline', async () => {
+    const serial = 'sh-rot-1';
+    const out = join(dir.path, serial);
+    expect((await script('enroll-https.sh', enrollArgs(serial, out))).code).toBe(0);
+    const before = readFileSync(join(out, 'device.crt'), 'utf8');
+    // Offline when the campaign starts: the command waits for the device's next subscription.
+    const started = await gw.api<{ id: string }>('POST', '/v1/rotations', { token: true, body: { select: 'ids', ids: [serial], ratePerSecond: 10 } });
+    expect(started.status).toBe(201);
+    const run = await script('connect.sh', [...connectArgs(serial, out), 'rotate', '--api', `https://localhost:${gw.apiPort}`, '--count', '1', '--timeout', '15']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain(`"campaignId":"${started.body.id}"`);
+    expect(run.stdout).toContain(`Renewed ${serial} over HTTPS`);
+    const held = readFileSync(join(out, 'device.crt'), 'utf8');
+    expect(held).not.toBe(before);
+    expect(statSync(join(out, 'device.key')).mode & 0o777).toBe(0o600);
+    await gw.waitForAudit({ deviceId: serial, action: 'device.renew', result: 'ok' }, (e) => (e.detail as { transport?: string }).transport === 'https');
+    const campaign = async () => (await gw.api<{ state: string; progress: { renewed: number } }>('GET', `/v1/rotations/${started.body.id}`, { token: true })).body;
+    await expect.poll(campaign, { timeout: 10_000 }).toMatchObject({ state: 'completed', progress: { renewed: 1 } });
+    // The new pair opens a session (and retires the old certificate).
+    const session = await gw.connect(serial, { cert: held, key: readFileSync(join(out, 'device.key'), 'utf8') });
+    session.end(true);
+  });
 });

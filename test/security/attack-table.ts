@@ -123,6 +123,7 @@ const est = 'provisioning/api/est-routes.ts';
 const build = 'provisioning/api/build-api.ts';
 const swaggerUi = '@fastify/swagger-ui (registered in provisioning/api/build-api.ts)';
 const consoleRoutes = 'provisioning/api/console-routes.ts';
+const rotations = 'provisioning/api/rotation-routes.ts';
 
 const pub = { kind: 'public' } as const;
 const roles = (list: readonly OperatorRoleName[]) => ({ kind: 'roles', roles: list }) as const;
@@ -179,6 +180,14 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'POST', url: '/v1/claims', path: '/v1/claims', module: admin, access: roles(['admin', 'station']) },
   { method: 'POST', url: '/v1/claims/:id/revoke', path: '/v1/claims/no-such-claim/revoke', module: admin, access: roles(['admin', 'operator', 'station']) },
   { method: 'POST', url: '/v1/claim-issuers', path: '/v1/claim-issuers', module: admin, access: roles(admins) },
+  // rotation campaigns
+  { method: 'POST', url: '/v1/rotations', path: '/v1/rotations', module: rotations, access: roles(actors) },
+  { method: 'GET', url: '/v1/rotations', path: '/v1/rotations', module: rotations, access: roles(readers) },
+  { method: 'GET', url: '/v1/rotations/:id', path: '/v1/rotations/no-such-campaign', module: rotations, access: roles(readers) },
+  { method: 'GET', url: '/v1/rotations/:id/devices', path: '/v1/rotations/no-such-campaign/devices', module: rotations, access: roles(readers) },
+  { method: 'POST', url: '/v1/rotations/:id/pause', path: '/v1/rotations/no-such-campaign/pause', module: rotations, access: roles(actors) },
+  { method: 'POST', url: '/v1/rotations/:id/resume', path: '/v1/rotations/no-such-campaign/resume', module: rotations, access: roles(actors) },
+  { method: 'POST', url: '/v1/rotations/:id/close', path: '/v1/rotations/no-such-campaign/close', module: rotations, access: roles(actors) },
   // operators
   { method: 'POST', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },
   { method: 'GET', url: '/v1/tokens', path: '/v1/tokens', module: security, access: roles(admins) },

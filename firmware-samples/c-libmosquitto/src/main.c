@@ -42,6 +42,7 @@ typedef struct {
   fg_session *session;
   char device_id[130];
   int force_renew;
+  char renew_reason[96]; /* why force_renew is set: --renew-now, or the rotation campaign that asked */
   long sent;
   int64_t next_telemetry_ms;
   int64_t started_ms;
@@ -257,8 +258,18 @@ static outcome do_enroll(device *d) {
 
 /* ---- CONNECT / RUN: the device session ------------------------------------------------------------- */
 
+/* A rotation campaign's command on $fleetgate/certs/{id}/rotate (README "Rotation campaigns"): renew now,
+ * as the schedule would. Its body names the campaign; a command without one still means "renew now". */
 static void on_command(const char *topic, const char *payload, size_t len, void *user) {
-  (void)user;
+  device *d = user;
+  char rotate[200];
+  snprintf(rotate, sizeof rotate, "$fleetgate/certs/%s/rotate", d->device_id);
+  if (strcmp(topic, rotate) == 0) {
+    say("rotate command: %.*s", (int)len, payload);
+    d->force_renew = 1;
+    snprintf(d->renew_reason, sizeof d->renew_reason, "a rotation campaign asked");
+    return;
+  }
   say("command %s: %.*s", topic, (int)len, payload);
 }
 
@@ -274,10 +285,12 @@ static outcome do_connect(device *d) {
   int connack;
   fg_status st = fg_session_connect(d->session, d->opt.timeout_ms, &connack);
   if (st != FG_OK) return connect_failure(d, st, connack, "as the device");
-  char filter[200];
+  char filter[200], rotate[200];
   snprintf(filter, sizeof filter, "devices/%s/commands/#", d->device_id);
-  const char *filters[] = {filter};
-  st = fg_session_subscribe(d->session, filters, 1, d->opt.timeout_ms);
+  /* On every session: a rotate command that waited while the device was offline arrives after this SUBACK. */
+  snprintf(rotate, sizeof rotate, "$fleetgate/certs/%s/rotate", d->device_id);
+  const char *filters[] = {filter, rotate};
+  st = fg_session_subscribe(d->session, filters, 2, d->opt.timeout_ms);
   if (st == FG_ERR_DENIED) return fail(d, OUT_FATAL, "ACL_SUBSCRIBE_DENIED", "the gateway refused %s", filter);
   if (st != FG_OK) return fail(d, OUT_RETRY, "", "subscribing to %s: %s", filter, fg_status_str(st));
 
@@ -337,7 +350,7 @@ static state run_step(device *d, outcome *out) {
 /* ---- RENEW: new key, CSR over the device session, staged commit ------------------------------------ */
 
 static outcome do_renew(device *d) {
-  say("renewing (%s)", d->force_renew ? "--renew-now" : "a third of the lifetime left");
+  say("renewing (%s)", d->force_renew ? d->renew_reason : "a third of the lifetime left");
   char *key = load_or_create_key("renew.key");
   char *csr = key ? fg_crypto_make_csr_pem(key, d->device_id) : NULL;
   char *quoted = csr ? fg_json_quote(csr) : NULL;
@@ -515,6 +528,7 @@ int main(int argc, char **argv) {
   }
   log_prefix = d.opt.serial;
   d.force_renew = d.opt.renew_now;
+  snprintf(d.renew_reason, sizeof d.renew_reason, "--renew-now");
   d.started_ms = fg_monotonic_ms();
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
