@@ -43,7 +43,6 @@ if (flags.serve !== undefined) {
   const results: { mode: Mode; serverCpuMs: number; clientCpuMs: number; wallMs: number }[] = [];
   try {
     const pki = await loadOrCreatePki({ dataDir: dir, clock: systemClock });
-    const serverPair = await ensureServerCertificate({ dataDir: dir, root: pki.root, hostnames: ['localhost'], clock: systemClock });
     const keys = await generateKeyPair();
     const claim = await issueCertificate({ issuer: pki.claimCa, publicKey: keys.publicKey, profile: { kind: 'claim', claimId: 'bench', notAfter: new Date(Date.now() + 86_400_000) }, clock: systemClock });
     const withCert = createSecureContext({ ca: pki.pem.root, cert: claim.pem + pki.pem.claimCa, key: await privateKeyToPem(keys.privateKey) });
