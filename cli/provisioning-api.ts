@@ -1,16 +1,21 @@
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
+import { type CaFact, type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
+import type { Registry } from '../registry/index.ts';
 import {
   type ApiApp,
   type ApiDeps,
   type ApiServerConfig,
   buildApi,
   createCertificateService,
+  createFleetChecks,
+  type FleetChecks,
   createPrometheusMetrics,
   createRateLimiter,
   createRevocationStatus,
   pkiDir,
+  registerFleetCheckGauges,
   startApiServer,
   tokenAuth,
 } from '../provisioning/index.ts';
@@ -47,6 +52,12 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
     chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
+  // The gauges are registered once per process; they read the checks of the API started last.
+  let checks: FleetChecks | undefined;
+  registerFleetCheckGauges(prometheus.registry, { run: (options) => (checks ?? checksFor({ list: async () => [] })).run(options) }, (error) => log.warn({ err: error }, 'fleet health checks failed'));
+  function checksFor(sessions: SessionDirectory): FleetChecks {
+    return createFleetChecks({ registry, sessions, clock, listCas: () => processCas(pki.pem, registry) });
+  }
   const apiArguments = (sessions: SessionDirectory, trust: TrustStore): [ApiServerConfig, ApiDeps] => [
     {
       host: config.host,
@@ -70,6 +81,7 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       sessions,
       pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
       trust,
+      checks: (checks = checksFor(sessions)),
     },
   ];
   // The process's trust store, or one of the API's own (followed until the API closes).
@@ -90,6 +102,19 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       return app;
     },
   };
+}
+
+/**
+ * The CAs the fleet health checks watch, until the registry holds a table of CAs with their rotation
+ * states: this process's root, device and claim CAs (all active) and the registered manufacturer CAs.
+ */
+export async function processCas(pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string }, registry: Registry): Promise<CaFact[]> {
+  const fact = (id: string, role: CaFact['role'], certificatePem: string): CaFact => {
+    const certificate = new X509Certificate(certificatePem);
+    return { id, role, state: 'active', subject: certificate.subject.replace(/\n/g, ', '), notAfter: new Date(certificate.validTo) };
+  };
+  const issuers = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [fact(claim.id, 'manufacturer', claim.issuerPem)] : []));
+  return [fact('root', 'root', pem.root), fact('device', 'device', pem.deviceCa), fact('claim', 'claim', pem.claimCa), ...issuers];
 }
 
 export function formatHost(host: string): string {

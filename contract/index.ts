@@ -10,3 +10,4 @@ export * from './fleet.ts';
 export * from './admin.ts';
 export * from './security.ts';
 export * from './enrollment.ts';
+export * from './checks.ts';

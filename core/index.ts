@@ -28,3 +28,4 @@ export * from './audit-sampler.ts';
 export * from './operator-roles.ts';
 export * from './trust-store.ts';
 export * from './registry-rules.ts';
+export * from './fleet-checks.ts';

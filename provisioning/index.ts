@@ -9,3 +9,5 @@ export * from './api/operator-auth.ts';
 export * from './revocation-status.ts';
 export * from './register-claim-issuer.ts';
 export * from './prometheus-metrics.ts';
+export * from './fleet-check-collector.ts';
+export * from './fleet-check-metrics.ts';
