@@ -8,6 +8,7 @@ import { operatorClient, type OperatorOptions, withOperatorOptions } from './ope
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
+import { registerCheckCommand } from './check-command.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
 // The servers' modules (broker, provisioning, registry drivers) load only for the command that runs them:
@@ -139,6 +140,7 @@ withOperatorOptions(
 registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
+registerCheckCommand(program);
 registerTokenCommands(program);
 registerSimCommand(program);
 registerConfigCommand(program);
