@@ -4,6 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, can, get, setToken, whenSignedOut, type Whoami } from './api.ts';
 import { ErrorBox } from './format.ts';
 import { AuditFeedPage } from './pages/audit-feed.ts';
+import { ChecksPage } from './pages/checks.ts';
 import { ClaimsPage } from './pages/claims.ts';
 import { DeviceDetailPage } from './pages/device-detail.ts';
 import { DevicesPage } from './pages/devices.ts';
@@ -61,6 +62,8 @@ function Page({ route, who }: { route: string; who: Whoami }) {
       return html`<${ClaimsPage} role=${who.role} />`;
     case '/audit':
       return html`<${AuditFeedPage} />`;
+    case '/checks':
+      return html`<${ChecksPage} />`;
     default:
       return html`<${OverviewPage} />`;
   }
@@ -92,7 +95,7 @@ function App() {
       <span class="brand">fleetgate</span>
       <nav>
         ${can.readFleet(who.role) ? [link('#/', 'Overview'), link('#/devices', 'Devices')] : null} ${link('#/claims', 'Claims & templates')}
-        ${can.readFleet(who.role) ? link('#/audit', 'Audit feed') : null}
+        ${can.readFleet(who.role) ? [link('#/audit', 'Audit feed'), link('#/checks', 'Health checks')] : null}
       </nav>
       <span class="who" data-test="who">${who.name} · <strong>${who.role}</strong></span>
       <button type="button" class="small" onClick=${signOut}>Sign out</button>
