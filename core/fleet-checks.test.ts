@@ -18,10 +18,6 @@ const healthy: FleetFacts = {
   renewalOverdue: [],
   inactiveSessions: [],
   takeovers: [],
-  liveSessions: [
-    { clientId: 'a', certificateSerial: '01', connectedAt: at(-10_000) },
-    { clientId: 'b', certificateSerial: '02', connectedAt: at(-5_000) },
-  ],
   claims: [{ id: 'batch-1', kind: 'claim-certificate', allowlisted: false, template: 'default', maxUses: 100, uses: 3, expiresAt: at(30 * day), status: 'active' }],
   policies: [
     { name: 'default', document: defaultDevicePolicy, templates: ['default'], overrides: 0 },
@@ -159,14 +155,6 @@ describe('fleet health checks (core rules)', () => {
     const broken = check({ ...healthy, lastAuditVerification: { at: at(-60_000), ok: false, firstBrokenId: 42 } }, 'audit-chain-verification');
     expect(broken).toMatchObject({ status: 'fail', findings: [{ detail: expect.stringContaining('entry 42') }] });
     expect(check({ ...healthy, lastAuditVerification: undefined }, 'audit-chain-verification').findings[0]?.detail).toBe('never verified');
-  });
-
-  it('find a cloned credential in two live sessions holding one certificate', () => {
-    const liveSessions = [
-      { clientId: 'a', certificateSerial: '01', connectedAt: at(-10_000) },
-      { clientId: 'a', certificateSerial: '01', connectedAt: at(-2_000) },
-    ];
-    expect(check({ ...healthy, liveSessions }, 'cloned-credential')).toMatchObject({ status: 'fail', count: 1 });
   });
 
   it('list at most maxFindings findings but count them all', () => {

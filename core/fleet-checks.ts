@@ -117,13 +117,6 @@ export interface TakeoverFact {
   readonly previous: { readonly certificateSerial: string; readonly connectedAt: Date; readonly remoteAddress?: string };
 }
 
-/** Live device sessions, for two at once holding one certificate (a cluster with both halves still listed). */
-export interface LiveSessionFact {
-  readonly clientId: string;
-  readonly certificateSerial: string;
-  readonly connectedAt: Date;
-}
-
 export interface ClaimFact {
   readonly id: string;
   /** A claim certificate we issued, or a manufacturer CA whose birth certificates act as claims. */
@@ -158,7 +151,6 @@ export interface FleetFacts {
   readonly renewalOverdue: readonly CertificateGroupFact[];
   readonly inactiveSessions: readonly InactiveSessionFact[];
   readonly takeovers: readonly TakeoverFact[];
-  readonly liveSessions: readonly LiveSessionFact[];
   readonly claims: readonly ClaimFact[];
   readonly policies: readonly PolicyUseFact[];
   /** The newest `audit.verify` entry, whatever its age; undefined if the chain was never verified. */
@@ -264,15 +256,6 @@ function clonedCredential(facts: FleetFacts, settings: FleetCheckSettings): Flee
     if (gap < 0 || gap > windowMs) continue;
     const remotes = [t.previous.remoteAddress, t.remoteAddress].filter((r) => r !== undefined).join(' and ');
     clones.set(t.certificateSerial, { clientId: t.clientId, detail: `connected twice ${Math.round(gap / 1000)} s apart${remotes ? ` from ${remotes}` : ''} at ${t.at.toISOString()}` });
-  }
-  // Two live sessions holding one certificate (a cluster lists each broker's; one id on two brokers is a takeover in flight).
-  const bySerial = new Map<string, LiveSessionFact[]>();
-  for (const s of facts.liveSessions) bySerial.set(s.certificateSerial, [...(bySerial.get(s.certificateSerial) ?? []), s]);
-  for (const [serial, sessions] of bySerial) {
-    if (sessions.length < 2 || clones.has(serial)) continue;
-    const times = sessions.map((s) => s.connectedAt.getTime());
-    if (Math.max(...times) - Math.min(...times) > windowMs) continue;
-    clones.set(serial, { clientId: sessions[0]?.clientId ?? '?', detail: `${sessions.length} live sessions hold it at once` });
   }
   return result('cloned-credential', `One certificate used by two sessions within ${settings.clonedWindowSeconds} s`, 'critical', settings, {
     count: clones.size,

@@ -74,7 +74,6 @@ export async function collectFleetFacts(deps: FleetCheckDeps): Promise<FleetFact
       return status === undefined ? [] : [{ deviceId: s.clientId, status, certificateSerial: s.certificateSerial, ...(s.broker === undefined ? {} : { broker: s.broker }) }];
     }),
     takeovers: takeoverEntries.flatMap(takeoverOf),
-    liveSessions: devices.map((s) => ({ clientId: s.clientId, certificateSerial: s.certificateSerial, connectedAt: s.connectedAt })),
     claims: claims.map((c) => ({
       id: c.id,
       kind: c.issuerPem ? ('manufacturer-ca' as const) : ('claim-certificate' as const),

@@ -164,7 +164,7 @@ describe('fleet health checks on a running gateway', () => {
     const { pem } = gw.gateway.dataDir.pki;
     const fresh = await processCas(pem, registry());
     expect(fresh.map((ca) => ca.role)).toEqual(['root', 'device', 'claim']);
-    const facts = { now: new Date(), expiringCertificates: [], renewalOverdue: [], inactiveSessions: [], takeovers: [], liveSessions: [], claims: [], policies: [], lastAuditVerification: undefined };
+    const facts = { now: new Date(), expiringCertificates: [], renewalOverdue: [], inactiveSessions: [], takeovers: [], claims: [], policies: [], lastAuditVerification: undefined };
     expect(evaluateFleetChecks({ ...facts, cas: fresh }, undefined, ['ca-expiry'])[0]?.status).toBe('pass');
     const old = await createRootCa({ commonName: 'Ageing root', clock: fixedClock(new Date(Date.now() - (20 * 365 - 20) * 86_400_000)) });
     const ageing = await processCas({ ...pem, root: old.certificate.toString('pem') }, registry());

@@ -70,7 +70,7 @@ describe('console: fleet health checks', () => {
           await page.getByRole('button', { name: 'Refresh' }).click();
           return policyRow.locator('.badge').textContent();
         },
-        { timeout: 20_000, intervals: [1_000] },
+        { timeout: 20_000, interval: 1_000 },
       )
       .toBe('pass');
     expect(await policyRow.locator('.next-step').count()).toBe(0);
