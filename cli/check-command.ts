@@ -12,12 +12,11 @@ export function checkReportText(report: CheckReport): string {
   for (const item of report.items) {
     lines.push(`${mark[item.status]}  ${item.id.padEnd(27)} ${item.title}${item.count > 0 ? ` (${item.count})` : ''}`);
     for (const finding of item.findings) lines.push(`        - ${finding.subject}: ${finding.detail}`);
-    if (item.count > item.findings.length && item.findings.length > 0) lines.push(`        … and more (${item.count} in all)`);
     if (item.nextStep !== null) lines.push(`        next: ${item.nextStep}`);
   }
   const failed = report.items.filter((i) => i.status === 'fail').length;
   const warned = report.items.filter((i) => i.status === 'warn').length;
-  lines.push('', `${report.items.length} checks: ${failed} failed, ${warned} warnings.${failed > 0 ? ' Exit status 1.' : ''}`);
+  lines.push('', `${report.items.length} checks: ${failed} failed, ${warned} ${warned === 1 ? 'warning' : 'warnings'}.${failed > 0 ? ' Exit status 1.' : ''}`);
   return lines.join('\n');
 }
 

@@ -15,7 +15,6 @@ function CheckRow({ check }: { check: CheckResult }) {
       ${check.findings.length > 0
         ? html`<ul class="findings">
             ${check.findings.map((f) => html`<li><strong>${f.subject}</strong>: ${f.detail}</li>`)}
-            ${check.count > check.findings.length ? html`<li class="muted">… ${check.count - check.findings.length} more</li>` : null}
           </ul>`
         : null}
       ${check.nextStep ? html`<p class="next-step"><strong>Next:</strong> ${check.nextStep}</p>` : null}
