@@ -36,7 +36,7 @@ export async function createBenchCredentials(options: { dataDir: string; count: 
   }
   const dataDir = await openDataDir({ path: options.dataDir, hostnames: ['localhost'] });
   try {
-    const deps = { registry: dataDir.registry, deviceCa: dataDir.pki.deviceCa, clock: systemClock };
+    const deps = { registry: dataDir.registry, authorities: dataDir.authorities, clock: systemClock };
     const chain = dataDir.pki.pem.deviceCa;
     const make = async (id: string, kind: 'device' | 'service'): Promise<BenchIdentity> => {
       const keys = await generateKeyPair();

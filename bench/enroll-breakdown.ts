@@ -14,7 +14,7 @@ import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { X509Certificate } from 'node:crypto';
 import { checkCsr, type CheckedCsr, createCsr, credentialOf, generateKeyPair, issueCertificate, systemClock, trustedIssuers } from '../core/index.ts';
-import { createCertificateService, createClaim, createRateLimiter, loadOrCreatePki } from '../provisioning/index.ts';
+import { createCertificateService, createClaim, createRateLimiter, ensureServerCertificate, initialKeyFiles, loadOrCreatePki, openCertificateAuthorities } from '../provisioning/index.ts';
 import { openSqliteRegistry, seedDefaults } from '../registry/index.ts';
 import { sampleCpu } from './process-cpu.ts';
 
@@ -54,10 +54,12 @@ async function stage(name: string, count: number, operation: (index: number) => 
 }
 
 try {
-  const pki = await loadOrCreatePki({ dataDir: dir, hostnames: ['localhost'], clock: systemClock });
+  const pki = await loadOrCreatePki({ dataDir: dir, clock: systemClock });
+  const serverPair = await ensureServerCertificate({ dataDir: dir, root: pki.root, hostnames: ['localhost'], clock: systemClock });
   const registry = await openSqliteRegistry({ path: join(dir, 'fleetgate.db'), clock: systemClock });
   await seedDefaults(registry);
-  const claim = await createClaim({ registry, claimCa: pki.claimCa, rootPem: pki.pem.root, clock: systemClock }, { template: 'default', actor: 'bench' });
+  const authorities = await openCertificateAuthorities({ registry, pkiDir: join(dir, 'pki'), initial: pki, initialKeyFiles, clock: systemClock, renewServerCertificate: async () => {} });
+  const claim = await createClaim({ registry, authorities, clock: systemClock }, { template: 'default', actor: 'bench' });
   const template = await registry.getTemplate('default');
   if (template === undefined) throw new Error('no default template');
 
@@ -97,10 +99,9 @@ try {
 
   const service = createCertificateService({
     registry,
-    deviceCa: pki.deviceCa,
+    authorities,
     clock: systemClock,
     revocation: { crl: 'https://localhost:8443/v1/pki/crl', ocsp: 'https://localhost:8443/v1/pki/ocsp' },
-    chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: 1e9, burst: 1e9 }),
   });
   const claimSerial = claim.claim.certificateSerial;
@@ -111,13 +112,13 @@ try {
   });
 
   // What the broker does on every TLS connection to learn who the peer is.
-  const server = createServer({ cert: pki.server.cert, key: pki.server.key, ca: [...pki.caBundle], requestCert: true, rejectUnauthorized: false });
+  const server = createServer({ cert: serverPair.cert, key: serverPair.key, ca: [...pki.caBundle], requestCert: true, rejectUnauthorized: false });
   const accepted = new Promise<TLSSocket>((resolve) => server.once('secureConnection', resolve));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ca: pki.pem.root, cert: claim.certificate, key: claim.privateKey });
   const socket = await accepted;
   await stage('TLSSocket.getPeerCertificate(true): chain as JS objects (broker, every connection)', n, () => socket.getPeerCertificate(true));
-  const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: pki.pem.deviceCa, claim: [pki.pem.claimCa], manufacturer: [] });
+  const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: [pki.pem.deviceCa], claim: [pki.pem.claimCa], manufacturer: [] });
   await stage('credentialOf(socket): who the peer is (issuer found by signature among the known CAs)', n, () => credentialOf(socket, issuers));
   client.destroy();
   server.close();

@@ -57,7 +57,7 @@ interface FloodIdentities {
 /** Devices and services registered on the data directory, which is then closed and handed to the brokers. */
 async function prepareIdentities(dataDir: string, devices: string[], services: string[]): Promise<FloodIdentities> {
   const opened = await openDataDir({ path: dataDir, hostnames: ['localhost'] });
-  const deps = { registry: opened.registry, deviceCa: opened.pki.deviceCa, clock: systemClock };
+  const deps = { registry: opened.registry, authorities: opened.authorities, clock: systemClock };
   const credentials: Record<string, Credential> = {};
   for (const [id, kind] of [...devices.map((id) => [id, 'device'] as const), ...services.map((id) => [id, 'service'] as const)]) {
     const keys = await generateKeyPair();

@@ -107,7 +107,7 @@ try {
     const id = `mem-${i + 1}`;
     // A key per device: the registry refuses a public key bound to another identity.
     const keys = await generateKeyPair();
-    const record = await registerDevice({ registry: opened.registry, deviceCa: opened.pki.deviceCa, clock: systemClock }, { id, csr: await createCsr(keys, id), actor: 'bench' });
+    const record = await registerDevice({ registry: opened.registry, authorities: opened.authorities, clock: systemClock }, { id, csr: await createCsr(keys, id), actor: 'bench' });
     devices.push({ id, key: await privateKeyToPem(keys.privateKey), cert: record.pem + opened.pki.pem.deviceCa });
   }
   await opened.registry.close();

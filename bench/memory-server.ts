@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { resolveServeConfig } from '../cli/config.ts';
 import { startGateway } from '../cli/serve.ts';
 import { listenerSecureContext, systemClock } from '../core/index.ts';
-import { loadOrCreatePki } from '../provisioning/index.ts';
+import { ensureServerCertificate, loadOrCreatePki } from '../provisioning/index.ts';
 
 /**
  * The server side of bench/memory-per-connection.ts, one of three layers, in a child process that answers
@@ -26,9 +26,10 @@ if (mode === undefined || dataDirArgument === undefined || process.send === unde
 const dataDir: string = dataDirArgument;
 
 async function bareServer(handle: (socket: TLSSocket) => void): Promise<number> {
-  const pki = await loadOrCreatePki({ dataDir, hostnames: ['localhost'], clock: systemClock });
+  const pki = await loadOrCreatePki({ dataDir, clock: systemClock });
+  const serverPair = await ensureServerCertificate({ dataDir, root: pki.root, hostnames: ['localhost'], clock: systemClock });
   const server = createServer(
-    { ...listenerSecureContext({ cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle }), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000, noDelay: true },
+    { ...listenerSecureContext({ cert: serverPair.cert, key: serverPair.key, ca: pki.caBundle }), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000, noDelay: true },
     handle,
   );
   server.maxConnections = 100_000;

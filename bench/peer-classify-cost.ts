@@ -18,7 +18,7 @@ import type { BenchCredentials } from './device-credentials.ts';
 const { values } = parseArgs({ options: { data: { type: 'string', default: '/tmp/fleetgate-profile-data' }, connections: { type: 'string', default: '2000' }, resume: { type: 'boolean', default: false } } });
 const credentials = JSON.parse(readFileSync(join(values.data, 'bench-credentials.json'), 'utf8')) as BenchCredentials;
 const pki = join(values.data, 'pki');
-const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: readFileSync(join(pki, 'device-ca.crt'), 'utf8'), claim: [readFileSync(join(pki, 'claim-ca.crt'), 'utf8')], manufacturer: [] });
+const issuers = trustedIssuers((pem) => new X509Certificate(pem), { device: [readFileSync(join(pki, 'device-ca.crt'), 'utf8')], claim: [readFileSync(join(pki, 'claim-ca.crt'), 'utf8')], manufacturer: [] });
 const classifier = createPeerClassifier({ parse: (der) => new X509Certificate(der) });
 
 // Thread CPU in µs (process.threadCpuUsage is Node 23.9+; the process figure is the same here, one busy thread).

@@ -8,7 +8,7 @@ import { measureConnectRate, measureLatency, measureThroughput, type Target } fr
 import { cpuBetween, sampleCpu } from './process-cpu.ts';
 import { summarizeCpuProfile } from './profile-summary.ts';
 import { systemClock } from '../core/index.ts';
-import { loadOrCreatePki } from '../provisioning/index.ts';
+import { ensureServerCertificate, loadOrCreatePki } from '../provisioning/index.ts';
 
 /**
  * Broker CPU per operation of one `fleetgate serve`, for comparing builds of the gateway (issue 16):
@@ -52,11 +52,12 @@ if (profileDir !== undefined) {
 const profileFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
 let minimalArgv: string[] = [];
 if (values.minimal) {
-  const pki = await loadOrCreatePki({ dataDir: values.data, hostnames: ['localhost'], clock: systemClock });
+  const pki = await loadOrCreatePki({ dataDir: values.data, clock: systemClock });
+  const serverPair = await ensureServerCertificate({ dataDir: values.data, root: pki.root, hostnames: ['localhost'], clock: systemClock });
   const files = { ca: join(values.data, 'minimal-ca.pem'), cert: join(values.data, 'minimal-cert.pem'), key: join(values.data, 'minimal-key.pem') };
   writeFileSync(files.ca, pki.caBundle.join('\n'));
-  writeFileSync(files.cert, pki.server.cert);
-  writeFileSync(files.key, pki.server.key, { mode: 0o600 });
+  writeFileSync(files.cert, serverPair.cert);
+  writeFileSync(files.key, serverPair.key, { mode: 0o600 });
   const port = 20000 + (process.pid % 20000);
   minimalArgv = [...profileFlags, '--import', 'tsx', join(import.meta.dirname, 'minimal-aedes-broker.ts'), String(port), files.ca, files.cert, files.key, credentials.service.id];
 }

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { connect, createSecureContext, createServer } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../core/index.ts';
-import { loadOrCreatePki } from '../provisioning/index.ts';
+import { ensureServerCertificate, loadOrCreatePki } from '../provisioning/index.ts';
 import { sampleCpu } from './process-cpu.ts';
 
 type Mode = 'no-client-cert' | 'client-cert' | 'client-cert+getPeerCertificate';
@@ -26,9 +26,10 @@ const { values: flags } = parseArgs({ options: { n: { type: 'string', default: '
 if (flags.serve !== undefined) {
   // Child: the server.
   const mode = flags.serve as Mode;
-  const pki = await loadOrCreatePki({ dataDir: flags['data-dir'] ?? '', hostnames: ['localhost'], clock: systemClock });
+  const pki = await loadOrCreatePki({ dataDir: flags['data-dir'] ?? '', clock: systemClock });
+  const serverPair = await ensureServerCertificate({ dataDir: flags['data-dir'] ?? '', root: pki.root, hostnames: ['localhost'], clock: systemClock });
   const server = createServer(
-    { cert: pki.server.cert, key: pki.server.key, ca: [...pki.caBundle], requestCert: mode !== 'no-client-cert', rejectUnauthorized: false, minVersion: 'TLSv1.2' },
+    { cert: serverPair.cert, key: serverPair.key, ca: [...pki.caBundle], requestCert: mode !== 'no-client-cert', rejectUnauthorized: false, minVersion: 'TLSv1.2' },
     (socket) => {
       if (mode === 'client-cert+getPeerCertificate') socket.getPeerCertificate(true);
       socket.on('error', () => {});
@@ -41,7 +42,8 @@ if (flags.serve !== undefined) {
   const dir = mkdtempSync(join(tmpdir(), 'fleetgate-tls-'));
   const results: { mode: Mode; serverCpuMs: number; clientCpuMs: number; wallMs: number }[] = [];
   try {
-    const pki = await loadOrCreatePki({ dataDir: dir, hostnames: ['localhost'], clock: systemClock });
+    const pki = await loadOrCreatePki({ dataDir: dir, clock: systemClock });
+    const serverPair = await ensureServerCertificate({ dataDir: dir, root: pki.root, hostnames: ['localhost'], clock: systemClock });
     const keys = await generateKeyPair();
     const claim = await issueCertificate({ issuer: pki.claimCa, publicKey: keys.publicKey, profile: { kind: 'claim', claimId: 'bench', notAfter: new Date(Date.now() + 86_400_000) }, clock: systemClock });
     const withCert = createSecureContext({ ca: pki.pem.root, cert: claim.pem + pki.pem.claimCa, key: await privateKeyToPem(keys.privateKey) });

@@ -1,4 +1,5 @@
 import { Aedes, type Client } from 'aedes';
+import { publishTrustBundle } from './trust-bundle.ts';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, type EventBus, type GatewayMetrics, noMetrics, type SessionSummary, type TrustStore } from '../core/index.ts';
@@ -25,7 +26,6 @@ export interface GatewayBrokerConfig {
   /** 0 picks a free port; read the real one from `GatewayBroker.port`. */
   readonly port: number;
   /** The server certificate and key, and every CA certificate a client chain may need (root + issuers). */
-  readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
   /** Largest MQTT packet accepted, header included. */
   readonly maxPacketBytes: number;
   /** A connection that has not sent CONNECT by then is closed. */
@@ -81,7 +81,7 @@ export interface GatewayCore {
  * connection and aedes, and the live updates of open sessions (broker/live-session-updates.ts).
  * `connections` are the listener's budgets (broker/mqtt-listener.ts), which also own the CONNECT rate.
  */
-export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host' | 'port' | 'tls'>, deps: GatewayBrokerDeps & { readonly connections: ConnectionAdmission }): Promise<GatewayCore> {
+export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host' | 'port'>, deps: GatewayBrokerDeps & { readonly connections: ConnectionAdmission }): Promise<GatewayCore> {
   assertPinnedVersions();
   const { registry, clock, log, cluster, trust } = deps;
   const metrics = deps.metrics ?? noMetrics;
@@ -131,6 +131,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
   const live = createLiveSessions({ aedes, table, registry, clock, log, metrics, wills, flow, hooks });
 
   const unsubscribe = deps.events.subscribe((event) => live.apply(event));
+  const unpublishTrust = publishTrustBundle(aedes, trust, log);
   cluster?.onRecovered(() => {
     // A manufacturer CA registered or revoked meanwhile was missed too (trust.changed is pub/sub as well).
     trust.reload().catch((error: unknown) => log.error({ err: error }, 'could not reload claim issuers after the outage'));
@@ -168,6 +169,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
     sessions: () => live.sessions(),
     async close() {
       unsubscribe();
+      unpublishTrust();
       flow.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
@@ -178,7 +180,7 @@ export async function createGatewayCore(config: Omit<GatewayBrokerConfig, 'host'
 export async function startGatewayBroker(config: GatewayBrokerConfig, deps: GatewayBrokerDeps): Promise<GatewayBroker> {
   assertPinnedVersions(); // before the listener is opened (cli/broker-node.ts checks before joining a cluster; createGatewayCore checks too, for its other callers)
   const listener = createMqttListener(
-    { tls: config.tls, connectTimeoutMs: config.connectTimeoutMs, budgets: config.flow ?? defaultFlowControl },
+    { connectTimeoutMs: config.connectTimeoutMs, budgets: config.flow ?? defaultFlowControl },
     {
       trust: deps.trust,
       metrics: deps.metrics ?? noMetrics,

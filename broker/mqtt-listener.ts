@@ -3,13 +3,12 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { createPeerClassifier, type GatewayMetrics, listenerSecureContext, type TrustSource } from '../core/index.ts';
+import { createPeerClassifier, type GatewayMetrics, snapshotSecureContext, type TrustSource } from '../core/index.ts';
 import { type ConnectionAdmission, type ConnectionAdmissionOptions, createConnectionAdmission } from './connection-admission.ts';
 import type { VerifiedPeer } from './session-table.ts';
 
 export interface MqttListenerConfig {
   /** The server certificate and key, and every CA certificate a client chain may need (root + issuers). */
-  readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
   /** From the TCP connection to an admitted session; also the TLS handshake timeout. */
   readonly connectTimeoutMs: number;
   /** Connection and handshake budgets (broker/connection-admission.ts). */
@@ -47,11 +46,10 @@ export function createMqttListener(config: MqttListenerConfig, deps: MqttListene
   // Reconnecting devices are recognised by fingerprint instead of classified anew (core/peer-classifier.ts);
   // a new trust snapshot comes with new issuers, which empty it.
   const peers = createPeerClassifier({ parse: (der) => new X509Certificate(der) });
-  const secureContextOptions = () => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...trust.current().anchors.manufacturer] });
 
   const server: Server = createServer(
     {
-      ...secureContextOptions(),
+      ...snapshotSecureContext(trust.current()),
       requestCert: true,
       // Verify, but let the handshake finish: refusals are sent as CONNACK so devices can see them.
       rejectUnauthorized: false,
@@ -73,8 +71,8 @@ export function createMqttListener(config: MqttListenerConfig, deps: MqttListene
   });
   // New handshakes use the new CA list at once; established sessions are not affected.
   const unfollowTrust = trust.subscribe((snapshot) => {
-    server.setSecureContext(secureContextOptions());
-    log.info({ manufacturerCas: snapshot.anchors.manufacturer.length }, 'claim issuers reloaded');
+    server.setSecureContext(snapshotSecureContext(snapshot));
+    log.info({ version: snapshot.version, manufacturerCas: snapshot.anchors.manufacturer.length }, 'trusted CAs reloaded');
   });
 
   let closed: Promise<unknown> | undefined;

@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import { assertPinnedVersions, type BrokerCluster, joinRedisCluster, startGatewayBroker, type GatewayBroker } from '../broker/index.ts';
 import type { CertificateRequestHandler, Clock, EventBus, GatewayMetrics, TrustStore } from '../core/index.ts';
 import type { Registry } from '../registry/index.ts';
-import type { BrokerPki } from '../provisioning/index.ts';
 import type { ServeConfig } from './config.ts';
 
 export interface BrokerNodeDeps {
@@ -11,7 +10,6 @@ export interface BrokerNodeDeps {
   readonly events: EventBus;
   /** The event bus's Redis subscriber (cluster mode), watched with the broker's own Redis connections. */
   readonly eventSubscriber: Redis | undefined;
-  readonly pki: BrokerPki;
   /** The process's trust store (cli/trust-wiring.ts), shared with its API if it has one. */
   readonly trust: TrustStore;
   readonly certificateRequests: CertificateRequestHandler;
@@ -39,7 +37,6 @@ export async function startBrokerNode(config: ServeConfig, deps: BrokerNodeDeps)
     {
       host: config.host,
       port: config.mqttPort,
-      tls: { cert: deps.pki.server.cert, key: deps.pki.server.key, ca: deps.pki.caBundle },
       maxPacketBytes: config.maxPacketBytes,
       connectTimeoutMs: config.connectTimeoutMs,
       flow: config.flow,

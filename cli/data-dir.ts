@@ -1,14 +1,26 @@
 import type { Logger } from 'pino';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Clock, systemClock } from '../core/index.ts';
-import { loadOrCreateAdminToken, loadOrCreatePki, type Pki, pkiDir } from '../provisioning/index.ts';
+import { activeCa, type Clock, systemClock } from '../core/index.ts';
+import {
+  type CertificateAuthorities,
+  ensureServerCertificate,
+  initialKeyFiles,
+  loadOrCreateAdminToken,
+  loadOrCreatePki,
+  openCertificateAuthorities,
+  type Pki,
+  pkiDir,
+} from '../provisioning/index.ts';
 import { openRegistry, type Registry, seedDefaults } from '../registry/index.ts';
 import { ConfigError } from './config.ts';
 
 export interface DataDir {
   readonly path: string;
+  /** The first CAs, as `fleetgate init` wrote them. */
   readonly pki: Pki;
+  /** Every CA of the installation with its key, as rotations left them: what issues, and what is trusted. */
+  readonly authorities: CertificateAuthorities;
   readonly registry: Registry;
   readonly adminToken: string;
   /** What this call created, for the first-start message. */
@@ -30,7 +42,7 @@ export async function openDataDir(options: {
   const clock = options.clock ?? systemClock;
   await refuseForeignRegistry(options.path, options.databaseUrl, clock);
   mkdirSync(options.path, { recursive: true, mode: 0o700 });
-  const pki = await loadOrCreatePki({ dataDir: options.path, hostnames: options.hostnames ?? [], clock });
+  const pki = await loadOrCreatePki({ dataDir: options.path, clock });
   const token = loadOrCreateAdminToken(options.path);
   const registry = await openConfiguredRegistry({
     dataDir: options.path,
@@ -39,8 +51,19 @@ export async function openDataDir(options: {
     ...(options.onRegistryError === undefined ? {} : { onError: options.onRegistryError }),
   });
   await seedDefaults(registry);
+  const hostnames = options.hostnames ?? [];
+  const server = (root: Pki['root']) => ensureServerCertificate({ dataDir: options.path, root, hostnames, clock });
+  const authorities = await openCertificateAuthorities({
+    registry,
+    pkiDir: pkiDir(options.path),
+    initial: pki,
+    initialKeyFiles,
+    clock,
+    renewServerCertificate: async (root) => void (await server(root)),
+  });
+  await server(await authorities.credential(activeCa(authorities.list(), 'root').id));
   const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
-  return { path: options.path, pki, registry, adminToken: token.token, created };
+  return { path: options.path, pki, authorities, registry, adminToken: token.token, created };
 }
 
 /**

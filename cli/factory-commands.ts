@@ -111,8 +111,8 @@ export function registerFactoryCommands(program: Command): void {
     const templates = await callApi<TemplatePage>(operatorClient(options), 'GET', `/v1/templates${pageQuery(options)}`);
     emit(Boolean(options.json), templates, () =>
       formatTable(
-        ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'KEY TYPES', 'LIMITS'],
-        templates.items.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.keyTypes.join(', '), limitText(t.limits)]),
+        ['NAME', 'POLICY', 'VALIDITY', 'ALLOW-LIST', 'RE-ENROLL', 'RENEW EXPIRED', 'KEY TYPES', 'LIMITS'],
+        templates.items.map((t) => [t.name, t.policy, `${t.validityDays}d`, t.requireAllowlist ? 'required' : 'no', t.allowReenroll ? 'allowed' : 'no', t.renewAfterExpiryDays > 0 ? `${t.renewAfterExpiryDays}d` : 'no', t.keyTypes.join(', '), limitText(t.limits)]),
       ) + moreHint(templates.next, 'fleetgate template list'),
     );
   });
@@ -128,11 +128,12 @@ export function registerFactoryCommands(program: Command): void {
       .option('--no-require-allowlist', 'any serial may enroll')
       .option('--allow-reenroll', 'a known serial may enroll again with a new key (factory reset)')
       .option('--no-allow-reenroll', 'a known serial with a new key is refused as a possible clone')
+      .option('--renew-after-expiry-days <n>', 'days after expiry during which a certificate may still renew once over HTTPS or EST (0: never)')
       .option('--publish-rate <n>', 'PUBLISH packets per second a device may send ("default": the gateway default)')
       .option('--publish-bytes-rate <n>', 'payload bytes per second a device may publish ("default": the gateway default)')
       .option('--queue-messages <n>', 'messages queued towards one subscriber before QoS 0 is dropped ("default": the gateway default)')
       .option('--queue-bytes <n>', 'bytes queued towards one subscriber before QoS 0 is dropped ("default": the gateway default)'),
-  ).action(async (options: OperatorOptions & { name: string; policy?: string; validityDays?: string; keyTypes?: string; requireAllowlist?: boolean; allowReenroll?: boolean; publishRate?: string; publishBytesRate?: string; queueMessages?: string; queueBytes?: string }) => {
+  ).action(async (options: OperatorOptions & { name: string; policy?: string; validityDays?: string; keyTypes?: string; requireAllowlist?: boolean; allowReenroll?: boolean; renewAfterExpiryDays?: string; publishRate?: string; publishBytesRate?: string; queueMessages?: string; queueBytes?: string }) => {
     const limits = {
       ...limitOption('publishPerSecond', options.publishRate),
       ...limitOption('publishBytesPerSecond', options.publishBytesRate),
@@ -146,12 +147,13 @@ export function registerFactoryCommands(program: Command): void {
       ...(options.keyTypes ? { keyTypes: options.keyTypes.split(',').map((k) => k.trim()) } : {}),
       ...(options.requireAllowlist === undefined ? {} : { requireAllowlist: options.requireAllowlist }),
       ...(options.allowReenroll === undefined ? {} : { allowReenroll: options.allowReenroll }),
+      ...(options.renewAfterExpiryDays === undefined ? {} : { renewAfterExpiryDays: Number(options.renewAfterExpiryDays) }),
       ...(Object.keys(limits).length > 0 ? { limits } : {}),
     } satisfies PutTemplate);
     emit(
       Boolean(options.json),
       saved,
-      () => `Saved template ${saved.name}: policy ${saved.policy}, ${saved.validityDays} days, allow-list ${saved.requireAllowlist ? 'required' : 'not required'}, limits: ${limitText(saved.limits)}.`,
+      () => `Saved template ${saved.name}: policy ${saved.policy}, ${saved.validityDays} days, allow-list ${saved.requireAllowlist ? 'required' : 'not required'}, renewal after expiry ${saved.renewAfterExpiryDays > 0 ? `within ${saved.renewAfterExpiryDays} days` : 'never'}, limits: ${limitText(saved.limits)}.`,
     );
   });
 

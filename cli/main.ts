@@ -9,6 +9,7 @@ import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
 import { registerCheckCommand } from './check-command.ts';
+import { registerCaCommands } from './ca-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
 // The servers' modules (broker, provisioning, registry drivers) load only for the command that runs them:
@@ -142,6 +143,7 @@ const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
 registerCheckCommand(program);
 registerTokenCommands(program);
+registerCaCommands(program);
 registerSimCommand(program);
 registerConfigCommand(program);
 

@@ -17,7 +17,7 @@ export function withOperatorOptions(command: Command): Command {
   return command
     .addOption(new Option('--api <url>', 'API base URL (env FLEETGATE_API)').default(undefined, 'https://localhost:8443'))
     .addOption(new Option('--data-dir <dir>', 'where admin.token and pki/ca.crt are read (env FLEETGATE_DATA_DIR)').default(undefined, './data'))
-    .option('--ca <file>', 'CA certificate to verify the API with (default <data-dir>/pki/ca.crt)')
+    .option('--ca <file>', 'CA certificates to verify the API with (default <data-dir>/pki/trust-bundle.pem, else pki/ca.crt)')
     .option('--json', 'print one JSON document for scripts');
 }
 
@@ -27,7 +27,9 @@ export function withOperatorOptions(command: Command): Command {
  */
 export function operatorClient(options: OperatorOptions, env: NodeJS.ProcessEnv = process.env): ApiClientOptions {
   const dataDir = resolveDataDir(options.dataDir, env);
-  const caPath = options.ca ?? join(dataDir, 'pki', 'ca.crt');
+  // The trust bundle provisioning keeps current through CA rotations, else the first root (README "Rotating certificates and CAs").
+  const bundlePath = join(dataDir, 'pki', 'trust-bundle.pem');
+  const caPath = options.ca ?? (existsSync(bundlePath) ? bundlePath : join(dataDir, 'pki', 'ca.crt'));
   if (!existsSync(caPath)) throw new Error(`cannot find the CA certificate ${caPath}; pass --ca FILE or --data-dir DIR of the gateway`);
   const tokenPath = join(dataDir, 'admin.token');
   const token = env.FLEETGATE_TOKEN ?? (existsSync(tokenPath) ? readFileSync(tokenPath, 'utf8').trim() : undefined);

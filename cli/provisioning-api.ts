@@ -39,30 +39,28 @@ export interface Provisioning {
  */
 export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir; events: EventBus; clock: Clock; log: Logger; trust?: TrustStore }): Provisioning {
   const { dataDir, events, clock, log } = deps;
-  const { pki, registry } = dataDir;
+  const { authorities, registry } = dataDir;
   const publicApi = `https://${formatHost(config.hostname)}:${config.apiPort === 0 ? 8443 : config.apiPort}`;
   const revocationUrls = { crl: `${publicApi}/v1/pki/crl`, ocsp: `${publicApi}/v1/pki/ocsp` };
   const prometheus = createPrometheusMetrics();
   const certificates = createCertificateService({
     metrics: prometheus.metrics,
     registry,
-    deviceCa: pki.deviceCa,
+    authorities,
     clock,
     revocation: revocationUrls,
-    chainPem: pki.pem.deviceCa + pki.pem.root,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
   // The gauges are registered once per process; they read the checks of the API started last.
   let checks: FleetChecks | undefined;
   registerFleetCheckGauges(prometheus.registry, { run: (options) => (checks ?? checksFor({ list: async () => [] })).run(options) }, (error) => log.warn({ err: error }, 'fleet health checks failed'));
   function checksFor(sessions: SessionDirectory): FleetChecks {
-    return createFleetChecks({ registry, sessions, clock, listCas: () => processCas(pki.pem, registry) });
+    return createFleetChecks({ registry, sessions, clock, listCas: () => checkedCas(registry) });
   }
   const apiArguments = (sessions: SessionDirectory, trust: TrustStore): [ApiServerConfig, ApiDeps] => [
     {
       host: config.host,
       port: config.apiPort,
-      tls: { cert: pki.server.cert, key: pki.server.key, ca: pki.caBundle },
       rateLimitPerMinute: config.apiRateLimitPerMinute,
       consoleDir: config.consoleDir,
     },
@@ -73,19 +71,17 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       certificates,
       events,
       metricsText: () => prometheus.registry.metrics(),
-      revocation: createRevocationStatus({ registry, deviceCa: pki.deviceCa, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
-      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, deviceCaPem: pki.pem.deviceCa }),
-      claimCa: pki.claimCa,
-      deviceCa: pki.deviceCa,
+      revocation: createRevocationStatus({ registry, authorities, clock, crlPath: join(pkiDir(config.dataDir), 'crl.pem') }),
+      auth: tokenAuth({ adminToken: dataDir.adminToken, registry, issuers: () => trust.current().issuers }),
+      authorities,
       revocationUrls,
       sessions,
-      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa, claimCa: pki.pem.claimCa },
       trust,
       checks: (checks = checksFor(sessions)),
     },
   ];
   // The process's trust store, or one of the API's own (followed until the API closes).
-  const trustStore = async () => (deps.trust === undefined ? wireTrustStore({ registry, pem: pki.pem, events, log }) : { trust: deps.trust, close: () => {} });
+  const trustStore = async () => (deps.trust === undefined ? wireTrustStore({ registry, dataDir: config.dataDir, pem: dataDir.pki.pem, events, log }) : { trust: deps.trust, close: () => {} });
   return {
     certificates,
     prometheus,
@@ -105,16 +101,20 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
 }
 
 /**
- * The CAs the fleet health checks watch, until the registry holds a table of CAs with their rotation
- * states: this process's root, device and claim CAs (all active) and the registered manufacturer CAs.
+ * The CAs the fleet health checks watch: the registry's CAs (root, device, claim and cross-certificates,
+ * with their rotation states), read afresh since another process may have rotated one, and the
+ * manufacturer CAs registered as claim issuers (active).
  */
-export async function processCas(pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string }, registry: Registry): Promise<CaFact[]> {
-  const fact = (id: string, role: CaFact['role'], certificatePem: string): CaFact => {
-    const certificate = new X509Certificate(certificatePem);
-    return { id, role, state: 'active', subject: certificate.subject.replace(/\n/g, ', '), notAfter: new Date(certificate.validTo) };
-  };
-  const issuers = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem ? [fact(claim.id, 'manufacturer', claim.issuerPem)] : []));
-  return [fact('root', 'root', pem.root), fact('device', 'device', pem.deviceCa), fact('claim', 'claim', pem.claimCa), ...issuers];
+export async function checkedCas(registry: Registry): Promise<CaFact[]> {
+  const [cas, issuers] = await Promise.all([registry.listCertificateAuthorities(), registry.listClaimIssuers()]);
+  return [
+    ...cas.map((ca) => ({ id: ca.id, role: ca.role, state: ca.state, subject: ca.subject, notAfter: ca.notAfter })),
+    ...issuers.flatMap((claim) => {
+      if (!claim.issuerPem) return [];
+      const certificate = new X509Certificate(claim.issuerPem);
+      return [{ id: claim.id, role: 'manufacturer' as const, state: 'active', subject: certificate.subject.replace(/\n/g, ', '), notAfter: new Date(certificate.validTo) }];
+    }),
+  ];
 }
 
 export function formatHost(host: string): string {

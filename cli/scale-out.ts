@@ -26,7 +26,7 @@ export async function startProvisioningProcess(config: ServeConfig, log: Logger)
   const clock = systemClock;
   const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events } = await wireEventBus(config, log);
-  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, pem: dataDir.pki.pem, events, log });
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, dataDir: config.dataDir, pem: dataDir.pki.pem, events, log });
   const provisioning = createProvisioning(config, { dataDir, events, clock, log, trust });
   if (config.redisUrl === undefined) log.warn('FLEETGATE_REDIS_URL is not set: no broker can reach this process, and GET /v1/sessions lists nothing');
   const directory = wireSessionDirectory(config, { list: async () => [] });
@@ -62,13 +62,13 @@ export async function startBrokerProcess(config: ServeConfig, log: Logger): Prom
   const registry = await openConfiguredRegistry({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, clock, onError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
   const prometheus = createPrometheusMetrics();
-  const { trust, close: unfollowTrust } = await wireTrustStore({ registry, pem: pki.pem, events, log });
-  const relay = { baseUrl: config.provisioningUrl as string, ca: pki.pem.root, token: token as string };
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry, dataDir: config.dataDir, pem: pki.pem, events, log });
+  // Every root trusted at start (both during a root rotation): restart brokers after a root is retired.
+  const relay = { baseUrl: config.provisioningUrl as string, ca: trust.current().anchors.roots.join(''), token: token as string };
   const { broker, cluster } = await startBrokerNode(config, {
     registry,
     events,
     eventSubscriber: subscriber,
-    pki,
     trust,
     certificateRequests: relayedCertificateRequests(relay, { log: log.child({ component: 'relay' }), audit: (entry) => registry.appendAudit(entry) }),
     metrics: prometheus.metrics,

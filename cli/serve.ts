@@ -31,13 +31,12 @@ export async function startGateway(config: ServeConfig, log: Logger): Promise<Ru
   const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], clock, databaseUrl: config.databaseUrl, onRegistryError: registryErrorLogger(log) });
   const { events, subscriber } = await wireEventBus(config, log);
   // One set of trusted CAs for both listeners (MQTT and HTTPS), reloaded once per change.
-  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, pem: dataDir.pki.pem, events, log });
+  const { trust, close: unfollowTrust } = await wireTrustStore({ registry: dataDir.registry, dataDir: config.dataDir, pem: dataDir.pki.pem, events, log });
   const provisioning = createProvisioning(config, { dataDir, events, clock, log, trust });
   const { broker } = await startBrokerNode(config, {
     registry: dataDir.registry,
     events,
     eventSubscriber: subscriber,
-    pki: dataDir.pki,
     trust,
     certificateRequests: provisioning.certificates,
     metrics: provisioning.prometheus.metrics,

@@ -26,6 +26,7 @@ export const Template = Answer({
   keyTypes: ImmutableArray(Type.String()),
   requireAllowlist: Type.Boolean(),
   allowReenroll: Type.Boolean(),
+  renewAfterExpiryDays: Type.Integer({ description: 'days after expiry during which a certificate may still renew once (0: never)' }),
   limits: Answer({
     publishPerSecond: Type.Optional(Type.Integer()),
     publishBytesPerSecond: Type.Optional(Type.Integer()),
@@ -82,6 +83,8 @@ export const PutTemplate = Type.Object(
     keyTypes: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
     requireAllowlist: Type.Optional(Type.Boolean()),
     allowReenroll: Type.Optional(Type.Boolean()),
+    // README "Renewal after expiry": an expired certificate may renew once within this many days (0: never).
+    renewAfterExpiryDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 3650 })),
     // Traffic limits of the template's devices, merged into the current ones (README "Flow control and admission limits").
     limits: Type.Optional(
       Type.Object(

@@ -50,7 +50,7 @@ export type RelayedRequest = Static<typeof RelayedRequest>;
 
 export const enrollmentSchemas = {
   enroll: { tags: ['enrollment'], summary: 'Enroll a device with a claim certificate (TLS client certificate)', body: EnrollBody, response: { 201: IssuedCertificate } },
-  renew: { tags: ['enrollment'], summary: 'Renew the device certificate presented as TLS client certificate (new key or same key)', body: RenewBody, response: { 201: IssuedCertificate } },
+  renew: { tags: ['enrollment'], summary: 'Renew the device certificate presented as TLS client certificate (new key or same key; an expired one once, within its template\'s renewAfterExpiryDays)', body: RenewBody, response: { 201: IssuedCertificate } },
   relay: {
     tags: ['enrollment'],
     summary: 'Relay an MQTT enrollment or renewal request from a broker process (broker token)',

@@ -11,3 +11,4 @@ export * from './admin.ts';
 export * from './security.ts';
 export * from './enrollment.ts';
 export * from './checks.ts';
+export * from './pki.ts';

@@ -84,6 +84,12 @@ export interface RenewInput {
   readonly certificate: Uint8Array;
   readonly body: Uint8Array | unknown;
   readonly transport: CertificateTransport;
+  /**
+   * The certificate has expired and the edge accepted it for renewal after expiry (classifyRenewalPeer,
+   * core/renewal-after-expiry.ts): set by POST /v1/renew and EST simplereenroll only. Without it an expired
+   * certificate is refused, whatever the transport.
+   */
+  readonly afterExpiry?: boolean;
 }
 
 /**

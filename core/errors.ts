@@ -35,7 +35,11 @@ export const errorCatalogue = {
   PKI_CSR_EXTENSION_REFUSED: { http: 400, message: 'The CSR asks for CA:TRUE; device certificates are never CA certificates. Remove the basicConstraints extension from the request.' },
   PKI_PUBLIC_KEY_IN_USE: { http: 409, message: 'This public key is already bound to another identity; generate a new key pair.' },
   OCSP_REQUEST_MALFORMED: { http: 400, message: 'The body is not a DER OCSPRequest (RFC 6960); send application/ocsp-request with one to 32 CertIDs and a nonce of at most 32 octets.' },
-  PKI_CA_EXPIRED: { http: 500, message: 'The issuing CA has expired and can no longer issue certificates; an operator must rotate the CA.' },
+  PKI_CA_EXPIRED: { http: 500, message: 'The issuing CA has expired and can no longer issue certificates; an operator must rotate the CA (`fleetgate ca rotate`).' },
+  PKI_CA_IN_USE: { http: 409, message: 'The CA still vouches for unexpired certificates, claims or CAs; move them first (`fleetgate rotate start --select ca=<id>` for devices, new claims for factories) or wait until they expire, then retire it.' },
+  PKI_CA_ROTATION_STAGE: { http: 409, message: 'That rotation stage cannot run now: stages go prepare, activate, retire, one CA at a time; see `fleetgate ca list` for where the rotation stands.' },
+  PKI_CA_ROTATION_CONFLICT: { http: 409, message: 'Another rotation step changed the CAs at the same time; run `fleetgate ca list` and repeat the step if it is still needed.' },
+  PKI_CA_NOT_FOUND: { http: 404, message: 'No CA with that id exists; list the CAs with `fleetgate ca list` (GET /v1/pki/cas).' },
   PKI_CA_MISSING: { http: 500, message: 'The certificate authority files are incomplete; run `fleetgate init` on a fresh data directory or restore the missing files.' },
 
   // broker admission (CONNECT)
@@ -83,6 +87,9 @@ export const errorCatalogue = {
   ENROLL_SERIAL_MISMATCH: { http: 403, message: 'A birth certificate enrolls only the serial in its CN; use that serial as the MQTT client id and in the request.' },
   ENROLL_RATE_LIMITED: { http: 429, message: 'Too many enrollments with this claim right now; retry after a short backoff.' },
   ENROLL_REQUEST_INVALID: { http: 400, message: 'The enrollment request must be JSON {"csr": "<PEM>", "attributes": {...}?} with no other fields.' },
+  RENEW_EXPIRED_NOT_ALLOWED: { http: 403, message: 'The certificate has expired and its template does not allow renewal after expiry; re-enroll the device with a claim certificate, or have an operator set renewAfterExpiryDays on the template.' },
+  RENEW_EXPIRED_TOO_LATE: { http: 403, message: 'The certificate expired longer ago than its template allows renewal after expiry (renewAfterExpiryDays); re-enroll the device with a claim certificate.' },
+  RENEW_EXPIRED_ALREADY_RENEWED: { http: 409, message: 'This expired certificate was already renewed once: send the same key again to get the certificate issued then, or re-enroll the device with a claim certificate.' },
 
   // registry
   DEVICE_NOT_FOUND: { http: 404, message: 'No device with that id is registered.' },

@@ -1,3 +1,4 @@
+import type { CaRole } from './pki/ca-rotation.ts';
 import { type PolicyDocument } from './policy.ts';
 import { filterCovers, isValidTopicFilter } from './topic.ts';
 
@@ -82,11 +83,12 @@ export const defaultFleetCheckSettings: FleetCheckSettings = Object.freeze({
   maxFindings: 20,
 });
 
-export type CaRole = 'root' | 'device' | 'claim' | 'manufacturer';
+/** The registry's CA roles (root, device, claim, cross-certificate) and the manufacturer CAs of birth certificates. */
+export type CheckedCaRole = CaRole | 'manufacturer';
 
 export interface CaFact {
   readonly id: string;
-  readonly role: CaRole;
+  readonly role: CheckedCaRole;
   readonly state: string;
   readonly subject: string;
   readonly notAfter: Date;
@@ -221,7 +223,7 @@ function caExpiry(facts: FleetFacts, settings: FleetCheckSettings, manufacturer:
     count: expiring.length,
     findings,
     status: critical ? 'fail' : 'warn',
-    nextStep: 'Rotate these CAs now (`fleetgate ca rotate device|claim --stage prepare`, or `fleetgate ca rotate root`), then move devices with a rotation campaign: README "Rotating certificates and CAs".',
+    nextStep: 'Rotate these CAs now (`fleetgate ca rotate root|device|claim --stage prepare`, then activate and retire), moving devices with a rotation campaign: README "Rotating certificates and CAs".',
   });
 }
 

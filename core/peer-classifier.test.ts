@@ -22,7 +22,7 @@ function certificate(name: string, options: { issuedBy?: CertificateView; finger
 function issuers(): TrustedIssuers {
   const ca = certificate('device-ca');
   const known: KnownCa = { role: 'device', certificate: ca, fingerprint: 'device-ca' };
-  return { device: known, claim: [], manufacturer: [], checkedLeaves: new Map() };
+  return { device: [known], claim: [], manufacturer: [], checkedLeaves: new Map() };
 }
 
 /** A TLS peer that counts how often its certificate object is asked for (the expensive read). */
@@ -56,7 +56,7 @@ function classifierWith(limit?: number) {
 describe('the peer classifier', () => {
   it('classifies a certificate once per trust snapshot, and parses a remembered peer’s certificate only when read', () => {
     const trusted = issuers();
-    const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
+    const leaf = certificate('device-1', { issuedBy: trusted.device[0]!.certificate });
     const { classifier, parsed } = classifierWith();
     const first = peer(leaf);
     const again = peer(leaf);
@@ -74,7 +74,7 @@ describe('the peer classifier', () => {
 
   it('reads OpenSSL’s verdict on every handshake: a certificate it refuses now is refused, remembered or not', () => {
     const trusted = issuers();
-    const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
+    const leaf = certificate('device-1', { issuedBy: trusted.device[0]!.certificate });
     const { classifier } = classifierWith();
     expect(classifier.classify(peer(leaf).tlsPeer, trusted).credential.kind).toBe('device');
     const expired = classifier.classify(peer(leaf, false, 'CERT_HAS_EXPIRED').tlsPeer, trusted);
@@ -83,12 +83,12 @@ describe('the peer classifier', () => {
 
   it('never remembers a refusal: neither OpenSSL’s nor one of the certificate’s names', () => {
     const trusted = issuers();
-    const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
+    const leaf = certificate('device-1', { issuedBy: trusted.device[0]!.certificate });
     const { classifier } = classifierWith();
     classifier.classify(peer(leaf, false, 'CERT_HAS_EXPIRED').tlsPeer, trusted);
     expect(classifier.size).toBe(0);
     // Signed by the device CA, but its URI SAN names another device than its CN.
-    const mismatched = certificate('device-2', { issuedBy: trusted.device.certificate, san: 'URI:urn:fleetgate:device:device-3' });
+    const mismatched = certificate('device-2', { issuedBy: trusted.device[0]!.certificate, san: 'URI:urn:fleetgate:device:device-3' });
     const refused = peer(mismatched);
     expect(classifier.classify(refused.tlsPeer, trusted).credential).toMatchObject({ kind: 'refused', code: 'AUTH_CERT_INVALID' });
     expect(classifier.classify(refused.tlsPeer, trusted).credential.kind).toBe('refused');
@@ -101,7 +101,7 @@ describe('the peer classifier', () => {
 
   it('forgets everything when the trusted issuers change (a new trust snapshot)', () => {
     const before = issuers();
-    const leaf = certificate('device-1', { issuedBy: before.device.certificate });
+    const leaf = certificate('device-1', { issuedBy: before.device[0]!.certificate });
     const { classifier } = classifierWith();
     expect(classifier.classify(peer(leaf).tlsPeer, before).credential.kind).toBe('device');
     expect(classifier.size).toBe(1);
@@ -115,7 +115,7 @@ describe('the peer classifier', () => {
 
   it('is bounded: when full, the certificate used least recently goes first', () => {
     const trusted = issuers();
-    const leaves = ['d-1', 'd-2', 'd-3'].map((name) => certificate(name, { issuedBy: trusted.device.certificate }));
+    const leaves = ['d-1', 'd-2', 'd-3'].map((name) => certificate(name, { issuedBy: trusted.device[0]!.certificate }));
     const [d1, d2, d3] = leaves as [CertificateView, CertificateView, CertificateView];
     const { classifier } = classifierWith(2);
     classifier.classify(peer(d1).tlsPeer, trusted);
@@ -133,7 +133,7 @@ describe('the peer classifier', () => {
 
   it('remembers nothing when the certificate object is not the one fingerprinted', () => {
     const trusted = issuers();
-    const leaf = certificate('device-1', { issuedBy: trusted.device.certificate });
+    const leaf = certificate('device-1', { issuedBy: trusted.device[0]!.certificate });
     const { classifier } = classifierWith();
     const odd: SummarisedTlsPeer<CertificateView> = { authorized: true, getPeerX509Certificate: () => leaf, getPeerCertificate: () => ({ fingerprint256: 'CC:DD', raw: leaf.raw }) };
     expect(classifier.classify(odd, trusted).credential.kind).toBe('device');

@@ -53,6 +53,11 @@ export interface CertificateView {
   /** DER. */
   readonly raw: Uint8Array;
   readonly publicKey: unknown;
+  /**
+   * Extended key usage OIDs; undefined without the extension. Node's X509Certificate names it `keyUsage`.
+   * Optional: only the renewal-after-expiry check reads it (core/renewal-after-expiry.ts).
+   */
+  readonly keyUsage?: readonly string[] | undefined;
   /** Issuer name and key identifiers match `other` (OpenSSL X509_check_issued); says nothing of the signature. */
   checkIssued(other: CertificateView): boolean;
   /** The signature verifies under `publicKey`. */
@@ -69,9 +74,9 @@ export interface KnownCa {
 
 /** The CAs whose leaves we accept, by role; build it with `trustedIssuers` (core/pki/trusted-issuers.ts). */
 export interface TrustedIssuers {
-  /** Issues device, service and operator certificates. */
-  readonly device: KnownCa;
-  /** Our claim CA: each claim certificate is its own claim, found by serial. */
+  /** Issue device, service and operator certificates: the active device CA, and during a rotation the next or retiring one. */
+  readonly device: readonly KnownCa[];
+  /** Our claim CAs (likewise): each claim certificate is its own claim, found by serial. */
   readonly claim: readonly KnownCa[];
   /** Manufacturer CAs registered as claim issuers: every birth certificate they sign shares one claim. */
   readonly manufacturer: readonly KnownCa[];
@@ -118,7 +123,7 @@ export function issuingCaOf(leaf: CertificateView, issuers: TrustedIssuers): Kno
   const fingerprint = leaf.fingerprint256;
   const known = issuers.checkedLeaves.get(fingerprint);
   if (known !== undefined) return known ?? undefined;
-  const issuer = [issuers.device, ...issuers.claim, ...issuers.manufacturer].find((ca) => leaf.checkIssued(ca.certificate) && leaf.verify(ca.certificate.publicKey as never));
+  const issuer = [...issuers.device, ...issuers.claim, ...issuers.manufacturer].find((ca) => leaf.checkIssued(ca.certificate) && leaf.verify(ca.certificate.publicKey as never));
   if (issuers.checkedLeaves.size >= checkedLeavesLimit) issuers.checkedLeaves.clear();
   issuers.checkedLeaves.set(fingerprint, issuer ?? null);
   return issuer;

@@ -16,6 +16,12 @@ export const renewTopics = (deviceId: string) =>
     rejected: `$fleetgate/certs/${deviceId}/renew/rejected`,
   }) as const;
 
+/**
+ * The trust bundle (README "Rotating certificates and CAs"), retained, published by every broker whenever its
+ * trusted CAs change; every device session may read it, nobody may publish it.
+ */
+export const trustBundleTopic = '$fleetgate/trust/bundle';
+
 /** Filters the provisioning service subscribes to inside the broker. */
 export const enrollRequestFilter = '$fleetgate/enroll/+/request';
 export const renewRequestFilter = '$fleetgate/certs/+/renew/request';

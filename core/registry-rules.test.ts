@@ -27,6 +27,9 @@ describe('certificateRecordingRefusal', () => {
     ['a renewal of an unknown certificate', { existing: active, replaces: { serial: 'a1', found: undefined } }, 'CERT_NOT_FOUND'],
     ['a renewal of a superseded certificate', { existing: active, replaces: { serial: 'a1', found: { deviceId: 'sn-1', status: 'superseded' } }, keyHolder: 'other' }, 'AUTH_CERT_REVOKED'],
     ['a key another identity holds', { keyHolder: 'sn-2' }, 'PKI_PUBLIC_KEY_IN_USE'],
+    ['a renewal after expiry of a certificate with no successor', { existing: active, replaces: { serial: 'a1', found: { deviceId: 'sn-1', status: 'active' }, successors: 0 } }, undefined],
+    ['a renewal after expiry of a certificate renewed once already', { existing: active, replaces: { serial: 'a1', found: { deviceId: 'sn-1', status: 'active' }, successors: 1 } }, 'RENEW_EXPIRED_ALREADY_RENEWED'],
+    ['an ordinary renewal of a certificate renewed before', { existing: active, replaces: { serial: 'a1', found: { deviceId: 'sn-1', status: 'active' } } }, undefined],
   ])('%s', (_name, facts, code) => {
     expect(certificateRecordingRefusal({ ...base, ...facts })?.code).toBe(code);
   });

@@ -44,7 +44,15 @@ export interface CertificateRecordingFacts {
   readonly template: { readonly name: string; readonly exists: boolean };
   readonly policy: { readonly name: string; readonly exists: boolean } | null;
   /** For a renewal: the certificate it replaces, as found by serial (`found` undefined when unknown). */
-  readonly replaces: { readonly serial: string; readonly found: { readonly deviceId: string; readonly status: string } | undefined } | null;
+  readonly replaces: {
+    readonly serial: string;
+    readonly found: { readonly deviceId: string; readonly status: string } | undefined;
+    /**
+     * A renewal after expiry (core/renewal-after-expiry.ts): how many certificates already name this one in
+     * `replaces`; absent for an ordinary renewal, which may be repeated with other keys.
+     */
+    readonly successors?: number;
+  } | null;
   readonly publicKeyHash: string;
   /** Another identity holding a certificate for the same key. */
   readonly keyHolder: string | undefined;
@@ -68,6 +76,8 @@ export function certificateRecordingRefusal(facts: CertificateRecordingFacts): R
   if (replaces !== null) {
     if (replaces.found === undefined || replaces.found.deviceId !== id) return { code: 'CERT_NOT_FOUND', detail: { serial: replaces.serial } };
     if (replaces.found.status !== 'active') return { code: 'AUTH_CERT_REVOKED', detail: { serial: replaces.serial, status: replaces.found.status } };
+    // An expired certificate renews once: the check before signing is repeated here, where racing requests are serialised.
+    if (replaces.successors !== undefined && replaces.successors > 0) return { code: 'RENEW_EXPIRED_ALREADY_RENEWED', detail: { serial: replaces.serial, successors: replaces.successors } };
   }
   return keyBindingRefusal(facts.publicKeyHash, facts.keyHolder);
 }
@@ -83,10 +93,18 @@ export function decideStatusChange(id: string, current: string, requested: strin
   return { outcome: 'refused', refusal: { code: 'AUTH_DEVICE_REVOKED', detail: { id, requested } } };
 }
 
-/** A template issues certificates for at least a day, to keys of types fleetgate knows (core allowedKeyTypes). */
-export function assertTemplate(template: { readonly name: string; readonly validityDays: number; readonly keyTypes: readonly string[] }): void {
+/** Longest grace after expiry a template may give (README "Renewal after expiry"): ten years, as for validityDays. */
+export const maxRenewAfterExpiryDays = 3650;
+
+/**
+ * A template issues certificates for at least a day, to keys of types fleetgate knows (core allowedKeyTypes),
+ * and gives an expired certificate 0 to 3650 days to renew (0: never).
+ */
+export function assertTemplate(template: { readonly name: string; readonly validityDays: number; readonly keyTypes: readonly string[]; readonly renewAfterExpiryDays?: number }): void {
   const problems: string[] = [];
   if (!Number.isInteger(template.validityDays) || template.validityDays < 1) problems.push('validityDays must be a positive integer');
+  const grace = template.renewAfterExpiryDays ?? 0;
+  if (!Number.isInteger(grace) || grace < 0 || grace > maxRenewAfterExpiryDays) problems.push(`renewAfterExpiryDays must be an integer from 0 to ${maxRenewAfterExpiryDays}`);
   if (!Array.isArray(template.keyTypes) || template.keyTypes.length === 0) problems.push('keyTypes must list at least one key type');
   const unknown = (template.keyTypes ?? []).filter((keyType) => !(allowedKeyTypes as readonly string[]).includes(keyType));
   if (unknown.length > 0) problems.push(`unknown key types: ${unknown.join(', ')}`);

@@ -1,6 +1,6 @@
 import type { ErrorCode } from './errors.ts';
 import type { CompiledPolicy, Decision, PolicyAction } from './policy.ts';
-import { enrollTopics, renewTopics } from './protocol-topics.ts';
+import { enrollTopics, renewTopics, trustBundleTopic } from './protocol-topics.ts';
 import { isReservedTopic, isValidTopicFilter, isValidTopicName } from './topic.ts';
 
 /**
@@ -39,6 +39,7 @@ export function decideInScope(identity: SessionIdentity, action: PolicyAction, t
 
   // A "$" first level is reachable only literally: wildcard filters never match it [MQTT-4.7.2-1].
   if (isReservedTopic(topic)) {
+    if (topic === trustBundleTopic) return action === 'publish' ? { allowed: false, code: 'ACL_RESERVED_TOPIC' } : allowed;
     const topics = renewTopics(identity.id);
     return gatewayTopicDecision(action, topic, topics.request, [topics.accepted, topics.rejected], 'ACL_RESERVED_TOPIC');
   }

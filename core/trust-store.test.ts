@@ -16,9 +16,11 @@ const parse = (pem: string): CertificateView => ({
   verify: () => false,
 } as unknown as CertificateView);
 
+const server = { cert: 'server-cert', key: 'server-key' };
+
 async function store(initial: string[]) {
   let manufacturers = initial;
-  const trust = await openTrustStore({ parse, device: 'device-ca', claim: ['claim-ca'], loadManufacturers: async () => manufacturers });
+  const trust = await openTrustStore({ parse, load: async () => ({ anchors: { roots: ['root-ca'], device: ['device-ca'], claim: ['claim-ca'], manufacturer: manufacturers, cross: [] }, server }) });
   return { trust, set: (pems: string[]) => void (manufacturers = pems) };
 }
 
@@ -27,7 +29,7 @@ describe('the trust store', () => {
     const { trust } = await store(['maker-a']);
     const snapshot = trust.current();
     expect(snapshot.version).toBe(1);
-    expect(snapshot.anchors).toEqual({ device: 'device-ca', claim: ['claim-ca'], manufacturer: ['maker-a'] });
+    expect(snapshot.anchors).toEqual({ roots: ['root-ca'], device: ['device-ca'], claim: ['claim-ca'], manufacturer: ['maker-a'], cross: [] });
     expect(snapshot.issuers.manufacturer.map((ca) => ca.certificate.serialNumber)).toEqual(['maker-a']);
   });
 

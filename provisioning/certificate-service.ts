@@ -6,22 +6,25 @@ import {
   type CertificateRequestHandler,
   checkCsr,
   claimRefusal,
+  decideRenewalAfterExpiry,
   FleetgateError,
   type GatewayMetrics,
   isFleetgateError,
   isValidDeviceId,
   noMetrics,
   readCertificateRequest,
+  type RenewInput,
 } from '../core/index.ts';
-import type { CertificateRecord } from '../registry/index.ts';
+import type { CertificateRecord, DeviceRecord } from '../registry/index.ts';
 import { auditRefusals } from './audited.ts';
 import { type IssuingDeps, issueForTemplate, toNewCertificate } from './issue-for-template.ts';
 import type { RateLimiter } from './rate-limiter.ts';
+import type { CertificateAuthorities } from './certificate-authorities.ts';
 
 export interface CertificateServiceDeps extends IssuingDeps {
   readonly metrics?: GatewayMetrics;
-  /** Issuing CA then root, PEM: sent with every certificate. */
-  readonly chainPem: string;
+  /** The chain sent with each certificate: its issuing CA, then that CA's root. */
+  readonly authorities: IssuingDeps['authorities'] & Pick<CertificateAuthorities, 'chainFor'>;
   /** Enrollments per claim. */
   readonly claimRateLimiter: RateLimiter;
 }
@@ -41,7 +44,7 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
     deviceId: record.deviceId,
     serial: record.serial,
     certificate: record.pem,
-    chain: deps.chainPem,
+    chain: deps.authorities.chainFor(record.issuerCa),
     notAfter: record.notAfter.toISOString(),
     serverTime: clock.now().toISOString(),
   });
@@ -57,6 +60,50 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
       metrics.enrollment(operation, transport, 'refused', isFleetgateError(error) ? error.code : 'INTERNAL');
       throw error;
     }
+  };
+
+  /**
+   * The renewal of an expired certificate whose row, device and status the caller checked: the rule is
+   * core decideRenewalAfterExpiry (template grace, once only, a repeat answered with what was issued), and
+   * the registry checks "once" again in its write transaction. Every outcome is audited with how long the
+   * certificate had been expired.
+   */
+  const renewAfterExpiry = async (input: RenewInput, context: { actor: string; action: string; detail: Record<string, unknown> }, device: DeviceRecord, current: CertificateRecord, now: Date): Promise<CertificateReply> => {
+    const csr = await checkCsr(readCertificateRequest(input.body, input.transport).csr);
+    const template = await registry.getTemplate(device.template);
+    const later = (await registry.listCertificates(device.id)).filter((c) => c.serial !== current.serial && (c.replaces === current.serial || c.notBefore.getTime() > current.notBefore.getTime()));
+    const decision = decideRenewalAfterExpiry({
+      notAfter: current.notAfter,
+      now,
+      renewAfterExpiryDays: template?.renewAfterExpiryDays ?? 0,
+      later,
+      expiredSerial: current.serial,
+      publicKeyHash: csr.publicKeyHash,
+    });
+    const expiry = { expiredForDays: decision.expiredForDays, notAfter: current.notAfter.toISOString() };
+    if (decision.outcome === 'refused') throw new FleetgateError(decision.code, { detail: { ...expiry, reason: decision.reason } });
+    if (decision.outcome === 'repeat') {
+      const issuedThen = later.find((c) => c.serial === decision.serial);
+      if (issuedThen === undefined) throw new FleetgateError('INTERNAL', { detail: { reason: 'repeated renewal not found', serial: decision.serial } });
+      await registry.appendAudit({ ...context, result: 'ok', deviceId: device.id, detail: { ...context.detail, ...expiry, certificateSerial: issuedThen.serial, repeated: true } });
+      return reply(issuedThen);
+    }
+    if (template === undefined) throw new FleetgateError('TEMPLATE_NOT_FOUND', { detail: { template: device.template } });
+    const { issued } = await issueForTemplate(deps, { id: device.id, kind: device.kind, template, csr });
+    const record = await registry
+      .registerCertificate({
+        device: { id: device.id, kind: device.kind, template: device.template },
+        certificate: toNewCertificate(issued, current.serial),
+        mustBeNew: false,
+        onlySuccessor: true,
+        audit: { ...context, result: 'ok', deviceId: device.id, detail: { ...context.detail, ...expiry, certificateSerial: issued.serial, keyType: csr.keyType, sameKey: csr.publicKeyHash === current.publicKeyHash } },
+      })
+      .catch((error: unknown) => {
+        // A racing request renewed it first (or any other refusal of the registry): audited with the expiry too.
+        if (isFleetgateError(error)) throw new FleetgateError(error.code, { message: error.message, detail: { ...error.detail, ...expiry }, cause: error });
+        throw error;
+      });
+    return reply(record);
   };
 
   const service: CertificateService = {
@@ -126,7 +173,11 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
     },
 
     async renew(input) {
-      const context = { actor: `device:${input.deviceId}`, action: 'device.renew', detail: { transport: input.transport, currentSerial: input.certificateSerial } };
+      const context = {
+        actor: `device:${input.deviceId}`,
+        action: 'device.renew',
+        detail: { transport: input.transport, currentSerial: input.certificateSerial, ...(input.afterExpiry === true ? { afterExpiry: true } : {}) },
+      };
       return auditRefusals(registry, { ...context, deviceId: input.deviceId }, async () => {
         const admission = await registry.getAdmission(input.certificateSerial);
         // The registry row for this exact certificate: same serial, same holder, same SHA-256 fingerprint.
@@ -137,6 +188,14 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
         if (device.status === 'suspended') throw new FleetgateError('AUTH_DEVICE_SUSPENDED');
         if (device.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED');
         if (current.status !== 'active') throw new FleetgateError('AUTH_CERT_REVOKED', { detail: { status: current.status } });
+
+        const now = clock.now();
+        if (current.notAfter.getTime() < now.getTime()) {
+          // Only the two HTTPS routes accept an expired certificate (README "Renewal after expiry"); an MQTT
+          // session that outlived its certificate, or a relayed request, is refused like a new connection.
+          if (input.afterExpiry !== true) throw new FleetgateError('AUTH_CERT_EXPIRED', { detail: { notAfter: current.notAfter.toISOString() } });
+          return renewAfterExpiry(input, context, device, current, now);
+        }
 
         const csr = await checkCsr(readCertificateRequest(input.body, input.transport).csr);
         // Idempotent: a renewal already issued for this key and this current certificate is sent again.

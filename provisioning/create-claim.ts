@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { type CaCredential, type Clock, FleetgateError, generateKeyPair, issueCertificate, privateKeyToPem } from '../core/index.ts';
+import { type Clock, FleetgateError, generateKeyPair, issueCertificate, privateKeyToPem } from '../core/index.ts';
+import type { CertificateAuthorities } from './certificate-authorities.ts';
 import type { ClaimRecord, Registry } from '../registry/index.ts';
 import { auditRefusals } from './audited.ts';
 
@@ -27,7 +28,7 @@ const maxClaimLifetimeSeconds = 10 * 365 * 24 * 3600;
  * its limits. The private key is generated here because it is shared by the batch and burned into firmware;
  * it is not a device identity, and the gateway keeps no copy.
  */
-export async function createClaim(deps: { registry: Registry; claimCa: CaCredential; rootPem: string; clock: Clock }, request: CreateClaimRequest): Promise<CreatedClaim> {
+export async function createClaim(deps: { registry: Registry; authorities: Pick<CertificateAuthorities, 'issuer' | 'rootsPem'>; clock: Clock }, request: CreateClaimRequest): Promise<CreatedClaim> {
   const { registry, clock } = deps;
   return auditRefusals(registry, { actor: request.actor, action: 'claim.create', detail: { template: request.template } }, async () => {
     const lifetime = request.expiresInSeconds ?? defaultClaimLifetimeSeconds;
@@ -41,12 +42,14 @@ export async function createClaim(deps: { registry: Registry; claimCa: CaCredent
     const id = `claim-${randomBytes(6).toString('hex')}`;
     const expiresAt = new Date(clock.now().getTime() + lifetime * 1000);
     const keys = await generateKeyPair();
-    const issued = await issueCertificate({ issuer: deps.claimCa, publicKey: keys.publicKey, profile: { kind: 'claim', claimId: id, notAfter: expiresAt }, clock });
+    // The active claim CA signs; the factory's ca.crt holds every trusted root (both, during a root rotation).
+    const claimCa = await deps.authorities.issuer('claim');
+    const issued = await issueCertificate({ issuer: claimCa.credential, publicKey: keys.publicKey, profile: { kind: 'claim', claimId: id, notAfter: expiresAt }, clock });
     const claim = await registry.createClaim(
-      { id, template: request.template, certificateSerial: issued.serial, maxUses: request.maxUses ?? null, expiresAt: issued.notAfter },
+      { id, template: request.template, certificateSerial: issued.serial, issuerCa: claimCa.id, maxUses: request.maxUses ?? null, expiresAt: issued.notAfter },
       { actor: request.actor, action: 'claim.create', result: 'ok', detail: { claimId: id, template: request.template, maxUses: request.maxUses ?? null, serial: issued.serial } },
     );
-    return { claim, certificate: issued.pem + deps.claimCa.certificate.toString('pem') + '\n', privateKey: await privateKeyToPem(keys.privateKey), ca: deps.rootPem };
+    return { claim, certificate: issued.pem + claimCa.credential.certificate.toString('pem') + '\n', privateKey: await privateKeyToPem(keys.privateKey), ca: deps.authorities.rootsPem() };
   });
 }
 

@@ -11,3 +11,4 @@ export * from './register-claim-issuer.ts';
 export * from './prometheus-metrics.ts';
 export * from './fleet-check-collector.ts';
 export * from './fleet-check-metrics.ts';
+export * from './certificate-authorities.ts';

@@ -1,9 +1,11 @@
-import { type CaCredential, type CheckedCsr, checkCsr, type Clock, FleetgateError, type IssuedCertificate, issueCertificate, type RevocationUrls } from '../core/index.ts';
+import { type CheckedCsr, checkCsr, type Clock, FleetgateError, type IssuedCertificate, issueCertificate, type RevocationUrls } from '../core/index.ts';
 import type { IdentityKind, NewCertificate, Registry, TemplateRecord } from '../registry/index.ts';
+import type { CertificateAuthorities } from './certificate-authorities.ts';
 
 export interface IssuingDeps {
   readonly registry: Registry;
-  readonly deviceCa: CaCredential;
+  /** The active device CA signs (README "Rotating certificates and CAs"). */
+  readonly authorities: Pick<CertificateAuthorities, 'issuer'>;
   readonly clock: Clock;
   readonly revocation?: RevocationUrls;
 }
@@ -16,15 +18,17 @@ export interface IssuingDeps {
 export async function issueForTemplate(
   deps: IssuingDeps,
   request: { id: string; kind: IdentityKind; template: TemplateRecord; csr: string | CheckedCsr },
-): Promise<{ issued: IssuedCertificate; csr: CheckedCsr }> {
+): Promise<{ issued: IssuedCertificate & { readonly issuerCa: string }; csr: CheckedCsr }> {
   const { template } = request;
   const csr = typeof request.csr === 'string' ? await checkCsr(request.csr) : request.csr;
   if (!template.keyTypes.includes(csr.keyType)) {
     throw new FleetgateError('PKI_KEY_TYPE_NOT_ALLOWED', { detail: { keyType: csr.keyType, template: template.name, allowed: template.keyTypes } });
   }
-  const revocation = deps.revocation ? { revocation: deps.revocation } : {};
+  const issuer = await deps.authorities.issuer('device');
+  // The CRL of the CA that signs it: after a rotation the active CA's CRL does not list this certificate.
+  const revocation = deps.revocation ? { revocation: { ...deps.revocation, crl: `${deps.revocation.crl}?ca=${issuer.id}` } } : {};
   const issued = await issueCertificate({
-    issuer: deps.deviceCa,
+    issuer: issuer.credential,
     publicKey: csr.publicKey,
     profile:
       request.kind === 'service'
@@ -32,11 +36,12 @@ export async function issueForTemplate(
         : { kind: 'device', deviceId: request.id, validityDays: template.validityDays, ...revocation },
     clock: deps.clock,
   });
-  return { issued, csr };
+  return { issued: { ...issued, issuerCa: issuer.id }, csr };
 }
 
-export function toNewCertificate(issued: IssuedCertificate, replaces?: string): NewCertificate {
+export function toNewCertificate(issued: IssuedCertificate & { readonly issuerCa: string }, replaces?: string): NewCertificate {
   return {
+    issuerCa: issued.issuerCa,
     serial: issued.serial,
     fingerprint: issued.fingerprint,
     publicKeyHash: issued.publicKeyHash,

@@ -16,25 +16,31 @@ import {
 } from '../core/index.ts';
 
 /**
- * Key custody on disk: `<data>/pki/`. The root, device-issuing and claim-issuing CAs are created once, on
- * first start; after that they are only read. Keys are written 0600 with O_EXCL, so nothing is ever
- * overwritten; only the server certificate is re-issued, when the host names change or it nears expiry.
+ * Key custody on disk: `<data>/pki/`. The first root, device-issuing and claim-issuing CAs are created once,
+ * on first start; after that they are only read. CAs made by a rotation are recorded in the registry and
+ * keep their keys here too (provisioning/certificate-authorities.ts). Keys are written 0600 with O_EXCL, so
+ * nothing is ever overwritten; only the server certificate is re-issued, when the host names change, it
+ * nears expiry, or the active root changed.
  */
 export interface Pki {
   readonly root: CaCredential;
   readonly deviceCa: CaCredential;
   readonly claimCa: CaCredential;
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
-  readonly server: { readonly cert: string; readonly key: string };
-  /** Root first: what a client needs to verify the server, and what the server needs to verify a client chain. */
+  /** The first CAs, root first: what a client needs to verify the server before any rotation. */
   readonly caBundle: readonly string[];
 }
 
+/** The key files of the first CAs, relative to `pki/` (the key_ref of their registry rows). */
+export const initialKeyFiles = { root: 'root-ca.key', deviceCa: 'device-ca.key', claimCa: 'claim-ca.key' } as const;
+
 const caFiles = {
-  root: { cert: 'ca.crt', key: 'root-ca.key', name: 'fleetgate root CA' },
-  deviceCa: { cert: 'device-ca.crt', key: 'device-ca.key', name: 'fleetgate device CA' },
-  claimCa: { cert: 'claim-ca.crt', key: 'claim-ca.key', name: 'fleetgate claim CA' },
+  root: { cert: 'ca.crt', key: initialKeyFiles.root, name: 'fleetgate root CA' },
+  deviceCa: { cert: 'device-ca.crt', key: initialKeyFiles.deviceCa, name: 'fleetgate device CA' },
+  claimCa: { cert: 'claim-ca.crt', key: initialKeyFiles.claimCa, name: 'fleetgate claim CA' },
 } as const;
+
+
 
 const serverRenewBeforeMs = 30 * dayMs;
 
@@ -47,7 +53,7 @@ export function hasPki(dataDir: string): boolean {
   return existsSync(join(pkiDir(dataDir), caFiles.root.cert));
 }
 
-export async function loadOrCreatePki(options: { dataDir: string; hostnames: readonly string[]; clock: Clock }): Promise<Pki & { created: boolean }> {
+export async function loadOrCreatePki(options: { dataDir: string; clock: Clock }): Promise<Pki & { created: boolean }> {
   const dir = pkiDir(options.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const present = Object.values(caFiles).flatMap((file) => [file.cert, file.key]).filter((name) => existsSync(join(dir, name)));
@@ -61,15 +67,19 @@ export async function loadOrCreatePki(options: { dataDir: string; hostnames: rea
   const deviceCa = await readCa(dir, caFiles.deviceCa);
   const claimCa = await readCa(dir, caFiles.claimCa);
   const pem = { root: readFileSync(join(dir, caFiles.root.cert), 'utf8'), deviceCa: readFileSync(join(dir, caFiles.deviceCa.cert), 'utf8'), claimCa: readFileSync(join(dir, caFiles.claimCa.cert), 'utf8') };
-  const server = await ensureServerCertificate(dir, root, options.hostnames, options.clock);
-  return { root, deviceCa, claimCa, pem, server, caBundle: [pem.root, pem.deviceCa, pem.claimCa], created };
+  return { root, deviceCa, claimCa, pem, caBundle: [pem.root, pem.deviceCa, pem.claimCa], created };
 }
 
 /** What a broker process needs from the PKI: certificates and the server's TLS pair, never a CA key. */
 export interface BrokerPki {
   readonly pem: Pki['pem'];
-  readonly server: Pki['server'];
+  readonly server: ServerFiles;
   readonly caBundle: readonly string[];
+}
+
+export interface ServerFiles {
+  readonly cert: string;
+  readonly key: string;
 }
 
 /**
@@ -111,7 +121,19 @@ async function readCa(dir: string, file: { cert: string; key: string }): Promise
   };
 }
 
-async function ensureServerCertificate(dir: string, root: CaCredential, hostnames: readonly string[], clock: Clock) {
+/** The server pair as `ensureServerCertificate` last wrote it (a broker process reads it again on every trust change). */
+export function readServerFiles(dataDir: string): ServerFiles {
+  const dir = pkiDir(dataDir);
+  return { cert: readFileSync(join(dir, 'server.crt'), 'utf8'), key: readFileSync(join(dir, 'server.key'), 'utf8') };
+}
+
+/**
+ * Keeps `pki/server.crt` issued by `root` (the active root), for `hostnames`, `localhost` and the loopback
+ * addresses, and at least 30 days from expiry; re-issues it otherwise.
+ */
+export async function ensureServerCertificate(options: { dataDir: string; root: CaCredential; hostnames: readonly string[]; clock: Clock }): Promise<ServerFiles> {
+  const { root, hostnames, clock } = options;
+  const dir = pkiDir(options.dataDir);
   const certPath = join(dir, 'server.crt');
   const keyPath = join(dir, 'server.key');
   const dnsNames = [...new Set([...hostnames.filter((h) => !isIp(h)), 'localhost'])];

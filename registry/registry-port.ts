@@ -11,6 +11,9 @@ export type IdentityKind = 'device' | 'service';
 export type DeviceStatus = 'active' | 'suspended' | 'revoked';
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';
 export type ClaimStatus = 'active' | 'revoked';
+/** A CA's role and rotation state (core/pki/ca-rotation.ts). */
+import type { CaRole, CaState } from '../core/index.ts';
+export type { CaRole, CaState };
 
 export interface DeviceRecord extends Required<NewDevice> {
   readonly status: DeviceStatus;
@@ -156,6 +159,48 @@ export interface NewCertificate {
    * this one once the device first connects with it.
    */
   readonly replaces?: string | null;
+  /** Id of the CA that signed it (certificate_authorities); null only for rows from before CAs were recorded. */
+  readonly issuerCa?: string | null;
+}
+
+export interface NewCertificateAuthority {
+  /** The first 16 hex digits of the SHA-256 fingerprint: what operators type (`--select ca=<id>`). */
+  readonly id: string;
+  readonly role: CaRole;
+  readonly state: CaState;
+  /** SHA-256 of the certificate, lower-case hex. */
+  readonly fingerprint: string;
+  readonly subject: string;
+  /** The CA row that signed it; null for a self-signed root. */
+  readonly issuerId: string | null;
+  /** For a cross-certificate: the root whose key and name it carries. */
+  readonly crossOf: string | null;
+  readonly pem: string;
+  /** Where provisioning keeps its private key (a file name in pki/); null for cross-certificates. */
+  readonly keyRef: string | null;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface CertificateAuthorityRecord extends Required<NewCertificateAuthority> {
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** What a CA still vouches for: unexpired active certificates and usable claims it signed, and CAs under it. */
+export interface CaUsage {
+  readonly certificates: number;
+  readonly claims: number;
+  readonly authorities: number;
+}
+
+/** One rotation stage, written atomically: rows added, rows moved between states, and a CA that must be unused. */
+export interface CaChange {
+  readonly add?: readonly NewCertificateAuthority[];
+  readonly transitions?: readonly { readonly id: string; readonly from: CaState; readonly to: CaState }[];
+  /** Refused with PKI_CA_IN_USE (detail: the usage) unless this CA vouches for nothing unexpired at `now`. */
+  readonly mustBeUnused?: { readonly id: string; readonly now: Date };
+  readonly audit: AuditInput;
 }
 
 export interface NewTemplate {
@@ -168,6 +213,11 @@ export interface NewTemplate {
   readonly allowReenroll: boolean;
   /** Traffic limits for devices of this template; `{}` (the default) means the gateway defaults. */
   readonly limits?: TemplateLimits;
+  /**
+   * Days after its expiry during which a certificate of this template may still renew, once, over
+   * POST /v1/renew or EST simplereenroll (README "Renewal after expiry"); 0 (the default): never.
+   */
+  readonly renewAfterExpiryDays?: number;
 }
 
 export interface NewClaim {
@@ -180,6 +230,8 @@ export interface NewClaim {
   readonly certificateSerial: string;
   /** Manufacturer CA certificate (PEM) for birth-certificate claims; null for claim certificates we issued. */
   readonly issuerPem?: string | null;
+  /** Id of our claim CA that signed the claim certificate; null for manufacturer claims. */
+  readonly issuerCa?: string | null;
   readonly maxUses: number | null;
   readonly expiresAt: Date;
 }
@@ -239,9 +291,11 @@ export interface Registry {
   /**
    * Registers the device if it is new (the template must exist) and records its certificate, in one
    * transaction with the audit entry. Refuses with PKI_PUBLIC_KEY_IN_USE when the key is bound to another
-   * device, DEVICE_EXISTS when `mustBeNew` and the id is taken, TEMPLATE_NOT_FOUND otherwise.
+   * device, DEVICE_EXISTS when `mustBeNew` and the id is taken, TEMPLATE_NOT_FOUND otherwise. With
+   * `onlySuccessor` (a renewal after expiry, README "Renewal after expiry") the certificate named in
+   * `certificate.replaces` must have no successor yet, whatever its status: RENEW_EXPIRED_ALREADY_RENEWED.
    */
-  registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord>;
+  registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput; onlySuccessor?: boolean }): Promise<CertificateRecord>;
   /** Changes status with the audit entry; revoking also revokes every non-revoked certificate. */
   setDeviceStatus(input: { id: string; status: DeviceStatus; reason: string | null; audit: AuditInput }): Promise<DeviceRecord>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
@@ -253,7 +307,7 @@ export interface Registry {
    * and the active certificates of suspended devices with reason `certificateHold`, dated at the device's
    * last status change (a resume removes them again).
    */
-  listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]>;
+  listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string; issuerCa: string | null }[]>;
   /**
    * Claim-certificate enrollment, in one transaction with its audit entry. Whether the claim may enroll the
    * serial is decided by core decideEnrollment on the rows read in that transaction (claim, identity under
@@ -296,6 +350,18 @@ export interface Registry {
   listClaims(): Promise<ClaimRecord[]>;
   /** No further enrollment with this claim (final); CLAIM_NOT_FOUND if unknown. */
   revokeClaim(id: string, audit: AuditInput): Promise<ClaimRecord>;
+
+  // certificate authorities (README "Rotating certificates and CAs")
+  listCertificateAuthorities(): Promise<CertificateAuthorityRecord[]>;
+  /**
+   * Records the first CAs of an installation (from before the table existed, or just created) and labels the
+   * certificates and claims signed before with them. Does nothing and returns false if any CA is recorded.
+   */
+  importCertificateAuthorities(input: { cas: readonly NewCertificateAuthority[]; firstIssuers: { readonly device: string; readonly claim: string }; audit: AuditInput }): Promise<boolean>;
+  /** Applies one rotation stage; refused with PKI_CA_ROTATION_CONFLICT if a row is no longer in its `from` state. */
+  changeCertificateAuthorities(change: CaChange): Promise<CertificateAuthorityRecord[]>;
+  /** What `caId` still vouches for at `now` (see CaUsage). */
+  certificateAuthorityUsage(caId: string, now: Date): Promise<CaUsage>;
 
   // serial allow-lists, per template
   /**

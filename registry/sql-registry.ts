@@ -7,6 +7,7 @@ import {
   assertEnrollment,
   assertOperatorToken,
   assertTemplate,
+  caInUse,
   certificateRecordingRefusal,
   type Clock,
   decideStatusChange,
@@ -28,7 +29,10 @@ import type {
   AuditInput,
   AuditQuery,
   AuditVerification,
+  CaChange,
+  CaUsage,
   CertificateGroup,
+  CertificateAuthorityRecord,
   CertificateRecord,
   ClaimRecord,
   DeviceQuery,
@@ -38,6 +42,7 @@ import type {
   FleetCheckFacts,
   FleetCheckFactsQuery,
   NewCertificate,
+  NewCertificateAuthority,
   NewClaim,
   NewDevice,
   NewTemplate,
@@ -216,7 +221,7 @@ export class SqlRegistry implements Registry {
     return rows.map(toDevice);
   }
 
-  async registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput }): Promise<CertificateRecord> {
+  async registerCertificate(input: { device: NewDevice; certificate: NewCertificate; mustBeNew: boolean; audit: AuditInput; onlySuccessor?: boolean }): Promise<CertificateRecord> {
     const { device, certificate, mustBeNew, audit } = input;
     // The id goes into topics and certificate names; the registry is the last gate before it is stored.
     const id = assertDeviceId(device.id);
@@ -232,7 +237,14 @@ export class SqlRegistry implements Registry {
           mustBeNew,
           template: { name: device.template, exists: existing !== undefined || (await named(db, 'templates', device.template)) },
           policy: device.policy == null ? null : { name: device.policy, exists: existing !== undefined || (await named(db, 'policies', device.policy)) },
-          replaces: certificate.replaces == null ? null : { serial: certificate.replaces, found: replaced && { deviceId: replaced.device_id, status: replaced.status } },
+          replaces:
+            certificate.replaces == null
+              ? null
+              : {
+                  serial: certificate.replaces,
+                  found: replaced && { deviceId: replaced.device_id, status: replaced.status },
+                  ...(input.onlySuccessor === true ? { successors: await successorCount(db, id, certificate.replaces) } : {}),
+                },
           publicKeyHash: certificate.publicKeyHash,
           keyHolder: await this.#otherKeyHolder(db, certificate.publicKeyHash, id),
         }),
@@ -359,18 +371,18 @@ export class SqlRegistry implements Registry {
     return (await this.#certificates().where(column, '=', value).orderBy('issued_at').orderBy(sql.ref(this.#dialect.insertionOrder)).execute()).map(toCertificate);
   }
 
-  async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string }[]> {
+  async listRevokedCertificates(now: Date): Promise<{ serial: string; revokedAt: Date; reason: string; issuerCa: string | null }[]> {
     const at = now.toISOString();
     // A suspended device's certificates are on hold (RFC 5280 §5.3.1 certificateHold) since its last status change.
-    const { rows } = await sql<{ serial: string; revoked_at: string | Date; revocation_reason: string | null }>`
-      SELECT serial, revoked_at, revocation_reason FROM certificates
+    const { rows } = await sql<{ serial: string; revoked_at: string | Date; revocation_reason: string | null; issuer_ca: string | null }>`
+      SELECT serial, revoked_at, revocation_reason, issuer_ca FROM certificates
       WHERE status IN ('revoked', 'superseded') AND not_after > ${at}
       UNION ALL
-      SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason
+      SELECT c.serial, d.updated_at AS revoked_at, 'certificateHold' AS revocation_reason, c.issuer_ca
       FROM certificates c JOIN devices d ON d.id = c.device_id
       WHERE c.status = 'active' AND d.status = 'suspended' AND c.not_after > ${at}
       ORDER BY revoked_at, serial`.execute(this.#db);
-    return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified' }));
+    return rows.map((row) => ({ serial: row.serial, revokedAt: toDate(row.revoked_at), reason: row.revocation_reason ?? 'unspecified', issuerCa: row.issuer_ca }));
   }
 
   /**
@@ -419,10 +431,11 @@ export class SqlRegistry implements Registry {
           require_allowlist: template.requireAllowlist ? 1 : 0,
           allow_reenroll: template.allowReenroll ? 1 : 0,
           limits: JSON.stringify(template.limits ?? {}),
+          renew_after_expiry_days: template.renewAfterExpiryDays ?? 0,
           created_at: now,
           updated_at: now,
         })
-        .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'updated_at'])))
+        .onConflict((conflict) => conflict.column('name').doUpdateSet(excluded('templates', ['policy', 'validity_days', 'key_types', 'require_allowlist', 'allow_reenroll', 'limits', 'renew_after_expiry_days', 'updated_at'])))
         .returningAll()
         .executeTakeFirstOrThrow();
       return toTemplate(await audited(written, record, audit));
@@ -463,6 +476,7 @@ export class SqlRegistry implements Registry {
           template: claim.template,
           certificate_serial: claim.certificateSerial,
           issuer_pem: claim.issuerPem ?? null,
+          issuer_ca: claim.issuerCa ?? null,
           max_uses: claim.maxUses,
           uses: 0,
           expires_at: claim.expiresAt.toISOString(),
@@ -498,6 +512,50 @@ export class SqlRegistry implements Registry {
       await record({ ...audit, detail: { ...audit.detail, claimId: id } });
       return toClaim(row);
     });
+  }
+
+  // certificate authorities
+
+  async listCertificateAuthorities(): Promise<CertificateAuthorityRecord[]> {
+    return (await this.#db.selectFrom('certificate_authorities').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCertificateAuthority);
+  }
+
+  async importCertificateAuthorities(input: { cas: readonly NewCertificateAuthority[]; firstIssuers: { device: string; claim: string }; audit: AuditInput }): Promise<boolean> {
+    return this.#write(async (db, record) => {
+      if ((await db.selectFrom('certificate_authorities').select('id').limit(1).executeTakeFirst()) !== undefined) return false;
+      const now = this.#now();
+      await db.insertInto('certificate_authorities').values(input.cas.map((ca) => caRow(ca, now))).execute();
+      await db.updateTable('certificates').set({ issuer_ca: input.firstIssuers.device }).where('issuer_ca', 'is', null).execute();
+      await db.updateTable('claims').set({ issuer_ca: input.firstIssuers.claim }).where('issuer_ca', 'is', null).where('issuer_pem', 'is', null).execute();
+      await record({ ...input.audit, detail: { ...input.audit.detail, cas: input.cas.map((ca) => ({ id: ca.id, role: ca.role })) } });
+      return true;
+    });
+  }
+
+  async changeCertificateAuthorities(change: CaChange): Promise<CertificateAuthorityRecord[]> {
+    return this.#write(async (db, record) => {
+      const now = this.#now();
+      if (change.mustBeUnused !== undefined) {
+        const refusal = caInUse(change.mustBeUnused.id, await caUsage(db, change.mustBeUnused.id, change.mustBeUnused.now.toISOString()));
+        if (refusal !== undefined) throw refusal;
+      }
+      for (const transition of change.transitions ?? []) {
+        const moved = await db
+          .updateTable('certificate_authorities')
+          .set({ state: transition.to, updated_at: now })
+          .where('id', '=', transition.id)
+          .where('state', '=', transition.from)
+          .executeTakeFirst();
+        if (Number(moved.numUpdatedRows) !== 1) throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { caId: transition.id, expected: transition.from } });
+      }
+      if (change.add !== undefined && change.add.length > 0) await db.insertInto('certificate_authorities').values(change.add.map((ca) => caRow(ca, now))).execute();
+      await record(change.audit);
+      return (await db.selectFrom('certificate_authorities').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCertificateAuthority);
+    });
+  }
+
+  async certificateAuthorityUsage(caId: string, now: Date): Promise<CaUsage> {
+    return caUsage(this.#db, caId, now.toISOString());
   }
 
   // allow-lists
@@ -747,9 +805,57 @@ function insertCertificate(db: Db, deviceId: string, certificate: NewCertificate
       revoked_at: null,
       revocation_reason: null,
       replaces,
+      issuer_ca: certificate.issuerCa ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+}
+
+function caRow(ca: NewCertificateAuthority, now: string) {
+  return {
+    id: ca.id, role: ca.role, state: ca.state, fingerprint: ca.fingerprint, subject: ca.subject, issuer_id: ca.issuerId, cross_of: ca.crossOf, pem: ca.pem,
+    key_ref: ca.keyRef, not_before: ca.notBefore.toISOString(), not_after: ca.notAfter.toISOString(), created_at: now, updated_at: now,
+  };
+}
+
+/** Unexpired active certificates of identities not revoked, usable claims, and CAs not retired, signed by `caId`. */
+async function caUsage(db: Db, caId: string, now: string): Promise<CaUsage> {
+  const certificates = await db
+    .selectFrom('certificates')
+    .innerJoin('devices', 'devices.id', 'certificates.device_id')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('certificates.issuer_ca', '=', caId)
+    .where('certificates.status', '=', 'active')
+    .where('certificates.not_after', '>', now)
+    .where('devices.status', '<>', 'revoked')
+    .executeTakeFirstOrThrow();
+  const claims = await db
+    .selectFrom('claims')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('issuer_ca', '=', caId)
+    .where('status', '=', 'active')
+    .where('expires_at', '>', now)
+    .where((eb) => eb.or([eb('max_uses', 'is', null), eb('uses', '<', eb.ref('max_uses'))]))
+    .executeTakeFirstOrThrow();
+  const authorities = await db
+    .selectFrom('certificate_authorities')
+    .select((eb) => eb.fn.countAll<number | string>().as('n'))
+    .where('issuer_id', '=', caId)
+    .where('role', '<>', 'cross')
+    .where('state', '<>', 'retired')
+    .where('id', '<>', caId)
+    .executeTakeFirstOrThrow();
+  return { certificates: Number(certificates.n), claims: Number(claims.n), authorities: Number(authorities.n) };
+}
+
+/**
+ * Certificates of `deviceId` naming `serial` in `replaces`, whatever their status (a renewal after expiry
+ * happens once). A renewal is always recorded for the holder of the certificate it replaces, so the
+ * device_id index finds them all.
+ */
+async function successorCount(db: Db, deviceId: string, serial: string): Promise<number> {
+  const row = await db.selectFrom('certificates').select((eb) => eb.fn.countAll<number | string>().as('n')).where('device_id', '=', deviceId).where('replaces', '=', serial).executeTakeFirstOrThrow();
+  return Number(row.n);
 }
 
 /** Marks certificates superseded (the caller narrows which). */
@@ -789,4 +895,5 @@ const toCertificate = (row: Row<'certificates'>) => toRecord<CertificateRecord>(
 const toTemplate = (row: Row<'templates'>) => toRecord<TemplateRecord>(row);
 const toPolicy = (row: Row<'policies'>) => toRecord<PolicyRecord>(row);
 const toClaim = (row: Row<'claims'>) => toRecord<ClaimRecord>(row);
+const toCertificateAuthority = (row: Row<'certificate_authorities'>) => toRecord<CertificateAuthorityRecord>(row);
 const toOperatorToken = (row: Pick<Row<'operator_tokens'>, (typeof operatorTokenColumns)[number]>) => toRecord<OperatorTokenRecord>(row);

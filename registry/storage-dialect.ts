@@ -1,5 +1,5 @@
 import type { ColumnType, Kysely } from 'kysely';
-import type { CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole } from './registry-port.ts';
+import type { CaRole, CaState, CertificateStatus, ClaimStatus, DeviceStatus, IdentityKind, OperatorRole } from './registry-port.ts';
 
 /**
  * Everything that differs between SQLite and PostgreSQL, in one shape; the registry itself
@@ -92,16 +92,20 @@ export interface Tables {
   };
   certificates: {
     serial: string; device_id: string; fingerprint: string; public_key_hash: string; not_before: Stamp; not_after: Stamp; status: CertificateStatus;
-    pem: string; issued_at: Stamp; revoked_at: NullableStamp; revocation_reason: string | null; replaces: string | null;
+    pem: string; issued_at: Stamp; revoked_at: NullableStamp; revocation_reason: string | null; replaces: string | null; issuer_ca: string | null;
   };
   templates: {
-    name: string; policy: string; validity_days: number; key_types: Json; require_allowlist: Flag; allow_reenroll: Flag; limits: Json;
+    name: string; policy: string; validity_days: number; key_types: Json; require_allowlist: Flag; allow_reenroll: Flag; limits: Json; renew_after_expiry_days: number;
     created_at: Stamp; updated_at: Stamp;
   };
   policies: { name: string; document: Json; version: number; updated_at: Stamp };
   claims: {
     id: string; template: string; certificate_serial: string; issuer_pem: string | null; max_uses: number | null; uses: number;
-    expires_at: Stamp; status: ClaimStatus; created_at: Stamp;
+    expires_at: Stamp; status: ClaimStatus; created_at: Stamp; issuer_ca: string | null;
+  };
+  certificate_authorities: {
+    id: string; role: CaRole; state: CaState; fingerprint: string; subject: string; issuer_id: string | null; cross_of: string | null; pem: string;
+    key_ref: string | null; not_before: Stamp; not_after: Stamp; created_at: Stamp; updated_at: Stamp;
   };
   allowlist: { template: string; serial: string; added_at: Stamp; attributes: Json };
   audit_log: {

@@ -84,6 +84,32 @@ export async function createIssuingCa(options: { issuer: CaCredential; commonNam
 }
 
 /**
+ * A cross-certificate (RFC 4158 §2.3): `subject`'s name and public key, signed by another root, so that a
+ * device trusting only `issuer` can still build a path to a certificate `subject` signed. Used during a root
+ * rotation in both directions; path length 1 like a root, so it vouches for issuing CAs and the server only.
+ */
+export async function crossCertify(options: { subject: x509.X509Certificate; issuer: CaCredential; clock: Clock }): Promise<x509.X509Certificate> {
+  const now = options.clock.now();
+  const notAfter = new Date(Math.min(options.subject.notAfter.getTime(), options.issuer.certificate.notAfter.getTime()));
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: options.subject.subjectName,
+    issuer: options.issuer.certificate.subjectName,
+    notBefore: new Date(now.getTime() - backdateMs),
+    notAfter,
+    signingAlgorithm: ecdsaSha256,
+    publicKey: options.subject.publicKey,
+    signingKey: options.issuer.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(options.subject.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
+    ],
+  });
+}
+
+/**
  * Issues a leaf certificate for `publicKey` (already checked: see csr.ts) under `profile`. Subject, SANs,
  * key usages and validity come from the profile only. The certificate never outlives its issuer.
  */

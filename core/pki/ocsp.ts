@@ -189,6 +189,14 @@ export function createOcspErrorResponse(status: OcspErrorStatus): Uint8Array<Arr
   return new Uint8Array(AsnConvert.serialize(new OCSPResponse({ responseStatus: OCSPResponseStatus[status] })));
 }
 
+/**
+ * Whether a CertID names `certificate` as its issuer: how the responder picks, among several device CAs (a
+ * rotation), the one that answers (RFC 6960 §4.1.1, issuerNameHash and issuerKeyHash).
+ */
+export function certIdNamesIssuer(certificate: x509.X509Certificate, certId: OcspCertId): Promise<boolean> {
+  return issuerIdentity(certificate).matches(certId);
+}
+
 /** The device CA as CertIDs name it: hashes of its subject DER and of its public key bits, per algorithm. */
 function issuerIdentity(certificate: x509.X509Certificate) {
   const nameDer = certificate.subjectName.toArrayBuffer();

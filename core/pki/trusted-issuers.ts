@@ -17,13 +17,13 @@ export type ParseCertificate = (pem: string) => CertificateView;
  * The issuers every mTLS edge accepts, by role. For manufacturer bundles the first certificate is the CA
  * that signs birth certificates; any others in the bundle are its chain, trusted for path building only.
  */
-export function trustedIssuers(parse: ParseCertificate, pems: { device: string; claim: readonly string[]; manufacturer: readonly string[] }): TrustedIssuers {
+export function trustedIssuers(parse: ParseCertificate, pems: { device: readonly string[]; claim: readonly string[]; manufacturer: readonly string[] }): TrustedIssuers {
   const known = (role: KnownCa['role'], pem: string): KnownCa => {
     const certificate = parse(pem);
     return { role, certificate, fingerprint: normaliseFingerprint(certificate.fingerprint256) };
   };
   return {
-    device: known('device', pems.device),
+    device: pems.device.map((pem) => known('device', pem)),
     claim: pems.claim.map((pem) => known('claim', pem)),
     manufacturer: pems.manufacturer.map((pem) => known('manufacturer', pem)),
     checkedLeaves: new Map(),

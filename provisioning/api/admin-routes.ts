@@ -1,8 +1,9 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { adminSchemas as schemas, type Claim, listLimit, type PageQuery, type PutTemplate, type Template } from '../../contract/index.ts';
-import { type CaCredential, type Clock, type EventBus, FleetgateError, type TemplateLimits } from '../../core/index.ts';
+import { type Clock, type EventBus, FleetgateError, type TemplateLimits } from '../../core/index.ts';
 import type { ClaimRecord, Registry, TemplateRecord } from '../../registry/index.ts';
+import type { CertificateAuthorities } from '../certificate-authorities.ts';
 import { createClaim } from '../create-claim.ts';
 import { registerClaimIssuer } from '../register-claim-issuer.ts';
 import { type OperatorAuth, routeGuard } from './operator-auth.ts';
@@ -10,8 +11,8 @@ import { type OperatorAuth, routeGuard } from './operator-auth.ts';
 export interface AdminRouteDeps {
   readonly registry: Registry;
   readonly auth: OperatorAuth;
-  readonly claimCa: CaCredential;
-  readonly rootPem: string;
+  /** The active claim CA signs claim certificates (POST /v1/claims). */
+  readonly authorities: Pick<CertificateAuthorities, 'issuer' | 'rootsPem'>;
   readonly clock: Clock;
   readonly events: EventBus;
 }
@@ -88,6 +89,7 @@ export function registerAdminRoutes(fastify: FastifyInstance, deps: AdminRouteDe
           keyTypes: request.body.keyTypes ?? base.keyTypes,
           requireAllowlist: request.body.requireAllowlist ?? (current?.requireAllowlist ?? false),
           allowReenroll: request.body.allowReenroll ?? (current?.allowReenroll ?? false),
+          renewAfterExpiryDays: request.body.renewAfterExpiryDays ?? (current?.renewAfterExpiryDays ?? 0),
           limits: mergeLimits(current?.limits ?? {}, request.body.limits),
         },
         { actor: operator.actor, action: 'template.put', result: 'ok', detail: { template: request.body.name } },
@@ -117,7 +119,7 @@ export function registerAdminRoutes(fastify: FastifyInstance, deps: AdminRouteDe
     async (request, reply) => {
       const operator = operatorOf(request);
       const created = await createClaim(
-        { registry, claimCa: deps.claimCa, rootPem: deps.rootPem, clock: deps.clock },
+        { registry, authorities: deps.authorities, clock: deps.clock },
         { template: request.body.template, maxUses: request.body.maxUses ?? null, ...(request.body.expiresInSeconds ? { expiresInSeconds: request.body.expiresInSeconds } : {}), actor: operator.actor },
       );
       // The key is in this one answer only; make sure no proxy or client keeps a copy.

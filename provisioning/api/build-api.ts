@@ -2,7 +2,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
-import { type CaCredential, type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, listenerSecureContext, type SessionDirectory, type TrustSource } from '../../core/index.ts';
+import { type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, snapshotSecureContext, type SessionDirectory, type TrustSource } from '../../core/index.ts';
 import { registerCheckRoutes } from './check-routes.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
 import type { FleetChecks } from '../fleet-check-collector.ts';
@@ -19,11 +19,11 @@ import { registerEstRoutes } from './est-routes.ts';
 import { registerPkiRoutes } from './pki-routes.ts';
 import type { RevocationStatus } from '../revocation-status.ts';
 import type { OperatorAuth } from './operator-auth.ts';
+import type { CertificateAuthorities } from '../certificate-authorities.ts';
 
 export interface ApiServerConfig {
   readonly host: string;
   readonly port: number;
-  readonly tls: { readonly cert: string; readonly key: string; readonly ca: readonly string[] };
   /** Requests per minute per client address, on every route. */
   readonly rateLimitPerMinute: number;
   /** The built web console to serve at /console (`console/dist`); without it there is no /console. */
@@ -40,14 +40,12 @@ export interface ApiDeps {
   /** Prometheus text exposition for GET /metrics. */
   readonly metricsText: () => Promise<string>;
   readonly auth: OperatorAuth;
-  readonly claimCa: CaCredential;
-  /** Signs service certificates (POST /v1/services). */
-  readonly deviceCa: CaCredential;
+  /** Every CA with its key: the active ones sign claims, devices, services and operators (README "Rotating certificates and CAs"). */
+  readonly authorities: CertificateAuthorities;
   /** CRL and OCSP URLs written into service certificates. */
   readonly revocationUrls: RevocationUrls;
   /** Live MQTT sessions: the broker's in the all-in-one process; a provisioning-only process lists none. */
   readonly sessions: SessionDirectory;
-  readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
   /** The process's trusted CAs (core/trust-store.ts), shared with the MQTT listener: followed for new handshakes. */
   readonly trust: TrustSource;
   /** Fleet health checks (GET /v1/checks), over the same session list. */
@@ -64,15 +62,14 @@ const hstsMaxAgeSeconds = 365 * 24 * 3600;
  * use-case is audited here.
  */
 export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
-  // Manufacturer CAs (birth certificates) come from the trust store and may change while running.
-  const secureContextOptions = (trust = deps.trust.current()) => listenerSecureContext({ cert: config.tls.cert, key: config.tls.key, ca: [...config.tls.ca, ...trust.anchors.manufacturer] });
+  // The CAs and the server pair come from the trust store: they rotate, and manufacturer CAs come and go, while running.
   const trustAtStart = deps.trust.current();
 
   const app = Fastify({
     // pino's Logger and Fastify's logger interface differ only in typing details.
     loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger,
     https: {
-      ...secureContextOptions(trustAtStart),
+      ...snapshotSecureContext(trustAtStart),
       // Client certificates are optional here (operators use tokens, health checks nothing); the routes
       // that need one check it and refuse with a coded error.
       requestCert: true,
@@ -151,27 +148,25 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
     reply.type('text/plain; version=0.0.4').send(await deps.metricsText()),
   );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  registerPkiRoutes(app, { rootPem: deps.pem.root, revocation: deps.revocation, registry: deps.registry });
+  registerPkiRoutes(app, { authorities: deps.authorities, revocation: deps.revocation, registry: deps.registry, auth: deps.auth, events: deps.events, clock: deps.clock });
 
   const currentIssuers = () => deps.trust.current().issuers;
-  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers });
+  registerEnrollmentRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, clock: deps.clock });
   registerRelayRoutes(app, { certificates: deps.certificates, auth: deps.auth, issuers: currentIssuers, clock: deps.clock });
-  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, caPems: [deps.pem.deviceCa, deps.pem.root] });
-  registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, claimCa: deps.claimCa, rootPem: deps.pem.root, clock: deps.clock, events: deps.events });
+  registerEstRoutes(app, { certificates: deps.certificates, issuers: currentIssuers, trustBundle: () => deps.authorities.trustBundle(), clock: deps.clock });
+  registerAdminRoutes(app, { registry: deps.registry, auth: deps.auth, authorities: deps.authorities, clock: deps.clock, events: deps.events });
   registerSecurityRoutes(app, {
     registry: deps.registry,
     auth: deps.auth,
-    deviceCa: deps.deviceCa,
+    authorities: deps.authorities,
     clock: deps.clock,
-    pem: { root: deps.pem.root, deviceCa: deps.pem.deviceCa },
   });
   registerFleetRoutes(app, {
     registry: deps.registry,
     auth: deps.auth,
     events: deps.events,
     sessions: deps.sessions,
-    issuing: { deviceCa: deps.deviceCa, clock: deps.clock, revocation: deps.revocationUrls },
-    pem: { root: deps.pem.root, deviceCa: deps.pem.deviceCa },
+    issuing: { authorities: deps.authorities, clock: deps.clock, revocation: deps.revocationUrls },
   });
 
   registerCheckRoutes(app, { auth: deps.auth, checks: deps.checks });
@@ -181,10 +176,12 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   const unsubscribe = deps.events.subscribe((event) => {
     // Suspensions and resumes change the CRL too (certificateHold entries come and go).
     if (event.type === 'device.status') deps.revocation.invalidate();
+    // A CA rotated by any process: issue with the CA now active.
+    if (event.type === 'trust.changed') deps.authorities.reload().catch((error: unknown) => deps.log.error({ err: error }, 'could not reload the CAs'));
   });
   // New handshakes use the new CA list at once; established connections are not affected.
   // A reload that finished during the awaits above is applied at once (`since`).
-  const unfollowTrust = deps.trust.subscribe((snapshot) => app.server.setSecureContext(secureContextOptions(snapshot)), trustAtStart);
+  const unfollowTrust = deps.trust.subscribe((snapshot) => app.server.setSecureContext(snapshotSecureContext(snapshot)), trustAtStart);
   app.addHook('onClose', async () => {
     unsubscribe();
     unfollowTrust();

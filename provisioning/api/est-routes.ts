@@ -1,13 +1,15 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { certsOnlyPkcs7Base64, type CertificateRequestHandler, FleetgateError, type TrustedIssuers } from '../../core/index.ts';
-import { requireClientCredential } from './client-certificate.ts';
+import { certsOnlyPkcs7Base64, type CertificateRequestHandler, type Clock, FleetgateError, type TrustedIssuers } from '../../core/index.ts';
+import { requireClientCredential, requireRenewalCredential } from './client-certificate.ts';
 
 export interface EstRouteDeps {
   readonly certificates: CertificateRequestHandler;
   /** Current trusted issuers (manufacturer CAs can be added while running). */
   readonly issuers: () => TrustedIssuers;
-  /** Issuing CA then root. */
-  readonly caPems: readonly string[];
+  /** The trust bundle (README "Rotating certificates and CAs"): every trusted root, cross-certificate and issuing CA. */
+  readonly trustBundle: () => string;
+  /** Renewal after expiry is judged against this clock (core/renewal-after-expiry.ts). */
+  readonly clock: Clock;
 }
 
 /** RFC 7030 §4.1.3 / §4.2.3 response media type. */
@@ -18,7 +20,8 @@ const fold = (base64: string) => base64.replace(/(.{76})/g, '$1\n');
 
 /**
  * EST (RFC 7030) under /.well-known/est/: cacerts, simpleenroll (claim certificate), simplereenroll
- * (current device certificate). Bodies are base64 PKCS#10, one line or folded; the device serial is the
+ * (current device certificate, or an expired one within its template's grace: README "Renewal after
+ * expiry"). Bodies are base64 PKCS#10, one line or folded; the device serial is the
  * CSR's CN, since EST has no other place for it.
  */
 export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): void {
@@ -26,7 +29,7 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
   app.addContentTypeParser('application/pkcs10', { parseAs: 'string', bodyLimit: 32 * 1024 }, (_request, body, done) => done(null, body));
 
   app.get('/.well-known/est/cacerts', { schema: { tags: ['est'], summary: 'CA certificates (certs-only PKCS#7, base64)' } }, async (_request, reply) =>
-    reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64(deps.caPems))),
+    reply.header('content-type', 'application/pkcs7-mime').header('content-transfer-encoding', 'base64').send(fold(certsOnlyPkcs7Base64([deps.trustBundle()]))),
   );
 
   const respond = async (reply: FastifyReply, work: () => Promise<{ certificate: string }>) => {
@@ -44,10 +47,11 @@ export function registerEstRoutes(app: FastifyInstance, deps: EstRouteDeps): voi
     }),
   );
 
-  app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate)' } }, async (request, reply) =>
+  app.post('/.well-known/est/simplereenroll', { schema: { tags: ['est'], summary: 'Renew with the current device certificate (TLS client certificate; an expired one once, within its template\'s renewAfterExpiryDays)' } }, async (request, reply) =>
     respond(reply, async () => {
-      const device = requireClientCredential(request, deps.issuers(), 'device');
-      return deps.certificates.renew({ certificateSerial: device.serial, certificateFingerprint: device.fingerprint, deviceId: device.deviceId, certificate: device.certificate, body: { csr: csrOf(request.body) }, transport: 'est' });
+      // The one route besides POST /v1/renew where an expired device certificate may be accepted.
+      const device = requireRenewalCredential(request, deps.issuers(), deps.clock.now());
+      return deps.certificates.renew({ certificateSerial: device.serial, certificateFingerprint: device.fingerprint, deviceId: device.deviceId, certificate: device.certificate, body: { csr: csrOf(request.body) }, transport: 'est', afterExpiry: device.afterExpiry });
     }),
   );
 }

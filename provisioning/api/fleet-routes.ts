@@ -2,7 +2,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import {
   assertDeviceId,
-  type CaCredential,
   type Clock,
   compilePolicy,
   decideInScope,
@@ -17,6 +16,7 @@ import {
 import type { AuditEntry as AuditEntryJson, Certificate, Device, DeviceQuery, Policy, Session } from '../../contract/index.ts';
 import { fleetSchemas as schemas, listLimit } from '../../contract/index.ts';
 import type { AuditEntry, CertificateRecord, DeviceRecord, PolicyRecord, Registry } from '../../registry/index.ts';
+import type { CertificateAuthorities } from '../certificate-authorities.ts';
 import { auditRefusals } from '../audited.ts';
 import { registerDevice } from '../register-device.ts';
 import { registerService } from '../register-service.ts';
@@ -29,9 +29,7 @@ export interface FleetRouteDeps {
   readonly events: EventBus;
   readonly sessions: SessionDirectory;
   /** For service certificates: the device-issuing CA signs them, with the CRL and OCSP URLs of the API. */
-  readonly issuing: { readonly deviceCa: CaCredential; readonly clock: Clock; readonly revocation?: RevocationUrls };
-  /** Returned with a service certificate: the issuing CA (chain) and the root (trust anchor). */
-  readonly pem: { readonly root: string; readonly deviceCa: string };
+  readonly issuing: { readonly authorities: Pick<CertificateAuthorities, 'issuer' | 'chainFor' | 'rootsPem'>; readonly clock: Clock; readonly revocation?: RevocationUrls };
 }
 
 // Who may call what (docs/THREAT-MODEL.md R6): operators act on identities and read; viewers only read; policies and new
@@ -154,8 +152,9 @@ export function registerFleetRoutes(fastify: FastifyInstance, deps: FleetRouteDe
     serial: record.serial,
     notAfter: iso(record.notAfter),
     certificate: record.pem,
-    chain: deps.pem.deviceCa,
-    ca: deps.pem.root,
+    // The issuing CA then its root, and every trusted root (both, during a root rotation).
+    chain: deps.issuing.authorities.chainFor(record.issuerCa),
+    ca: deps.issuing.authorities.rootsPem(),
   });
 
   const statusRoute = (action: StatusAction) =>

@@ -1,7 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { credentialOf, FleetgateError, type TrustedIssuers, trustedIssuers } from '../../core/index.ts';
+import { credentialOf, FleetgateError, type TrustedIssuers } from '../../core/index.ts';
 import type { OperatorRole, Registry } from '../../registry/index.ts';
 
 export type { OperatorRole } from '../../registry/index.ts';
@@ -74,11 +74,11 @@ function bearerToken(request: FastifyRequest): string | undefined {
  * The operator name and certificate hash of a verified TLS client certificate, classified by core's
  * credentialOf exactly as the broker classifies its peers; undefined for anything else.
  */
-function operatorCertificate(request: FastifyRequest, deviceCa: TrustedIssuers | undefined): { name: string; hash: string } | undefined {
-  if (deviceCa === undefined) return undefined;
+function operatorCertificate(request: FastifyRequest, issuers: TrustedIssuers | undefined): { name: string; hash: string } | undefined {
+  if (issuers === undefined) return undefined;
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerX509Certificate !== 'function') return undefined;
-  const credential = credentialOf(socket, deviceCa);
+  const credential = credentialOf(socket, issuers);
   return credential.kind === 'operator' ? { name: credential.name, hash: operatorCertificateHash(credential.fingerprint) } : undefined;
 }
 
@@ -89,16 +89,14 @@ function operatorCertificate(request: FastifyRequest, deviceCa: TrustedIssuers |
  * retired by a rotation (stored as revoked) is refused at once by every API process sharing the registry,
  * even one that read it from its own `admin.token` at start.
  * Without an Authorization header, an operator certificate presented as TLS client certificate (issued by
- * the device CA `deviceCaPem`, see operatorCertificateHash) stands for the
+ * a device CA of the trust store `issuers`, see operatorCertificateHash) stands for the
  * stored, non-revoked record of the same name. A Bearer header, when present, always wins.
  * The bootstrap token is compared as SHA-256 digests with timingSafeEqual, so neither its length nor its
  * prefix leaks through timing. Stored tokens are found by their hash through a unique index: the timing
  * of that lookup depends on the hash of what the caller sent, which tells nothing about any stored token.
  */
-export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'>; deviceCaPem?: string }): OperatorAuth {
+export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, 'findOperatorToken'>; issuers?: () => TrustedIssuers }): OperatorAuth {
   const expected = digest(deps.adminToken);
-  // Operator certificates come from the device CA only: no claim or manufacturer CA can vouch for one.
-  const deviceCa = deps.deviceCaPem === undefined ? undefined : trustedIssuers((pem) => new X509Certificate(pem), { device: deps.deviceCaPem, claim: [], manufacturer: [] });
   return {
     bootstrapTokenHash: expected.toString('hex'),
     async authenticate(request) {
@@ -117,7 +115,8 @@ export function tokenAuth(deps: { adminToken: string; registry: Pick<Registry, '
   };
 
   async function certificateOperator(request: FastifyRequest): Promise<Operator> {
-    const presented = operatorCertificate(request, deviceCa);
+    // Operator certificates come from a device CA only (credentialOf): no claim or manufacturer CA can vouch for one.
+    const presented = operatorCertificate(request, deps.issuers?.());
     if (presented === undefined) throw new FleetgateError('API_UNAUTHENTICATED');
     const stored = await deps.registry.findOperatorToken(presented.hash);
     if (stored === undefined || stored.name !== presented.name) {

@@ -1,8 +1,9 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance } from 'fastify';
 import { operatorRoles, securitySchemas as schemas, type Token } from '../../contract/index.ts';
-import { type CaCredential, checkCsr, type Clock, FleetgateError, issueCertificate, operatorValidityDays, systemClock } from '../../core/index.ts';
+import { checkCsr, type Clock, FleetgateError, issueCertificate, operatorValidityDays, systemClock } from '../../core/index.ts';
 import type { OperatorTokenRecord, Registry } from '../../registry/index.ts';
+import type { CertificateAuthorities } from '../certificate-authorities.ts';
 import { newAdminToken } from '../admin-token.ts';
 import { auditRefusals } from '../audited.ts';
 import {
@@ -21,10 +22,8 @@ export interface SecurityRouteDeps {
   readonly registry: Registry;
   readonly auth: OperatorAuth;
   /** Signs operator certificates (POST /v1/operators/certificates); without it the route is not registered. */
-  readonly deviceCa?: CaCredential;
+  readonly authorities?: Pick<CertificateAuthorities, 'issuer'>;
   readonly clock?: Clock;
-  /** Returned with an operator certificate: the issuing CA, then the root. */
-  readonly pem?: { readonly root: string; readonly deviceCa: string };
 }
 
 const admins: readonly OperatorRole[] = ['admin'];
@@ -139,8 +138,8 @@ export function registerSecurityRoutes(fastify: FastifyInstance, deps: SecurityR
     },
   );
 
-  const { deviceCa, clock } = deps;
-  if (deviceCa !== undefined && clock !== undefined) {
+  const { authorities, clock } = deps;
+  if (authorities !== undefined && clock !== undefined) {
     app.post(
       '/v1/operators/certificates',
       { onRequest: allow(admins), schema: schemas.createOperatorCertificate },
@@ -151,7 +150,8 @@ export function registerSecurityRoutes(fastify: FastifyInstance, deps: SecurityR
         const issued = await auditRefusals(registry, { actor: operator.actor, action: 'token.create', detail }, async () => {
           refuseReservedName(name);
           const checked = await checkCsr(csr);
-          const certificate = await issueCertificate({ issuer: deviceCa, publicKey: checked.publicKey, profile: { kind: 'operator', name, validityDays: operatorValidityDays }, clock });
+          const deviceCa = await authorities.issuer('device');
+          const certificate = Object.assign(await issueCertificate({ issuer: deviceCa.credential, publicKey: checked.publicKey, profile: { kind: 'operator', name, validityDays: operatorValidityDays }, clock }), { chain: deviceCa.chainPem });
           // The row is the credential: its hash binds the name to this one certificate (operatorCertificateHash).
           await registry.createOperatorToken({
             name,
@@ -161,7 +161,7 @@ export function registerSecurityRoutes(fastify: FastifyInstance, deps: SecurityR
           });
           return certificate;
         });
-        return reply.status(201).send({ name, role: certificateRole, certificate: issued.pem, chain: deps.pem ? deps.pem.deviceCa + deps.pem.root : '' });
+        return reply.status(201).send({ name, role: certificateRole, certificate: issued.pem, chain: issued.chain });
       },
     );
   }

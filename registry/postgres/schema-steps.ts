@@ -188,4 +188,35 @@ export const steps: readonly SchemaStep[] = [
       INSERT INTO schema_migrations (version, name, applied_at) VALUES (4, 'later steps are in kysely_migration', now());
     `,
   },
+  {
+    name: '0005-certificate-authorities',
+    // As SQLite step 6 (registry/sqlite/schema-steps.ts).
+    sql: `
+      CREATE TABLE certificate_authorities (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('root', 'device', 'claim', 'cross')),
+        state TEXT NOT NULL CHECK (state IN ('next', 'active', 'retiring', 'retired')),
+        fingerprint TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        issuer_id TEXT COLLATE "C" REFERENCES certificate_authorities (id),
+        cross_of TEXT COLLATE "C" REFERENCES certificate_authorities (id),
+        pem TEXT NOT NULL,
+        key_ref TEXT,
+        not_before TIMESTAMPTZ(3) NOT NULL,
+        not_after TIMESTAMPTZ(3) NOT NULL,
+        created_at TIMESTAMPTZ(3) NOT NULL,
+        updated_at TIMESTAMPTZ(3) NOT NULL
+      );
+      CREATE UNIQUE INDEX certificate_authorities_one_active ON certificate_authorities (role) WHERE state = 'active' AND role <> 'cross';
+      CREATE UNIQUE INDEX certificate_authorities_one_next ON certificate_authorities (role) WHERE state = 'next' AND role <> 'cross';
+      ALTER TABLE certificates ADD COLUMN issuer_ca TEXT COLLATE "C";
+      CREATE INDEX certificates_issuer_ca ON certificates (issuer_ca, status);
+      ALTER TABLE claims ADD COLUMN issuer_ca TEXT COLLATE "C";
+    `,
+  },
+  {
+    name: '0006-renew-after-expiry',
+    // As SQLite step 7 (registry/sqlite/schema-steps.ts).
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];

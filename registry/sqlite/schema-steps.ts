@@ -180,4 +180,42 @@ export const steps: readonly SchemaStep[] = [
       INSERT INTO schema_migrations (version, name, applied_at) VALUES (5, 'later steps are in kysely_migration', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
     `,
   },
+  {
+    name: '0006-certificate-authorities',
+    // Every CA fleetgate has made (README "Rotating certificates and CAs"): the root(s), device and claim
+    // issuing CAs, and the cross-certificates between two roots. The certificates live here so that every
+    // process of a cluster (brokers included) follows the same rotation; keys stay with provisioning
+    // (key_ref names the key in its key store). Certificates and claims record the CA that signed them, so
+    // retiring a CA can count what it still vouches for; rows from before this step are the first CAs'
+    // (filled in when provisioning imports them, provisioning/certificate-authorities.ts).
+    sql: `
+      CREATE TABLE certificate_authorities (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('root', 'device', 'claim', 'cross')),
+        state TEXT NOT NULL CHECK (state IN ('next', 'active', 'retiring', 'retired')),
+        fingerprint TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        issuer_id TEXT REFERENCES certificate_authorities (id),
+        -- A cross-certificate: the root whose key it certifies (issuer_id is the other root).
+        cross_of TEXT REFERENCES certificate_authorities (id),
+        pem TEXT NOT NULL,
+        key_ref TEXT,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      ) STRICT;
+      CREATE UNIQUE INDEX certificate_authorities_one_active ON certificate_authorities (role) WHERE state = 'active' AND role <> 'cross';
+      CREATE UNIQUE INDEX certificate_authorities_one_next ON certificate_authorities (role) WHERE state = 'next' AND role <> 'cross';
+      ALTER TABLE certificates ADD COLUMN issuer_ca TEXT;
+      CREATE INDEX certificates_issuer_ca ON certificates (issuer_ca, status);
+      ALTER TABLE claims ADD COLUMN issuer_ca TEXT;
+    `,
+  },
+  {
+    name: '0007-renew-after-expiry',
+    // Days after expiry during which a certificate of the template may still renew once (README "Renewal
+    // after expiry"); 0, the value every existing template gets, keeps expired certificates refused.
+    sql: `ALTER TABLE templates ADD COLUMN renew_after_expiry_days INTEGER NOT NULL DEFAULT 0 CHECK (renew_after_expiry_days BETWEEN 0 AND 3650);`,
+  },
 ];

@@ -1,10 +1,11 @@
+import { createHash, X509Certificate } from 'node:crypto';
 import { Command } from 'commander';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createRootCa, evaluateFleetChecks, fixedClock } from '../../core/index.ts';
+import { createRootCa, fixedClock } from '../../core/index.ts';
 import type { CheckReport } from '../../contract/index.ts';
 import { registerCheckCommand } from '../../cli/check-command.ts';
-import { processCas } from '../../cli/provisioning-api.ts';
+import { checkedCas } from '../../cli/provisioning-api.ts';
 import { closed, startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { until } from '../helpers/until.ts';
 
@@ -160,14 +161,24 @@ describe('fleet health checks on a running gateway', () => {
     expect(await statusOf('manufacturer-ca-expiry')).toBe('pass');
   });
 
-  it('ca-expiry: the process CAs as the checks see them (root, device, claim) fire when one is close to its end', async () => {
-    const { pem } = gw.gateway.dataDir.pki;
-    const fresh = await processCas(pem, registry());
-    expect(fresh.map((ca) => ca.role)).toEqual(['root', 'device', 'claim']);
-    const facts = { now: new Date(), expiringCertificates: [], renewalOverdue: [], inactiveSessions: [], takeovers: [], claims: [], policies: [], lastAuditVerification: undefined };
-    expect(evaluateFleetChecks({ ...facts, cas: fresh }, undefined, ['ca-expiry'])[0]?.status).toBe('pass');
-    const old = await createRootCa({ commonName: 'Ageing root', clock: fixedClock(new Date(Date.now() - (20 * 365 - 20) * 86_400_000)) });
-    const ageing = await processCas({ ...pem, root: old.certificate.toString('pem') }, registry());
-    expect(evaluateFleetChecks({ ...facts, cas: ageing }, undefined, ['ca-expiry'])[0]).toMatchObject({ status: 'fail', findings: [{ subject: 'root CA root', detail: expect.stringContaining('CN=Ageing root') }] });
+  it('ca-expiry: the registry\'s CAs; a CA certificate 20 days from its end fails, and clears once it is retired', async () => {
+    const cas = await checkedCas(registry());
+    expect(cas.map((ca) => ca.role).sort()).toEqual(['claim', 'device', 'root']);
+    expect(await statusOf('ca-expiry')).toBe('pass');
+    // A cross-certificate row (no key of its own) whose validity ends in 20 days.
+    const old = await createRootCa({ commonName: 'Ageing cross', clock: fixedClock(new Date(Date.now() - (20 * 365 - 20) * 86_400_000)) });
+    const pem = old.certificate.toString('pem');
+    const fingerprint = createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+    const root = cas.find((ca) => ca.role === 'root')!;
+    const id = fingerprint.slice(0, 16);
+    await registry().changeCertificateAuthorities({
+      add: [{ id, role: 'cross', state: 'active', fingerprint, subject: 'CN=Ageing cross', issuerId: root.id, crossOf: root.id, pem, keyRef: null, notBefore: old.certificate.notBefore, notAfter: old.certificate.notAfter }],
+      audit: { actor: 'test', action: 'ca.add', result: 'ok' },
+    });
+    const fired = (await checks('ca-expiry')).items[0];
+    expect(fired).toMatchObject({ status: 'fail', count: 1, findings: [{ subject: `cross CA ${id}`, detail: expect.stringMatching(/expires in \d+ days/) }] });
+    expect(fired?.nextStep).toContain('fleetgate ca rotate');
+    await registry().changeCertificateAuthorities({ transitions: [{ id, from: 'active', to: 'retired' }], audit: { actor: 'test', action: 'ca.retire', result: 'ok' } });
+    expect(await statusOf('ca-expiry')).toBe('pass');
   });
 });

@@ -226,14 +226,13 @@ describe('authentication and roles on every fleet route', () => {
     probe.addHook('onRoute', (route) => {
       registered.push(route);
     });
-    const { registry, pki, adminToken } = gw.dataDir;
+    const { registry, authorities, adminToken } = gw.dataDir;
     registerFleetRoutes(probe, {
       registry,
       auth: bootstrapTokenAuth(adminToken),
       events: gw.events,
       sessions: { list: async () => [] },
-      issuing: { deviceCa: pki.deviceCa, clock: systemClock },
-      pem: { root: pki.pem.root, deviceCa: pki.pem.deviceCa },
+      issuing: { authorities, clock: systemClock },
     });
     await probe.ready();
     await probe.close();

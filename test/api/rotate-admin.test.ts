@@ -104,6 +104,6 @@ describe('token rotate-admin', () => {
     expect((await runCli(['init', '--data-dir', other, '--hostname', 'localhost'], { FLEETGATE_DATABASE_URL: '' })).code).toBe(0);
     const refused = await runCli(['device', 'list', '--data-dir', other, '--api', `https://localhost:${first.port}`]);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain(`is not signed by the CA in ${join(other, 'pki', 'ca.crt')}`);
+    expect(refused.stderr).toContain(`is not signed by the CA in ${join(other, 'pki', 'trust-bundle.pem')}`);
   });
 });

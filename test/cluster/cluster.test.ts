@@ -233,4 +233,57 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     }, 'the refusal in the audit trail');
     await stranded.process.stop();
   });
+  it('follows a device CA rotation on every broker: new CA trusted after prepare, old certificates refused after retire (PostgreSQL)', async () => {
+    const rotate = async (stage: string) => cluster.api<{ ca: { id: string }; code?: string }>('POST', '/v1/pki/cas/rotate', { body: { role: 'device', stage } });
+    const old = await cluster.enrollDevice('sensor-rot-1');
+    const live = track(await cluster.connect(a, 'sensor-rot-1', old));
+    const prepared = await rotate('prepare');
+    expect(prepared.status, JSON.stringify(prepared.body)).toBe(200);
+    expect((await rotate('activate')).status).toBe(200);
+    // Issued by the new CA through provisioning; each broker heard trust.changed over Redis and admits it.
+    const fresh = await cluster.enrollDevice('sensor-rot-2');
+    for (const broker of [a, b]) {
+      await until(async () => {
+        try {
+          (await cluster.connect(broker, 'sensor-rot-2', fresh)).end(true);
+          return true;
+        } catch {
+          return false;
+        }
+      }, `broker ${broker.id} to trust the new device CA`);
+    }
+    expect(live.connected).toBe(true);
+    expect((await rotate('retire')).body.code).toBe('PKI_CA_IN_USE');
+
+    // Every identity of the old CA moves: the device, and the backend service of this file.
+    const renew = async (id: string, credential: ClientCredential) => {
+      const keys = await deviceKeyAndCsr(id);
+      const renewed = await cluster.api<{ certificate: string }>('POST', '/v1/renew', { body: { csr: keys.csr }, credential });
+      expect(renewed.status).toBe(201);
+      const moved = { cert: renewed.body.certificate, key: keys.key };
+      (await cluster.connect(b, id, moved)).end(true); // first use supersedes the old certificate
+      return moved;
+    };
+    live.end(true);
+    const moved = await renew('sensor-rot-1', old);
+    service = await renew('backend-1', service);
+    // The other identities earlier tests left behind are stragglers: revoked, as an operator would.
+    const active = await cluster.api<{ items: { id: string }[] }>('GET', '/v1/devices?status=active&limit=1000');
+    for (const { id } of active.body.items.filter((device) => !['sensor-rot-1', 'sensor-rot-2', 'backend-1'].includes(device.id))) {
+      expect((await cluster.api('POST', `/v1/devices/${id}/revoke`, { body: { reason: 'superseded' } })).status).toBe(200);
+    }
+    const retired = await rotate('retire');
+    expect(retired.status, JSON.stringify(retired.body)).toBe(200);
+    for (const broker of [a, b]) {
+      await until(async () => {
+        try {
+          (await cluster.connect(broker, 'sensor-rot-1', old)).end(true);
+          return false;
+        } catch (error) {
+          return (error as { code?: number }).code === 5;
+        }
+      }, `broker ${broker.id} to refuse the retired CA's certificate`);
+      (await cluster.connect(broker, 'sensor-rot-1', moved)).end(true);
+    }
+  });
 });

@@ -118,7 +118,8 @@ describe('EST (RFC 7030) with curl and openssl', () => {
     expect(cacerts.status).toBe(200);
     const caFiles = files('est-cacerts', { b64: cacerts.body });
     const { stdout: chain } = await run('sh', ['-c', `base64 -d ${caFiles.b64} | openssl pkcs7 -inform DER -print_certs`]);
-    expect(chain.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    // The trust bundle: root, device CA, claim CA (README "Rotating certificates and CAs").
+    expect(chain.match(/BEGIN CERTIFICATE/g)).toHaveLength(3);
 
     const claim = await gw.issueClaim({ maxUses: 5 });
     const claimFiles = files('est-claim', { crt: claim.cert, key: claim.key });

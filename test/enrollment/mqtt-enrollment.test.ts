@@ -103,7 +103,8 @@ describe('enrollment over MQTT', () => {
     const persistence = (gw.gateway.broker.aedes as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<{ topic: string }> } }).persistence;
     const retained: string[] = [];
     for await (const packet of persistence.createRetainedStream('$fleetgate/#')) retained.push(packet.topic);
-    expect(retained).toEqual([]);
+    // Only the gateway's own retained message (the trust bundle, README "Rotating certificates and CAs").
+    expect(retained).toEqual(['$fleetgate/trust/bundle']);
   });
 
   it('stops at max-uses', async () => {

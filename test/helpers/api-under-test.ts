@@ -76,7 +76,7 @@ export async function startApiUnderTest(options: ApiUnderTestOptions = {}): Prom
     dataDirPath: dir.path,
     events,
     ca: pki.pem.root,
-    ...registryFixtures(pki, registry),
+    ...registryFixtures(dataDir.authorities, registry),
     listen,
     async api<T>(method: string, path: string, call: ApiCallOptions = {}): Promise<ApiResponse<T>> {
       const token = call.token === true ? adminToken : call.token;

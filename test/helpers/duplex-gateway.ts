@@ -16,6 +16,7 @@ import {
   type EventBus,
   generateKeyPair,
   issueCertificate,
+  privateKeyToPem,
   systemClock,
   type TrustStore,
 } from '../../core/index.ts';
@@ -26,6 +27,7 @@ import type { VerifiedPeer } from '../../broker/session-table.ts';
 import { registerDevice } from '../../provisioning/index.ts';
 import { wireTrustStore } from '../../cli/trust-wiring.ts';
 import { type AuditEntry, type AuditQuery, openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
+import { authoritiesFor } from './certificate-authorities.ts';
 import { waitForAudit } from './registry-fixtures.ts';
 
 /**
@@ -60,7 +62,11 @@ export async function startDuplexGateway(): Promise<DuplexGateway> {
   const events = createInProcessEventBus();
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   // The process's trust store as the composition roots make it (cli/trust-wiring.ts).
-  const { trust } = await wireTrustStore({ registry, pem: { deviceCa: deviceCa.certificate.toString('pem'), claimCa: claimCa.certificate.toString('pem') }, events, log });
+  const authorities = await authoritiesFor(registry, { root, deviceCa, claimCa });
+  const serverKeys = await generateKeyPair();
+  const server = { cert: (await issueCertificate({ issuer: root, publicKey: serverKeys.publicKey, profile: { kind: 'server', dnsNames: ['localhost'], ipAddresses: [] }, clock: systemClock })).pem, key: await privateKeyToPem(serverKeys.privateKey) };
+  const pem = { root: root.certificate.toString('pem'), deviceCa: deviceCa.certificate.toString('pem'), claimCa: claimCa.certificate.toString('pem') };
+  const { trust } = await wireTrustStore({ registry, dataDir: { readServer: () => server }, pem, events, log });
   // The listener's budgets on a server that never listens: only the CONNECT rate is ever asked here.
   const connections = createConnectionAdmission(createServer(), { ...defaultFlowControl, connectTimeoutMs: 10_000, onRefused: (code, remote, detail) => core.connectionRefused(code, remote, detail) });
   const core = await createGatewayCore({ maxPacketBytes: 256 * 1024, connectTimeoutMs: 10_000 }, { registry, events, clock: systemClock, log, trust, connections });
@@ -75,7 +81,7 @@ export async function startDuplexGateway(): Promise<DuplexGateway> {
     deviceCa,
     async createDevice(id, options = {}) {
       const keys = await generateKeyPair();
-      const record = await registerDevice({ registry, deviceCa, clock: options.clock ?? systemClock }, { id, csr: await createCsr(keys, id), actor: 'test', ...(options.policy ? { policy: options.policy } : {}) });
+      const record = await registerDevice({ registry, authorities, clock: options.clock ?? systemClock }, { id, csr: await createCsr(keys, id), actor: 'test', ...(options.policy ? { policy: options.policy } : {}) });
       return { ...peerOf(record.pem), serial: record.serial };
     },
     async createClaim(id, options = {}) {

@@ -24,7 +24,7 @@ export interface FloodIdentities {
 export async function prepareIdentities(dataDir: string, options: { devices?: string[]; services?: string[]; claim?: boolean }): Promise<FloodIdentities> {
   const dir = await openDataDir({ path: dataDir, hostnames: ['localhost'] });
   const { pki, registry } = dir;
-  const deps = { registry, deviceCa: pki.deviceCa, clock: systemClock };
+  const deps = { registry, authorities: dir.authorities, clock: systemClock };
   const issue = async (id: string, kind: 'device' | 'service') => {
     const keys = await generateKeyPair();
     const csr = await createCsr(keys, id);

@@ -1,5 +1,5 @@
 import { type CaCredential, type Clock, createCsr, dayMs, generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../../core/index.ts';
-import { type Pki, registerDevice } from '../../provisioning/index.ts';
+import { type CertificateAuthorities, registerDevice } from '../../provisioning/index.ts';
 import type { AuditEntry, AuditQuery, Registry } from '../../registry/index.ts';
 
 /** PEM material a client connects with. */
@@ -22,12 +22,13 @@ export interface RegistryFixtures {
   waitForAudit(query: AuditQuery, predicate?: (entry: AuditEntry) => boolean): Promise<AuditEntry>;
 }
 
-export function registryFixtures(pki: Pki, registry: Registry): RegistryFixtures {
+/** Issues with the CAs active at the time of each call (a test may rotate them in between). */
+export function registryFixtures(authorities: CertificateAuthorities, registry: Registry): RegistryFixtures {
   return {
     async createDevice(id, options = {}) {
       const keys = await generateKeyPair();
       const record = await registerDevice(
-        { registry, deviceCa: pki.deviceCa, clock: options.clock ?? systemClock },
+        { registry, authorities, clock: options.clock ?? systemClock },
         {
           id,
           csr: await createCsr(keys, id),
@@ -37,13 +38,14 @@ export function registryFixtures(pki: Pki, registry: Registry): RegistryFixtures
           ...(options.attributes ? { attributes: options.attributes } : {}),
         },
       );
-      return { key: await privateKeyToPem(keys.privateKey), cert: record.pem + pki.pem.deviceCa, serial: record.serial };
+      return { key: await privateKeyToPem(keys.privateKey), cert: record.pem + authorities.chainFor(record.issuerCa), serial: record.serial };
     },
     async createClaim(id, options = {}) {
       const expiresAt = options.expiresAt ?? new Date(Date.now() + 30 * dayMs);
-      const issued = await issueClaimCertificate(pki.claimCa, id, new Date(Math.max(expiresAt.getTime(), Date.now() + dayMs)));
-      await registry.createClaim({ id, template: 'default', certificateSerial: issued.serial, maxUses: null, expiresAt }, { actor: 'test', action: 'claim.create', result: 'ok' });
-      return { ...issued, cert: issued.cert + pki.pem.claimCa };
+      const claimCa = await authorities.issuer('claim');
+      const issued = await issueClaimCertificate(claimCa.credential, id, new Date(Math.max(expiresAt.getTime(), Date.now() + dayMs)));
+      await registry.createClaim({ id, template: 'default', certificateSerial: issued.serial, issuerCa: claimCa.id, maxUses: null, expiresAt }, { actor: 'test', action: 'claim.create', result: 'ok' });
+      return { ...issued, cert: issued.cert + claimCa.chainPem };
     },
     waitForAudit: (query, predicate) => waitForAudit(registry, query, predicate),
   };

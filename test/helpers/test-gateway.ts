@@ -1,4 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { createIssuingCa, createRootCa, generateKeyPair, issueCertificate, privateKeyToPem, systemClock } from '../../core/index.ts';
 import { type ApiResponse, apiRequest } from '../../cli/api-client.ts';
@@ -38,14 +40,16 @@ export async function startTestGateway(env: Record<string, string> = {}): Promis
     apiPort,
     dataDirPath: dir.path,
     ca: pki.pem.root,
-    ...registryFixtures(pki, registry),
+    ...registryFixtures(gateway.dataDir.authorities, registry),
     connect(clientId, credential, extra = {}) {
       return connectClient(mqttPort, pki.pem.root, clientId, credential, extra);
     },
     api(method, path, options = {}) {
       const token = options.token === true ? gateway.dataDir.adminToken : options.token;
+      // The trust bundle as CA rotations leave it (README "Rotating certificates and CAs"), as the CLI does.
+      const bundle = join(dir.path, 'pki', 'trust-bundle.pem');
       return apiRequest(
-        { baseUrl: `https://127.0.0.1:${apiPort}`, ca: pki.pem.root, ...(token ? { token } : {}), ...(options.credential ? { cert: options.credential.cert, key: options.credential.key } : {}) },
+        { baseUrl: `https://127.0.0.1:${apiPort}`, ca: existsSync(bundle) ? readFileSync(bundle, 'utf8') : pki.pem.root, ...(token ? { token } : {}), ...(options.credential ? { cert: options.credential.cert, key: options.credential.key } : {}) },
         method,
         path,
         options.body,

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createCsr, createIssuingCa, createRootCa, generateKeyPair, systemClock, x509 } from '../../core/index.ts';
 import { createRevocationStatus, registerDevice } from '../../provisioning/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
+import { authoritiesFor } from '../helpers/certificate-authorities.ts';
 
 /**
  * The CRL cache never outlives a status change: a CRL whose build read the registry before a revocation
@@ -19,7 +20,9 @@ describe('revocation status cache', () => {
     await seedDefaults(real);
     const root = await createRootCa({ commonName: 'cache test root', clock: systemClock });
     const deviceCa = await createIssuingCa({ issuer: root, commonName: 'cache test device CA', clock: systemClock });
-    const issued = await registerDevice({ registry: real, deviceCa, clock: systemClock }, { id: 'cache-1', csr: await createCsr(await generateKeyPair(), 'cache-1'), actor: 'test' });
+    const claimCa = await createIssuingCa({ issuer: root, commonName: 'cache test claim CA', clock: systemClock });
+    const authorities = await authoritiesFor(real, { root, deviceCa, claimCa });
+    const issued = await registerDevice({ registry: real, authorities, clock: systemClock }, { id: 'cache-1', csr: await createCsr(await generateKeyPair(), 'cache-1'), actor: 'test' });
 
     // The first CRL build reads the registry, then waits (as a slow signing or database would) until released.
     let release!: () => void;
@@ -34,7 +37,7 @@ describe('revocation status cache', () => {
         },
       },
     }) as Registry;
-    const status = createRevocationStatus({ registry: slowOnce, deviceCa, clock: systemClock });
+    const status = createRevocationStatus({ registry: slowOnce, authorities, clock: systemClock });
 
     const early = status.crl();
     await real.setDeviceStatus({ id: 'cache-1', status: 'revoked', reason: 'keyCompromise', audit: { actor: 'test', action: 'device.revoke', result: 'ok' } });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dayMs, fixedClock } from '../../core/index.ts';
 import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { databaseUrlVia, startPostgresProxy, testSchemas } from '../helpers/postgres.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
@@ -39,6 +40,16 @@ describe('gateway on a PostgreSQL registry', () => {
     expect((await gw.gateway.dataDir.registry.getClaim(claim.claimId))?.uses).toBe(3);
     expect(await gw.gateway.dataDir.registry.listDevices({ prefix: 'sn-pg-race-' })).toHaveLength(3);
     expect(await gw.gateway.dataDir.registry.verifyAudit()).toMatchObject({ ok: true });
+  });
+
+  it('renews an expired certificate once within its template grace, when renewals race (README "Renewal after expiry")', async () => {
+    expect(await gw.api('POST', '/v1/templates', { body: { name: 'pg-revivable', validityDays: 30, renewAfterExpiryDays: 30 }, token: true })).toMatchObject({ status: 201, body: { renewAfterExpiryDays: 30 } });
+    const expired = await gw.createDevice('pg-expired', { template: 'pg-revivable', clock: fixedClock(new Date(Date.now() - 40 * dayMs)) });
+    const requests = await Promise.all(Array.from({ length: 4 }, async () => ({ csr: (await deviceKeyAndCsr('pg-expired')).csr })));
+    const results = await Promise.all(requests.map((body) => gw.api<{ code?: string }>('POST', '/v1/renew', { body, credential: expired })));
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409, 409]);
+    expect(results.filter((r) => r.status === 409).every((r) => r.body.code === 'RENEW_EXPIRED_ALREADY_RENEWED')).toBe(true);
+    expect(await gw.gateway.dataDir.registry.listCertificates('pg-expired')).toHaveLength(2);
   });
 
   it('refuses new sessions while PostgreSQL is unreachable (fail closed) and admits them again once it is back', async () => {

@@ -107,15 +107,16 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           requireAllowlist: false,
           allowReenroll: false,
           limits: {},
+          renewAfterExpiryDays: 0,
           createdAt: expect.any(Date),
           updatedAt: expect.any(Date),
         });
 
         const replaced = await registry.putTemplate(
-          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } },
+          { name: 'sensors', policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 }, renewAfterExpiryDays: 90 },
           audit('template.put'),
         );
-        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 } });
+        expect(replaced).toMatchObject({ policy: 'backend', validityDays: 30, keyTypes: [...allowedKeyTypes], requireAllowlist: true, allowReenroll: true, limits: { publishPerSecond: 5 }, renewAfterExpiryDays: 90 });
         expect(replaced.createdAt).toEqual(created?.createdAt);
         expect(replaced.updatedAt.getTime()).toBeGreaterThanOrEqual(created?.updatedAt.getTime() ?? Infinity);
         expect(await registry.getTemplate('sensors')).toEqual(replaced);
@@ -144,6 +145,9 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         await expectRefusal(registry.putTemplate({ ...template('lamps'), validityDays: 1.5 }, audit('template.put')), 'TEMPLATE_INVALID');
         await expectRefusal(registry.putTemplate({ ...template('lamps'), keyTypes: [] }, audit('template.put')), 'TEMPLATE_INVALID');
         await expectRefusal(registry.putTemplate({ ...template('lamps'), keyTypes: ['DSA 1024'] }, audit('template.put')), 'TEMPLATE_INVALID');
+        for (const renewAfterExpiryDays of [-1, 3651, 2.5]) {
+          await expectRefusal(registry.putTemplate({ ...template('lamps'), renewAfterExpiryDays }, audit('template.put')), 'TEMPLATE_INVALID');
+        }
         expect(await snapshot()).toEqual(before);
       });
     });
@@ -162,6 +166,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           revokedAt: null,
           revocationReason: null,
           replaces: null,
+          issuerCa: null,
         });
         expectRecent(issued.issuedAt, before);
         const device = await registry.getDevice('sensor-1');
@@ -274,6 +279,19 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect(await snapshot()).toEqual(before);
       });
 
+      it('records one renewal after expiry of a certificate: a second is refused with RENEW_EXPIRED_ALREADY_RENEWED and writes nothing', async () => {
+        await givenBasics();
+        const expired = await register('sensor-1', 1);
+        const renewal = (n: number, onlySuccessor: boolean) =>
+          registry.registerCertificate({ device: { id: 'sensor-1', kind: 'device', template: 'sensors' }, certificate: certificate(n, { replaces: expired.serial }), mustBeNew: false, onlySuccessor, audit: audit('device.renew') });
+        expect(await renewal(2, true)).toMatchObject({ replaces: expired.serial, status: 'active' });
+        const before = await snapshot();
+        await expectRefusal(renewal(3, true), 'RENEW_EXPIRED_ALREADY_RENEWED');
+        expect(await snapshot()).toEqual(before);
+        // An ordinary renewal may be asked for again with another key; the use-case decides when it may.
+        expect(await renewal(4, false)).toMatchObject({ replaces: expired.serial });
+      });
+
       it('returns undefined or empty lists for unknown devices and certificates', async () => {
         expect(await registry.getDevice('ghost')).toBeUndefined();
         expect(await registry.getCertificate('00')).toBeUndefined();
@@ -383,11 +401,11 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         const revokedAt = (await registry.getCertificate(certificate(2).serial))?.revokedAt;
 
         expect(await registry.listRevokedCertificates(during)).toEqual([
-          { serial: certificate(1).serial, revokedAt: suspended.updatedAt, reason: 'certificateHold' },
-          { serial: certificate(2).serial, revokedAt, reason: 'keyCompromise' },
+          { serial: certificate(1).serial, revokedAt: suspended.updatedAt, reason: 'certificateHold', issuerCa: null },
+          { serial: certificate(2).serial, revokedAt, reason: 'keyCompromise', issuerCa: null },
         ]);
         await registry.setDeviceStatus({ id: 'sensor-1', status: 'active', reason: null, audit: audit('device.resume') });
-        expect(await registry.listRevokedCertificates(during)).toEqual([{ serial: certificate(2).serial, revokedAt, reason: 'keyCompromise' }]);
+        expect(await registry.listRevokedCertificates(during)).toEqual([{ serial: certificate(2).serial, revokedAt, reason: 'keyCompromise', issuerCa: null }]);
       });
 
       it('treats revoked as final: no resume, no suspend, no new certificate; revoking again changes nothing', async () => {
@@ -474,6 +492,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           status: 'active',
           createdAt: expect.any(Date),
           issuerPem: null,
+          issuerCa: null,
         });
         expectRecent(claim.createdAt, before);
         expect(await registry.getClaim('batch-7')).toEqual(claim);
@@ -799,6 +818,69 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         await expectRefusal(registry.revokeOperatorToken('ghost', audit('token.revoke')), 'OPERATOR_TOKEN_NOT_FOUND');
 
         expect({ tokens: await registry.listOperatorTokens(), audit: await registry.queryAudit() }).toEqual(before);
+      });
+    });
+
+    describe('certificate authorities', () => {
+      const ca = (id: string, role: 'root' | 'device' | 'claim' | 'cross', state: 'next' | 'active' | 'retiring' | 'retired', issuerId: string | null, crossOf: string | null = null) => ({
+        id,
+        role,
+        state,
+        fingerprint: `${id}-fingerprint`,
+        subject: `CN=${id}`,
+        issuerId,
+        crossOf,
+        pem: `-----BEGIN CERTIFICATE-----\n${id}\n-----END CERTIFICATE-----\n`,
+        keyRef: role === 'cross' ? null : `${id}.key`,
+        notBefore: new Date('2025-01-01T00:00:00.000Z'),
+        notAfter: new Date('2035-01-01T00:00:00.000Z'),
+      });
+      const first = [ca('root1', 'root', 'active', null), ca('device1', 'device', 'active', 'root1'), ca('claim1', 'claim', 'active', 'root1')];
+
+      it('records the first CAs once and labels what they signed before', async () => {
+        await givenBasics();
+        await register('old-device', 1);
+        await registry.createClaim({ id: 'old-claim', template: 'sensors', certificateSerial: 'c1', maxUses: null, expiresAt: new Date('2035-01-01T00:00:00Z') }, audit('claim.create'));
+        expect(await registry.importCertificateAuthorities({ cas: first, firstIssuers: { device: 'device1', claim: 'claim1' }, audit: audit('ca.import') })).toBe(true);
+        expect(await registry.importCertificateAuthorities({ cas: [ca('other', 'root', 'active', null)], firstIssuers: { device: 'x', claim: 'y' }, audit: audit('ca.import') })).toBe(false);
+        expect((await registry.listCertificateAuthorities()).map((row) => row.id).sort()).toEqual(['claim1', 'device1', 'root1']);
+        expect((await registry.listCertificates('old-device'))[0]?.issuerCa).toBe('device1');
+        expect((await registry.getClaim('old-claim'))?.issuerCa).toBe('claim1');
+        expect(await registry.certificateAuthorityUsage('device1', new Date('2025-06-01T00:00:00Z'))).toEqual({ certificates: 1, claims: 0, authorities: 0 });
+        expect(await registry.certificateAuthorityUsage('root1', new Date('2025-06-01T00:00:00Z'))).toEqual({ certificates: 0, claims: 0, authorities: 2 });
+        // Expired certificates and claims no longer count.
+        expect(await registry.certificateAuthorityUsage('device1', new Date('2027-01-01T00:00:00Z'))).toEqual({ certificates: 0, claims: 0, authorities: 0 });
+        expect((await registry.certificateAuthorityUsage('claim1', new Date('2025-06-01T00:00:00Z'))).claims).toBe(1);
+      });
+
+      it('moves states atomically, refuses a stale transition and a retire while the CA is in use, writing nothing', async () => {
+        await givenBasics();
+        await registry.importCertificateAuthorities({ cas: first, firstIssuers: { device: 'device1', claim: 'claim1' }, audit: audit('ca.import') });
+        await registry.changeCertificateAuthorities({ add: [ca('device2', 'device', 'next', 'root1')], audit: audit('ca.prepare') });
+        await registry.changeCertificateAuthorities({
+          transitions: [
+            { id: 'device1', from: 'active', to: 'retiring' },
+            { id: 'device2', from: 'next', to: 'active' },
+          ],
+          audit: audit('ca.activate'),
+        });
+        await register('moving', 2, { certificate: { issuerCa: 'device1', notAfter: new Date('2035-01-01T00:00:00Z') } });
+        const before = await registry.listCertificateAuthorities();
+        const auditBefore = await registry.queryAudit({ limit: 1000 });
+        await expectRefusal(
+          registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') }),
+          'PKI_CA_IN_USE',
+        );
+        await expectRefusal(registry.changeCertificateAuthorities({ transitions: [{ id: 'device2', from: 'next', to: 'active' }], audit: audit('ca.activate') }), 'PKI_CA_ROTATION_CONFLICT');
+        expect(await registry.listCertificateAuthorities()).toEqual(before);
+        expect(await registry.queryAudit({ limit: 1000 })).toEqual(auditBefore);
+        // One active CA per role, whatever the caller asks.
+        await expect(registry.changeCertificateAuthorities({ add: [ca('device3', 'device', 'active', 'root1')], audit: audit('ca.prepare') })).rejects.toThrow();
+
+        await registry.setDeviceStatus({ id: 'moving', status: 'revoked', reason: 'keyCompromise', audit: audit('device.revoke') });
+        const after = await registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') });
+        expect(after.find((row) => row.id === 'device1')?.state).toBe('retired');
+        expect(await registry.queryAudit({ action: 'ca.retire' })).toMatchObject([{ result: 'ok' }]);
       });
     });
   });

@@ -146,6 +146,9 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'GET', url: '/v1/pki/ca', path: '/v1/pki/ca', module: pki, access: pub },
   { method: 'GET', url: '/v1/pki/crl', path: '/v1/pki/crl', module: pki, access: pub },
   { method: 'POST', url: '/v1/pki/ocsp', path: '/v1/pki/ocsp', module: pki, access: pub },
+  { method: 'GET', url: '/v1/pki/trust-bundle', path: '/v1/pki/trust-bundle', module: pki, access: pub },
+  { method: 'GET', url: '/v1/pki/cas', path: '/v1/pki/cas', module: pki, access: roles(readers) },
+  { method: 'POST', url: '/v1/pki/cas/rotate', path: '/v1/pki/cas/rotate', module: pki, access: roles(admins) },
   { method: 'GET', url: '/.well-known/est/cacerts', path: '/.well-known/est/cacerts', module: est, access: pub },
   // enrollment and renewal
   { method: 'POST', url: '/v1/enroll', path: '/v1/enroll', module: 'provisioning/api/enrollment-routes.ts', access: { kind: 'certificate', presents: 'claim' } },

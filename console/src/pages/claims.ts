@@ -47,7 +47,7 @@ export function ClaimsPage({ role }: { role: Role }) {
       <h2>Templates</h2>
       <${ErrorBox} error=${templates.error} />
       <table class="list">
-        <thead><tr><th>name</th><th>policy</th><th>validity</th><th>key types</th><th>allow-list</th><th>re-enrollment</th></tr></thead>
+        <thead><tr><th>name</th><th>policy</th><th>validity</th><th>key types</th><th>allow-list</th><th>re-enrollment</th><th>renewal after expiry</th></tr></thead>
         <tbody>
           ${(templates.data?.items ?? []).map(
             (t) => html`<tr>
@@ -57,6 +57,7 @@ export function ClaimsPage({ role }: { role: Role }) {
               <td>${t.keyTypes.join(', ')}</td>
               <td>${t.requireAllowlist ? 'required' : 'no'}</td>
               <td>${t.allowReenroll ? 'allowed' : 'no'}</td>
+              <td>${t.renewAfterExpiryDays > 0 ? `within ${t.renewAfterExpiryDays} d` : 'no'}</td>
             </tr>`,
           )}
         </tbody>

@@ -1,0 +1,229 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  activeCa,
+  anchorsFromCas,
+  type CaCredential,
+  type Clock,
+  createIssuingCa,
+  createRootCa,
+  crossCertify,
+  describeCertificate,
+  FleetgateError,
+  isTrusted,
+  planRotation,
+  privateKeyFromPem,
+  privateKeyToPem,
+  type RotatableRole,
+  type RotationPlan,
+  type RotationStage,
+  trustBundleOf,
+  x509,
+} from '../core/index.ts';
+import type { CertificateAuthorityRecord, NewCertificateAuthority, Registry } from '../registry/index.ts';
+import { type Pki, writeSecret } from './pki-store.ts';
+
+/** An issuing CA ready to sign: its row id, certificate and key, and the chain sent with what it signs. */
+export interface IssuingCa {
+  readonly id: string;
+  readonly credential: CaCredential;
+  /** The issuing CA then its root, PEM. */
+  readonly chainPem: string;
+}
+
+export interface RotationOutcome {
+  readonly role: RotatableRole;
+  readonly stage: RotationStage;
+  /** The CA the stage made, activated or retired. */
+  readonly ca: CertificateAuthorityRecord;
+  readonly cas: readonly CertificateAuthorityRecord[];
+}
+
+/**
+ * The CAs of an installation and their keys, as provisioning holds them (README "Rotating certificates and
+ * CAs"). Certificates and states live in the registry, so every process follows one rotation; the keys are
+ * files in `pki/` (0600), named by each row's key_ref, read only here. What a stage may do is core's rule
+ * (core/pki/ca-rotation.ts planRotation); this makes the certificates and keys and records the result.
+ */
+export interface CertificateAuthorities {
+  /** The CAs as last read; reload() reads them again (after any process's `trust.changed`). */
+  list(): readonly CertificateAuthorityRecord[];
+  reload(): Promise<void>;
+  /** The active CA of a role, with its key: what signs every new certificate of that role. */
+  issuer(role: 'device' | 'claim'): Promise<IssuingCa>;
+  /** Any CA with its key (a retired device CA still signs its CRL and OCSP answers until its certificates expire). */
+  credential(id: string): Promise<CaCredential>;
+  /** The chain sent with a certificate `caId` signed (the active device CA's for rows from before CAs were recorded). */
+  chainFor(caId: string | null): string;
+  /** Trusted roots, PEM: what a new device or operator should trust (`ca.crt`). */
+  rootsPem(): string;
+  /** Every trusted root, cross-certificate and issuing CA, PEM (GET /v1/pki/trust-bundle, EST /cacerts, `$fleetgate/trust/bundle`). */
+  trustBundle(): string;
+  /** Runs one rotation stage for `actor`, audited. The caller tells every process (`trust.changed`). */
+  rotate(role: RotatableRole, stage: RotationStage, actor: string): Promise<RotationOutcome>;
+}
+
+export interface CertificateAuthoritiesDeps {
+  readonly registry: Registry;
+  readonly pkiDir: string;
+  /** The first CAs, from the files `fleetgate init` wrote: recorded once if the registry has none. */
+  readonly initial: Pick<Pki, 'root' | 'deviceCa' | 'claimCa'>;
+  /** Their key files in `pkiDir` (key_ref of their rows). */
+  readonly initialKeyFiles: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
+  readonly clock: Clock;
+  /** Re-issues the server certificate under the active root (a root rotation's activate and retire). */
+  readonly renewServerCertificate: (root: CaCredential) => Promise<void>;
+}
+
+/** A CA's id: the first 16 hex digits of its SHA-256 fingerprint, short enough to type, unique in practice. */
+export const caIdOf = (fingerprint: string): string => fingerprint.slice(0, 16);
+
+const roleNames: Record<RotatableRole, string> = { root: 'fleetgate root CA', device: 'fleetgate device CA', claim: 'fleetgate claim CA' };
+
+export async function openCertificateAuthorities(deps: CertificateAuthoritiesDeps): Promise<CertificateAuthorities> {
+  const { registry, clock } = deps;
+  // The first CAs' keys are in memory already (loadOrCreatePki read them); others are read on first use.
+  const keys = new Map<string, ReturnType<typeof privateKeyFromPem>>([
+    [deps.initialKeyFiles.root, Promise.resolve(deps.initial.root.privateKey)],
+    [deps.initialKeyFiles.deviceCa, Promise.resolve(deps.initial.deviceCa.privateKey)],
+    [deps.initialKeyFiles.claimCa, Promise.resolve(deps.initial.claimCa.privateKey)],
+  ]);
+  let cas: readonly CertificateAuthorityRecord[] = [];
+  const parsed = new Map<string, x509.X509Certificate>();
+
+  const certificateOf = (ca: CertificateAuthorityRecord): x509.X509Certificate => {
+    let certificate = parsed.get(ca.id);
+    if (certificate === undefined) parsed.set(ca.id, (certificate = new x509.X509Certificate(ca.pem)));
+    return certificate;
+  };
+  const byId = (id: string): CertificateAuthorityRecord => {
+    const ca = cas.find((candidate) => candidate.id === id);
+    if (ca === undefined) throw new FleetgateError('PKI_CA_MISSING', { detail: { caId: id } });
+    return ca;
+  };
+  const credential = async (id: string): Promise<CaCredential> => {
+    const ca = byId(id);
+    if (ca.keyRef === null) throw new FleetgateError('PKI_CA_MISSING', { detail: { caId: id, reason: 'no key' } });
+    const keyRef = ca.keyRef;
+    let key = keys.get(keyRef);
+    if (key === undefined) {
+      const path = join(deps.pkiDir, keyRef);
+      if (!existsSync(path)) throw new FleetgateError('PKI_CA_MISSING', { detail: { caId: id, key: keyRef } });
+      key = privateKeyFromPem(readFileSync(path, 'utf8'));
+      keys.set(keyRef, key);
+      key.catch(() => keys.delete(keyRef));
+    }
+    return { certificate: certificateOf(ca), privateKey: await key };
+  };
+  const chainFor = (caId: string | null): string => {
+    const ca = caId === null ? activeCa(cas, 'device') : byId(caId);
+    const root = ca.issuerId === null ? undefined : cas.find((candidate) => candidate.id === ca.issuerId);
+    return ca.pem + (root?.pem ?? '');
+  };
+  const trusted = (role: CertificateAuthorityRecord['role']) => cas.filter((ca) => ca.role === role && isTrusted(ca));
+  const trustBundle = () => trustBundleOf(anchorsFromCas(cas, []));
+
+  const reload = async () => {
+    cas = await registry.listCertificateAuthorities();
+    // pki/trust-bundle.pem: what the CLI verifies the API with (cli/operator-context.ts) and operators hand to devices.
+    const bundlePath = join(deps.pkiDir, 'trust-bundle.pem');
+    if (cas.length > 0 && existsSync(deps.pkiDir) && (!existsSync(bundlePath) || readFileSync(bundlePath, 'utf8') !== trustBundle())) {
+      writeFileSync(bundlePath, trustBundle(), { mode: 0o644 });
+    }
+  };
+  await reload();
+  if (cas.length === 0) {
+    const rows = await Promise.all([
+      describeCa(deps.initial.root.certificate, { role: 'root', issuerId: null, keyRef: deps.initialKeyFiles.root }),
+      describeCa(deps.initial.deviceCa.certificate, { role: 'device', issuerId: 'root', keyRef: deps.initialKeyFiles.deviceCa }),
+      describeCa(deps.initial.claimCa.certificate, { role: 'claim', issuerId: 'root', keyRef: deps.initialKeyFiles.claimCa }),
+    ]);
+    const [root, device, claim] = rows.map((row) => (row.issuerId === 'root' ? { ...row, issuerId: rows[0]!.id } : row)) as [NewCertificateAuthority, NewCertificateAuthority, NewCertificateAuthority];
+    // Another process may have recorded them first (importCertificateAuthorities decides under the write lock).
+    await registry.importCertificateAuthorities({
+      cas: [root, device, claim],
+      firstIssuers: { device: device.id, claim: claim.id },
+      audit: { actor: 'system', action: 'ca.import', result: 'ok' },
+    });
+    await reload();
+  }
+
+  const makeCa = async (plan: Extract<RotationPlan, { stage: 'prepare' }>): Promise<NewCertificateAuthority[]> => {
+    const parent = await credential(plan.parent.id);
+    const generation = cas.filter((ca) => ca.role === plan.role).length + 1;
+    const base = certificateOf(activeCa(cas, plan.role)).subjectName.getField('CN')[0] ?? roleNames[plan.role];
+    const commonName = `${base.replace(/ G\d+$/, '')} G${generation}`;
+    const made = plan.role === 'root' ? await createRootCa({ commonName, clock }) : await createIssuingCa({ issuer: parent, commonName, clock });
+    const keyRef = `ca-${caIdOf((await describeCertificate(made.certificate)).fingerprint)}.key`;
+    // The key is on disk before its row exists: a crash in between leaves an unused file, never a CA without a key.
+    writeSecret(join(deps.pkiDir, keyRef), await privateKeyToPem(made.privateKey));
+    const row = await describeCa(made.certificate, { role: plan.role, issuerId: plan.role === 'root' ? null : plan.parent.id, keyRef, state: 'next' });
+    if (plan.role !== 'root') return [row];
+    // Each root signed by the other: a device holding either root verifies a server certificate from either.
+    const newByOld = await crossCertify({ subject: made.certificate, issuer: parent, clock });
+    const oldByNew = await crossCertify({ subject: parent.certificate, issuer: made, clock });
+    return [
+      row,
+      await describeCa(newByOld, { role: 'cross', issuerId: plan.parent.id, crossOf: row.id, keyRef: null, state: 'active' }),
+      await describeCa(oldByNew, { role: 'cross', issuerId: row.id, crossOf: plan.parent.id, keyRef: null, state: 'active' }),
+    ];
+  };
+
+  return {
+    list: () => cas,
+    reload,
+    async issuer(role) {
+      const ca = activeCa(cas, role);
+      return { id: ca.id, credential: await credential(ca.id), chainPem: chainFor(ca.id) };
+    },
+    credential,
+    chainFor,
+    rootsPem: () => trusted('root').map((ca) => ca.pem).join(''),
+    trustBundle,
+    async rotate(role, stage, actor) {
+      await reload();
+      const plan = planRotation(cas, role, stage);
+      const audit = (caId: string, extra: Record<string, unknown> = {}) => ({ actor, action: `ca.${stage}`, result: 'ok' as const, detail: { role, caId, ...extra } });
+      let caId: string;
+      if (plan.stage === 'prepare') {
+        const added = await makeCa(plan);
+        caId = added[0]!.id;
+        cas = await registry.changeCertificateAuthorities({ add: added, audit: audit(caId, { parent: plan.parent.id, crossCertificates: added.slice(1).map((ca) => ca.id) }) });
+      } else if (plan.stage === 'activate') {
+        caId = plan.next.id;
+        cas = await registry.changeCertificateAuthorities({ transitions: plan.transitions, audit: audit(caId, { previous: plan.previous.id }) });
+      } else {
+        caId = plan.retiring.id;
+        cas = await registry.changeCertificateAuthorities({
+          transitions: plan.transitions,
+          mustBeUnused: { id: caId, now: clock.now() },
+          audit: audit(caId, { crossCertificates: plan.transitions.slice(1).map((transition) => transition.id) }),
+        });
+      }
+      await reload();
+      // The server certificate follows the active root, so that once the old root is gone it verifies under the new one.
+      if (role === 'root' && stage !== 'prepare') await deps.renewServerCertificate(await credential(activeCa(cas, 'root').id));
+      return { role, stage, ca: byId(caId), cas };
+    },
+  };
+}
+
+async function describeCa(
+  certificate: x509.X509Certificate,
+  options: { role: NewCertificateAuthority['role']; issuerId: string | null; keyRef: string | null; crossOf?: string; state?: NewCertificateAuthority['state'] },
+): Promise<NewCertificateAuthority> {
+  const described = await describeCertificate(certificate);
+  return {
+    id: caIdOf(described.fingerprint),
+    role: options.role,
+    state: options.state ?? 'active',
+    fingerprint: described.fingerprint,
+    subject: certificate.subject,
+    issuerId: options.issuerId,
+    crossOf: options.crossOf ?? null,
+    pem: described.pem,
+    keyRef: options.keyRef,
+    notBefore: certificate.notBefore,
+    notAfter: certificate.notAfter,
+  };
+}
