@@ -57,6 +57,12 @@ export interface SessionHooks {
  */
 export function createSessionHooks(deps: SessionHookDeps): SessionHooks {
   const { table, registry, clock, log, metrics, flow, wills, cluster, audit } = deps;
+  /**
+   * The session a newly admitted one replaces under the same client id on this broker (aedes closes it when
+   * the new one registers, [MQTT-3.1.4-2]): recorded as `mqtt.takeover` for the fleet health checks
+   * (core/fleet-checks.ts: cloned credentials, client ids fought over).
+   */
+  const replacedSessions = new WeakMap<Client, { serial: string; connectedAt: number; remote: string | undefined }>();
 
   const refuse: SessionHooks['refuse'] = (client, action, code, detail) => {
     const session = table.sessionOf(client);
@@ -159,6 +165,11 @@ export function createSessionHooks(deps: SessionHookDeps): SessionHooks {
         : admitSession({ credential, clientId: claimSerial ?? client.id, willTopic: table.willTopicOf(client), now, isConnected }, registry);
       const settle = (result: AdmissionResult) => {
         if (result.admitted) {
+          const previous = result.session.identity.kind === 'device' ? deps.clientById(result.session.clientId) : undefined;
+          const previousSession = previous === undefined || previous === client ? undefined : table.sessionOf(previous);
+          if (previous !== undefined && previousSession !== undefined) {
+            replacedSessions.set(client, { serial: previousSession.certificateSerial, connectedAt: previousSession.admittedAt, remote: remoteOf(previous) });
+          }
           table.setSession(client, result.session);
           done(null, true);
           return;
@@ -268,6 +279,16 @@ export function createSessionHooks(deps: SessionHookDeps): SessionHooks {
         ...(session?.identity.kind === 'device' ? { deviceId: client.id } : {}),
         detail: { remote: remoteOf(client), serial: session?.certificateSerial },
       });
+      const replaced = replacedSessions.get(client);
+      if (session !== undefined && replaced !== undefined) {
+        audit({
+          actor: table.actorOf(client),
+          action: 'mqtt.takeover',
+          result: 'ok',
+          deviceId: client.id,
+          detail: { remote: remoteOf(client), serial: session.certificateSerial, previous: { serial: replaced.serial, remote: replaced.remote ?? null, connectedAt: new Date(replaced.connectedAt).toISOString() } },
+        });
+      }
     },
 
     sessionClosed(client) {

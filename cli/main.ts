@@ -8,6 +8,7 @@ import { operatorClient, type OperatorOptions, withOperatorOptions } from './ope
 import { emit, reportError } from './output.ts';
 import { registerFactoryCommands } from './factory-commands.ts';
 import { registerOperatorCommands } from './operator-commands.ts';
+import { registerCheckCommand } from './check-command.ts';
 import { registerCaCommands } from './ca-commands.ts';
 import { registerAuditVerifyCommand, registerTokenCommands } from './token-commands.ts';
 import { registerSimCommand } from './sim-command.ts';
@@ -141,6 +142,7 @@ withOperatorOptions(
 registerFactoryCommands(program);
 const { audit } = registerOperatorCommands(program, { device });
 registerAuditVerifyCommand(audit);
+registerCheckCommand(program);
 registerTokenCommands(program);
 registerCaCommands(program);
 registerRotateCommands(program);

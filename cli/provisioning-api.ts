@@ -1,17 +1,22 @@
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
+import { type CaFact, type CertificateRequestHandler, type Clock, type EventBus, type SessionDirectory, type TrustStore } from '../core/index.ts';
+import type { Registry } from '../registry/index.ts';
 import {
   type ApiApp,
   type ApiDeps,
   type ApiServerConfig,
   buildApi,
   createCertificateService,
+  createFleetChecks,
+  type FleetChecks,
   createPrometheusMetrics,
   createRateLimiter,
   createRevocationStatus,
   pkiDir,
   registerRotationMetrics,
+  registerFleetCheckGauges,
   startApiServer,
   tokenAuth,
 } from '../provisioning/index.ts';
@@ -48,6 +53,12 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
     revocation: revocationUrls,
     claimRateLimiter: createRateLimiter({ ratePerSecond: config.enrollRatePerClaim, burst: config.enrollRatePerClaim * 2 }),
   });
+  // The gauges are registered once per process; they read the checks of the API started last.
+  let checks: FleetChecks | undefined;
+  registerFleetCheckGauges(prometheus.registry, { run: (options) => (checks ?? checksFor({ list: async () => [] })).run(options) }, (error) => log.warn({ err: error }, 'fleet health checks failed'));
+  function checksFor(sessions: SessionDirectory): FleetChecks {
+    return createFleetChecks({ registry, sessions, clock, listCas: () => checkedCas(registry) });
+  }
   const apiArguments = (sessions: SessionDirectory, trust: TrustStore): [ApiServerConfig, ApiDeps] => [
     {
       host: config.host,
@@ -68,6 +79,7 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       revocationUrls,
       sessions,
       trust,
+      checks: (checks = checksFor(sessions)),
     },
   ];
   // The process's trust store, or one of the API's own (followed until the API closes).
@@ -88,6 +100,23 @@ export function createProvisioning(config: ServeConfig, deps: { dataDir: DataDir
       return app;
     },
   };
+}
+
+/**
+ * The CAs the fleet health checks watch: the registry's CAs (root, device, claim and cross-certificates,
+ * with their rotation states), read afresh since another process may have rotated one, and the
+ * manufacturer CAs registered as claim issuers (active).
+ */
+export async function checkedCas(registry: Registry): Promise<CaFact[]> {
+  const [cas, issuers] = await Promise.all([registry.listCertificateAuthorities(), registry.listClaimIssuers()]);
+  return [
+    ...cas.map((ca) => ({ id: ca.id, role: ca.role, state: ca.state, subject: ca.subject, notAfter: ca.notAfter })),
+    ...issuers.flatMap((claim) => {
+      if (!claim.issuerPem) return [];
+      const certificate = new X509Certificate(claim.issuerPem);
+      return [{ id: claim.id, role: 'manufacturer' as const, state: 'active', subject: certificate.subject.replace(/\n/g, ', '), notAfter: new Date(certificate.validTo) }];
+    }),
+  ];
 }
 
 export function formatHost(host: string): string {

@@ -10,5 +10,6 @@ export * from './fleet.ts';
 export * from './admin.ts';
 export * from './security.ts';
 export * from './enrollment.ts';
+export * from './checks.ts';
 export * from './pki.ts';
 export * from './rotation.ts';

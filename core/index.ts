@@ -29,6 +29,7 @@ export * from './audit-sampler.ts';
 export * from './operator-roles.ts';
 export * from './trust-store.ts';
 export * from './registry-rules.ts';
+export * from './fleet-checks.ts';
 export * from './pki/trust-bundle-update.ts';
 export * from './renewal-after-expiry.ts';
 export * from './rotation-campaign.ts';

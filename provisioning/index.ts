@@ -9,6 +9,8 @@ export * from './api/operator-auth.ts';
 export * from './revocation-status.ts';
 export * from './register-claim-issuer.ts';
 export * from './prometheus-metrics.ts';
+export * from './fleet-check-collector.ts';
+export * from './fleet-check-metrics.ts';
 export * from './certificate-authorities.ts';
 export * from './rotation-scheduler.ts';
 export * from './rotation-metrics.ts';

@@ -301,6 +301,35 @@ export interface RotationDispatch {
   readonly at: Date;
 }
 
+/** What the fleet health checks (core/fleet-checks.ts) ask the registry, answered with SQL counts. */
+export interface FleetCheckFactsQuery {
+  readonly now: Date;
+  /** Active device certificates expiring after `now` and up to this time are counted. */
+  readonly expiringBefore: Date;
+  /** Device ids listed per group (the count covers all). */
+  readonly sample: number;
+  /** Device ids with a live session: those whose identity is not active are returned. */
+  readonly liveDeviceIds: readonly string[];
+}
+
+/** Active devices (kind `device`) of one template whose current certificate meets a condition. */
+export interface CertificateGroup {
+  readonly template: string;
+  readonly count: number;
+  readonly sample: readonly string[];
+}
+
+export interface FleetCheckFacts {
+  /** Current certificates (no newer active one for the device) expiring in (now, expiringBefore]. */
+  readonly expiring: readonly CertificateGroup[];
+  /** Current certificates past two thirds of their validity, not yet expired, with no renewal issued. */
+  readonly renewalOverdue: readonly CertificateGroup[];
+  /** Of `liveDeviceIds`, the identities that are suspended or revoked. */
+  readonly inactive: readonly { readonly id: string; readonly status: DeviceStatus }[];
+  /** Policies set on device identities (not services) as overrides, with how many non-revoked devices have each. */
+  readonly policyOverrides: readonly { readonly policy: string; readonly devices: number }[];
+}
+
 export interface Registry {
   // devices and their certificates
   getDevice(id: string): Promise<DeviceRecord | undefined>;
@@ -457,6 +486,8 @@ export interface Registry {
   markRotationNotified(campaignId: string, deviceId: string, audit: AuditInput): Promise<boolean>;
   /** The campaign's devices by id, each with its outcome and when it was reached and notified; `outcome` narrows. */
   listRotationDevices(campaignId: string, query?: RotationDeviceQuery): Promise<RotationDeviceRow[]>;
+  /** Counts for the fleet health checks; reads only (no row per device leaves the database but the samples). */
+  fleetCheckFacts(query: FleetCheckFactsQuery): Promise<FleetCheckFacts>;
 
   /** Writes the queued audit entries, then closes. */
   close(): Promise<void>;

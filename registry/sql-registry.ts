@@ -37,6 +37,7 @@ import type {
   AuditVerification,
   CaChange,
   CaUsage,
+  CertificateGroup,
   CertificateAuthorityRecord,
   CertificateRecord,
   ClaimRecord,
@@ -44,6 +45,8 @@ import type {
   DeviceRecord,
   DeviceStatus,
   EnrollWithClaimInput,
+  FleetCheckFacts,
+  FleetCheckFactsQuery,
   NewCertificate,
   NewCertificateAuthority,
   NewClaim,
@@ -790,6 +793,48 @@ export class SqlRegistry implements Registry {
 
   async listRotationDevices(campaignId: string, query: RotationDeviceQuery = {}): Promise<RotationDeviceRow[]> {
     return deviceRows(this.#db, campaignId, { ...query, ...(query.limit === undefined ? {} : { limit: clampLimit(query.limit) }) });
+  }
+
+  async fleetCheckFacts(query: FleetCheckFactsQuery): Promise<FleetCheckFacts> {
+    const now = query.now.toISOString();
+    const epoch = (column: string) => sql.raw(this.#dialect.epochSeconds(column));
+    // The device's current certificate: active, on an active device, with no active one that outlives it
+    // (a renewal issued but not used yet counts as renewed). Uses the certificates_device_id index.
+    const current = sql`d.kind = 'device' AND d.status = 'active' AND c.status = 'active' AND c.not_after > ${now}
+      AND NOT EXISTS (SELECT 1 FROM certificates r WHERE r.device_id = c.device_id AND r.status = 'active' AND r.not_after > c.not_after)`;
+    const groups = async (condition: RawBuilder<unknown>): Promise<CertificateGroup[]> => {
+      const { rows } = await sql<{ template: string; n: number | string }>`SELECT d.template AS template, count(*) AS n
+        FROM certificates c JOIN devices d ON d.id = c.device_id WHERE ${current} AND ${condition} GROUP BY d.template ORDER BY d.template`.execute(this.#db);
+      return Promise.all(
+        rows.map(async (row) => {
+          const sample = query.sample <= 0 ? [] : (await sql<{ id: string }>`SELECT c.device_id AS id FROM certificates c JOIN devices d ON d.id = c.device_id
+            WHERE ${current} AND ${condition} AND d.template = ${row.template} ORDER BY c.not_after, c.device_id LIMIT ${query.sample}`.execute(this.#db)).rows.map((r) => r.id);
+          return { template: row.template, count: Number(row.n), sample };
+        }),
+      );
+    };
+    // Past two thirds of [not_before, not_after]: now >= nb + 2/3 (na - nb), i.e. nb + 2 na <= 3 now.
+    const nowSeconds = query.now.getTime() / 1000;
+    const [expiring, renewalOverdue] = await Promise.all([
+      groups(sql`c.not_after <= ${query.expiringBefore.toISOString()}`),
+      groups(sql`${epoch('c.not_before')} + 2 * ${epoch('c.not_after')} <= ${3 * nowSeconds}`),
+    ]);
+    const inactive: { id: string; status: DeviceStatus }[] = [];
+    const ids = [...new Set(query.liveDeviceIds)];
+    for (let i = 0; i < ids.length; i += insertBatchSize) {
+      const batch = ids.slice(i, i + insertBatchSize);
+      inactive.push(...(await this.#db.selectFrom('devices').select(['id', 'status']).where('status', '<>', 'active').where('id', 'in', batch).orderBy('id').execute()));
+    }
+    const overrides = await this.#db
+      .selectFrom('devices')
+      .select(['policy', (eb) => eb.fn.countAll().as('n')])
+      .where('kind', '=', 'device')
+      .where('status', '<>', 'revoked')
+      .where('policy', 'is not', null)
+      .groupBy('policy')
+      .orderBy('policy')
+      .execute();
+    return { expiring, renewalOverdue, inactive, policyOverrides: overrides.map((row) => ({ policy: row.policy as string, devices: Number(row.n) })) };
   }
 
   async close(): Promise<void> {

@@ -36,6 +36,8 @@ export interface StorageDialect {
    * statement; SQLite's AUTOINCREMENT itself).
    */
   insertAudit(connection: Kysely<Tables>, rows: readonly AuditRow[]): Promise<void>;
+  /** SQL for a time column as seconds since the epoch (for arithmetic on validity periods). */
+  epochSeconds(column: string): string;
   /** The column giving certificates their insertion order (ties within a millisecond). */
   readonly insertionOrder: 'rowid' | 'seq';
   /** Text as the database will give it back, so an audit hash is computed over what is stored. */

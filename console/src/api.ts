@@ -13,6 +13,8 @@ export type {
   AllowlistImport,
   AuditEntry,
   AuditFeed,
+  CheckReport,
+  CheckResult,
   Claim,
   ClaimPage,
   CreateClaim,

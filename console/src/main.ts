@@ -4,6 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, can, get, setToken, whenSignedOut, type Whoami } from './api.ts';
 import { ErrorBox } from './format.ts';
 import { AuditFeedPage } from './pages/audit-feed.ts';
+import { ChecksPage } from './pages/checks.ts';
 import { ClaimsPage } from './pages/claims.ts';
 import { DeviceDetailPage } from './pages/device-detail.ts';
 import { DevicesPage } from './pages/devices.ts';
@@ -64,6 +65,8 @@ function Page({ route, who }: { route: string; who: Whoami }) {
       return html`<${AuditFeedPage} />`;
     case '/rotations':
       return html`<${RotationsPage} role=${who.role} />`;
+    case '/checks':
+      return html`<${ChecksPage} />`;
     default:
       return html`<${OverviewPage} />`;
   }
@@ -95,7 +98,7 @@ function App() {
       <span class="brand">fleetgate</span>
       <nav>
         ${can.readFleet(who.role) ? [link('#/', 'Overview'), link('#/devices', 'Devices')] : null} ${link('#/claims', 'Claims & templates')}
-        ${can.readFleet(who.role) ? [link('#/rotations', 'Rotations'), link('#/audit', 'Audit feed')] : null}
+        ${can.readFleet(who.role) ? [link('#/rotations', 'Rotations'), link('#/audit', 'Audit feed'), link('#/checks', 'Health checks')] : null}
       </nav>
       <span class="who" data-test="who">${who.name} · <strong>${who.role}</strong></span>
       <button type="button" class="small" onClick=${signOut}>Sign out</button>

@@ -3,7 +3,9 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import { type CertificateRequestHandler, type Clock, errorCatalogue, type ErrorCode, type EventBus, isFleetgateError, type RevocationUrls, snapshotSecureContext, type SessionDirectory, type TrustSource } from '../../core/index.ts';
+import { registerCheckRoutes } from './check-routes.ts';
 import { registerFleetRoutes } from './fleet-routes.ts';
+import type { FleetChecks } from '../fleet-check-collector.ts';
 import { registerSecurityRoutes } from './security-routes.ts';
 import type { Registry } from '../../registry/index.ts';
 import { isAudited } from '../audited.ts';
@@ -48,6 +50,8 @@ export interface ApiDeps {
   readonly sessions: SessionDirectory;
   /** The process's trusted CAs (core/trust-store.ts), shared with the MQTT listener: followed for new handshakes. */
   readonly trust: TrustSource;
+  /** Fleet health checks (GET /v1/checks), over the same session list. */
+  readonly checks: FleetChecks;
 }
 
 /** One year, as the HSTS preload list and most deployments use (README "TLS and HTTP hardening"). */
@@ -172,6 +176,7 @@ export async function buildApi(config: ApiServerConfig, deps: ApiDeps) {
   registerRotationRoutes(app, { registry: deps.registry, auth: deps.auth, scheduler: rotations });
   app.addHook('onReady', async () => rotations.start());
   app.addHook('onClose', async () => rotations.close());
+  registerCheckRoutes(app, { auth: deps.auth, checks: deps.checks });
 
   if (config.consoleDir !== undefined) await registerConsoleRoutes(app, { distDir: config.consoleDir });
 

@@ -179,6 +179,14 @@ export function registerSecurityRoutes(fastify: FastifyInstance, deps: SecurityR
       const verdict = await registry.verifyAudit(anchor ? { anchor: { id: Number(anchor[0]), hash: anchor[1] ?? '' } } : {});
       // A broken chain is evidence of tampering (or disk corruption): make sure it reaches the logs and alerts.
       if (!verdict.ok) request.log.error({ audit: verdict }, 'audit hash chain is broken');
+      // Recorded, so the fleet health check can tell when the chain was last verified and what it showed
+      // (core/fleet-checks.ts, audit-chain-verification). After the walk: this entry is not part of it.
+      await registry.appendAudit({
+        actor: operatorOf(request).actor,
+        action: 'audit.verify',
+        result: verdict.ok ? 'ok' : 'refused',
+        detail: { ok: verdict.ok, entries: verdict.entries, ...(verdict.firstBrokenId === undefined ? {} : { firstBrokenId: verdict.firstBrokenId }), anchored: anchor !== undefined },
+      });
       return verdict;
     },
   );

@@ -103,6 +103,7 @@ export async function postgresDialect(options: PostgresRegistryOptions): Promise
       }
     },
     insertionOrder: 'seq',
+    epochSeconds: (column) => `EXTRACT(EPOCH FROM ${column})`,
     storableText: pgText,
     mapError,
     close: () => db.destroy(),

@@ -64,6 +64,8 @@ export function sqliteDialect(path: string): StorageDialect {
       }
     },
     insertionOrder: 'rowid',
+    // Times are ISO-8601 text; julianday() reads them (fractional days since 4714 BC: only differences matter).
+    epochSeconds: (column) => `((julianday(${column}) - 2440587.5) * 86400.0)`,
     storableText,
     mapError: (error) => error,
     // Through the write queue: a write of this process in flight finishes (or fails) before the file closes.
