@@ -1,5 +1,5 @@
 import type { MqttClient } from 'mqtt';
-import { type CertificateReply, createCsr, enrollTopics, generateKeyPair, privateKeyToPem, renewTopics, rotateTopic, x509 } from '../core/index.ts';
+import { type CertificateReply, createCsr, enrollTopics, generateKeyPair, privateKeyToPem, renewTopics, rootsToTrust, rotateTopic, trustBundleTopic, x509 } from '../core/index.ts';
 import { type BackoffPolicy, defaultBackoff, fullJitterDelayMs } from './backoff.ts';
 import { closeMqtt, connectMqtt, type MqttCredential, type MqttTarget, type ReplyReceived, requestCertificate } from './mqtt-connection.ts';
 import { maxTimerDelayMs, renewalDelayMs } from './renewal-schedule.ts';
@@ -20,6 +20,8 @@ export type DeviceEvent =
   | { readonly type: 'renewed'; readonly latencyMs: number }
   /** The gateway asked for a renewal now (a rotation campaign, on `$fleetgate/certs/{id}/rotate`). */
   | { readonly type: 'rotate'; readonly campaignId: string | undefined }
+  /** A trust bundle changed the roots the device verifies the gateway with (README "The trust bundle"). */
+  | { readonly type: 'trust-updated'; readonly roots: number }
   | { readonly type: 'renewal-failed'; readonly code: string; readonly message: string }
   | { readonly type: 'retry'; readonly stage: DeviceStage; readonly code: string; readonly delayMs: number }
   | { readonly type: 'failed'; readonly stage: DeviceStage; readonly code: string; readonly message: string };
@@ -102,6 +104,8 @@ export class SimulatedDevice {
   #telemetryTimer: NodeJS.Timeout | undefined;
   #renewalTimer: NodeJS.Timeout | undefined;
   #telemetrySeq = 0;
+  /** The roots this device verifies the gateway with: the target's at first, then as trust bundles change them. */
+  #trustedRoots: string;
   readonly #wakes = new Set<Wake>();
   #waiter: (() => void) | undefined;
   #renewWaiters: { resolve: (reply: CertificateReply) => void; reject: (error: Error) => void }[] = [];
@@ -114,6 +118,12 @@ export class SimulatedDevice {
     this.#options = options;
     this.#backoff = options.backoff ?? defaultBackoff;
     this.#random = options.random ?? Math.random;
+    this.#trustedRoots = options.target.ca;
+  }
+
+  /** The roots (PEM) the device trusts now. */
+  get trustedRoots(): string {
+    return this.#trustedRoots;
   }
 
   get state(): DeviceState {
@@ -235,6 +245,30 @@ export class SimulatedDevice {
       if (this.#client === client) this.#wake('closed');
     });
     this.#listenForRotation(client, held.reply.deviceId);
+    this.#listenForTrustBundle(client);
+  }
+
+  /**
+   * The retained trust bundle (README "The trust bundle"): the device keeps a new root only when the bundle
+   * cross-signs it with a root it already trusts (core rootsToTrust), and connects with those roots from then
+   * on, so it still verifies the gateway after the old root is retired.
+   */
+  #listenForTrustBundle(client: MqttClient): void {
+    client.on('message', (received, payload) => {
+      if (received !== trustBundleTopic || this.#client !== client) return;
+      rootsToTrust([this.#trustedRoots], payload.toString('utf8'), new Date()).then(
+        (roots) => {
+          const next = roots.join('');
+          if (next === this.#trustedRoots) return;
+          this.#trustedRoots = next;
+          this.#emit({ type: 'trust-updated', roots: roots.length });
+        },
+        () => undefined, // an unreadable bundle changes nothing
+      );
+    });
+    client.subscribe(trustBundleTopic, { qos: 1 }, (error) => {
+      if (error) this.#emit({ type: 'retry', stage: 'connect', code: 'SUBSCRIBE_REFUSED', delayMs: 0 });
+    });
   }
 
   /**
@@ -262,7 +296,7 @@ export class SimulatedDevice {
   }
 
   async #connect(credential: MqttCredential, kind: 'claim' | 'device'): Promise<MqttClient> {
-    const { client, latencyMs } = await connectMqtt(this.#options.target, this.serial, credential, {
+    const { client, latencyMs } = await connectMqtt({ ...this.#options.target, ca: this.#trustedRoots }, this.serial, credential, {
       timeoutMs: this.#options.connectTimeoutMs ?? defaults.connectTimeoutMs,
       signal: this.#abort.signal,
       sharedCredential: kind === 'claim',
