@@ -73,6 +73,7 @@ export async function admitSession(request: AdmissionRequest, registry: Registry
   if (device.status === 'suspended') return refuse('AUTH_DEVICE_SUSPENDED', device.statusReason ?? 'suspended');
   if (device.status === 'revoked') return refuse('AUTH_DEVICE_REVOKED', device.statusReason ?? 'revoked');
   if (certificate.status !== 'active') return refuse('AUTH_CERT_REVOKED', `certificate ${certificate.status}`);
+  if (admission.issuerRetired) return refuse('AUTH_CERT_UNTRUSTED', 'the CA that signed the certificate is retired');
   if (certificate.notAfter.getTime() <= now.getTime()) return refuse('AUTH_CERT_EXPIRED', 'certificate expired');
   // [MQTT-3.1.3-8] an empty client id is also refused here: the id must be the device's.
   if (clientId !== device.id) return refuse('AUTH_CLIENT_ID_MISMATCH', `client id "${clientId.slice(0, 128)}" is not the device id`);
@@ -141,5 +142,6 @@ export async function recheckSession(session: SessionContext, registry: Registry
   if (admission === undefined) return 'certificate no longer in registry';
   if (admission.device.status !== 'active') return `device ${admission.device.status}`;
   if (admission.certificate.status !== 'active') return `certificate ${admission.certificate.status}`;
+  if (admission.issuerRetired) return 'the CA that signed the certificate is retired';
   return admission.policy === undefined ? 'policy deleted' : undefined;
 }

@@ -188,6 +188,7 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
         if (device.status === 'suspended') throw new FleetgateError('AUTH_DEVICE_SUSPENDED');
         if (device.status === 'revoked') throw new FleetgateError('AUTH_DEVICE_REVOKED');
         if (current.status !== 'active') throw new FleetgateError('AUTH_CERT_REVOKED', { detail: { status: current.status } });
+        if (admission.issuerRetired) throw new FleetgateError('AUTH_CERT_UNTRUSTED', { detail: { reason: 'the CA that signed the certificate is retired' } });
 
         const now = clock.now();
         if (current.notAfter.getTime() < now.getTime()) {

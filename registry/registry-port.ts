@@ -246,6 +246,11 @@ export interface Admission {
   readonly policy: PolicyRecord | undefined;
   /** The traffic limits of the device's template (`{}` when the template is gone: gateway defaults apply). */
   readonly limits: TemplateLimits;
+  /**
+   * The CA that signed the certificate is retired (README "Rotating certificates and CAs"): refused even by
+   * a process whose trust store has not heard of the retirement yet.
+   */
+  readonly issuerRetired: boolean;
 }
 
 export interface EnrollWithClaimInput {

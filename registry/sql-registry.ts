@@ -88,8 +88,9 @@ const operatorTokenColumns = ['name', 'role', 'created_at', 'revoked_at'] as con
  * core/enrollment-rules.ts) on the rows read inside the write transaction.
  */
 /**
- * The CONNECT admission read (getAdmission): the certificate, its device (`d_…`), the device's template, and
- * both candidate policies, the device's own (`dp_…`) and its template's (`tp_…`). Exported for
+ * The CONNECT admission read (getAdmission): the certificate, its device (`d_…`), the device's template,
+ * both candidate policies, the device's own (`dp_…`) and its template's (`tp_…`), and the state of the CA
+ * that signed the certificate. Exported for
  * bench/registry-admission.ts, which measures building it per call against compiling it once.
  */
 export function admissionStatement(db: Kysely<Tables>, certificateSerial: string) {
@@ -99,7 +100,9 @@ export function admissionStatement(db: Kysely<Tables>, certificateSerial: string
     .leftJoin('templates as t', 't.name', 'd.template')
     .leftJoin('policies as dp', 'dp.name', 'd.policy')
     .leftJoin('policies as tp', 'tp.name', 't.policy')
+    .leftJoin('certificate_authorities as ca', 'ca.id', 'c.issuer_ca')
     .selectAll('c')
+    .select('ca.state as issuer_state')
     .select(deviceColumns.map((column) => sql.ref(`d.${column}`).as(`d_${column}`)))
     .select(['t.policy as template_policy', 't.limits as template_limits'])
     .select(policyColumns.flatMap((column) => [sql.ref(`dp.${column}`).as(`dp_${column}`), sql.ref(`tp.${column}`).as(`tp_${column}`)]))
@@ -407,14 +410,14 @@ export class SqlRegistry implements Registry {
     this.#admission ??= admissionStatement(this.#db, '').compile();
     const row = (await this.#db.executeQuery({ ...this.#admission, parameters: [certificateSerial] })).rows[0];
     if (row === undefined) return undefined;
-    const { template_policy: templatePolicy, template_limits: limits, ...columns } = row as Record<string, unknown>;
+    const { template_policy: templatePolicy, template_limits: limits, issuer_state: issuerState, ...columns } = row as Record<string, unknown>;
     const parts = splitPrefixed(columns, ['d_', 'dp_', 'tp_']);
     const device = toRecord<DeviceRecord>(parts.d_ as object);
     const policyName = effectivePolicyName(device, templatePolicy == null ? undefined : { policy: templatePolicy as string });
     // The candidate named by the rule; its row is absent (name null) when that policy does not exist.
     const chosen = policyName === null ? undefined : policyName === device.policy ? parts.dp_ : parts.tp_;
     const policy = chosen?.name == null ? undefined : toRecord<PolicyRecord>(chosen);
-    return { certificate: toRecord<CertificateRecord>(parts.rest as object), device, policy, limits: limits == null ? {} : fromJson(limits) };
+    return { certificate: toRecord<CertificateRecord>(parts.rest as object), device, policy, limits: limits == null ? {} : fromJson(limits), issuerRetired: issuerState === 'retired' };
   }
 
   // templates and policies

@@ -181,6 +181,22 @@ describe('device CA rotation', () => {
   });
 });
 
+describe('a process that missed the retirement', () => {
+  it('still refuses what a retired CA signed: admission reads the CA state with the certificate row', async () => {
+    const device = await gw.createDevice('missed-1');
+    const old = (await cas()).find((ca) => ca.role === 'device' && ca.state === 'active')!;
+    await rotateOk('device', 'prepare');
+    await rotateOk('device', 'activate');
+    // Retired behind every process's back: no trust.changed, so the listeners still trust the old CA.
+    await gw.gateway.dataDir.registry.changeCertificateAuthorities({ transitions: [{ id: old.id, from: 'retiring', to: 'retired' }], audit: { actor: 'test', action: 'ca.retire', result: 'ok' } });
+    await expect(connectOk('missed-1', device)).rejects.toMatchObject({ code: 5 });
+    await gw.waitForAudit({ action: 'mqtt.connect', result: 'refused', deviceId: 'missed-1' }, (entry) => entry.code === 'AUTH_CERT_UNTRUSTED');
+    const keys = await generateKeyPair();
+    const renewal = await gw.api<{ code: string }>('POST', '/v1/renew', { credential: device, body: { csr: await createCsr(keys, 'missed-1') } });
+    expect(renewal.body.code).toBe('AUTH_CERT_UNTRUSTED');
+  });
+});
+
 describe('the trust bundle on MQTT', () => {
   it('is retained for every device session to read, follows a rotation, and nobody may publish it', async () => {
     const device = await gw.createDevice('bundle-reader');

@@ -441,6 +441,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
           device: await registry.getDevice('sensor-1'),
           policy: await registry.getPolicy('default'),
           limits: {},
+          issuerRetired: false,
         });
       });
 
@@ -856,6 +857,7 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
       it('moves states atomically, refuses a stale transition and a retire while the CA is in use, writing nothing', async () => {
         await givenBasics();
         await registry.importCertificateAuthorities({ cas: first, firstIssuers: { device: 'device1', claim: 'claim1' }, audit: audit('ca.import') });
+        await register('early', 1, { certificate: { issuerCa: 'device1' } }); // expired since 2026: not in service
         await registry.changeCertificateAuthorities({ add: [ca('device2', 'device', 'next', 'root1')], audit: audit('ca.prepare') });
         await registry.changeCertificateAuthorities({
           transitions: [
@@ -878,6 +880,9 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         });
         // device1 is retired first (nothing of it is in service), then device2 is in use by 'moving'.
         await registry.changeCertificateAuthorities({ transitions: [{ id: 'device1', from: 'retiring', to: 'retired' }], mustBeUnused: { id: 'device1', now: new Date() }, audit: audit('ca.retire') });
+        // What device1 signed before (an expired row) reads as signed by a retired CA at admission.
+        expect((await registry.getAdmission(certificate(1).serial))?.issuerRetired).toBe(true);
+        expect((await registry.getAdmission(certificate(2).serial))?.issuerRetired).toBe(false);
         const before = await registry.listCertificateAuthorities();
         const auditBefore = await registry.queryAudit({ limit: 1000 });
         await expectRefusal(
