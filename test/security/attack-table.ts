@@ -124,6 +124,7 @@ const build = 'provisioning/api/build-api.ts';
 const swaggerUi = '@fastify/swagger-ui (registered in provisioning/api/build-api.ts)';
 const consoleRoutes = 'provisioning/api/console-routes.ts';
 const rotations = 'provisioning/api/rotation-routes.ts';
+const checks = 'provisioning/api/check-routes.ts';
 
 const pub = { kind: 'public' } as const;
 const roles = (list: readonly OperatorRoleName[]) => ({ kind: 'roles', roles: list }) as const;
@@ -181,6 +182,7 @@ export const routeTable: readonly RouteRow[] = [
   { method: 'POST', url: '/v1/claims/:id/revoke', path: '/v1/claims/no-such-claim/revoke', module: admin, access: roles(['admin', 'operator', 'station']) },
   { method: 'POST', url: '/v1/claim-issuers', path: '/v1/claim-issuers', module: admin, access: roles(admins) },
   // rotation campaigns
+  { method: 'GET', url: '/v1/checks', path: '/v1/checks', module: checks, access: roles(readers) },
   { method: 'POST', url: '/v1/rotations', path: '/v1/rotations', module: rotations, access: roles(actors) },
   { method: 'GET', url: '/v1/rotations', path: '/v1/rotations', module: rotations, access: roles(readers) },
   { method: 'GET', url: '/v1/rotations/:id', path: '/v1/rotations/no-such-campaign', module: rotations, access: roles(readers) },
