@@ -1,4 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { waitUnlessAborted } from './abortable-wait.ts';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { createCsr, generateKeyPair, policyActions, privateKeyToPem } from '../core/index.ts';
@@ -381,15 +382,7 @@ export async function followAudit(
     print(items);
     afterId = items.at(-1)?.id ?? afterId;
     if (items.length === listLimit.max) continue; // behind: catch up without waiting
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, intervalMs);
-      signal.addEventListener('abort', done, { once: true });
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-    });
+    await waitUnlessAborted(intervalMs, signal);
   }
 }
 

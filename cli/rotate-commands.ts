@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { waitUnlessAborted } from './abortable-wait.ts';
 import { type Command, Option } from 'commander';
 import { listLimit, type RotationCampaign, type RotationCampaignList, type RotationDevicePage, rotationOutcomes, rotationRate, type StartRotation } from '../contract/index.ts';
 import { parseRotationRate } from '../core/index.ts';
@@ -58,15 +59,7 @@ async function watch(client: ApiClientOptions, id: string, json: boolean, signal
     else if (tty) process.stdout.write(`\r\x1b[2K${renderRotationLine(campaign, Math.max(20, (process.stdout.columns || 80) - 1))}`);
     else process.stdout.write(renderRotationLine(campaign, Number.POSITIVE_INFINITY) + '\n');
     if (finished(campaign) || signal.aborted) break;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, intervalMs);
-      signal.addEventListener('abort', done, { once: true });
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-    });
+    await waitUnlessAborted(intervalMs, signal);
     if (signal.aborted) break;
     campaign = await callApi<RotationCampaign>(client, 'GET', path(id));
   }
