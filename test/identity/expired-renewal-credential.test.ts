@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { forgedLeaf } from '../helpers/forged-certificates.ts';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +10,6 @@ import {
   createRootCa,
   dayMs,
   deviceUri,
-  ecdsaSha256,
   fixedClock,
   generateKeyPair,
   issueCertificate,
@@ -19,7 +19,6 @@ import {
   systemClock,
   type TrustedIssuers,
   trustedIssuers,
-  x509,
 } from '../../core/index.ts';
 import type { ClientCredential } from '../helpers/registry-fixtures.ts';
 
@@ -47,26 +46,9 @@ let oldIssuers: TrustedIssuers;
 const seen = new Map<string, { socket: TLSSocket }>();
 
 /** A leaf with exactly these dates, names and purpose, signed by `signer` (what a CA we do not run might sign). */
-async function leaf(signer: CaCredential, options: { cn: string; uri: string; notBefore: Date; notAfter: Date; serverAuth?: boolean }): Promise<ClientCredential & { der: Uint8Array }> {
-  const keys = await generateKeyPair();
-  const certificate = await x509.X509CertificateGenerator.create({
-    serialNumber: '01' + Buffer.from(options.cn).toString('hex').slice(0, 30),
-    subject: `CN=${options.cn}`,
-    issuer: signer.certificate.subjectName,
-    notBefore: options.notBefore,
-    notAfter: options.notAfter,
-    signingAlgorithm: ecdsaSha256,
-    publicKey: keys.publicKey,
-    signingKey: signer.privateKey,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([options.serverAuth ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: options.uri }]),
-      await x509.AuthorityKeyIdentifierExtension.create(signer.certificate),
-    ],
-  });
-  return { key: await privateKeyToPem(keys.privateKey), cert: certificate.toString('pem') + '\n' + pem(signer), der: new Uint8Array(certificate.rawData) };
+function leaf(signer: CaCredential, options: { cn: string; uri: string; notBefore: Date; notAfter: Date; serverAuth?: boolean }): Promise<ClientCredential & { der: Uint8Array }> {
+  const { cn, ...rest } = options;
+  return forgedLeaf(signer, { ...rest, serial: '01' + Buffer.from(cn).toString('hex').slice(0, 30), commonName: cn, chain: pem(signer) });
 }
 
 /** The same certificate with one bit of its signature flipped. */
