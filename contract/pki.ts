@@ -4,7 +4,8 @@ import { Answer, DateTime, ImmutableArray, Nullable, StringEnum } from './json-s
 
 /** The CAs and their rotation (routes in provisioning/api/pki-routes.ts; README "Rotating certificates and CAs"). */
 
-export const caRoles = ['root', 'device', 'claim', 'cross'] as const;
+/** `manufacturer`: a CA registered as a claim issuer (birth certificates); it is not rotated here but revoked as a claim. */
+export const caRoles = ['root', 'device', 'claim', 'cross', 'manufacturer'] as const;
 export const caStates = ['next', 'active', 'retiring', 'retired'] as const;
 export const rotatableCaRoles = ['root', 'device', 'claim'] as const;
 export const caRotationStages = ['prepare', 'activate', 'retire'] as const;

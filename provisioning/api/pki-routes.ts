@@ -1,4 +1,5 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { X509Certificate } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { type CertificateAuthority, pkiSchemas as schemas } from '../../contract/index.ts';
 import type { Clock, EventBus } from '../../core/index.ts';
@@ -52,7 +53,8 @@ export function registerPkiRoutes(fastify: FastifyInstance, deps: PkiRouteDeps):
 
   app.get('/v1/pki/cas', { onRequest: allow(['admin', 'operator', 'viewer']), schema: schemas.listCas }, async () => {
     await authorities.reload();
-    return { items: await described(authorities.list()) };
+    const manufacturers = (await registry.listClaimIssuers()).flatMap((claim) => (claim.issuerPem === null ? [] : [manufacturerJson(claim.issuerPem, claim)]));
+    return { items: [...(await described(authorities.list())), ...manufacturers] };
   });
 
   app.post('/v1/pki/cas/rotate', { onRequest: allow(['admin']), schema: schemas.rotateCa }, async (request) => {
@@ -69,6 +71,29 @@ export function registerPkiRoutes(fastify: FastifyInstance, deps: PkiRouteDeps):
     const items = await described(outcome.cas);
     return { role, stage, ca: items.find((ca) => ca.id === outcome.ca.id)!, items };
   });
+}
+
+/**
+ * A manufacturer CA (POST /v1/claim-issuers, listed while its claim is active) as the list shows it: its one
+ * claim counts while it has uses left. It is not rotated here; revoking its claim stops trusting it.
+ */
+function manufacturerJson(pem: string, claim: { uses: number; maxUses: number | null }): CertificateAuthority {
+  const certificate = new X509Certificate(pem);
+  const fingerprint = certificate.fingerprint256.replaceAll(':', '').toLowerCase();
+  const usable = claim.maxUses === null || claim.uses < claim.maxUses ? 1 : 0;
+  return {
+    id: fingerprint.slice(0, 16),
+    role: 'manufacturer',
+    state: 'active',
+    subject: certificate.subject.replaceAll('\n', ', '),
+    issuerId: null,
+    crossOf: null,
+    fingerprint,
+    notBefore: new Date(certificate.validFrom).toISOString(),
+    notAfter: new Date(certificate.validTo).toISOString(),
+    usage: { certificates: 0, claims: usable, authorities: 0 },
+    pem,
+  };
 }
 
 const caJson = (ca: CertificateAuthorityRecord, usage: CertificateAuthority['usage']): CertificateAuthority => ({

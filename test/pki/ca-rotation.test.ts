@@ -164,6 +164,14 @@ describe('device CA rotation', () => {
     expect(crl.status).toBe(200);
   });
 
+  it('lists registered manufacturer CAs with their role', async () => {
+    const maker = await createRootCa({ commonName: 'Acme birth CA', clock: systemClock });
+    const registered = await gw.api('POST', '/v1/claim-issuers', { token: true, body: { name: 'acme', template: 'default', certificate: maker.certificate.toString('pem') } });
+    expect(registered.status).toBe(201);
+    const listed = (await cas()).find((ca) => ca.role === 'manufacturer');
+    expect(listed).toMatchObject({ state: 'active', subject: 'CN=Acme birth CA', usage: { certificates: 0, claims: 1, authorities: 0 } });
+  });
+
   it('refuses stages out of order, and rotation by anyone but an admin', async () => {
     expect((await rotate('device', 'activate')).body.code).toBe('PKI_CA_ROTATION_STAGE');
     expect((await rotate('device', 'retire')).body.code).toBe('PKI_CA_ROTATION_STAGE');
