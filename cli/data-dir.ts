@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { activeCa, type Clock, systemClock } from '../core/index.ts';
 import {
   type CertificateAuthorities,
   ensureServerCertificate,
-  initialKeyFiles,
+  hasPki,
   loadOrCreateAdminToken,
   loadOrCreatePki,
   openCertificateAuthorities,
@@ -57,7 +57,7 @@ export async function openDataDir(options: {
     registry,
     pkiDir: pkiDir(options.path),
     initial: pki,
-    initialKeyFiles,
+    initialKeyFiles: pki.keyRefs,
     clock,
     renewServerCertificate: async (root) => void (await server(root)),
   });
@@ -73,7 +73,7 @@ export async function openDataDir(options: {
  * admin.token come from the deployment's own data directory (README "Scaling out").
  */
 async function refuseForeignRegistry(path: string, databaseUrl: string | undefined, clock: Clock): Promise<void> {
-  if (databaseUrl === undefined || existsSync(join(pkiDir(path), 'root-ca.key'))) return;
+  if (databaseUrl === undefined || hasPki(path)) return;
   const registry = await openConfiguredRegistry({ dataDir: path, databaseUrl, clock });
   try {
     if ((await registry.listTemplates()).length === 0) return;

@@ -12,8 +12,6 @@ import {
   FleetgateError,
   isTrusted,
   planRotation,
-  privateKeyFromPem,
-  privateKeyToPem,
   type RotatableRole,
   type RotationPlan,
   type RotationStage,
@@ -21,7 +19,8 @@ import {
   x509,
 } from '../core/index.ts';
 import type { CertificateAuthorityRecord, NewCertificateAuthority, Registry } from '../registry/index.ts';
-import { type Pki, writeSecret } from './pki-store.ts';
+import { type CaKey, type KeyStores, openKeyStores } from './key-store.ts';
+import type { Pki } from './pki-store.ts';
 
 /** An issuing CA ready to sign: its row id, certificate and key, and the chain sent with what it signs. */
 export interface IssuingCa {
@@ -42,7 +41,8 @@ export interface RotationOutcome {
 /**
  * The CAs of an installation and their keys, as provisioning holds them (README "Rotating certificates and
  * CAs"). Certificates and states live in the registry, so every process follows one rotation; the keys are
- * files in `pki/` (0600), named by each row's key_ref, read only here. What a stage may do is core's rule
+ * in a key store (provisioning/key-store.ts: files in `pki/` or a PKCS#11 token), named by each row's
+ * key_ref, loaded only here. What a stage may do is core's rule
  * (core/pki/ca-rotation.ts planRotation); this makes the certificates and keys and records the result.
  */
 export interface CertificateAuthorities {
@@ -68,8 +68,10 @@ export interface CertificateAuthoritiesDeps {
   readonly pkiDir: string;
   /** The first CAs, from the files `fleetgate init` wrote: recorded once if the registry has none. */
   readonly initial: Pick<Pki, 'root' | 'deviceCa' | 'claimCa'>;
-  /** Their key files in `pkiDir` (key_ref of their rows). */
+  /** Their keys' references (key_ref of their rows): file names in `pkiDir`, or PKCS#11 URIs. */
   readonly initialKeyFiles: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
+  /** Loads keys by key_ref and makes new ones; default: the stores of `pkiDir`. */
+  readonly keyStores?: KeyStores;
   readonly clock: Clock;
   /** Re-issues the server certificate under the active root (a root rotation's activate and retire). */
   readonly renewServerCertificate: (root: CaCredential) => Promise<void>;
@@ -83,10 +85,11 @@ const roleNames: Record<RotatableRole, string> = { root: 'fleetgate root CA', de
 export async function openCertificateAuthorities(deps: CertificateAuthoritiesDeps): Promise<CertificateAuthorities> {
   const { registry, clock } = deps;
   // The first CAs' keys are in memory already (loadOrCreatePki read them); others are read on first use.
-  const keys = new Map<string, ReturnType<typeof privateKeyFromPem>>([
-    [deps.initialKeyFiles.root, Promise.resolve(deps.initial.root.privateKey)],
-    [deps.initialKeyFiles.deviceCa, Promise.resolve(deps.initial.deviceCa.privateKey)],
-    [deps.initialKeyFiles.claimCa, Promise.resolve(deps.initial.claimCa.privateKey)],
+  const keyStores = deps.keyStores ?? openKeyStores(deps.pkiDir);
+  const keys = new Map<string, Promise<CaKey>>([
+    [deps.initialKeyFiles.root, Promise.resolve(deps.initial.root)],
+    [deps.initialKeyFiles.deviceCa, Promise.resolve(deps.initial.deviceCa)],
+    [deps.initialKeyFiles.claimCa, Promise.resolve(deps.initial.claimCa)],
   ]);
   let cas: readonly CertificateAuthorityRecord[] = [];
   const parsed = new Map<string, x509.X509Certificate>();
@@ -107,13 +110,15 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     const keyRef = ca.keyRef;
     let key = keys.get(keyRef);
     if (key === undefined) {
-      const path = join(deps.pkiDir, keyRef);
-      if (!existsSync(path)) throw new FleetgateError('PKI_CA_MISSING', { detail: { caId: id, key: keyRef } });
-      key = privateKeyFromPem(readFileSync(path, 'utf8'));
+      key = keyStores.load(keyRef).catch((error: unknown) => {
+        if (error instanceof FleetgateError && error.code === 'PKI_CA_MISSING') throw new FleetgateError('PKI_CA_MISSING', { detail: { caId: id, key: keyRef } });
+        throw error;
+      });
       keys.set(keyRef, key);
       key.catch(() => keys.delete(keyRef));
     }
-    return { certificate: certificateOf(ca), privateKey: await key };
+    const { privateKey, crypto } = await key;
+    return crypto === undefined ? { certificate: certificateOf(ca), privateKey } : { certificate: certificateOf(ca), privateKey, crypto };
   };
   const chainFor = (caId: string | null): string => {
     const ca = caId === null ? activeCa(cas, 'device') : byId(caId);
@@ -153,10 +158,12 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     const generation = cas.filter((ca) => ca.role === plan.role).length + 1;
     const base = certificateOf(activeCa(cas, plan.role)).subjectName.getField('CN')[0] ?? roleNames[plan.role];
     const commonName = `${base.replace(/ G\d+$/, '')} G${generation}`;
-    const made = plan.role === 'root' ? await createRootCa({ commonName, clock }) : await createIssuingCa({ issuer: parent, commonName, clock });
-    const keyRef = `ca-${caIdOf((await describeCertificate(made.certificate)).fingerprint)}.key`;
-    // The key is on disk before its row exists: a crash in between leaves an unused file, never a CA without a key.
-    writeSecret(join(deps.pkiDir, keyRef), await privateKeyToPem(made.privateKey));
+    // New keys go where the role's current key is (a token stays a token).
+    const store = await keyStores.forRef(activeCa(cas, plan.role).keyRef ?? deps.initialKeyFiles.root);
+    const pending = await store.generate();
+    const made = plan.role === 'root' ? await createRootCa({ commonName, clock, keys: pending }) : await createIssuingCa({ issuer: parent, commonName, clock, keys: pending });
+    // The key is stored before its row exists: a crash in between leaves an unused key, never a CA without a key.
+    const keyRef = await pending.save(`ca-${caIdOf((await describeCertificate(made.certificate)).fingerprint)}`);
     const row = await describeCa(made.certificate, { role: plan.role, issuerId: plan.role === 'root' ? null : plan.parent.id, keyRef, state: 'next' });
     if (plan.role !== 'root') return [row];
     // Each root signed by the other: a device holding either root verifies a server certificate from either.

@@ -1,4 +1,5 @@
 export * from './pki-store.ts';
+export * from './key-store.ts';
 export * from './admin-token.ts';
 export * from './register-device.ts';
 export * from './certificate-service.ts';

@@ -10,17 +10,18 @@ import {
   FleetgateError,
   generateKeyPair,
   issueCertificate,
-  privateKeyFromPem,
   privateKeyToPem,
   x509,
 } from '../core/index.ts';
+import { fileKeyStore, type KeyStores, openKeyStores } from './key-store.ts';
 
 /**
  * Key custody on disk: `<data>/pki/`. The first root, device-issuing and claim-issuing CAs are created once,
  * on first start; after that they are only read. CAs made by a rotation are recorded in the registry and
  * keep their keys here too (provisioning/certificate-authorities.ts). Keys are written 0600 with O_EXCL, so
  * nothing is ever overwritten; only the server certificate is re-issued, when the host names change, it
- * nears expiry, or the active root changed.
+ * nears expiry, or the active root changed. With a PKCS#11 key store (README "CA keys in an HSM") the CA keys
+ * are in the token instead and `pki/ca-keys.json` holds their key_refs (URIs, no key material).
  */
 export interface Pki {
   readonly root: CaCredential;
@@ -29,6 +30,8 @@ export interface Pki {
   readonly pem: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
   /** The first CAs, root first: what a client needs to verify the server before any rotation. */
   readonly caBundle: readonly string[];
+  /** Where the first CAs' keys are: file names in `pki/` or PKCS#11 URIs (key_ref of their registry rows). */
+  readonly keyRefs: { readonly root: string; readonly deviceCa: string; readonly claimCa: string };
 }
 
 /** The key files of the first CAs, relative to `pki/` (the key_ref of their registry rows). */
@@ -42,6 +45,9 @@ const caFiles = {
 
 
 
+/** The key_refs of the first CAs when they are not the files above (a PKCS#11 token). */
+const keyRefsFile = 'ca-keys.json';
+
 const serverRenewBeforeMs = 30 * dayMs;
 
 export function pkiDir(dataDir: string): string {
@@ -53,21 +59,42 @@ export function hasPki(dataDir: string): boolean {
   return existsSync(join(pkiDir(dataDir), caFiles.root.cert));
 }
 
-export async function loadOrCreatePki(options: { dataDir: string; clock: Clock }): Promise<Pki & { created: boolean }> {
+/**
+ * Opens the first CAs, creating them on first use. `keyStore` says where new CA keys go: absent for files
+ * in `pki/`, or a PKCS#11 URI naming a token (the keys are generated inside it). `keyStores` loads the keys
+ * (a process keeps one, so that a token session is shared).
+ */
+export async function loadOrCreatePki(options: { dataDir: string; clock: Clock; keyStore?: string | undefined; keyStores?: KeyStores }): Promise<Pki & { created: boolean }> {
   const dir = pkiDir(options.dataDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const present = Object.values(caFiles).flatMap((file) => [file.cert, file.key]).filter((name) => existsSync(join(dir, name)));
+  const stores = options.keyStores ?? openKeyStores(dir);
+  const present = [...Object.values(caFiles).flatMap((file) => [file.cert, file.key]), keyRefsFile].filter((name) => existsSync(join(dir, name)));
   const created = present.length === 0;
-  if (created) await createCas(dir, options.clock);
-  else if (present.length !== Object.keys(caFiles).length * 2) {
+  if (created) await createCas(dir, options.clock, options.keyStore, stores);
+  const keyRefs = existsSync(join(dir, keyRefsFile)) ? readKeyRefs(dir) : initialKeyFiles;
+  const expected = Object.values(caFiles).map((file): string => file.cert).concat(keyRefs === initialKeyFiles ? Object.values(initialKeyFiles) : [keyRefsFile]);
+  if (!created && !expected.every((name) => present.includes(name))) {
     throw new FleetgateError('PKI_CA_MISSING', { detail: { dir, present } });
   }
 
-  const root = await readCa(dir, caFiles.root);
-  const deviceCa = await readCa(dir, caFiles.deviceCa);
-  const claimCa = await readCa(dir, caFiles.claimCa);
+  const root = await readCa(dir, caFiles.root.cert, keyRefs.root, stores);
+  const deviceCa = await readCa(dir, caFiles.deviceCa.cert, keyRefs.deviceCa, stores);
+  const claimCa = await readCa(dir, caFiles.claimCa.cert, keyRefs.claimCa, stores);
   const pem = { root: readFileSync(join(dir, caFiles.root.cert), 'utf8'), deviceCa: readFileSync(join(dir, caFiles.deviceCa.cert), 'utf8'), claimCa: readFileSync(join(dir, caFiles.claimCa.cert), 'utf8') };
-  return { root, deviceCa, claimCa, pem, caBundle: [pem.root, pem.deviceCa, pem.claimCa], created };
+  return { root, deviceCa, claimCa, pem, caBundle: [pem.root, pem.deviceCa, pem.claimCa], keyRefs, created };
+}
+
+function readKeyRefs(dir: string): Pki['keyRefs'] {
+  const refs = JSON.parse(readFileSync(join(dir, keyRefsFile), 'utf8')) as Partial<Record<keyof Pki['keyRefs'], unknown>>;
+  if (typeof refs.root !== 'string' || typeof refs.deviceCa !== 'string' || typeof refs.claimCa !== 'string') {
+    throw new FleetgateError('PKI_CA_MISSING', { detail: { file: join(dir, keyRefsFile), reason: 'root, deviceCa and claimCa key references expected' } });
+  }
+  return { root: refs.root, deviceCa: refs.deviceCa, claimCa: refs.claimCa };
+}
+
+/** Records where the first CAs' keys are now (after `fleetgate init --import-keys-to`). */
+export function writeKeyRefs(dataDir: string, keyRefs: Pki['keyRefs']): void {
+  writeFileSync(join(pkiDir(dataDir), keyRefsFile), JSON.stringify(keyRefs, null, 2) + '\n', { mode: 0o644 });
 }
 
 /** What a broker process needs from the PKI: certificates and the server's TLS pair, never a CA key. */
@@ -102,23 +129,27 @@ export function loadBrokerPki(dataDir: string): BrokerPki {
   return { pem, server: { cert: read('server.crt'), key: read('server.key') }, caBundle: [pem.root, pem.deviceCa, pem.claimCa] };
 }
 
-async function createCas(dir: string, clock: Clock): Promise<void> {
+async function createCas(dir: string, clock: Clock, keyStore: string | undefined, stores: KeyStores): Promise<void> {
+  const store = keyStore === undefined ? fileKeyStore(dir) : await stores.forRef(keyStore);
   // A random suffix tells installations apart: two fleetgates never trust each other's certificates by name.
   const suffix = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');
-  const root = await createRootCa({ commonName: `${caFiles.root.name} ${suffix}`, clock });
-  const deviceCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.deviceCa.name} ${suffix}`, clock });
-  const claimCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.claimCa.name} ${suffix}`, clock });
-  for (const [credential, file] of [[root, caFiles.root], [deviceCa, caFiles.deviceCa], [claimCa, caFiles.claimCa]] as const) {
-    writeSecret(join(dir, file.key), await privateKeyToPem(credential.privateKey));
+  const keys = { root: await store.generate(), deviceCa: await store.generate(), claimCa: await store.generate() };
+  const root = await createRootCa({ commonName: `${caFiles.root.name} ${suffix}`, clock, keys: keys.root });
+  const deviceCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.deviceCa.name} ${suffix}`, clock, keys: keys.deviceCa });
+  const claimCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.claimCa.name} ${suffix}`, clock, keys: keys.claimCa });
+  const refs: Record<string, string> = {};
+  for (const [name, credential, file] of [['root', root, caFiles.root], ['deviceCa', deviceCa, caFiles.deviceCa], ['claimCa', claimCa, caFiles.claimCa]] as const) {
+    // File keys keep their historic names (root-ca.key, …); a token's are labelled `<prefix>root-ca-<suffix>`, ….
+    refs[name] = await keys[name].save(store.kind === 'file' ? file.key.replace(/\.key$/, '') : `${file.key.replace(/\.key$/, '')}-${suffix}`);
     writeFileSync(join(dir, file.cert), credential.certificate.toString('pem') + '\n', { flag: 'wx', mode: 0o644 });
   }
+  if (store.kind !== 'file') writeFileSync(join(dir, keyRefsFile), JSON.stringify(refs, null, 2) + '\n', { flag: 'wx', mode: 0o644 });
 }
 
-async function readCa(dir: string, file: { cert: string; key: string }): Promise<CaCredential> {
-  return {
-    certificate: new x509.X509Certificate(readFileSync(join(dir, file.cert), 'utf8')),
-    privateKey: await privateKeyFromPem(readFileSync(join(dir, file.key), 'utf8')),
-  };
+async function readCa(dir: string, cert: string, keyRef: string, stores: KeyStores): Promise<CaCredential> {
+  const key = await stores.load(keyRef);
+  const certificate = new x509.X509Certificate(readFileSync(join(dir, cert), 'utf8'));
+  return key.crypto === undefined ? { certificate, privateKey: key.privateKey } : { certificate, privateKey: key.privateKey, crypto: key.crypto };
 }
 
 /** The server pair as `ensureServerCertificate` last wrote it (a broker process reads it again on every trust change). */

@@ -20,6 +20,33 @@ import { x509 } from './x509.ts';
 export interface CaCredential {
   readonly certificate: x509.X509Certificate;
   readonly privateKey: CryptoKey;
+  /**
+   * The WebCrypto provider that holds `privateKey` and signs with it (a PKCS#11 token's, README "CA keys in an
+   * HSM"); absent for a key in this process's memory (the platform's WebCrypto).
+   */
+  readonly crypto?: Crypto;
+}
+
+/** A new CA's key pair, made by a key store (a token generates it inside; the public half is exported). */
+export interface CaKeyPair {
+  readonly publicKey: x509.PublicKey;
+  readonly privateKey: CryptoKey;
+  readonly crypto?: Crypto;
+}
+
+/** The provider that signs with a CA's key. */
+export function signerOf(credential: Pick<CaCredential, 'crypto'>): Crypto {
+  return credential.crypto ?? x509.cryptoProvider.get();
+}
+
+async function ownKeyPair(keys: CaKeyPair | undefined): Promise<CaKeyPair> {
+  if (keys !== undefined) return keys;
+  const made = await generateKeyPair();
+  return { publicKey: await x509.PublicKey.create(made.publicKey), privateKey: made.privateKey };
+}
+
+function credentialOf(certificate: x509.X509Certificate, keys: CaKeyPair): CaCredential {
+  return keys.crypto === undefined ? { certificate, privateKey: keys.privateKey } : { certificate, privateKey: keys.privateKey, crypto: keys.crypto };
 }
 
 export interface IssuedCertificate {
@@ -37,8 +64,8 @@ export interface IssuedCertificate {
 
 const { KeyUsageFlags } = x509;
 
-export async function createRootCa(options: { commonName: string; clock: Clock }): Promise<CaCredential> {
-  const keys = await generateKeyPair();
+export async function createRootCa(options: { commonName: string; clock: Clock; keys?: CaKeyPair }): Promise<CaCredential> {
+  const keys = await ownKeyPair(options.keys);
   const now = options.clock.now();
   const name = `CN=${options.commonName}`;
   const certificate = await x509.X509CertificateGenerator.create({
@@ -55,13 +82,13 @@ export async function createRootCa(options: { commonName: string; clock: Clock }
       new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
-  });
-  return { certificate, privateKey: keys.privateKey };
+  }, signerOf(keys));
+  return credentialOf(certificate, keys);
 }
 
 /** An issuing CA under the root: pathLen 0, so it can sign leaves only. */
-export async function createIssuingCa(options: { issuer: CaCredential; commonName: string; clock: Clock }): Promise<CaCredential> {
-  const keys = await generateKeyPair();
+export async function createIssuingCa(options: { issuer: CaCredential; commonName: string; clock: Clock; keys?: CaKeyPair }): Promise<CaCredential> {
+  const keys = await ownKeyPair(options.keys);
   const now = options.clock.now();
   const notAfter = new Date(Math.min(now.getTime() + issuingCaValidityDays * dayMs, options.issuer.certificate.notAfter.getTime()));
   const certificate = await x509.X509CertificateGenerator.create({
@@ -79,8 +106,8 @@ export async function createIssuingCa(options: { issuer: CaCredential; commonNam
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
     ],
-  });
-  return { certificate, privateKey: keys.privateKey };
+  }, signerOf(options.issuer));
+  return credentialOf(certificate, keys);
 }
 
 /**
@@ -106,7 +133,7 @@ export async function crossCertify(options: { subject: x509.X509Certificate; iss
       await x509.SubjectKeyIdentifierExtension.create(options.subject.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
     ],
-  });
+  }, signerOf(options.issuer));
 }
 
 /**
@@ -146,7 +173,7 @@ export async function issueCertificate(options: {
       await authorityKeyIdentifier(issuer.certificate),
       ...revocationExtensions(profile),
     ],
-  });
+  }, signerOf(issuer));
   return describeCertificate(certificate);
 }
 

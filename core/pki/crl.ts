@@ -1,7 +1,7 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificateList } from '@peculiar/asn1-x509';
 import type { CaCredential } from './certificate-authority.ts';
-import { normaliseSerial } from './certificate-authority.ts';
+import { normaliseSerial, signerOf } from './certificate-authority.ts';
 import { toPem } from './encoding.ts';
 import { ecdsaSha256 } from './keys.ts';
 import { x509 } from './x509.ts';
@@ -112,9 +112,9 @@ export async function createCrl(options: CreateCrlOptions): Promise<EncodedCrl> 
       new x509.Extension(crlNumberOid, false, derInteger(options.crlNumber, maxCrlNumberOctets)),
     ],
     entries,
-  });
+  }, signerOf(issuer));
   const der = entries.some((entry) => entry.reason === undefined || entry.reason === x509.X509CrlReason.unspecified)
-    ? await withoutEmptyEntryExtensions(crl.rawData, issuer.privateKey)
+    ? await withoutEmptyEntryExtensions(crl.rawData, issuer)
     : crl.rawData;
   return { der, pem: toPem('X509 CRL', der) };
 }
@@ -125,13 +125,14 @@ export async function createCrl(options: CreateCrlOptions): Promise<EncodedCrl> 
  * Re-encode the TBSCertList without the empty lists (the parser already reads an empty one as absent) and
  * sign it again.
  */
-async function withoutEmptyEntryExtensions(der: ArrayBuffer, signingKey: CryptoKey): Promise<ArrayBuffer> {
+async function withoutEmptyEntryExtensions(der: ArrayBuffer, issuer: CaCredential): Promise<ArrayBuffer> {
+  const signingKey = issuer.privateKey;
   const crl = AsnConvert.parse(der, CertificateList);
   for (const entry of crl.tbsCertList.revokedCertificates ?? []) {
     if (entry.crlEntryExtensions?.length === 0) entry.crlEntryExtensions = undefined;
   }
   const tbs = AsnConvert.serialize(crl.tbsCertList);
-  const signature = new x509.AsnEcSignatureFormatter().toAsnSignature(signingKey.algorithm, await globalThis.crypto.subtle.sign(ecdsaSha256, signingKey, tbs));
+  const signature = new x509.AsnEcSignatureFormatter().toAsnSignature(signingKey.algorithm, await signerOf(issuer).subtle.sign(ecdsaSha256, signingKey, tbs));
   if (signature === null) throw new Error('the CRL signing key is not an ECDSA key');
   crl.signature = signature;
   return AsnConvert.serialize(crl);

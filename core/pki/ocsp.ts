@@ -17,7 +17,7 @@ import {
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, CRLReason, Extension, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import type { CaCredential } from './certificate-authority.ts';
-import { normaliseSerial } from './certificate-authority.ts';
+import { normaliseSerial, signerOf } from './certificate-authority.ts';
 import type { RevocationReason } from './crl.ts';
 import { revocationReasonCodes } from './crl.ts';
 import { toHex } from './encoding.ts';
@@ -175,7 +175,7 @@ export async function createOcspResponse(options: CreateOcspResponseOptions): Pr
   const basic = new BasicOCSPResponse({
     tbsResponseData: responseData,
     signatureAlgorithm: new AlgorithmIdentifier({ algorithm: ecdsaWithSha256Oid }),
-    signature: await signEcdsaSha256(issuer.privateKey, tbs),
+    signature: await signEcdsaSha256(issuer, tbs),
   });
   const response = new OCSPResponse({
     responseStatus: OCSPResponseStatus.successful,
@@ -284,9 +284,10 @@ function refuseUnknownCritical(extension: Extension): void {
   if (extension.critical) throw malformed(`unsupported critical extension ${extension.extnID}`);
 }
 
-async function signEcdsaSha256(key: CryptoKey, data: ArrayBuffer): Promise<ArrayBuffer> {
+async function signEcdsaSha256(issuer: CaCredential, data: ArrayBuffer): Promise<ArrayBuffer> {
+  const key = issuer.privateKey;
   // WebCrypto returns r‖s; X.509 and OCSP carry the DER ECDSA-Sig-Value (RFC 5480 §2.2 / RFC 3279 §2.2.3).
-  const signature = new x509.AsnEcSignatureFormatter().toAsnSignature(key.algorithm, await globalThis.crypto.subtle.sign(ecdsaSha256, key, data));
+  const signature = new x509.AsnEcSignatureFormatter().toAsnSignature(key.algorithm, await signerOf(issuer).subtle.sign(ecdsaSha256, key, data));
   if (signature === null) throw new Error('the OCSP signing key is not an ECDSA key');
   return signature;
 }
