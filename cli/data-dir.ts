@@ -9,6 +9,7 @@ import {
   loadOrCreateAdminToken,
   loadOrCreatePki,
   openCertificateAuthorities,
+  openKeyStores,
   type Pki,
   pkiDir,
 } from '../provisioning/index.ts';
@@ -38,11 +39,14 @@ export async function openDataDir(options: {
   clock?: Clock;
   databaseUrl?: string | undefined;
   onRegistryError?: (error: Error) => void;
+  /** Where `fleetgate init` makes new CA keys: a PKCS#11 URI (README "CA keys in an HSM"); default files in pki/. */
+  keyStore?: string | undefined;
 }): Promise<DataDir> {
   const clock = options.clock ?? systemClock;
   await refuseForeignRegistry(options.path, options.databaseUrl, clock);
   mkdirSync(options.path, { recursive: true, mode: 0o700 });
-  const pki = await loadOrCreatePki({ dataDir: options.path, clock });
+  const keyStores = openKeyStores(pkiDir(options.path));
+  const pki = await loadOrCreatePki({ dataDir: options.path, clock, keyStore: options.keyStore, keyStores });
   const token = loadOrCreateAdminToken(options.path);
   const registry = await openConfiguredRegistry({
     dataDir: options.path,
@@ -58,6 +62,7 @@ export async function openDataDir(options: {
     pkiDir: pkiDir(options.path),
     initial: pki,
     initialKeyFiles: pki.keyRefs,
+    keyStores,
     clock,
     renewServerCertificate: async (root) => void (await server(root)),
   });

@@ -35,7 +35,8 @@ addSettingOptions(
   (key) => key === 'dataDir' || key === 'hostname' || key === 'databaseUrl',
 )
   .addOption(jsonOption())
-  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; config?: string; json?: boolean }) => {
+  .option('--key-store <uri>', 'generate the CA keys inside a PKCS#11 token (RFC 7512 URI with module-path; PIN from FLEETGATE_PKCS11_PIN or FLEETGATE_PKCS11_PIN_FILE); default: files in pki/')
+  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; config?: string; json?: boolean; keyStore?: string }) => {
     const config = resolveServeConfig({
       ...(options.config ? { config: options.config } : {}),
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
@@ -43,8 +44,11 @@ addSettingOptions(
       ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
     });
     const { openDataDir } = await import('./data-dir.ts');
-    const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], databaseUrl: config.databaseUrl });
+    const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], databaseUrl: config.databaseUrl, keyStore: options.keyStore });
     await dataDir.registry.close();
+    if (options.keyStore !== undefined && dataDir.created.length === 0 && !dataDir.pki.keyRefs.root.startsWith('pkcs11:')) {
+      throw new Error(`${dataDir.path} already has CA keys in files; --key-store only applies to a new data directory (README "CA keys in an HSM")`);
+    }
     emit(Boolean(options.json), { dataDir: dataDir.path, created: dataDir.created }, () =>
       dataDir.created.length === 0
         ? `Data directory ${dataDir.path} already initialised; nothing changed.`

@@ -41,6 +41,7 @@ export const errorCatalogue = {
   PKI_CA_ROTATION_CONFLICT: { http: 409, message: 'Another rotation step changed the CAs at the same time; run `fleetgate ca list` and repeat the step if it is still needed.' },
   PKI_CA_NOT_FOUND: { http: 404, message: 'No CA with that id exists; list the CAs with `fleetgate ca list` (GET /v1/pki/cas).' },
   PKI_CA_MISSING: { http: 500, message: 'The certificate authority files are incomplete; run `fleetgate init` on a fresh data directory or restore the missing files.' },
+  PKI_KEY_STORE_UNAVAILABLE: { http: 503, message: 'The CA key store (PKCS#11 token) is missing, locked or failed; check the token, its module path and PIN (FLEETGATE_PKCS11_PIN or FLEETGATE_PKCS11_PIN_FILE), then retry: fleetgate reconnects by itself.' },
 
   // broker admission (CONNECT)
   AUTH_NO_CLIENT_CERT: { http: 401, message: 'No client certificate was presented; connect with the device (or claim) certificate and key.' },

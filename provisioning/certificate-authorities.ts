@@ -163,7 +163,8 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     const pending = await store.generate();
     const made = plan.role === 'root' ? await createRootCa({ commonName, clock, keys: pending }) : await createIssuingCa({ issuer: parent, commonName, clock, keys: pending });
     // The key is stored before its row exists: a crash in between leaves an unused key, never a CA without a key.
-    const keyRef = await pending.save(`ca-${caIdOf((await describeCertificate(made.certificate)).fingerprint)}`);
+    const name = `ca-${caIdOf((await describeCertificate(made.certificate)).fingerprint)}`;
+    const keyRef = await pending.save(store.kind === 'file' ? name : `fleetgate-${name}`);
     const row = await describeCa(made.certificate, { role: plan.role, issuerId: plan.role === 'root' ? null : plan.parent.id, keyRef, state: 'next' });
     if (plan.role !== 'root') return [row];
     // Each root signed by the other: a device holding either root verifies a server certificate from either.

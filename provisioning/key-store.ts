@@ -6,7 +6,7 @@ import { writeSecret } from './pki-store.ts';
 /** A CA's private key, ready to sign: in this process's memory (file keys) or in a token (`crypto` signs). */
 export type CaKey = Pick<CaCredential, 'privateKey' | 'crypto'>;
 
-/** A key pair a store just made; `save` gives it its name and returns the key_ref to record. */
+/** A key pair a store just made; `save` gives it its name (file name without `.key`, or token label) and returns the key_ref to record. */
 export interface NewCaKey extends CaKeyPair {
   save(name: string): Promise<string>;
 }
@@ -71,9 +71,11 @@ export function openKeyStores(pkiDir: string): KeyStores {
   const tokens = new Map<string, Promise<KeyStore & { close(): Promise<void> }>>();
   const forRef = async (keyRef: string): Promise<KeyStore> => {
     if (!isPkcs11Uri(keyRef)) return files;
-    const id = keyRef;
+    // Loaded on first use only: a process without token keys never loads the PKCS#11 module.
+    const { pkcs11KeyStore, storeKeyOf } = await import('./pkcs11-key-store.ts');
+    const id = storeKeyOf(keyRef);
     let store = tokens.get(id);
-    if (store === undefined) tokens.set(id, (store = Promise.reject(new Error(`no PKCS#11 support yet for ${keyRef}`))));
+    if (store === undefined) tokens.set(id, (store = Promise.resolve(pkcs11KeyStore(keyRef))));
     return store;
   };
   return {

@@ -139,11 +139,18 @@ async function createCas(dir: string, clock: Clock, keyStore: string | undefined
   const claimCa = await createIssuingCa({ issuer: root, commonName: `${caFiles.claimCa.name} ${suffix}`, clock, keys: keys.claimCa });
   const refs: Record<string, string> = {};
   for (const [name, credential, file] of [['root', root, caFiles.root], ['deviceCa', deviceCa, caFiles.deviceCa], ['claimCa', claimCa, caFiles.claimCa]] as const) {
-    // File keys keep their historic names (root-ca.key, …); a token's are labelled `<prefix>root-ca-<suffix>`, ….
-    refs[name] = await keys[name].save(store.kind === 'file' ? file.key.replace(/\.key$/, '') : `${file.key.replace(/\.key$/, '')}-${suffix}`);
+    // File keys keep their historic names (root-ca.key, …); a token's are labelled `<object>-root-ca-<suffix>`, ….
+    const base = file.key.replace(/\.key$/, '');
+    refs[name] = await keys[name].save(store.kind === 'file' ? base : `${tokenLabelPrefix(keyStore ?? '')}-${base}-${suffix}`);
     writeFileSync(join(dir, file.cert), credential.certificate.toString('pem') + '\n', { flag: 'wx', mode: 0o644 });
   }
   if (store.kind !== 'file') writeFileSync(join(dir, keyRefsFile), JSON.stringify(refs, null, 2) + '\n', { flag: 'wx', mode: 0o644 });
+}
+
+/** The object= of a `--key-store` URI: what the first CAs' key labels start with (default "fleetgate"). */
+function tokenLabelPrefix(uri: string): string {
+  const object = /;object=([^;?]*)/.exec(uri)?.[1];
+  return object === undefined || object === '' ? 'fleetgate' : decodeURIComponent(object);
 }
 
 async function readCa(dir: string, cert: string, keyRef: string, stores: KeyStores): Promise<CaCredential> {

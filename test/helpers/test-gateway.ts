@@ -26,8 +26,9 @@ export interface TestGateway extends RegistryFixtures {
   close(): Promise<void>;
 }
 
-export async function startTestGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startTestGateway(env: Record<string, string> = {}, options: { beforeStart?: (dataDir: string) => Promise<void> } = {}): Promise<TestGateway> {
   const dir = makeTempDir();
+  await options.beforeStart?.(dir.path);
   const config = resolveServeConfig({ dataDir: dir.path, host: '127.0.0.1', mqttPort: '0', apiPort: '0', hostname: 'localhost' }, { FLEETGATE_LOG_LEVEL: 'silent', ...env });
   const gateway = await startGateway(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
   const { pki, registry } = gateway.dataDir;
