@@ -6,6 +6,7 @@ import {
   type CertificateAuthorities,
   ensureServerCertificate,
   hasPki,
+  type KeyStores,
   loadOrCreateAdminToken,
   loadOrCreatePki,
   openCertificateAuthorities,
@@ -23,6 +24,8 @@ export interface DataDir {
   /** Every CA of the installation with its key, as rotations left them: what issues, and what is trusted. */
   readonly authorities: CertificateAuthorities;
   readonly registry: Registry;
+  /** The CA key stores this process opened (files in pki/, PKCS#11 tokens). */
+  readonly keyStores: KeyStores;
   readonly adminToken: string;
   /** What this call created, for the first-start message. */
   readonly created: readonly string[];
@@ -68,7 +71,7 @@ export async function openDataDir(options: {
   });
   await server(await authorities.credential(activeCa(authorities.list(), 'root').id));
   const created = [...(pki.created ? ['PKI (root, device and claim CAs)'] : []), ...(token.created ? ['admin token'] : [])];
-  return { path: options.path, pki, authorities, registry, adminToken: token.token, created };
+  return { path: options.path, pki, authorities, registry, keyStores, adminToken: token.token, created };
 }
 
 /**

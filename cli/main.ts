@@ -36,7 +36,8 @@ addSettingOptions(
 )
   .addOption(jsonOption())
   .option('--key-store <uri>', 'generate the CA keys inside a PKCS#11 token (RFC 7512 URI with module-path; PIN from FLEETGATE_PKCS11_PIN or FLEETGATE_PKCS11_PIN_FILE); default: files in pki/')
-  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; config?: string; json?: boolean; keyStore?: string }) => {
+  .option('--import-keys-to <uri>', 'move the existing CA key files into a PKCS#11 token, deleting each file after a verified test signature')
+  .action(async (options: { dataDir?: string; hostname?: string; databaseUrl?: string; config?: string; json?: boolean; keyStore?: string; importKeysTo?: string }) => {
     const config = resolveServeConfig({
       ...(options.config ? { config: options.config } : {}),
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
@@ -45,6 +46,20 @@ addSettingOptions(
     });
     const { openDataDir } = await import('./data-dir.ts');
     const dataDir = await openDataDir({ path: config.dataDir, hostnames: [config.hostname], databaseUrl: config.databaseUrl, keyStore: options.keyStore });
+    if (options.importKeysTo !== undefined) {
+      const { importKeysToToken } = await import('./import-keys.ts');
+      try {
+        const imported = await importKeysToToken(dataDir, options.importKeysTo);
+        emit(Boolean(options.json), { dataDir: dataDir.path, created: dataDir.created, imported }, () =>
+          imported.length === 0 ? 'No CA key files to import; nothing changed.' : imported.map((key) => `CA ${key.caId} (${key.role}): ${key.from} -> token, file deleted`).join('\n'),
+        );
+      } finally {
+        await dataDir.keyStores.close();
+        await dataDir.registry.close();
+      }
+      return;
+    }
+    await dataDir.keyStores.close();
     await dataDir.registry.close();
     if (options.keyStore !== undefined && dataDir.created.length === 0 && !dataDir.pki.keyRefs.root.startsWith('pkcs11:')) {
       throw new Error(`${dataDir.path} already has CA keys in files; --key-store only applies to a new data directory (README "CA keys in an HSM")`);

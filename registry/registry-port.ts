@@ -176,7 +176,7 @@ export interface NewCertificateAuthority {
   /** For a cross-certificate: the root whose key and name it carries. */
   readonly crossOf: string | null;
   readonly pem: string;
-  /** Where provisioning keeps its private key (a file name in pki/); null for cross-certificates. */
+  /** Where provisioning keeps its private key (a file name in pki/, or a PKCS#11 URI); null for cross-certificates. */
   readonly keyRef: string | null;
   readonly notBefore: Date;
   readonly notAfter: Date;
@@ -202,6 +202,8 @@ export interface CaChange {
   readonly preparedFrom?: { readonly role: RotatableRole; readonly parentId: string };
   /** Refused with PKI_CA_IN_USE (detail: the usage) unless this CA vouches for nothing unexpired at `now`. */
   readonly mustBeUnused?: { readonly id: string; readonly now: Date };
+  /** Keys moved to another key store (`fleetgate init --import-keys-to`): refused with PKI_CA_ROTATION_CONFLICT unless each row still has `from`. */
+  readonly keyRefs?: readonly { readonly id: string; readonly from: string; readonly to: string }[];
   readonly audit: AuditInput;
 }
 

@@ -577,6 +577,10 @@ export class SqlRegistry implements Registry {
           .executeTakeFirst();
         if (Number(moved.numUpdatedRows) !== 1) throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { caId: transition.id, expected: transition.from } });
       }
+      for (const moved of change.keyRefs ?? []) {
+        const updated = await db.updateTable('certificate_authorities').set({ key_ref: moved.to, updated_at: now }).where('id', '=', moved.id).where('key_ref', '=', moved.from).executeTakeFirst();
+        if (Number(updated.numUpdatedRows) !== 1) throw new FleetgateError('PKI_CA_ROTATION_CONFLICT', { detail: { caId: moved.id, expected: moved.from } });
+      }
       if (change.add !== undefined && change.add.length > 0) await db.insertInto('certificate_authorities').values(change.add.map((ca) => caRow(ca, now))).execute();
       await record(change.audit);
       return (await db.selectFrom('certificate_authorities').selectAll().orderBy('created_at').orderBy('id').execute()).map(toCertificateAuthority);

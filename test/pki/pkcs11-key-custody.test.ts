@@ -180,3 +180,42 @@ describe('fleetgate serve with a token (real processes)', () => {
     expect(init.stderr).not.toContain('999999');
   });
 });
+
+describe('fleetgate init --import-keys-to (real processes)', () => {
+  it('moves the CA key files into the token after a verified test signature, then deletes them', async () => {
+    const dataDir = path('imported');
+    const init = await runCli(['init', '--data-dir', dataDir, '--json']);
+    expect(init.code, init.stderr).toBe(0);
+    const caBefore = readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8');
+
+    const moved = await runCli(['init', '--data-dir', dataDir, '--import-keys-to', token.storeUri.replace('object=fleetgate', 'object=imported'), '--json'], token.env);
+    expect(moved.code, moved.stderr).toBe(0);
+    const { imported } = JSON.parse(moved.stdout) as { imported: { role: string; from: string; to: string }[] };
+    expect(imported.map((key) => key.from).sort()).toEqual(['claim-ca.key', 'device-ca.key', 'root-ca.key']);
+    for (const key of imported) {
+      expect(key.to).toMatch(/^pkcs11:token=fleetgate-test;object=imported-/);
+      expect(() => statSync(join(dataDir, 'pki', key.from))).toThrow();
+    }
+    expect(moved.stdout + moved.stderr).not.toContain(token.pin);
+
+    // The same CAs, now signing in the token: a device enrolled through the API chains to the old root.
+    const serve = await startServeProcess(dataDir, token.env);
+    try {
+      const created = await runCli(['device', 'create', '--id', 'hsm-imported-1', '--out', path('hsm-imported-1'), '--data-dir', dataDir, '--api', `https://localhost:${serve.apiPort}`, '--json']);
+      expect(created.code, created.stderr).toBe(0);
+    } finally {
+      await serve.stop();
+    }
+    expect(readFileSync(join(dataDir, 'pki', 'ca.crt'), 'utf8')).toBe(caBefore);
+    const device = new X509Certificate(readFileSync(join(path('hsm-imported-1'), 'device.crt')));
+    expect(device.verify(new X509Certificate(readFileSync(join(dataDir, 'pki', 'device-ca.crt'))).publicKey)).toBe(true);
+    for (const file of filesUnder(dataDir)) {
+      if (file.endsWith(join('pki', 'server.key'))) continue;
+      expect(readFileSync(file).toString('latin1'), file).not.toMatch(/PRIVATE KEY/);
+    }
+
+    const again = await runCli(['init', '--data-dir', dataDir, '--import-keys-to', token.storeUri, '--json'], token.env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ imported: [] });
+  });
+});

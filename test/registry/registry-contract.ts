@@ -854,6 +854,20 @@ export function describeRegistryContract(name: string, open: () => Promise<Regis
         expect((await registry.certificateAuthorityUsage('claim1', new Date('2025-06-01T00:00:00Z'))).claims).toBe(1);
       });
 
+      it('moves CA keys to another key store only from the key_ref each row still has', async () => {
+        await givenBasics();
+        await registry.importCertificateAuthorities({ cas: first, firstIssuers: { device: 'device1', claim: 'claim1' }, audit: audit('ca.import') });
+        const uri = 'pkcs11:token=t;object=device1;type=private?module-path=%2Flib%2Fp11.so';
+        const after = await registry.changeCertificateAuthorities({ keyRefs: [{ id: 'device1', from: 'device1.key', to: uri }], audit: audit('ca.keys.import') });
+        expect(after.find((row) => row.id === 'device1')?.keyRef).toBe(uri);
+        const before = await registry.listCertificateAuthorities();
+        await expectRefusal(
+          registry.changeCertificateAuthorities({ keyRefs: [{ id: 'root1', from: 'root1.key', to: uri }, { id: 'device1', from: 'device1.key', to: uri }], audit: audit('ca.keys.import') }),
+          'PKI_CA_ROTATION_CONFLICT',
+        );
+        expect(await registry.listCertificateAuthorities()).toEqual(before);
+      });
+
       it('moves states atomically, refuses a stale transition and a retire while the CA is in use, writing nothing', async () => {
         await givenBasics();
         await registry.importCertificateAuthorities({ cas: first, firstIssuers: { device: 'device1', claim: 'claim1' }, audit: audit('ca.import') });
