@@ -8,9 +8,11 @@ WORKDIR /app
 # better-sqlite3 compiles from source when no prebuilt binary can be fetched.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-# --ignore-scripts: the package's own `prepare` (the build) needs the sources, copied below; the two
-# dependencies with install steps are built explicitly. This layer is cached until the lockfile changes.
-RUN npm ci --no-audit --no-fund --ignore-scripts && npm rebuild better-sqlite3 esbuild
+# --ignore-scripts: the package's own `prepare` (the build) needs the sources, copied below; the three
+# dependencies with install steps are built explicitly (pkcs11js: the PKCS#11 key store, README "CA keys in
+# an HSM"; the HSM vendor's module is mounted into the container, it is not part of the image).
+# This layer is cached until the lockfile changes.
+RUN npm ci --no-audit --no-fund --ignore-scripts && npm rebuild better-sqlite3 esbuild pkcs11js
 COPY tsconfig.base.json tsconfig.json ./
 COPY bin ./bin
 COPY core ./core
