@@ -28,7 +28,7 @@ export interface KeyStore {
 export interface KeyStores {
   /** The store that holds `keyRef`. */
   forRef(keyRef: string): Promise<KeyStore>;
-  /** The store new keys go to: the one of `keyRef` (a rotation keeps keys where the installation has them). */
+  /** The key `keyRef` names, from its store (a rotation makes new keys in `forRef` of the role's current key). */
   load(keyRef: string): Promise<CaKey>;
   close(): Promise<void>;
 }

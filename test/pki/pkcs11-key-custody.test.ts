@@ -153,11 +153,13 @@ describe('CA keys in a SoftHSM token', () => {
 });
 
 describe('fleetgate serve with a token (real processes)', () => {
-  it('logs neither key material nor the PIN, and enrolls a device through the API', async () => {
+  it('logs neither key material nor the PIN, and enrolls a device through the API with the PIN from a file', async () => {
     const dataDir = path('served');
     const init = await runCli(['init', '--data-dir', dataDir, '--key-store', token.storeUri.replace('object=fleetgate', 'object=served'), '--json'], token.env);
     expect(init.code, init.stderr).toBe(0);
-    const serve = await startServeProcess(dataDir, { ...token.env, FLEETGATE_LOG_LEVEL: 'debug' });
+    // The PIN from a file this time (FLEETGATE_PKCS11_PIN empty, so not used).
+    writeFileSync(path('pin'), `${token.pin}\n`, { mode: 0o600 });
+    const serve = await startServeProcess(dataDir, { SOFTHSM2_CONF: token.env.SOFTHSM2_CONF!, FLEETGATE_PKCS11_PIN: '', FLEETGATE_PKCS11_PIN_FILE: path('pin'), FLEETGATE_LOG_LEVEL: 'debug' });
     try {
       const created = await runCli(['device', 'create', '--id', 'hsm-cli-1', '--out', path('hsm-cli-1'), '--data-dir', dataDir, '--api', `https://localhost:${serve.apiPort}`, '--json']);
       expect(created.code, created.stderr).toBe(0);
