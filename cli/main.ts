@@ -62,7 +62,8 @@ addSettingOptions(
     await dataDir.keyStores.close();
     await dataDir.registry.close();
     if (options.keyStore !== undefined && dataDir.created.length === 0 && !dataDir.pki.keyRefs.root.startsWith('pkcs11:')) {
-      throw new Error(`${dataDir.path} already has CA keys in files; --key-store only applies to a new data directory (README "CA keys in an HSM")`);
+      const { ConfigError } = await import('./config.ts');
+      throw new ConfigError([`${dataDir.path} already has CA keys in files: --key-store only applies to a new data directory; use --import-keys-to to move them into the token (README "CA keys in an HSM")`]);
     }
     emit(Boolean(options.json), { dataDir: dataDir.path, created: dataDir.created }, () =>
       dataDir.created.length === 0
