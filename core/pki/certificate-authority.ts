@@ -59,7 +59,12 @@ export async function createRootCa(options: { commonName: string; clock: Clock }
   return { certificate, privateKey: keys.privateKey };
 }
 
-/** An issuing CA under the root: pathLen 0, so it can sign leaves only. */
+/**
+ * An issuing CA under the root: pathLen 0, so it can sign leaves only, and extended key usage clientAuth
+ * only, so that its key cannot vouch for a server: OpenSSL (and the TLS stacks that follow RFC 5280 the same
+ * way) refuses a server certificate whose chain holds a CA restricted to clientAuth. Whoever steals a device
+ * or claim CA key cannot impersonate the gateway to devices; the server certificate comes from the root.
+ */
 export async function createIssuingCa(options: { issuer: CaCredential; commonName: string; clock: Clock }): Promise<CaCredential> {
   const keys = await generateKeyPair();
   const now = options.clock.now();
@@ -76,6 +81,7 @@ export async function createIssuingCa(options: { issuer: CaCredential; commonNam
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
     ],
