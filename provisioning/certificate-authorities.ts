@@ -75,6 +75,9 @@ export interface CertificateAuthoritiesDeps {
   readonly renewServerCertificate: (root: CaCredential) => Promise<void>;
 }
 
+/** How stale the CA list may be when a certificate is signed (one small query per this much time at most). */
+const issuerFreshnessMs = 5_000;
+
 /** A CA's id: the first 16 hex digits of its SHA-256 fingerprint, short enough to type, unique in practice. */
 export const caIdOf = (fingerprint: string): string => fingerprint.slice(0, 16);
 
@@ -123,7 +126,9 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
   const trusted = (role: CertificateAuthorityRecord['role']) => cas.filter((ca) => ca.role === role && isTrusted(ca));
   const trustBundle = () => trustBundleOf(anchorsFromCas(cas, []));
 
+  let loadedAt = 0;
   const reload = async () => {
+    loadedAt = clock.now().getTime();
     cas = await registry.listCertificateAuthorities();
     // pki/trust-bundle.pem: what the CLI verifies the API with (cli/operator-context.ts) and operators hand to devices.
     const bundlePath = join(deps.pkiDir, 'trust-bundle.pem');
@@ -173,6 +178,9 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     list: () => cas,
     reload,
     async issuer(role) {
+      // Read again if older than a few seconds: a process that missed trust.changed (a Redis outage) moves
+      // to the CA another process activated on its own, instead of signing with one the registry refuses.
+      if (clock.now().getTime() - loadedAt > issuerFreshnessMs) await reload();
       const ca = activeCa(cas, role);
       return { id: ca.id, credential: await credential(ca.id), chainPem: chainFor(ca.id) };
     },
