@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type Clock, createIssuingCa, createRootCa, systemClock } from '../../core/index.ts';
 import { initialKeyFiles, openCertificateAuthorities } from '../../provisioning/index.ts';
 import { openSqliteRegistry, type Registry, seedDefaults } from '../../registry/index.ts';
@@ -15,6 +15,7 @@ let registry: Registry | undefined;
 afterEach(async () => {
   await registry?.close();
 });
+afterAll(() => dir.remove());
 
 describe('the CA set across processes', () => {
   it('moves to the CA another process activated within seconds, without any event; new keys are 0600', async () => {
