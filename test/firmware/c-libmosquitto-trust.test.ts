@@ -14,8 +14,10 @@ import { normalize, trustCases } from './trust-bundle-cases.ts';
  * once the old root is retired.
  */
 const sample = resolve(import.meta.dirname, '../../firmware-samples/c-libmosquitto');
-const binary = join(sample, 'build/fleetgate-device');
-const harness = join(sample, 'build/trust-check');
+// Its own build directory: c-libmosquitto.test.ts may run `make` in the sample at the same time.
+const build = makeTempDir('fleetgate-c-build-');
+const binary = join(build.path, 'fleetgate-device');
+const harness = join(build.path, 'trust-check');
 
 interface Run {
   code: number | null;
@@ -33,9 +35,10 @@ function run(file: string, args: string[], timeout = 60_000): Promise<Run> {
 }
 
 beforeAll(async () => {
-  const build = await run('make', ['-C', sample], 180_000);
-  expect(build.code, build.stderr + build.stdout).toBe(0);
+  const made = await run('make', ['-C', sample, `BUILD=${build.path}`], 180_000);
+  expect(made.code, made.stderr + made.stdout).toBe(0);
 }, 240_000);
+afterAll(() => build.remove());
 
 describe('c-libmosquitto: what trust_openssl.c keeps from a crafted bundle', () => {
   const dir = makeTempDir('fleetgate-c-trust-');
