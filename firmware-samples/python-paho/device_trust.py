@@ -7,7 +7,8 @@ the device keeps
   (a) every root it already trusts that the bundle still lists, and
   (b) each new self-signed root (a CA allowed to sign CAs, with keyCertSign, valid now) that the same bundle
       vouches for with a cross-certificate: the new root's subject and public key, signed by a root the
-      device already trusts, itself a CA with no path length or one of at least 1, keyCertSign, valid now.
+      device already trusts (a self-issued CA in its CA file, never an issuing CA listed there too), itself
+      a CA with no path length or one of at least 1, keyCertSign, valid now.
 
 An issuing CA (path length 0) is never a cross-certificate: otherwise whoever stole a device CA's key could
 self-sign it as a "root" and have devices keep it for good. If nothing is kept (a bundle naming none of the
@@ -64,7 +65,7 @@ def roots_to_trust(trusted, bundle, now=None):
         for cross in offered:
             if cross is root or not _same_subject_and_key(cross, root) or not _signs_cas(cross) or not _valid_now(cross, now):
                 continue
-            if any(signer.subject == cross.issuer and _signed_by(cross, signer.public_key()) for signer in known):
+            if any(_is_trusted_root(signer) and signer.subject == cross.issuer and _signed_by(cross, signer.public_key()) for signer in known):
                 keep.append(root)
                 break
     return keep if keep else known
@@ -89,6 +90,12 @@ def _signs_cas(certificate):
 
 def _is_root(certificate, now):
     return certificate.subject == certificate.issuer and _signs_cas(certificate) and _valid_now(certificate, now) and _signed_by(certificate, certificate.public_key())
+
+
+def _is_trusted_root(certificate):
+    """A signer must be a root in the CA file (self-issued, allowed to sign CAs), not an issuing CA that a
+    CA file holding a chain would also list: its stolen key must not vouch for a root."""
+    return certificate.subject == certificate.issuer and _signs_cas(certificate)
 
 
 def _same_subject_and_key(a, b):

@@ -100,14 +100,26 @@ roots_to_keep() {
       [ "$(field subject "$cross")" = "$(field subject "$root")" ] || continue
       [ "$(public_key "$cross")" = "$(public_key "$root")" ] || continue
       signs_cas "$cross" || continue
-      # Issued by a root the device already trusts: its signature and both validity periods check out.
       [ "$(field subject "$cross")" != "$(field issuer "$cross")" ] || continue
-      if verifies_under "$DIR/ca.crt" "$cross"; then
+      if signed_by_known_root "$cross"; then
         printf '%s\n' "$root"
         break
       fi
     done
   done
+}
+
+# Issued by a root the device already trusts: a self-issued CA of DIR/ca.crt allowed to sign CAs (never an
+# issuing CA that a CA file holding a chain would also list), under which openssl verify accepts the
+# certificate (signature, and both validity periods).
+signed_by_known_root() {
+  for signer in "$WORK"/known-*.pem; do
+    [ -e "$signer" ] || continue
+    [ "$(field subject "$signer")" = "$(field issuer "$1")" ] || continue
+    [ "$(field subject "$signer")" = "$(field issuer "$signer")" ] && signs_cas "$signer" || continue
+    verifies_under "$signer" "$1" && return 0
+  done
+  return 1
 }
 
 split_pem "$DIR/ca.crt" "$WORK/known"

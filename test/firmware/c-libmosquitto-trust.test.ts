@@ -44,7 +44,7 @@ describe('c-libmosquitto: what trust_openssl.c keeps from a crafted bundle', () 
   const dir = makeTempDir('fleetgate-c-trust-');
   afterAll(() => dir.remove());
 
-  it('keeps what core rootsToTrust keeps, and nothing an attacker offers', async () => {
+  it('keeps what core rootsToTrust keeps (a signer must be a root), and nothing an attacker offers', async () => {
     const cases = await trustCases();
     for (const [index, c] of cases.entries()) {
       const trusted = join(dir.path, `${index}-trusted.pem`);

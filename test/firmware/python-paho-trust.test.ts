@@ -35,7 +35,7 @@ describe.skipIf(!hasPaho)('python-paho: what device_trust.py keeps from a crafte
   const dir = makeTempDir('fleetgate-py-trust-');
   afterAll(() => dir.remove());
 
-  it('keeps what core rootsToTrust keeps, and nothing an attacker offers', async () => {
+  it('keeps what core rootsToTrust keeps (a signer must be a root), and nothing an attacker offers', async () => {
     const cases = await trustCases();
     for (const [index, c] of cases.entries()) {
       const trusted = join(dir.path, `${index}-trusted.pem`);

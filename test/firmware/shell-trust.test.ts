@@ -33,7 +33,7 @@ describe('trust-update.sh on crafted bundles', () => {
   const dir = makeTempDir('fleetgate-sh-trust-');
   afterAll(() => dir.remove());
 
-  it('keeps what core rootsToTrust keeps, and nothing an attacker offers', async () => {
+  it('keeps what core rootsToTrust keeps (a signer must be a root), and nothing an attacker offers', async () => {
     const cases = await trustCases();
     for (const [index, c] of cases.entries()) {
       const device = join(dir.path, `device-${index}`);

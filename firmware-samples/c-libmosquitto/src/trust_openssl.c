@@ -68,11 +68,13 @@ static int listed(STACK_OF(X509) *certificates, X509 *certificate) {
 }
 
 /* Some root in `known` issued `cross`: names and key identifiers match (X509_check_issued) and the
- * signature verifies under its key. */
+ * signature verifies under its key. The signer must be a root (self-issued, allowed to sign CAs), not an
+ * issuing CA that a CA file holding a chain would also list: its stolen key must not vouch for a root. */
 static int cross_signed_by_known(STACK_OF(X509) *known, X509 *cross) {
   for (int i = 0; i < sk_X509_num(known); i++) {
     X509 *signer = sk_X509_value(known, i);
-    if (X509_check_issued(signer, cross) == X509_V_OK && signed_by(cross, signer)) return 1;
+    int root = X509_NAME_cmp(X509_get_subject_name(signer), X509_get_issuer_name(signer)) == 0 && signs_cas(signer);
+    if (root && X509_check_issued(signer, cross) == X509_V_OK && signed_by(cross, signer)) return 1;
   }
   return 0;
 }
