@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { activateNewRootAndIssuingCas, retireOldCas, rotateCa } from './root-rotation.ts';
+import { activateNewRootAndIssuingCas, retireOldCas, rotateCa, runWhileOnline } from './root-rotation.ts';
 import { normalize, trustCases } from './trust-bundle-cases.ts';
 
 /**
@@ -91,8 +91,12 @@ describe('c-libmosquitto firmware sample through a root rotation', () => {
     expect(first.stdout).toContain(`enrolled as ${serial}`);
     expect(first.stdout).not.toContain('trust bundle');
 
-    const newRoot = (await rotateCa(gw, 'root', 'prepare')).ca.pem;
-    const second = await boot(['--telemetry-count', '2', '--telemetry-interval-ms', '500']);
+    // The root rotation starts while the device is online: the bundle reaches it on its open session.
+    let newRoot = '';
+    const second = await runWhileOnline(binary, [...args, '--telemetry-count', '10', '--telemetry-interval-ms', '500'], async () => {
+      newRoot = (await rotateCa(gw, 'root', 'prepare')).ca.pem;
+    });
+    expect(second.code, second.stderr + second.stdout).toBe(0);
     expect(second.stdout).toContain('trust bundle: now trusting 2 root(s)');
     expect(stored()).toEqual(normalize(gw.ca + newRoot));
 

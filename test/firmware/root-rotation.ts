@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { expect } from 'vitest';
 import type { CaRotation } from '../../contract/index.ts';
 import type { TestGateway } from '../helpers/test-gateway.ts';
@@ -21,4 +22,31 @@ export async function activateNewRootAndIssuingCas(gw: TestGateway): Promise<voi
 /** Retires the old device CA, claim CA and root (runbook step 4): refused unless the fleet has moved. */
 export async function retireOldCas(gw: TestGateway): Promise<void> {
   for (const role of ['device', 'claim', 'root'] as const) await rotateCa(gw, role, 'retire');
+}
+
+/**
+ * Runs a device sample and, once it logs that its session is up (subscriptions made), runs `during` while
+ * the device is still connected; resolves with its output when it exits.
+ */
+export async function runWhileOnline(file: string, args: string[], during: () => Promise<void>, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const online = new Promise<void>((resolve) => {
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (stdout.includes('connected as')) resolve();
+    });
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  try {
+    await Promise.race([online, exited]);
+    await during();
+    const code = await exited;
+    return { code, stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
 }
