@@ -212,7 +212,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="fleetgate device sample (paho-mqtt, MQTT 3.1.1 over mTLS)")
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=8883)
-    parser.add_argument("--ca", required=True, help="root CA the gateway's certificate must chain to (ca.crt)")
+    parser.add_argument("--ca", required=True, help="roots the gateway's certificate must chain to (ca.crt); STATE_DIR/ca.crt replaces it once a trust bundle changes them")
     parser.add_argument("--claim-cert", required=True, help="claim certificate (+ chain) from `fleetgate claim create`")
     parser.add_argument("--claim-key", required=True)
     parser.add_argument("--serial", required=True, help="device serial: the MQTT client id and the device id")
