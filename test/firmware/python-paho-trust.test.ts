@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../helpers/temp-dir.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { activateNewRootAndIssuingCas, retireOldCas, rotateCa, runWhileOnline } from './root-rotation.ts';
+import { expectFollowsRootRotation, runWhileOnline } from './root-rotation.ts';
 import { normalize, trustCases } from './trust-bundle-cases.ts';
 
 /**
@@ -77,35 +77,8 @@ describe.skipIf(!hasPaho)('python-paho firmware sample through a root rotation',
   const stored = () => normalize(readFileSync(join(stateDir, 'ca.crt'), 'utf8'));
 
   it('takes the new root from the bundle, renews under it, and connects with it alone after the old root is retired', async () => {
-    // Enrolled while the gateway has one root: the bundle changes nothing, --ca stays the CA file.
-    const first = await boot(['--telemetry-count', '1']);
-    expect(first.stdout).toContain(`enrolled as ${serial}`);
-    expect(first.stdout).not.toContain('trust bundle');
-
-    // The root rotation starts while the device is online: the bundle reaches it on its open session.
-    let newRoot = '';
-    const second = await runWhileOnline(python, ['-B', ...args, '--telemetry-count', '10', '--telemetry-interval', '0.5'], async () => {
-      newRoot = (await rotateCa(gw, 'root', 'prepare')).ca.pem;
-    });
-    expect(second.code, second.stderr + second.stdout).toBe(0);
-    expect(second.stdout).toContain('trust bundle: now trusting 2 root(s)');
-    expect(stored()).toEqual(normalize(gw.ca + newRoot));
-
-    await activateNewRootAndIssuingCas(gw);
-    const renewed = await boot(['--renew-now', '--telemetry-count', '1']);
-    expect(renewed.stdout).toContain('renewed: certificate');
-    await retireOldCas(gw);
-
-    // The bundle names only the new root now: the device drops the old one...
-    const third = await boot(['--telemetry-count', '2', '--telemetry-interval', '0.5']);
-    expect(third.stdout).toContain('trust bundle: now trusting 1 root(s)');
-    expect(stored()).toEqual(normalize(newRoot));
-    // ... and its next boot verifies the gateway with it alone, and renews under the new device CA.
-    const fourth = await boot(['--renew-now', '--telemetry-count', '1']);
-    expect(fourth.stdout).toContain('renewed: certificate');
-    expect(fourth.stdout).not.toContain('trust bundle');
-    const { registry } = gw.gateway.dataDir;
-    expect(await registry.queryAudit({ deviceId: serial, action: 'device.renew', result: 'ok' })).toHaveLength(2);
-    expect((await registry.listCertificates(serial)).filter((c) => c.status === 'active')).toHaveLength(1);
+    const interval = (ms: number) => ['--telemetry-interval', String(ms / 1000)];
+    const telemetry = (count: number, ms: number) => ['--telemetry-count', String(count), ...(ms > 0 ? interval(ms) : [])];
+    await expectFollowsRootRotation({ gw, serial, boot, stored, telemetry, bootWhileOnline: (during) => runWhileOnline(python, ['-B', ...args, ...telemetry(10, 500)], during) }, normalize);
   });
 });
