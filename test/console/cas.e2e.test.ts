@@ -1,31 +1,21 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CaRotation } from '../../contract/index.ts';
+import { launchConsoleBrowser, screenshots, signedInPage } from '../helpers/console-browser.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
- * The console's CA page end to end (Debian's Chromium, as in console.e2e.test.ts): a viewer sees the CAs,
- * what each still vouches for, and a rotation in progress as soon as an admin prepares one.
+ * The console's CA page end to end (test/helpers/console-browser.ts): a viewer sees the CAs, what each still
+ * vouches for, and a rotation in progress as soon as an admin prepares one.
  */
-const root = join(import.meta.dirname, '..', '..');
-const chromiumPath = '/usr/bin/chromium';
-const screenshots = join(root, 'test-output', 'screenshots');
-const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
 let gw: TestGateway;
 let browser: Browser;
 let viewer: string;
-const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) throw new Error(`Chromium is not installed at ${chromiumPath}: run \`apt-get install chromium\` (Debian's package; .ci/run installs it).`);
-  execFileSync(process.execPath, ['--import', 'tsx', join(root, 'console', 'build.ts')], { cwd: root, stdio: 'pipe' });
-  mkdirSync(screenshots, { recursive: true });
+  browser = await launchConsoleBrowser();
   gw = await startTestGateway();
-  browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
   viewer = (await gw.api<{ token: string }>('POST', '/v1/tokens', { body: { name: 'console-cas-viewer', role: 'viewer' }, token: true })).body.token;
 }, 90_000);
 
@@ -37,17 +27,7 @@ afterAll(async () => {
 describe('console: certificate authorities', () => {
   it('lists the CAs with what they vouch for, and shows a rotation in progress', async () => {
     await gw.createDevice('cas-page-1');
-    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1300, height: 800 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    page.on('console', (message) => {
-      if (/Content.Security.Policy/i.test(message.text())) pageErrors.push(message.text());
-    });
-    await page.goto(`https://127.0.0.1:${gw.apiPort}/console`);
-    await page.getByLabel('Operator token').fill(viewer);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('navigation').getByRole('link', { name: 'CAs', exact: true }).click();
+    const { context, page, problems } = await signedInPage(browser, { apiPort: gw.apiPort, token: viewer, link: 'CAs', viewport: { width: 1300, height: 800 } });
 
     await expect.poll(async () => page.locator('[data-test=ca-summary]').textContent()).toBe('no rotation in progress');
     expect(await page.locator('table.list tbody tr').count()).toBe(3);
@@ -60,7 +40,7 @@ describe('console: certificate authorities', () => {
     await expect.poll(async () => page.locator('[data-test=ca-summary]').textContent()).toBe(`rotation in progress: device ${prepared.ca.id} next`);
     expect(await page.locator(`[data-test=ca-${prepared.ca.id}] .badge`).textContent()).toBe('next');
     await page.screenshot({ path: join(screenshots, 'console-cas.png'), fullPage: true });
-    expect(pageErrors).toEqual([]);
+    expect(problems).toEqual([]);
     await context.close();
   }, 60_000);
 });
