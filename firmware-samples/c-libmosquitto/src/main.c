@@ -223,25 +223,6 @@ static fg_session_config session_config(device *d, const char *cert, const char 
   return c;
 }
 
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 8192, len = 0, n;
-  char *data = malloc(cap);
-  while (data && (n = fread(data + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (len + 1 == cap) {
-      char *bigger = realloc(data, cap * 2);
-      if (!bigger) { free(data); data = NULL; break; }
-      data = bigger;
-      cap *= 2;
-    }
-  }
-  fclose(f);
-  if (data) data[len] = '\0';
-  return data;
-}
-
 /* The retained trust bundle (README "The trust bundle"): keep the roots it still lists and the new ones a
  * root we trust cross-signs in it (trust_openssl.c), stored atomically as ca.crt for every later connection.
  * A bundle that vouches for none of our roots changes nothing. */
@@ -249,7 +230,7 @@ static void follow_trust_bundle(device *d, const char *bundle, size_t len) {
   char path[1100];
   if (fg_store_exists("ca.crt")) fg_store_path("ca.crt", path, sizeof path);
   else snprintf(path, sizeof path, "%s", d->opt.ca);
-  char *current = read_file(path);
+  char *current = fg_read_file(path);
   char *roots = NULL;
   int count = 0;
   int changed = current ? fg_trust_update(current, bundle, len, &roots, &count) : -1;
