@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   activeCa,
@@ -77,6 +77,9 @@ export interface CertificateAuthoritiesDeps {
   readonly renewServerCertificate: (root: CaCredential) => Promise<void>;
 }
 
+/** How stale the CA list may be when a certificate is signed (one small query per this much time at most). */
+const issuerFreshnessMs = 5_000;
+
 /** A CA's id: the first 16 hex digits of its SHA-256 fingerprint, short enough to type, unique in practice. */
 export const caIdOf = (fingerprint: string): string => fingerprint.slice(0, 16);
 
@@ -128,22 +131,24 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
   const trusted = (role: CertificateAuthorityRecord['role']) => cas.filter((ca) => ca.role === role && isTrusted(ca));
   const trustBundle = () => trustBundleOf(anchorsFromCas(cas, []));
 
+  let loadedAt = 0;
   const reload = async () => {
+    loadedAt = clock.now().getTime();
     cas = await registry.listCertificateAuthorities();
     // pki/trust-bundle.pem: what the CLI verifies the API with (cli/operator-context.ts) and operators hand to devices.
     const bundlePath = join(deps.pkiDir, 'trust-bundle.pem');
     if (cas.length > 0 && existsSync(deps.pkiDir) && (!existsSync(bundlePath) || readFileSync(bundlePath, 'utf8') !== trustBundle())) {
-      writeFileSync(bundlePath, trustBundle(), { mode: 0o644 });
+      // Written aside, then renamed: a reader (or another process sharing pki/) never sees half a bundle.
+      const aside = `${bundlePath}.${process.pid}.tmp`;
+      writeFileSync(aside, trustBundle(), { mode: 0o644 });
+      renameSync(aside, bundlePath);
     }
   };
   await reload();
   if (cas.length === 0) {
-    const rows = await Promise.all([
-      describeCa(deps.initial.root.certificate, { role: 'root', issuerId: null, keyRef: deps.initialKeyFiles.root }),
-      describeCa(deps.initial.deviceCa.certificate, { role: 'device', issuerId: 'root', keyRef: deps.initialKeyFiles.deviceCa }),
-      describeCa(deps.initial.claimCa.certificate, { role: 'claim', issuerId: 'root', keyRef: deps.initialKeyFiles.claimCa }),
-    ]);
-    const [root, device, claim] = rows.map((row) => (row.issuerId === 'root' ? { ...row, issuerId: rows[0]!.id } : row)) as [NewCertificateAuthority, NewCertificateAuthority, NewCertificateAuthority];
+    const root = await describeCa(deps.initial.root.certificate, { role: 'root', issuerId: null, keyRef: deps.initialKeyFiles.root });
+    const device = await describeCa(deps.initial.deviceCa.certificate, { role: 'device', issuerId: root.id, keyRef: deps.initialKeyFiles.deviceCa });
+    const claim = await describeCa(deps.initial.claimCa.certificate, { role: 'claim', issuerId: root.id, keyRef: deps.initialKeyFiles.claimCa });
     // Another process may have recorded them first (importCertificateAuthorities decides under the write lock).
     await registry.importCertificateAuthorities({
       cas: [root, device, claim],
@@ -181,6 +186,9 @@ export async function openCertificateAuthorities(deps: CertificateAuthoritiesDep
     list: () => cas,
     reload,
     async issuer(role) {
+      // Read again if older than a few seconds: a process that missed trust.changed (a Redis outage) moves
+      // to the CA another process activated on its own, instead of signing with one the registry refuses.
+      if (clock.now().getTime() - loadedAt > issuerFreshnessMs) await reload();
       const ca = activeCa(cas, role);
       return { id: ca.id, credential: await credential(ca.id), chainPem: chainFor(ca.id) };
     },

@@ -13,6 +13,8 @@ export type {
   AllowlistImport,
   AuditEntry,
   AuditFeed,
+  CertificateAuthority,
+  CertificateAuthorityList,
   CheckReport,
   CheckResult,
   Claim,

@@ -4,6 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, can, get, setToken, whenSignedOut, type Whoami } from './api.ts';
 import { ErrorBox } from './format.ts';
 import { AuditFeedPage } from './pages/audit-feed.ts';
+import { CertificateAuthoritiesPage } from './pages/certificate-authorities.ts';
 import { ChecksPage } from './pages/checks.ts';
 import { ClaimsPage } from './pages/claims.ts';
 import { DeviceDetailPage } from './pages/device-detail.ts';
@@ -67,6 +68,8 @@ function Page({ route, who }: { route: string; who: Whoami }) {
       return html`<${RotationsPage} role=${who.role} />`;
     case '/checks':
       return html`<${ChecksPage} />`;
+    case '/cas':
+      return html`<${CertificateAuthoritiesPage} />`;
     default:
       return html`<${OverviewPage} />`;
   }
@@ -98,7 +101,7 @@ function App() {
       <span class="brand">fleetgate</span>
       <nav>
         ${can.readFleet(who.role) ? [link('#/', 'Overview'), link('#/devices', 'Devices')] : null} ${link('#/claims', 'Claims & templates')}
-        ${can.readFleet(who.role) ? [link('#/rotations', 'Rotations'), link('#/audit', 'Audit feed'), link('#/checks', 'Health checks')] : null}
+        ${can.readFleet(who.role) ? [link('#/rotations', 'Rotations'), link('#/audit', 'Audit feed'), link('#/checks', 'Health checks'), link('#/cas', 'CAs')] : null}
       </nav>
       <span class="who" data-test="who">${who.name} · <strong>${who.role}</strong></span>
       <button type="button" class="small" onClick=${signOut}>Sign out</button>

@@ -86,7 +86,12 @@ export async function createRootCa(options: { commonName: string; clock: Clock; 
   return credentialOf(certificate, keys);
 }
 
-/** An issuing CA under the root: pathLen 0, so it can sign leaves only. */
+/**
+ * An issuing CA under the root: pathLen 0, so it can sign leaves only, and extended key usage clientAuth
+ * only, so that its key cannot vouch for a server: OpenSSL (and the TLS stacks that follow RFC 5280 the same
+ * way) refuses a server certificate whose chain holds a CA restricted to clientAuth. Whoever steals a device
+ * or claim CA key cannot impersonate the gateway to devices; the server certificate comes from the root.
+ */
 export async function createIssuingCa(options: { issuer: CaCredential; commonName: string; clock: Clock; keys?: CaKeyPair }): Promise<CaCredential> {
   const keys = await ownKeyPair(options.keys);
   const now = options.clock.now();
@@ -103,6 +108,7 @@ export async function createIssuingCa(options: { issuer: CaCredential; commonNam
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(options.issuer.certificate),
     ],

@@ -8,8 +8,8 @@ import { x509 } from './x509.ts';
  * about itself: a forged bundle adds nothing, and a bundle that names none of the device's roots is ignored
  * (the device keeps what it had).
  *
- * A cross-certificate counts only if it is one a root rotation makes (provisioning/certificate-authorities.ts):
- * a CA certificate allowed to sign CAs below it (basicConstraints CA with no path length or one of at least
+ * A cross-certificate counts only if it is one a root rotation makes (provisioning/certificate-authorities.ts),
+ * signed by a root the device trusts (self-issued, allowed to sign CAs): a CA certificate allowed to sign CAs below it (basicConstraints CA with no path length or one of at least
  * 1, keyUsage keyCertSign), valid at `now`, with the new root's subject and key. An issuing CA (path length 0)
  * is not one: otherwise whoever stole a device CA's key could self-sign that CA as a "root" and have devices
  * keep it for good.
@@ -42,7 +42,8 @@ export async function rootsToTrust(trusted: readonly string[], bundlePem: string
     if (!(await isRoot(root))) continue;
     for (const cross of offered) {
       if (cross === root || !sameKey(cross, root) || !signsCas(cross, 1) || !validNow(cross)) continue;
-      const signer = known.find((certificate) => certificate.subject === cross.issuer);
+      // Signed by a root the device trusts: never by an issuing CA its CA file might also list.
+      const signer = known.find((certificate) => certificate.subject === cross.issuer && certificate.subject === certificate.issuer && signsCas(certificate, 1));
       if (signer !== undefined && (await cross.verify({ publicKey: signer.publicKey, signatureOnly: true }))) {
         keep.push(root);
         break;

@@ -6,6 +6,7 @@ the next boot can use.
     reply.json   serverTime/receivedAt/notAfter...    written last: "enrolled" means crt + json exist
     renew.key    key of a renewal in flight (0600)    kept across reboots, reused when asking again
     renew.crt, renew.json   staged renewal; renew.json is written last and marks the stage complete
+    ca.crt       the roots the device trusts, once a trust bundle changed them (else --ca is used)
 
 Committing a renewal renames key, then crt, then json over the current ones; a boot that finds renew.json
 finishes the commit. On an MCU this is the piece to port to NVS (ESP-IDF) or settings/littlefs (Zephyr),
@@ -15,7 +16,7 @@ with the key ideally in a secure element instead of a file.
 import json
 import os
 
-KEY, CERT, REPLY = "device.key", "device.crt", "reply.json"
+KEY, CERT, REPLY, TRUST = "device.key", "device.crt", "reply.json", "ca.crt"
 RENEW_KEY, RENEW_CERT, RENEW_REPLY = "renew.key", "renew.crt", "renew.json"
 
 
@@ -53,6 +54,16 @@ class DeviceStore:
 
     def reply_meta(self):
         return json.loads(self.read(REPLY))
+
+    # --- trusted roots ------------------------------------------------------------------------------
+
+    def trust_file(self, factory_ca):
+        """The CA file every connection verifies the gateway with: ca.crt here once a trust bundle changed
+        the roots, the factory --ca until then."""
+        return self.path(TRUST) if self.exists(TRUST) else factory_ca
+
+    def save_trust(self, roots_pem):
+        _write_atomic(self.path(TRUST), roots_pem, 0o644)
 
     # --- renewal ----------------------------------------------------------------------------------
 

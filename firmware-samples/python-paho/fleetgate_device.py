@@ -3,11 +3,14 @@
 
 First boot: make a P-256 key, connect with the factory claim certificate (client id = serial), enroll over
 MQTT, store the certificate. Then, on every boot: connect as the device, subscribe to its commands and to
-its rotate topic, publish telemetry, and renew when a third of the certificate's lifetime is left, or at
+its rotate topic and to the trust bundle, publish telemetry, and renew when a third of the certificate's lifetime is left, or at
 once when the gateway asks on `$fleetgate/certs/{id}/rotate` (a rotation campaign). Refusals that cannot get better
-stop the device with the gateway's code; everything else is retried with full-jitter backoff.
+stop the device with the gateway's code; everything else is retried with full-jitter backoff. The
+retained trust bundle (`$fleetgate/trust/bundle`) updates the roots the device verifies the gateway with
+(device_trust.py), stored as ca.crt in the state directory, so the device follows a root rotation.
 
-Pieces: device_crypto.py (key, CSR, dates), device_storage.py (state dir), device_transport.py (MQTT/TLS).
+Pieces: device_crypto.py (key, CSR, dates), device_storage.py (state dir), device_transport.py (MQTT/TLS),
+device_trust.py (what to keep from a trust bundle).
 """
 
 import argparse
@@ -21,8 +24,11 @@ sys.dont_write_bytecode = True  # run from a checkout: leave no __pycache__ next
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from device_crypto import certificate_info, generate_key_pem, make_csr_pem, parse_time, renewal_at, utc_now  # noqa: E402
-from device_storage import CERT, KEY, DeviceStore  # noqa: E402
+from device_storage import CERT, KEY, TRUST, DeviceStore  # noqa: E402
 from device_transport import Refused, Session, TransportError  # noqa: E402
+from device_trust import load_certificates, roots_to_trust, to_pem  # noqa: E402
+
+TRUST_BUNDLE_TOPIC = "$fleetgate/trust/bundle"
 
 EXIT_REFUSED = 3  # the gateway refused for a reason retrying cannot change
 EXIT_GAVE_UP = 4  # --max-attempts transient failures in a row
@@ -84,7 +90,7 @@ class Device:
     def _enroll(self):
         key = self.store.device_key(generate_key_pem)
         csr = make_csr_pem(key, self.serial)
-        session = Session(self.args.host, self.args.port, self.args.ca, self.args.claim_cert, self.args.claim_key, self.serial)
+        session = Session(self.args.host, self.args.port, self.store.trust_file(self.args.ca), self.args.claim_cert, self.args.claim_key, self.serial)
         try:
             try:
                 session.connect(self.args.timeout)
@@ -103,11 +109,17 @@ class Device:
 
     def _device_session(self):
         device_id = self.store.reply_meta()["deviceId"]
-        session = Session(self.args.host, self.args.port, self.args.ca, self.store.path(CERT), self.store.path(KEY), device_id, on_message=self._command)
+        session = Session(self.args.host, self.args.port, self.store.trust_file(self.args.ca), self.store.path(CERT), self.store.path(KEY), device_id, on_message=self._command)
         try:
             session.connect(self.args.timeout)
             # The rotate topic on every session: a command that waited while we were offline arrives right after this SUBACK.
             session.subscribe([f"devices/{device_id}/commands/#", f"$fleetgate/certs/{device_id}/rotate"], self.args.timeout)
+            # The retained trust bundle arrives right after this SUBACK, and again whenever the gateway's roots change.
+            # Its own SUBSCRIBE: a policy that refuses it must not stop the device, which then keeps the roots it has.
+            try:
+                session.subscribe([TRUST_BUNDLE_TOPIC], self.args.timeout)
+            except Refused:
+                self.log(f"the gateway refused {TRUST_BUNDLE_TOPIC}: keeping the roots in {self.store.trust_file(self.args.ca)}")
             self.progress = True
             self.log(f"connected as {device_id} (certificate {certificate_info(self.store.read(CERT))['serial']})")
             while True:
@@ -136,6 +148,9 @@ class Device:
         self.log(f"telemetry {seq}{total} sent")
 
     def _command(self, topic, payload):
+        if topic == TRUST_BUNDLE_TOPIC:
+            self._follow_trust_bundle(payload)
+            return
         if topic.startswith("$fleetgate/certs/") and topic.endswith("/rotate"):
             try:
                 campaign = json.loads(payload).get("campaignId", "?")
@@ -146,6 +161,19 @@ class Device:
             self.renew_reason = f"rotation campaign {campaign}"
             return
         self.log(f"command {topic}: {payload.decode('utf-8', 'replace')}")
+
+    # --- the trust bundle (README "The trust bundle") ----------------------------------------------
+
+    def _follow_trust_bundle(self, bundle):
+        """Keeps the roots the bundle still lists and the new ones it cross-signs with a root we trust
+        (device_trust.py); stores them as ca.crt (atomic) for every later connection."""
+        with open(self.store.trust_file(self.args.ca), "rb") as handle:
+            current = load_certificates(handle.read())
+        roots = roots_to_trust(to_pem(current), bundle)
+        if roots == current:
+            return
+        self.store.save_trust(to_pem(roots))
+        self.log(f"trust bundle: now trusting {len(roots)} root(s) ({', '.join(root.subject.rfc4514_string() for root in roots)}), stored in {TRUST}")
 
     # --- renewal ----------------------------------------------------------------------------------
 
@@ -184,7 +212,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description="fleetgate device sample (paho-mqtt, MQTT 3.1.1 over mTLS)")
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=8883)
-    parser.add_argument("--ca", required=True, help="root CA the gateway's certificate must chain to (ca.crt)")
+    parser.add_argument("--ca", required=True, help="roots the gateway's certificate must chain to (ca.crt); STATE_DIR/ca.crt replaces it once a trust bundle changes them")
     parser.add_argument("--claim-cert", required=True, help="claim certificate (+ chain) from `fleetgate claim create`")
     parser.add_argument("--claim-key", required=True)
     parser.add_argument("--serial", required=True, help="device serial: the MQTT client id and the device id")

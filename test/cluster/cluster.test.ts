@@ -10,6 +10,8 @@ import { deviceKeyAndCsr } from '../helpers/device-keys.ts';
 import { until } from '../helpers/until.ts';
 import { type ClusterBroker, startTestCluster, type TestCluster } from '../helpers/test-cluster.ts';
 import { closed, nextMessage, type ClientCredential } from '../helpers/test-gateway.ts';
+import type { RotationCampaign } from '../../contract/index.ts';
+import { type DeviceEvent, SimulatedDevice } from '../../device-sim/index.ts';
 
 /**
  * Two `fleetgate broker` processes and one `fleetgate provisioning` on Redis: what a device or a backend
@@ -233,6 +235,32 @@ describe('a cluster of two brokers', { timeout: 60_000 }, () => {
     }, 'the refusal in the audit trail');
     await stranded.process.stop();
   });
+  it('runs a rotation campaign across brokers: the live device renews through its broker, the offline one gets the command on the other broker', async () => {
+    const claim = await cluster.issueClaim();
+    const events: DeviceEvent[] = [];
+    const live = new SimulatedDevice({ serial: 'sensor-camp-1', target: { url: `mqtts://127.0.0.1:${a.port}`, ca: cluster.ca }, claim, telemetryIntervalMs: 0, onEvent: (event) => events.push(event) });
+    void live.run();
+    await live.enrollmentPhase;
+    expect(live.state).toBe('online');
+    const offline = await cluster.enrollDevice('sensor-camp-2');
+
+    const started = await cluster.api<RotationCampaign>('POST', '/v1/rotations', { body: { select: 'ids', ids: ['sensor-camp-1', 'sensor-camp-2'], ratePerSecond: 10 } });
+    expect(started.status, JSON.stringify(started.body)).toBe(201);
+    // The command reached broker A's session over Redis, and the device renewed through broker A's relay.
+    await until(() => events.some((event) => event.type === 'renewed'), 'the live device on broker A to renew');
+    // The offline device comes back on broker B and finds the command waiting for its subscription.
+    const client = track(await cluster.connect(b, 'sensor-camp-2', offline));
+    const command = nextMessage(client, '$fleetgate/certs/sensor-camp-2/rotate', 10_000);
+    await client.subscribeAsync('$fleetgate/certs/sensor-camp-2/rotate', { qos: 1 });
+    expect(JSON.parse((await command) ?? '{}')).toMatchObject({ campaignId: started.body.id });
+    await until(async () => {
+      const progress = (await cluster.api<RotationCampaign>('GET', `/v1/rotations/${started.body.id}`)).body.progress;
+      return progress.renewed === 1 && progress.notified === 2 && progress.offline === 0;
+    }, 'the campaign to count one renewed and two notified');
+    client.end(true);
+    await live.stop();
+  });
+
   it('follows a device CA rotation on every broker: new CA trusted after prepare, old certificates refused after retire (PostgreSQL)', async () => {
     const rotate = async (stage: string) => cluster.api<{ ca: { id: string }; code?: string }>('POST', '/v1/pki/cas/rotate', { body: { role: 'device', stage } });
     const old = await cluster.enrollDevice('sensor-rot-1');

@@ -1,46 +1,27 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RotationCampaign } from '../../contract/index.ts';
+import { launchConsoleBrowser, signedInPage } from '../helpers/console-browser.ts';
 import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /**
- * The console's Rotations page end to end (Debian's Chromium, as test/console/console.e2e.test.ts): an
- * operator starts a campaign from the form, sees its counts, pauses, resumes and closes it; a viewer sees
- * the counts and no controls.
+ * The console's Rotations page end to end (test/helpers/console-browser.ts): an operator starts a campaign
+ * from the form, sees its counts, pauses, resumes and closes it; a viewer sees the counts and no controls.
  */
-const root = join(import.meta.dirname, '..', '..');
-const chromiumPath = '/usr/bin/chromium';
-const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
 let gw: TestGateway;
 let browser: Browser;
-const pageErrors: string[] = [];
+/** Each page's page errors and CSP violations (test/helpers/console-browser.ts). */
+const problems: string[][] = [];
 
 async function signedIn(token: string, role: string): Promise<Page> {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 700 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on('console', (message) => {
-    if (/Content.Security.Policy/i.test(message.text())) pageErrors.push(message.text());
-  });
-  page.on('pageerror', (error) => pageErrors.push(`page error: ${error.message}`));
-  page.on('dialog', (dialog) => void dialog.accept());
-  await page.goto(`https://127.0.0.1:${gw.apiPort}/console`);
-  await page.getByLabel('Operator token').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('[data-test=who]', { hasText: role }).waitFor();
-  await page.getByRole('navigation').getByRole('link', { name: 'Rotations', exact: true }).click();
-  return page;
+  const signed = await signedInPage(browser, { apiPort: gw.apiPort, token, who: role, link: 'Rotations', viewport: { width: 1200, height: 700 } });
+  problems.push(signed.problems);
+  return signed.page;
 }
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) throw new Error(`Chromium is not installed at ${chromiumPath}: run \`apt-get install chromium\`.`);
-  execFileSync(process.execPath, ['--import', 'tsx', join(root, 'console', 'build.ts')], { cwd: root, stdio: 'pipe' });
+  browser = await launchConsoleBrowser();
   gw = await startTestGateway();
-  browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: chromiumArgs });
   for (const id of ['console-rot-1', 'console-rot-2', 'console-rot-3']) await gw.createDevice(id);
 }, 90_000);
 
@@ -84,6 +65,6 @@ describe('console: rotation campaigns', () => {
   });
 
   it('caused no Content-Security-Policy violation or script error', () => {
-    expect(pageErrors).toEqual([]);
+    expect(problems.flat()).toEqual([]);
   });
 });

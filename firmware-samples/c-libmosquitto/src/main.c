@@ -6,8 +6,10 @@
  *
  * Transient failures (network, timeouts, CONNACK 3, ENROLL_RATE_LIMITED, ...) go back to the state that
  * failed after a full-jitter backoff; refusals that cannot get better (CONNACK 5 or 2, a rejected reply such
- * as ENROLL_CLONE_SUSPECTED) stop the device with the code. This file is portable as is: it only uses
- * crypto_openssl.h, storage_files.h, transport_mosquitto.h, json_min.h and platform.h. */
+ * as ENROLL_CLONE_SUSPECTED) stop the device with the code. Every device session also reads the retained trust
+ * bundle and keeps the roots it vouches for (trust_openssl.h) in ca.crt in the state directory, which every
+ * later connection verifies the gateway with. This file is portable as is: it only uses crypto_openssl.h,
+ * storage_files.h, transport_mosquitto.h, trust_openssl.h, json_min.h and platform.h. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -20,6 +22,9 @@
 #include "platform.h"
 #include "storage_files.h"
 #include "transport_mosquitto.h"
+#include "trust_openssl.h"
+
+#define TRUST_BUNDLE_TOPIC "$fleetgate/trust/bundle"
 
 enum { EXIT_OK = 0, EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_GAVE_UP = 4 };
 
@@ -49,6 +54,7 @@ typedef struct {
   int attempt;           /* failures in a row; reset once a device session is up */
   char failure[512];     /* why the last operation failed (logs) */
   char code[64];         /* the gateway's code for a refusal */
+  char ca_path[1100];    /* the CA file of the current session (ca.crt in the state directory, or --ca) */
 } device;
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -203,10 +209,35 @@ static outcome connect_failure(device *d, fg_status st, int connack, const char 
   return fail(d, OUT_FATAL, code, "connecting %s: %s", as, why);
 }
 
-static fg_session_config session_config(const device *d, const char *cert, const char *key, const char *client_id) {
-  fg_session_config c = {.host = d->opt.host, .port = d->opt.port, .ca_file = d->opt.ca, .cert_file = cert, .key_file = key,
+/* The roots every connection verifies the gateway with: ca.crt in the state directory once a trust bundle
+ * changed them, the factory --ca until then. */
+static const char *trusted_ca_file(device *d) {
+  if (fg_store_exists("ca.crt")) return fg_store_path("ca.crt", d->ca_path, sizeof d->ca_path);
+  snprintf(d->ca_path, sizeof d->ca_path, "%s", d->opt.ca);
+  return d->ca_path;
+}
+
+static fg_session_config session_config(device *d, const char *cert, const char *key, const char *client_id) {
+  fg_session_config c = {.host = d->opt.host, .port = d->opt.port, .ca_file = trusted_ca_file(d), .cert_file = cert, .key_file = key,
                          .client_id = client_id, .keepalive_s = 30};
   return c;
+}
+
+/* The retained trust bundle (README "The trust bundle"): keep the roots it still lists and the new ones a
+ * root we trust cross-signs in it (trust_openssl.c), stored atomically as ca.crt for every later connection.
+ * A bundle that vouches for none of our roots changes nothing. */
+static void follow_trust_bundle(device *d, const char *bundle, size_t len) {
+  char path[1100];
+  if (fg_store_exists("ca.crt")) fg_store_path("ca.crt", path, sizeof path);
+  else snprintf(path, sizeof path, "%s", d->opt.ca);
+  char *current = fg_read_file(path);
+  char *roots = NULL;
+  int count = 0;
+  int changed = current ? fg_trust_update(current, bundle, len, &roots, &count) : -1;
+  if (changed < 0) say("trust bundle: cannot read %s or the bundle; keeping the roots it has", path);
+  else if (changed && fg_store_write("ca.crt", roots, 0) != 0) say("trust bundle: cannot write ca.crt in the state directory");
+  else if (changed) say("trust bundle: now trusting %d root(s), stored in ca.crt", count);
+  free(current), free(roots);
 }
 
 /* ---- ENROLL: claim session, CSR, accepted certificate ---------------------------------------------- */
@@ -262,6 +293,10 @@ static outcome do_enroll(device *d) {
  * as the schedule would. Its body names the campaign; a command without one still means "renew now". */
 static void on_command(const char *topic, const char *payload, size_t len, void *user) {
   device *d = user;
+  if (strcmp(topic, TRUST_BUNDLE_TOPIC) == 0) {
+    follow_trust_bundle(d, payload, len);
+    return;
+  }
   char rotate[200];
   snprintf(rotate, sizeof rotate, "$fleetgate/certs/%s/rotate", d->device_id);
   if (strcmp(topic, rotate) == 0) {
@@ -293,6 +328,12 @@ static outcome do_connect(device *d) {
   st = fg_session_subscribe(d->session, filters, 2, d->opt.timeout_ms);
   if (st == FG_ERR_DENIED) return fail(d, OUT_FATAL, "ACL_SUBSCRIBE_DENIED", "the gateway refused %s", filter);
   if (st != FG_OK) return fail(d, OUT_RETRY, "", "subscribing to %s: %s", filter, fg_status_str(st));
+  /* The retained trust bundle arrives after this SUBACK, and again whenever the gateway's roots change. Its
+   * own SUBSCRIBE: a policy that refuses it must not stop the device, which then keeps the roots it has. */
+  const char *trust[] = {TRUST_BUNDLE_TOPIC};
+  st = fg_session_subscribe(d->session, trust, 1, d->opt.timeout_ms);
+  if (st == FG_ERR_DENIED) say("the gateway refused %s: keeping the roots in %s", TRUST_BUNDLE_TOPIC, d->ca_path);
+  else if (st != FG_OK) return fail(d, OUT_RETRY, "", "subscribing to %s: %s", TRUST_BUNDLE_TOPIC, fg_status_str(st));
 
   char *cert = fg_store_read("device.crt");
   int64_t nb = 0, na = 0;

@@ -37,9 +37,8 @@ int fg_store_exists(const char *name) {
   return access(fg_store_path(name, path, sizeof path), F_OK) == 0;
 }
 
-char *fg_store_read(const char *name) {
-  char path[1100];
-  FILE *f = fopen(fg_store_path(name, path, sizeof path), "rb");
+char *fg_read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   size_t cap = 4096, len = 0;
   char *data = malloc(cap);
@@ -57,6 +56,11 @@ char *fg_store_read(const char *name) {
   fclose(f);
   if (data) data[len] = '\0';
   return data;
+}
+
+char *fg_store_read(const char *name) {
+  char path[1100];
+  return fg_read_file(fg_store_path(name, path, sizeof path));
 }
 
 static int sync_dir(void) {

@@ -11,6 +11,8 @@ int fg_store_open(const char *dir);
 int fg_store_exists(const char *name);
 /* The whole blob, NUL-terminated (malloc'd), or NULL. */
 char *fg_store_read(const char *name);
+/* The same for any file (the --ca file a device starts with), NUL-terminated (malloc'd), or NULL. */
+char *fg_read_file(const char *path);
 /* Atomic replace: temporary file, fsync, rename. secret != 0 writes mode 0600 (private keys). */
 int fg_store_write(const char *name, const char *data, int secret);
 /* Atomic rename of one blob over another (the commit step of a renewal). */
