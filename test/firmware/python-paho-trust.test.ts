@@ -3,8 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../helpers/temp-dir.ts';
-import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
-import { expectFollowsRootRotation, runWhileOnline } from './root-rotation.ts';
+import type { TestGateway } from '../helpers/test-gateway.ts';
+import { expectFollowsRootRotation, gatewayWithClaimFiles, runWhileOnline } from './root-rotation.ts';
 import { normalize, trustCases } from './trust-bundle-cases.ts';
 
 /**
@@ -57,12 +57,10 @@ describe.skipIf(!hasPaho)('python-paho firmware sample through a root rotation',
   let args: string[];
 
   beforeAll(async () => {
-    gw = await startTestGateway();
-    const claim = await gw.issueClaim({ maxUses: 1 });
-    writeFileSync(join(dir.path, 'ca.crt'), gw.ca);
-    writeFileSync(join(dir.path, 'claim.crt'), claim.cert);
-    writeFileSync(join(dir.path, 'claim.key'), claim.key, { mode: 0o600 });
-    args = [join(sample, 'fleetgate_device.py'), '--host', '127.0.0.1', '--port', String(gw.mqttPort), '--ca', join(dir.path, 'ca.crt'), '--claim-cert', join(dir.path, 'claim.crt'), '--claim-key', join(dir.path, 'claim.key'), '--serial', serial, '--state-dir', stateDir, '--timeout', '10', '--max-attempts', '3', '--backoff-base', '0.2'];
+    const prepared = await gatewayWithClaimFiles(dir.path);
+    gw = prepared.gw;
+    const { files } = prepared;
+    args = [join(sample, 'fleetgate_device.py'), '--host', '127.0.0.1', '--port', String(gw.mqttPort), '--ca', files.ca, '--claim-cert', files.claimCert, '--claim-key', files.claimKey, '--serial', serial, '--state-dir', stateDir, '--timeout', '10', '--max-attempts', '3', '--backoff-base', '0.2'];
   });
   afterAll(async () => {
     await gw?.close();

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { CaRotation } from '../../contract/index.ts';
-import type { TestGateway } from '../helpers/test-gateway.ts';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 /** One stage of a CA rotation through the API (README "Rotating certificates and CAs"), asserted to succeed. */
 export async function rotateCa(gw: TestGateway, role: 'root' | 'device' | 'claim', stage: 'prepare' | 'activate' | 'retire'): Promise<CaRotation> {
@@ -102,4 +104,18 @@ export async function expectFollowsRootRotation(device: SampleDevice, normalize:
   const { registry } = gw.gateway.dataDir;
   expect(await registry.queryAudit({ deviceId: serial, action: 'device.renew', result: 'ok' })).toHaveLength(2);
   expect((await registry.listCertificates(serial)).filter((c) => c.status === 'active')).toHaveLength(1);
+}
+
+/**
+ * A gateway and what a factory gives one device of a sample: the first root and a one-use claim, written
+ * into `dir` as ca.crt, claim.crt and claim.key (0600), the files every sample is started with.
+ */
+export async function gatewayWithClaimFiles(dir: string): Promise<{ gw: TestGateway; files: { ca: string; claimCert: string; claimKey: string } }> {
+  const gw = await startTestGateway();
+  const claim = await gw.issueClaim({ maxUses: 1 });
+  const files = { ca: join(dir, 'ca.crt'), claimCert: join(dir, 'claim.crt'), claimKey: join(dir, 'claim.key') };
+  writeFileSync(files.ca, gw.ca);
+  writeFileSync(files.claimCert, claim.cert);
+  writeFileSync(files.claimKey, claim.key, { mode: 0o600 });
+  return { gw, files };
 }
