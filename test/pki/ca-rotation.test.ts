@@ -162,6 +162,10 @@ describe('device CA rotation', () => {
     await (await connectOk('rot-alpha', alphaNew)).endAsync();
     const crl = await gw.api<unknown>('GET', `/v1/pki/crl?ca=${oldDeviceCa.id}`);
     expect(crl.status).toBe(200);
+    // A CA nobody made: a coded refusal, audited at the edge.
+    const unknown = await gw.api<{ code: string }>('GET', '/v1/pki/crl?ca=0000000000000000');
+    expect([unknown.status, unknown.body.code]).toEqual([404, 'PKI_CA_NOT_FOUND']);
+    await gw.waitForAudit({ result: 'refused' }, (entry) => entry.code === 'PKI_CA_NOT_FOUND');
   });
 
   it('lists registered manufacturer CAs with their role', async () => {
